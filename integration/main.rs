@@ -1,1 +1,9 @@
+//! Integration tests: real RabbitMQ on 127.0.0.1, real disk images built by real tools.
+//! One test binary (one link) with a module per area.
 
+mod common;
+mod inspect_fs;
+mod inspect_image;
+mod inspect_os;
+mod inspect_packages;
+mod inspect_partition;

@@ -1,0 +1,12 @@
+//! Errors of the partition-table layer.
+
+use crate::inspect::image::ImageError;
+
+/// Why a partition table could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum PartitionError {
+    #[error("corrupt {table} partition table at offset {offset}: {message}")]
+    Corrupt { table: &'static str, offset: u64, message: String },
+    #[error(transparent)]
+    Image(#[from] ImageError),
+}

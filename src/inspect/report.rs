@@ -1,0 +1,168 @@
+//! The inspection report: the serde types of `shared/INSPECTION.md`.
+//!
+//! Every key is always present (`null` or `[]` when unknown), so consumers never need
+//! to tell "absent" from "empty"; names follow libguestfs's inspection API.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// The whole `output` of `guestkit.inspect`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Report {
+    pub image: ImageInfo,
+    pub partition_table: Option<String>,
+    pub partitions: Vec<PartitionInfo>,
+    pub volume_groups: Vec<VolumeGroupInfo>,
+    pub filesystems: Vec<FilesystemInfo>,
+    pub operating_systems: Vec<OperatingSystem>,
+    pub warnings: Vec<String>,
+}
+
+/// The image file itself.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ImageInfo {
+    pub path: String,
+    pub format: String,
+    pub virtual_size: u64,
+    pub backing_chain: Vec<String>,
+    pub sha256: Option<String>,
+}
+
+/// One partition-table entry.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct PartitionInfo {
+    pub device: String,
+    pub number: u32,
+    pub start: u64,
+    pub size: u64,
+    #[serde(rename = "type")]
+    pub part_type: String,
+    pub name: Option<String>,
+    pub bootable: bool,
+}
+
+/// An LVM2 volume group.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct VolumeGroupInfo {
+    pub name: String,
+    pub uuid: String,
+    pub physical_volumes: Vec<String>,
+    pub logical_volumes: Vec<LogicalVolumeInfo>,
+}
+
+/// An LVM2 logical volume.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct LogicalVolumeInfo {
+    pub name: String,
+    pub device: String,
+    pub size: u64,
+}
+
+/// A filesystem (or other recognised content: swap, LVM2 PV, LUKS) on a device.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct FilesystemInfo {
+    pub device: String,
+    #[serde(rename = "type")]
+    pub fs_type: String,
+    pub uuid: Option<String>,
+    pub label: Option<String>,
+    pub size: Option<u64>,
+}
+
+/// One operating system root and what was found in it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct OperatingSystem {
+    pub root: String,
+    #[serde(rename = "type")]
+    pub os_type: String,
+    pub distro: Option<String>,
+    pub product_name: Option<String>,
+    pub product_variant: Option<String>,
+    pub major_version: Option<u32>,
+    pub minor_version: Option<u32>,
+    pub arch: Option<String>,
+    pub hostname: Option<String>,
+    pub osinfo: Option<String>,
+    pub package_format: Option<String>,
+    pub package_management: Option<String>,
+    pub mountpoints: BTreeMap<String, String>,
+    pub applications: Vec<Application>,
+    pub users: Vec<User>,
+    pub services: Vec<Service>,
+    pub network: Network,
+    pub kernels: Vec<Kernel>,
+    pub security: Security,
+    pub machine_id: Option<String>,
+    pub cloud_init: bool,
+}
+
+/// An installed package, from the package database itself.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Application {
+    pub name: String,
+    pub epoch: Option<u32>,
+    pub version: String,
+    pub release: Option<String>,
+    pub arch: Option<String>,
+    pub summary: Option<String>,
+}
+
+/// A local account; password hashes never leave the worker, only `locked`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct User {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub home: String,
+    pub shell: String,
+    pub system: bool,
+    pub locked: bool,
+}
+
+/// A service and whether it starts at boot.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Service {
+    pub name: String,
+    pub enabled: bool,
+    pub kind: String,
+}
+
+/// Network configuration as written in the guest's config files.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Network {
+    pub interfaces: Vec<Interface>,
+    pub dns_servers: Vec<String>,
+}
+
+/// One configured interface.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Interface {
+    pub name: String,
+    /// `dhcp`, `static`, `manual`, `loopback`, ...
+    pub method: Option<String>,
+    pub addresses: Vec<String>,
+}
+
+/// An installed kernel.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Kernel {
+    pub version: String,
+    pub path: String,
+}
+
+/// Security settings read from files on the image (never from a running system).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Security {
+    pub selinux: Option<String>,
+    pub apparmor: bool,
+    pub ssh: Ssh,
+    pub firewall: Option<String>,
+}
+
+/// The effective sshd settings that matter most.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Ssh {
+    pub permit_root_login: Option<String>,
+    pub password_authentication: Option<bool>,
+}

@@ -1,0 +1,125 @@
+//! The one byte-source trait every inspection layer reads through.
+//!
+//! An image format, a partition, a logical volume: each is a `ReadAt` over the layer
+//! below, so an OS detector never knows whether its bytes came from qcow2 or raw.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use super::image::ImageError;
+
+/// A read-only, random-access byte source of known size.
+///
+/// `&self` (not `&mut self`) so one source can be shared by many readers across threads;
+/// implementations keep their caches behind a lock.
+pub trait ReadAt: Send + Sync {
+    /// Size in bytes of the source (the virtual size, for an image format).
+    fn size(&self) -> u64;
+
+    /// Fills all of `buf` with the bytes at `offset`. A read that would cross the end of
+    /// the source is an error, never a short read, so callers need no length checks.
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), ImageError>;
+}
+
+impl<T: ReadAt + ?Sized> ReadAt for Arc<T> {
+    fn size(&self) -> u64 {
+        (**self).size()
+    }
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), ImageError> {
+        (**self).read_exact_at(offset, buf)
+    }
+}
+
+/// Checks that `[offset, offset + len)` lies inside a source of `size` bytes.
+pub fn check_range(offset: u64, len: usize, size: u64) -> Result<(), ImageError> {
+    match offset.checked_add(len as u64) {
+        Some(end) if end <= size => Ok(()),
+        _ => Err(ImageError::OutOfRange { offset, len: len as u64, size }),
+    }
+}
+
+/// Reads `len` bytes at `offset` into a new buffer, refusing lengths above `max` so a size
+/// taken from disk can never drive an unbounded allocation.
+pub fn read_vec(src: &dyn ReadAt, offset: u64, len: u64, max: u64) -> Result<Vec<u8>, ImageError> {
+    if len > max {
+        return Err(ImageError::TooLarge { what: "read", size: len, limit: max });
+    }
+    let mut buf = vec![0u8; len as usize];
+    src.read_exact_at(offset, &mut buf)?;
+    Ok(buf)
+}
+
+/// A window `[start, start + len)` of another source: a partition or a logical volume.
+pub struct Slice {
+    inner: Arc<dyn ReadAt>,
+    start: u64,
+    len: u64,
+}
+
+impl Slice {
+    /// Creates the window, clamping nothing: a window past the end of `inner` is an error
+    /// here, so a lying partition table is caught once, not on every read.
+    pub fn new(inner: Arc<dyn ReadAt>, start: u64, len: u64) -> Result<Slice, ImageError> {
+        let end = start
+            .checked_add(len)
+            .ok_or(ImageError::OutOfRange { offset: start, len, size: inner.size() })?;
+        if end > inner.size() {
+            return Err(ImageError::OutOfRange { offset: start, len, size: inner.size() });
+        }
+        Ok(Slice { inner, start, len })
+    }
+}
+
+impl ReadAt for Slice {
+    fn size(&self) -> u64 {
+        self.len
+    }
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), ImageError> {
+        check_range(offset, buf.len(), self.len)?;
+        self.inner.read_exact_at(self.start + offset, buf)
+    }
+}
+
+/// Counts the bytes one job reads and stops the job once it passes its cap, so a hostile
+/// image cannot make a worker read forever (for example a directory loop that evades
+/// the other checks).
+pub struct Budgeted {
+    inner: Arc<dyn ReadAt>,
+    read: Arc<AtomicU64>,
+    limit: u64,
+}
+
+impl Budgeted {
+    /// Wraps `inner`; `read` is shared so the caller can report the total afterwards.
+    pub fn new(inner: Arc<dyn ReadAt>, read: Arc<AtomicU64>, limit: u64) -> Budgeted {
+        Budgeted { inner, read, limit }
+    }
+}
+
+impl ReadAt for Budgeted {
+    fn size(&self) -> u64 {
+        self.inner.size()
+    }
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), ImageError> {
+        let total = self.read.fetch_add(buf.len() as u64, Ordering::Relaxed) + buf.len() as u64;
+        if total > self.limit {
+            return Err(ImageError::BudgetExceeded { limit: self.limit });
+        }
+        self.inner.read_exact_at(offset, buf)
+    }
+}
+
+/// An in-memory source, for tests and for small structures already read.
+pub struct MemSource(pub Vec<u8>);
+
+impl ReadAt for MemSource {
+    fn size(&self) -> u64 {
+        self.0.len() as u64
+    }
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), ImageError> {
+        check_range(offset, buf.len(), self.size())?;
+        let start = offset as usize;
+        buf.copy_from_slice(&self.0[start..start + buf.len()]);
+        Ok(())
+    }
+}
