@@ -7,3 +7,5 @@ mod inspect_image;
 mod inspect_os;
 mod inspect_packages;
 mod inspect_partition;
+mod worker_delivery;
+mod worker_failures;

@@ -45,3 +45,4 @@ pub fn sha256sum(path: &Path) -> String {
     let out = run(Command::new("sha256sum").arg(path));
     String::from_utf8_lossy(&out).split_whitespace().next().unwrap().to_string()
 }
+pub mod broker;

@@ -1,0 +1,331 @@
+//! Test side of the broker: a plain lapin client (what another service would use),
+//! the real `guestkit-worker` binary as a child process, and queue statistics from
+//! `rabbitmqctl` (an oracle that does not go through our code).
+
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use guestkit_worker::broker::topology::{self, PoolNames, JOBS_EXCHANGE, RESULTS_EXCHANGE};
+use lapin::options::*;
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use serde_json::Value;
+
+pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+/// Tests that break every broker connection take this for writing; every other broker
+/// test holds it for reading, so they never run at the same time.
+pub static BROKER_LOCK: LazyLock<tokio::sync::RwLock<()>> = LazyLock::new(|| tokio::sync::RwLock::new(()));
+
+/// A pool name no other test (or earlier run) uses.
+pub fn unique_pool(name: &str) -> String {
+    format!("t-{name}-{}", ulid::Ulid::new().to_string().to_lowercase())
+}
+
+/// A free TCP port on loopback for the worker's metrics server.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub async fn connect() -> Connection {
+    Connection::connect(AMQP_URL, ConnectionProperties::default())
+        .await
+        .expect("RabbitMQ must answer on 127.0.0.1:5672 (see .ci/run)")
+}
+
+/// The test's view of one pool: a publishing channel with confirms, and a durable
+/// queue collecting every result of the pool (durable so results published while the
+/// test's own connection is being closed are not lost).
+pub struct Pool {
+    pub names: PoolNames,
+    pub conn: Connection,
+    pub ch: Channel,
+    results_queue: String,
+    events_queue: String,
+}
+
+impl Pool {
+    pub async fn new(name: &str) -> Pool {
+        let names = PoolNames::new(&unique_pool(name));
+        let conn = connect().await;
+        let ch = conn.create_channel().await.unwrap();
+        topology::declare(&ch, &names, 5).await.unwrap();
+        ch.confirm_select(ConfirmSelectOptions::default()).await.unwrap();
+        let results_queue = format!("{}.test-results", names.jobs);
+        ch.queue_declare(results_queue.as_str().into(), QueueDeclareOptions { durable: true, ..Default::default() }, FieldTable::default())
+            .await
+            .unwrap();
+        ch.queue_bind(
+            results_queue.as_str().into(),
+            RESULTS_EXCHANGE.into(),
+            format!("{}.#", names.pool).as_str().into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+        let events_queue = format!("{}.test-events", names.jobs);
+        ch.queue_declare(events_queue.as_str().into(), QueueDeclareOptions { durable: true, ..Default::default() }, FieldTable::default())
+            .await
+            .unwrap();
+        ch.queue_bind(
+            events_queue.as_str().into(),
+            topology::EVENTS_EXCHANGE.into(),
+            names.progress_key().as_str().into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+        Pool { names, conn, ch, results_queue, events_queue }
+    }
+
+    pub fn pool(&self) -> &str {
+        &self.names.pool
+    }
+
+    /// Publishes raw bytes as a persistent job message, confirmed.
+    pub async fn publish_raw(&self, body: &[u8], props: BasicProperties) {
+        let confirm = self
+            .ch
+            .basic_publish(JOBS_EXCHANGE.into(), self.names.pool.as_str().into(), BasicPublishOptions::default(), body, props.with_delivery_mode(2))
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        assert!(confirm.is_ack());
+    }
+
+    /// Publishes a job document.
+    pub async fn publish(&self, job: &Value) {
+        self.publish_raw(&serde_json::to_vec(job).unwrap(), BasicProperties::default()).await;
+    }
+
+    /// Collects `n` results (body as JSON, plus headers), failing the test after `wait`.
+    pub async fn results(&self, n: usize, wait: Duration) -> Vec<Received> {
+        let mut out = Vec::new();
+        let deadline = tokio::time::Instant::now() + wait;
+        // A fresh connection per call: the test's main one may have been closed by a
+        // test that breaks connections.
+        while out.len() < n {
+            let conn = connect().await;
+            let ch = conn.create_channel().await.unwrap();
+            let mut consumer = ch
+                .basic_consume(self.results_queue.as_str().into(), "".into(), BasicConsumeOptions { no_ack: true, ..Default::default() }, FieldTable::default())
+                .await
+                .unwrap();
+            while out.len() < n {
+                let next = tokio::time::timeout_at(deadline, consumer.next()).await;
+                match next {
+                    Ok(Some(Ok(d))) => out.push(Received::from(d)),
+                    Ok(_) => break,
+                    Err(_) => panic!("only {} of {n} results arrived in {wait:?}", out.len()),
+                }
+            }
+            let _ = conn.close(200, "done".into()).await;
+        }
+        out
+    }
+
+    /// Results that arrive within `wait` (for checking that nothing more comes).
+    pub async fn results_within(&self, wait: Duration) -> Vec<Received> {
+        let conn = connect().await;
+        let ch = conn.create_channel().await.unwrap();
+        let mut consumer = ch
+            .basic_consume(self.results_queue.as_str().into(), "".into(), BasicConsumeOptions { no_ack: true, ..Default::default() }, FieldTable::default())
+            .await
+            .unwrap();
+        let mut out = Vec::new();
+        let deadline = tokio::time::Instant::now() + wait;
+        while let Ok(Some(Ok(d))) = tokio::time::timeout_at(deadline, consumer.next()).await {
+            out.push(Received::from(d));
+        }
+        let _ = conn.close(200, "done".into()).await;
+        out
+    }
+
+    /// Waits for `n` progress events named `event` (`started`, `finished`...); quicker
+    /// and more precise than polling queue statistics.
+    pub async fn wait_events(&self, event: &str, n: usize, wait: Duration) {
+        let conn = connect().await;
+        let ch = conn.create_channel().await.unwrap();
+        let mut consumer = ch
+            .basic_consume(self.events_queue.as_str().into(), "".into(), BasicConsumeOptions { no_ack: true, ..Default::default() }, FieldTable::default())
+            .await
+            .unwrap();
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut seen = 0;
+        while seen < n {
+            match tokio::time::timeout_at(deadline, consumer.next()).await {
+                Ok(Some(Ok(d))) => {
+                    let v: Value = serde_json::from_slice(&d.data).unwrap();
+                    if v["event"] == event {
+                        seen += 1;
+                    }
+                }
+                _ => panic!("only {seen} of {n} {event} events within {wait:?}"),
+            }
+        }
+        let _ = conn.close(200, "done".into()).await;
+    }
+
+    /// Messages in `queue` as (ready, unacked), from rabbitmqctl.
+    pub fn counts(&self, queue: &str) -> (u64, u64) {
+        queue_counts(queue)
+    }
+
+    /// Waits until the jobs queue has nothing ready and nothing unacked.
+    pub async fn wait_drained(&self, wait: Duration) {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let (ready, unacked) = self.counts(&self.names.jobs);
+            if ready == 0 && unacked == 0 {
+                return;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "queue not drained: ready {ready}, unacked {unacked}");
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// Deletes the pool's queues.
+    pub async fn cleanup(self) {
+        let conn = connect().await;
+        let ch = conn.create_channel().await.unwrap();
+        for q in [&self.names.jobs, &self.names.retry, &self.names.dead, &self.results_queue, &self.events_queue] {
+            let _ = ch.queue_delete(q.as_str().into(), QueueDeleteOptions::default()).await;
+        }
+        let _ = conn.close(200, "cleanup".into()).await;
+    }
+}
+
+/// (ready, unacked) of a queue, from `rabbitmqctl list_queues`.
+pub fn queue_counts(queue: &str) -> (u64, u64) {
+    let out = Command::new("rabbitmqctl")
+        .args(["list_queues", "-q", "--no-table-headers", "name", "messages_ready", "messages_unacknowledged"])
+        .output()
+        .expect("rabbitmqctl");
+    let text = String::from_utf8_lossy(&out.stdout);
+    for line in text.lines() {
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        if cols.len() == 3 && cols[0] == queue {
+            return (cols[1].parse().unwrap_or(0), cols[2].parse().unwrap_or(0));
+        }
+    }
+    panic!("queue {queue} not listed by rabbitmqctl:\n{text}");
+}
+
+/// One result message as the test sees it.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub body: Value,
+    pub headers: HashMap<String, String>,
+    pub content_type: Option<String>,
+    pub correlation_id: Option<String>,
+    pub routing_key: String,
+}
+
+impl From<lapin::message::Delivery> for Received {
+    fn from(d: lapin::message::Delivery) -> Received {
+        let mut headers = HashMap::new();
+        if let Some(h) = d.properties.headers() {
+            for (k, v) in h.inner() {
+                let v = match v {
+                    AMQPValue::LongString(s) => s.to_string(),
+                    AMQPValue::LongLongInt(i) => i.to_string(),
+                    AMQPValue::LongInt(i) => i.to_string(),
+                    other => format!("{other:?}"),
+                };
+                headers.insert(k.to_string(), v);
+            }
+        }
+        Received {
+            body: serde_json::from_slice(&d.data).unwrap_or(Value::Null),
+            headers,
+            content_type: d.properties.content_type().as_ref().map(|s| s.to_string()),
+            correlation_id: d.properties.correlation_id().as_ref().map(|s| s.to_string()),
+            routing_key: d.routing_key.to_string(),
+        }
+    }
+}
+
+/// A job document as another service would write it by hand.
+pub fn echo_job(job_id: &str, data: Value) -> Value {
+    serde_json::json!({
+        "version": "1.0", "job_id": job_id, "kind": "VMOperation",
+        "created_at": chrono::Utc::now().to_rfc3339(),
+        "operation": "system.echo",
+        "payload": { "type": "system.echo.v1", "data": data },
+    })
+}
+
+/// The real worker binary as a child process.
+pub struct WorkerProcess {
+    pub child: Child,
+    pub metrics_port: u16,
+}
+
+impl WorkerProcess {
+    pub fn spawn(pool: &str, extra: &[&str]) -> WorkerProcess {
+        let metrics_port = free_port();
+        let child = Command::new(env!("CARGO_BIN_EXE_guestkit-worker"))
+            .args(["--pool", pool, "--metrics-addr", &format!("127.0.0.1:{metrics_port}"), "--log-level", "warn"])
+            .args(extra)
+            .env("GUESTKIT_AMQP_URL", AMQP_URL)
+            .stdout(Stdio::null())
+            .stderr(if std::env::var_os("GUESTKIT_TEST_LOGS").is_some() { Stdio::inherit() } else { Stdio::null() })
+            .spawn()
+            .expect("spawn guestkit-worker");
+        WorkerProcess { child, metrics_port }
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let status = Command::new("kill").args([&format!("-{sig}"), &self.child.id().to_string()]).status().unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for exit, up to `wait`; returns the exit status.
+    pub async fn wait_exit(&mut self, wait: Duration) -> std::process::ExitStatus {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "worker did not exit within {wait:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// GET on the worker's HTTP server: (status, body).
+    pub async fn http_get(&self, path: &str) -> Option<(u16, String)> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", self.metrics_port)).await.ok()?;
+        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes()).await.ok()?;
+        let mut buf = String::new();
+        s.read_to_string(&mut buf).await.ok()?;
+        let code = buf.split_whitespace().nth(1)?.parse().ok()?;
+        let body = buf.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+        Some((code, body))
+    }
+
+    /// Waits until `/readyz` answers 200.
+    pub async fn wait_ready(&self, wait: Duration) {
+        let deadline = tokio::time::Instant::now() + wait;
+        while tokio::time::Instant::now() < deadline {
+            if let Some((200, _)) = self.http_get("/readyz").await {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("worker not ready within {wait:?}");
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

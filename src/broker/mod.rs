@@ -1,0 +1,5 @@
+//! Everything that talks AMQP: topology, connections, the confirmed publisher.
+
+pub mod connection;
+pub mod publisher;
+pub mod topology;

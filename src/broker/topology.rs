@@ -1,0 +1,85 @@
+//! Names and arguments of the exchanges and queues of the wire contract, and their
+//! idempotent declaration.
+
+use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::{Channel, ExchangeKind};
+
+/// Direct exchange jobs are published to, routing key `<pool>`.
+pub const JOBS_EXCHANGE: &str = "guestkit.jobs";
+/// Topic exchange of results, routing key `<pool>.<status>.<operation>`.
+pub const RESULTS_EXCHANGE: &str = "guestkit.results";
+/// Topic exchange of progress events, routing key `<pool>.progress`.
+pub const EVENTS_EXCHANGE: &str = "guestkit.events";
+
+/// The queue names of one pool.
+#[derive(Debug, Clone)]
+pub struct PoolNames {
+    pub pool: String,
+    pub jobs: String,
+    pub retry: String,
+    pub dead: String,
+}
+
+impl PoolNames {
+    /// Names for `pool`.
+    pub fn new(pool: &str) -> PoolNames {
+        PoolNames {
+            pool: pool.to_string(),
+            jobs: format!("guestkit.jobs.{pool}"),
+            retry: format!("guestkit.jobs.{pool}.retry"),
+            dead: format!("guestkit.jobs.{pool}.dead"),
+        }
+    }
+
+    /// Routing key of progress events.
+    pub fn progress_key(&self) -> String {
+        format!("{}.progress", self.pool)
+    }
+}
+
+fn long(s: &str) -> AMQPValue {
+    AMQPValue::LongString(LongString::from(s))
+}
+
+/// Declares everything the pool needs. Safe to run any number of times, from any
+/// number of processes, as long as the arguments stay the same (a queue redeclared
+/// with other arguments is a channel error, which is what we want to see).
+pub async fn declare(channel: &Channel, names: &PoolNames, delivery_limit: u32) -> lapin::Result<()> {
+    let durable = ExchangeDeclareOptions { durable: true, ..Default::default() };
+    channel
+        .exchange_declare(JOBS_EXCHANGE.into(), ExchangeKind::Direct, durable, FieldTable::default())
+        .await?;
+    channel
+        .exchange_declare(RESULTS_EXCHANGE.into(), ExchangeKind::Topic, durable, FieldTable::default())
+        .await?;
+    channel
+        .exchange_declare(EVENTS_EXCHANGE.into(), ExchangeKind::Topic, durable, FieldTable::default())
+        .await?;
+
+    let queue = QueueDeclareOptions { durable: true, ..Default::default() };
+
+    let mut jobs_args = FieldTable::default();
+    jobs_args.insert(ShortString::from("x-queue-type"), long("quorum"));
+    jobs_args.insert(ShortString::from("x-delivery-limit"), AMQPValue::LongLongInt(delivery_limit as i64));
+    jobs_args.insert(ShortString::from("x-dead-letter-exchange"), long(""));
+    jobs_args.insert(ShortString::from("x-dead-letter-routing-key"), long(&names.dead));
+    channel.queue_declare(names.jobs.as_str().into(), queue, jobs_args).await?;
+    channel
+        .queue_bind(
+            names.jobs.as_str().into(),
+            JOBS_EXCHANGE.into(),
+            names.pool.as_str().into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+
+    let mut retry_args = FieldTable::default();
+    retry_args.insert(ShortString::from("x-dead-letter-exchange"), long(""));
+    retry_args.insert(ShortString::from("x-dead-letter-routing-key"), long(&names.jobs));
+    channel.queue_declare(names.retry.as_str().into(), queue, retry_args).await?;
+
+    channel.queue_declare(names.dead.as_str().into(), queue, FieldTable::default()).await?;
+    Ok(())
+}

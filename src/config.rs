@@ -1,0 +1,141 @@
+//! Command line and environment: every flag of the wire contract, each with its
+//! `GUESTKIT_*` variable.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Default broker URL of the contract.
+pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+/// `guestkit-worker`: the daemon when no subcommand is given.
+#[derive(Debug, Parser)]
+#[command(name = "guestkit-worker", version, about = "Userspace VM disk-image inspection worker for RabbitMQ")]
+pub struct Cli {
+    #[command(flatten)]
+    pub config: Config,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Settings shared by the daemon and the subcommands (global, so they may follow the
+/// subcommand name too).
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// AMQP 0-9-1 URL of the broker.
+    #[arg(long, env = "GUESTKIT_AMQP_URL", default_value = DEFAULT_AMQP_URL, global = true)]
+    pub amqp_url: String,
+    /// Worker pool: the queue `guestkit.jobs.<pool>` this worker consumes.
+    #[arg(long, env = "GUESTKIT_POOL", default_value = "default", global = true)]
+    pub pool: String,
+    /// Jobs run at once; also the prefetch (basic.qos).
+    #[arg(long, env = "GUESTKIT_MAX_CONCURRENT", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=2000), global = true)]
+    pub max_concurrent: u16,
+    /// This worker's id in results and logs (default: a fresh ULID).
+    #[arg(long, env = "GUESTKIT_WORKER_ID", global = true)]
+    pub worker_id: Option<String>,
+    /// Directory images may be read from (repeatable; in the variable, comma-separated).
+    #[arg(long = "image-root", env = "GUESTKIT_IMAGE_ROOT", value_delimiter = ',', default_value = "/var/lib/guestkit/images", global = true)]
+    pub image_roots: Vec<PathBuf>,
+    /// Address of the HTTP server for /metrics, /healthz and /readyz.
+    #[arg(long, env = "GUESTKIT_METRICS_ADDR", default_value = "0.0.0.0:9090", global = true)]
+    pub metrics_addr: SocketAddr,
+    /// Log format: `text` for people, `json` for machines.
+    #[arg(long, env = "GUESTKIT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+    /// Log filter (`info`, `debug`, or a tracing directive such as `guestkit_worker=debug`).
+    #[arg(long, env = "GUESTKIT_LOG_LEVEL", default_value = "info", global = true)]
+    pub log_level: String,
+    /// Seconds running jobs get to finish after SIGTERM/SIGINT.
+    #[arg(long, env = "GUESTKIT_SHUTDOWN_GRACE", default_value_t = 30, global = true)]
+    pub shutdown_grace: u64,
+    /// Upper bound in seconds on any job's run time, whatever the job asks for.
+    #[arg(long, env = "GUESTKIT_MAX_JOB_TIMEOUT", default_value_t = 3600, global = true)]
+    pub max_job_timeout: u64,
+    /// Largest message body accepted; a larger one is rejected without being parsed.
+    #[arg(long, env = "GUESTKIT_MAX_MESSAGE_BYTES", default_value_t = 1024 * 1024, global = true)]
+    pub max_message_bytes: usize,
+    /// `x-delivery-limit` of the jobs queue: redeliveries before the broker dead-letters.
+    #[arg(long, env = "GUESTKIT_DELIVERY_LIMIT", default_value_t = 5, global = true)]
+    pub delivery_limit: u32,
+    /// Directory of tera templates overriding the built-in ones.
+    #[arg(long, env = "GUESTKIT_TEMPLATES_DIR", global = true)]
+    pub templates_dir: Option<PathBuf>,
+}
+
+impl Config {
+    /// `--shutdown-grace` as a duration.
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace)
+    }
+
+    /// `--max-job-timeout` as a duration.
+    pub fn max_job_timeout(&self) -> Duration {
+        Duration::from_secs(self.max_job_timeout.max(1))
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Subcommands besides the daemon.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Declare the topology of `--pool` (idempotent), so queues exist before any worker
+    /// runs: KEDA's scale-from-zero needs them.
+    Declare,
+    /// Publish a job (from a file, or built from --operation/--data).
+    Submit(SubmitArgs),
+    /// Inspect one image with no broker and print the report.
+    Inspect(InspectArgs),
+    /// Exit 0 when the daemon's /healthz answers 200 (for Docker's HEALTHCHECK).
+    Healthcheck,
+}
+
+/// Arguments of `submit`.
+#[derive(Debug, Args)]
+pub struct SubmitArgs {
+    /// A job document (JSON) to publish as is.
+    #[arg(conflicts_with_all = ["operation", "data"])]
+    pub file: Option<PathBuf>,
+    /// Operation of a job built here, for example `system.echo`.
+    #[arg(long, required_unless_present = "file")]
+    pub operation: Option<String>,
+    /// `payload.data` of a built job, as JSON.
+    #[arg(long, default_value = "{}")]
+    pub data: String,
+    /// `execution.max_attempts` of a built job.
+    #[arg(long)]
+    pub max_attempts: Option<u32>,
+    /// `execution.timeout_seconds` of a built job.
+    #[arg(long)]
+    pub timeout_seconds: Option<u64>,
+    /// Wait for the result (through reply_to) and print it; exit 0 only for `completed`.
+    #[arg(long)]
+    pub wait: bool,
+    /// Seconds to wait for the result.
+    #[arg(long, default_value_t = 300)]
+    pub wait_timeout: u64,
+}
+
+/// Arguments of `inspect`.
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// The disk image.
+    pub image: PathBuf,
+    /// Assert the image format (`raw`, `qcow2`); a mismatch is an error.
+    #[arg(long)]
+    pub format: Option<String>,
+    /// Output format of the report.
+    #[arg(long, default_value = "json")]
+    pub output: String,
+    /// Template for text/markdown/html output.
+    #[arg(long, default_value = "standard")]
+    pub template: String,
+}

@@ -1,0 +1,99 @@
+//! The operation registry: operation name -> handler, one file per operation.
+
+pub mod echo;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use guestkit_job_spec::JobDocument;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::Metrics;
+use crate::progress::Progress;
+
+/// What an operation returns: its `output`, or why it failed.
+pub type OpFuture = Pin<Box<dyn Future<Output = Result<Value, OpError>> + Send>>;
+
+/// A failure of an operation that ran (a `failed` result), with whether trying again
+/// could help.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpError {
+    pub kind: String,
+    pub message: String,
+    pub retryable: bool,
+}
+
+impl OpError {
+    /// A failure that another attempt may not repeat (broker hiccup, busy host).
+    pub fn retryable(kind: &str, message: impl Into<String>) -> OpError {
+        OpError { kind: kind.to_string(), message: message.into(), retryable: true }
+    }
+
+    /// A failure another attempt would repeat (corrupt image, bad checksum).
+    pub fn fatal(kind: &str, message: impl Into<String>) -> OpError {
+        OpError { kind: kind.to_string(), message: message.into(), retryable: false }
+    }
+}
+
+/// Worker-wide settings an operation may need.
+pub struct OpEnv {
+    pub image_roots: Vec<PathBuf>,
+    pub metrics: Option<Arc<Metrics>>,
+}
+
+/// Everything one run of an operation gets.
+pub struct OpContext {
+    pub job: Arc<JobDocument>,
+    pub progress: Progress,
+    /// Cancelled on timeout or when the worker gives up on the job; blocking work polls it.
+    pub cancel: CancellationToken,
+    pub env: Arc<OpEnv>,
+}
+
+/// One operation. `validate` runs before anything else and turns a payload that can
+/// never work (bad shape, image outside the roots) into a `rejected` result; `run`
+/// does the work.
+pub trait Operation: Send + Sync {
+    /// The operation name in `job.operation`.
+    fn name(&self) -> &'static str;
+    /// Checks `payload.data`; an `Err` message is returned to the publisher as-is.
+    fn validate(&self, _data: &Value, _env: &OpEnv) -> Result<(), String> {
+        Ok(())
+    }
+    /// Runs the job.
+    fn run(&self, ctx: OpContext) -> OpFuture;
+}
+
+/// Operation name -> handler.
+pub struct Registry {
+    ops: HashMap<&'static str, Arc<dyn Operation>>,
+}
+
+impl Registry {
+    /// The operations this build ships.
+    pub fn standard() -> Registry {
+        let mut reg = Registry { ops: HashMap::new() };
+        reg.add(Arc::new(echo::Echo));
+        reg
+    }
+
+    fn add(&mut self, op: Arc<dyn Operation>) {
+        self.ops.insert(op.name(), op);
+    }
+
+    /// The handler of `name`, if this worker has one.
+    pub fn get(&self, name: &str) -> Option<Arc<dyn Operation>> {
+        self.ops.get(name).cloned()
+    }
+
+    /// Names of every operation, sorted (for error messages).
+    pub fn names(&self) -> Vec<&'static str> {
+        let mut names: Vec<_> = self.ops.keys().copied().collect();
+        names.sort_unstable();
+        names
+    }
+}

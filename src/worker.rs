@@ -1,0 +1,452 @@
+//! The daemon: consume the pool's queue, run each job under the semaphore, publish its
+//! result with confirms, and only then ack.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use futures_util::StreamExt;
+use guestkit_job_spec::{JobStatus, OutputSpec, ResultDocument};
+use lapin::message::Delivery;
+use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::{BasicProperties, Channel, Connection};
+use tokio::sync::Semaphore;
+use tokio_util::task::TaskTracker;
+
+use crate::broker::connection::connect_with_retry;
+use crate::broker::publisher::{PublishError, Publisher};
+use crate::broker::topology::{self, PoolNames, RESULTS_EXCHANGE};
+use crate::config::Config;
+use crate::executor::{self, Accepted, Rejection, ResultStamp};
+use crate::http::{self, Health};
+use crate::metrics::Metrics;
+use crate::ops::{OpEnv, OpError, Registry};
+use crate::progress::{run_events_publisher, EventSink, Progress};
+use crate::render::Renderer;
+use crate::shutdown::Shutdown;
+
+/// How long the worker waits for its broker at start before giving up (and letting the
+/// supervisor restart it).
+const CONNECT_DEADLINE: Duration = Duration::from_secs(120);
+
+/// What every job task shares.
+struct Shared {
+    cfg: Config,
+    worker_id: String,
+    names: PoolNames,
+    registry: Registry,
+    env: Arc<OpEnv>,
+    publisher: Arc<Publisher>,
+    metrics: Arc<Metrics>,
+    renderer: Renderer,
+    events: EventSink,
+    semaphore: Arc<Semaphore>,
+}
+
+/// How a delivery is settled once its outcome is safely published.
+enum Settle {
+    Ack,
+    /// Dead-letter (rejected message).
+    Reject,
+    /// Back to the queue (shutdown before it started, or its result could not be published).
+    Requeue,
+}
+
+/// Runs the worker until `shutdown` fires and running jobs are drained.
+pub async fn run(cfg: Config, shutdown: Shutdown) -> anyhow::Result<()> {
+    let worker_id = cfg.worker_id.clone().unwrap_or_else(|| ulid::Ulid::new().to_string());
+    let names = PoolNames::new(&cfg.pool);
+    let metrics = Arc::new(Metrics::new(env!("CARGO_PKG_VERSION"), &worker_id, &cfg.pool));
+    let health = Arc::new(Health::default());
+
+    let listener = tokio::net::TcpListener::bind(cfg.metrics_addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot bind --metrics-addr {}: {e}", cfg.metrics_addr))?;
+    tokio::spawn(http::serve(listener, metrics.clone(), health.clone(), shutdown.clone()));
+
+    let publisher = Arc::new(Publisher::new(&cfg.amqp_url, &format!("guestkit-worker {worker_id} publisher"))?);
+    let (events, events_rx) = EventSink::new();
+    let events_task = tokio::spawn(run_events_publisher(events_rx, publisher.clone(), names.progress_key()));
+
+    let shared = Arc::new(Shared {
+        env: Arc::new(OpEnv { image_roots: cfg.image_roots.clone(), metrics: Some(metrics.clone()) }),
+        semaphore: Arc::new(Semaphore::new(cfg.max_concurrent as usize)),
+        registry: Registry::standard(),
+        renderer: Renderer::new(),
+        worker_id: worker_id.clone(),
+        names,
+        publisher,
+        metrics,
+        events,
+        cfg,
+    });
+    tracing::info!(
+        worker_id = %shared.worker_id, pool = %shared.cfg.pool, max_concurrent = shared.cfg.max_concurrent,
+        metrics_addr = %shared.cfg.metrics_addr, "worker starting"
+    );
+
+    let tracker = TaskTracker::new();
+    let result = consume(&shared, &health, &tracker, shutdown).await;
+
+    health.set_draining();
+    tracker.close();
+    let grace = shared.cfg.shutdown_grace();
+    if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+        tracing::warn!(
+            unfinished = tracker.len(),
+            grace_s = grace.as_secs(),
+            "jobs still running after the shutdown grace; they stay unacked and return to the queue"
+        );
+    }
+    drop(shared);
+    events_task.abort();
+    tracing::info!("worker stopped");
+    result
+}
+
+/// The consume loop, with reconnects, until shutdown. Returns after the consumer is
+/// cancelled and buffered deliveries went back to the queue; running jobs continue.
+async fn consume(shared: &Arc<Shared>, health: &Arc<Health>, tracker: &TaskTracker, mut shutdown: Shutdown) -> anyhow::Result<()> {
+    let tag = format!("guestkit-worker-{}", shared.worker_id);
+    let mut first = true;
+    loop {
+        let (conn, channel, mut consumer) = tokio::select! {
+            opened = open_consumer(shared, &tag) => match opened {
+                Ok(opened) => opened,
+                Err(err) if first => return Err(err),
+                Err(err) => {
+                    tracing::warn!(error = %err, "reconnect failed; trying again");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.recv() => return Ok(()),
+        };
+        if !first {
+            shared.metrics.amqp_reconnects_total.inc();
+        }
+        first = false;
+        health.set_consuming(true);
+        tokio::spawn(watch_connection(conn.events_listener(), shared.metrics.clone(), health.clone()));
+        tracing::info!(queue = %shared.names.jobs, "consuming");
+
+        let reconnect = loop {
+            tokio::select! {
+                next = consumer.next() => match next {
+                    Some(Ok(delivery)) => {
+                        let task_shared = shared.clone();
+                        let task_shutdown = shutdown.clone();
+                        tracker.spawn(async move { process(task_shared, delivery, task_shutdown).await });
+                    }
+                    Some(Err(err)) => {
+                        health.set_consuming(false);
+                        tracing::warn!(error = %err, "consumer connection lost; waiting for recovery");
+                        let recovered = tokio::select! {
+                            r = channel.wait_for_recovery(err) => r,
+                            _ = shutdown.recv() => break false,
+                        };
+                        match recovered {
+                            Ok(()) => tracing::info!("consumer recovered"),
+                            Err(err) => {
+                                tracing::warn!(error = %err, "automatic recovery failed; reconnecting");
+                                break true;
+                            }
+                        }
+                    }
+                    None => {
+                        health.set_consuming(false);
+                        tracing::warn!("consumer cancelled by the broker; reconnecting");
+                        break true;
+                    }
+                },
+                _ = shutdown.recv() => break false,
+            }
+        };
+        if reconnect {
+            let _ = conn.close(200, "reconnecting".into()).await;
+            continue;
+        }
+
+        // Shutdown: stop new deliveries at once, hand back what was prefetched but
+        // not started; running jobs keep the channel open until they are acked.
+        health.set_draining();
+        let _ = channel.basic_cancel(tag.as_str().into(), BasicCancelOptions::default()).await;
+        while let Ok(Some(Ok(delivery))) = tokio::time::timeout(Duration::from_millis(300), consumer.next()).await {
+            settle(&delivery, Settle::Requeue).await;
+        }
+        // The connection stays open (held by the running jobs' ackers) until `run`
+        // has drained them; dropping it here is fine: lapin closes it when the last
+        // handle goes, after the acks went out.
+        tokio::spawn(close_after(conn, tracker.clone(), shared.cfg.shutdown_grace()));
+        return Ok(());
+    }
+}
+
+/// Follows lapin's connection events: its automatic recovery may reconnect without the
+/// consumer stream ever seeing an error, and readiness and the reconnect count must
+/// still tell the truth.
+async fn watch_connection(
+    events: impl futures_util::Stream<Item = lapin::Event> + Send + 'static,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+) {
+    futures_util::pin_mut!(events);
+    while let Some(event) = events.next().await {
+        match event {
+            lapin::Event::Error(err) => {
+                health.set_consuming(false);
+                tracing::warn!(error = %err, "broker connection error; lapin is recovering");
+            }
+            lapin::Event::Connected => {
+                metrics.amqp_reconnects_total.inc();
+                health.set_consuming(true);
+                tracing::info!("broker connection recovered");
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Closes the consumer connection once jobs are done (or the grace is over), so acks
+/// of draining jobs still reach the broker.
+async fn close_after(conn: Connection, tracker: TaskTracker, grace: Duration) {
+    let _ = tokio::time::timeout(grace, tracker.wait()).await;
+    let _ = conn.close(200, "shutdown".into()).await;
+}
+
+async fn open_consumer(shared: &Shared, tag: &str) -> anyhow::Result<(Connection, Channel, lapin::Consumer)> {
+    let conn = connect_with_retry(&shared.cfg.amqp_url, &format!("guestkit-worker {} consumer", shared.worker_id), CONNECT_DEADLINE).await?;
+    let channel = conn.create_channel().await?;
+    topology::declare(&channel, &shared.names, shared.cfg.delivery_limit).await?;
+    channel.basic_qos(shared.cfg.max_concurrent, BasicQosOptions::default()).await?;
+    let consumer = channel
+        .basic_consume(
+            shared.names.jobs.as_str().into(),
+            tag.into(),
+            BasicConsumeOptions { no_ack: false, ..Default::default() },
+            FieldTable::default(),
+        )
+        .await?;
+    Ok((conn, channel, consumer))
+}
+
+/// One delivery, from permit to settle.
+async fn process(shared: Arc<Shared>, delivery: Delivery, mut shutdown: Shutdown) {
+    let _permit = tokio::select! {
+        permit = shared.semaphore.clone().acquire_owned() => match permit {
+            Ok(p) => p,
+            Err(_) => return settle(&delivery, Settle::Requeue).await,
+        },
+        _ = shutdown.recv() => return settle(&delivery, Settle::Requeue).await,
+    };
+    let stamp = ResultStamp {
+        worker_id: &shared.worker_id,
+        pool: &shared.cfg.pool,
+        started_at: Utc::now(),
+        started: tokio::time::Instant::now(),
+    };
+    let accepted = executor::accept(
+        &delivery.data,
+        shared.cfg.max_message_bytes,
+        &shared.cfg.pool,
+        &shared.registry,
+        &shared.env,
+    );
+    match accepted {
+        Err(rejection) => reject(&shared, &delivery, &stamp, rejection).await,
+        Ok(accepted) => run_job(&shared, &delivery, &stamp, accepted).await,
+    }
+}
+
+async fn reject(shared: &Shared, delivery: &Delivery, stamp: &ResultStamp<'_>, rejection: Rejection) {
+    let doc = stamp.rejected(&rejection);
+    tracing::warn!(
+        job_id = doc.job_id.as_deref().unwrap_or("-"), reason = rejection.reason,
+        message = %rejection.message, "message rejected"
+    );
+    let m = &shared.metrics;
+    m.messages_rejected_total.with_label_values(&[&shared.cfg.pool, rejection.reason]).inc();
+    let op = metric_operation(&doc);
+    m.jobs_total.with_label_values(&[&shared.cfg.pool, &op, "rejected"]).inc();
+    match publish_result(shared, &doc, OutputSpec::default(), &delivery.properties).await {
+        Ok(()) => settle(delivery, Settle::Reject).await,
+        Err(err) => {
+            tracing::error!(error = %err, "rejected result not published; message requeued");
+            settle(delivery, Settle::Requeue).await
+        }
+    }
+}
+
+async fn run_job(shared: &Shared, delivery: &Delivery, stamp: &ResultStamp<'_>, accepted: Accepted) {
+    let job = accepted.job.clone();
+    let attempt = job.attempt();
+    let progress = Progress::new(
+        shared.events.clone(),
+        &job.job_id,
+        &job.operation,
+        attempt,
+        &shared.worker_id,
+        &shared.cfg.pool,
+    );
+    let pool = shared.cfg.pool.as_str();
+    let in_flight = shared.metrics.jobs_in_flight.with_label_values(&[pool]);
+    tracing::info!(
+        job_id = %job.job_id, operation = %job.operation, attempt, max_attempts = job.max_attempts(),
+        redelivered = delivery.redelivered, "job started"
+    );
+    progress.started();
+    in_flight.inc();
+    let timeout = executor::job_timeout(&job, shared.cfg.max_job_timeout());
+    let outcome = executor::run(&accepted, progress.clone(), shared.env.clone(), timeout).await;
+    in_flight.dec();
+
+    if let Err(err) = &outcome {
+        if err.retryable && attempt < job.max_attempts() {
+            return retry(shared, delivery, stamp, &accepted, err, &progress).await;
+        }
+    }
+    let doc = stamp.finished(&job, outcome);
+    let status = doc.status.as_str();
+    let op = metric_operation(&doc);
+    shared.metrics.jobs_total.with_label_values(&[pool, &op, status]).inc();
+    shared
+        .metrics
+        .job_duration_seconds
+        .with_label_values(&[pool, &op, status])
+        .observe(stamp.started.elapsed().as_secs_f64());
+    progress.finished(status, doc.duration_ms);
+    match publish_result(shared, &doc, accepted.output, &delivery.properties).await {
+        Ok(()) => {
+            log_finished(&doc);
+            settle(delivery, Settle::Ack).await
+        }
+        Err(err) => {
+            tracing::error!(job_id = %job.job_id, error = %err, "result not published; job requeued");
+            settle(delivery, Settle::Requeue).await
+        }
+    }
+}
+
+fn log_finished(doc: &ResultDocument) {
+    let job_id = doc.job_id.as_deref().unwrap_or("-");
+    let operation = doc.operation.as_deref().unwrap_or("-");
+    match &doc.error {
+        None => tracing::info!(job_id, operation, status = doc.status.as_str(), duration_ms = doc.duration_ms, attempt = doc.attempt, "job finished"),
+        Some(e) => tracing::warn!(
+            job_id, operation, status = doc.status.as_str(), duration_ms = doc.duration_ms, attempt = doc.attempt,
+            error_kind = %e.kind, error = %e.message, "job finished"
+        ),
+    }
+}
+
+/// Republishes the job with attempt + 1 to the retry queue (its TTL then dead-letters
+/// it back to the jobs queue), confirmed, then acks the original.
+async fn retry(shared: &Shared, delivery: &Delivery, stamp: &ResultStamp<'_>, accepted: &Accepted, err: &OpError, progress: &Progress) {
+    let job = &accepted.job;
+    let next = job.attempt() + 1;
+    let delay = executor::retry_delay(next);
+    let body = match serde_json::to_vec(&job.with_attempt(next)) {
+        Ok(body) => body,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot serialize retry");
+            return settle(delivery, Settle::Requeue).await;
+        }
+    };
+    let props = delivery
+        .properties
+        .clone()
+        .with_delivery_mode(2)
+        .with_expiration(delay.as_millis().to_string().into());
+    tracing::info!(
+        job_id = %job.job_id, operation = %job.operation, attempt = job.attempt(), next_attempt = next,
+        delay_ms = delay.as_millis() as u64, error_kind = %err.kind, error = %err.message,
+        duration_ms = stamp.started.elapsed().as_millis() as u64, "job failed, retry scheduled"
+    );
+    progress.finished("retrying", stamp.started.elapsed().as_millis() as u64);
+    match shared.publisher.publish_confirmed("", &shared.names.retry, &body, props).await {
+        Ok(()) => {
+            shared.metrics.job_retries_total.with_label_values(&[&shared.cfg.pool, &job.operation]).inc();
+            settle(delivery, Settle::Ack).await
+        }
+        Err(e) => {
+            tracing::error!(job_id = %job.job_id, error = %e, "retry not published; job requeued");
+            settle(delivery, Settle::Requeue).await
+        }
+    }
+}
+
+/// Operation label for metrics: only names this worker knows, so hostile messages
+/// cannot grow label cardinality.
+fn metric_operation(doc: &ResultDocument) -> String {
+    match doc.operation.as_deref() {
+        Some(op) if doc.status != JobStatus::Rejected => op.to_string(),
+        _ => "unknown".to_string(),
+    }
+}
+
+fn header(s: &str) -> AMQPValue {
+    AMQPValue::LongString(LongString::from(s))
+}
+
+/// Publishes the result to `guestkit.results` and, when asked, to `reply_to`; both
+/// confirmed before this returns.
+async fn publish_result(shared: &Shared, doc: &ResultDocument, spec: OutputSpec, job_props: &BasicProperties) -> Result<(), PublishError> {
+    let rendered = shared.renderer.render(doc, spec);
+    let mut headers = FieldTable::default();
+    let mut put = |k: &str, v: AMQPValue| {
+        headers.insert(ShortString::from(k), v);
+    };
+    put("x-guestkit-job-id", header(doc.job_id.as_deref().unwrap_or("")));
+    put("x-guestkit-status", header(doc.status.as_str()));
+    put("x-guestkit-operation", header(doc.operation.as_deref().unwrap_or("")));
+    put("x-guestkit-worker-id", header(&doc.worker_id));
+    put("x-guestkit-pool", header(&doc.pool));
+    put("x-guestkit-format", header(rendered.format.as_str()));
+    put("x-guestkit-attempt", AMQPValue::LongLongInt(i64::from(doc.attempt)));
+    if let Some(err) = &rendered.render_error {
+        put("x-guestkit-render-error", header(err));
+    }
+    let correlation = job_props
+        .correlation_id()
+        .as_ref()
+        .map(|c| c.to_string())
+        .or_else(|| doc.job_id.clone())
+        .unwrap_or_default();
+    let props = BasicProperties::default()
+        .with_delivery_mode(2)
+        .with_content_type(rendered.content_type.into())
+        .with_message_id(ulid::Ulid::new().to_string().into())
+        .with_correlation_id(correlation.into())
+        .with_timestamp(Utc::now().timestamp().max(0) as u64)
+        .with_headers(headers);
+    let started = std::time::Instant::now();
+    let routing_key = doc.routing_key();
+    let results = shared
+        .publisher
+        .publish_confirmed(RESULTS_EXCHANGE, &routing_key, &rendered.body, props.clone());
+    match job_props.reply_to().as_ref() {
+        Some(reply_to) if !reply_to.as_str().is_empty() => {
+            let reply = shared.publisher.publish_confirmed("", reply_to.as_str(), &rendered.body, props);
+            tokio::try_join!(results, reply)?;
+        }
+        _ => results.await?,
+    }
+    shared.metrics.result_publish_seconds.observe(started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// Acks, dead-letters or requeues. An ack that cannot be delivered (the channel died
+/// under us) is NOT success: the broker will redeliver, and we say so.
+async fn settle(delivery: &Delivery, how: Settle) {
+    let result = match how {
+        Settle::Ack => delivery.acker.ack(BasicAckOptions::default()).await,
+        Settle::Reject => delivery.acker.nack(BasicNackOptions { requeue: false, multiple: false }).await,
+        Settle::Requeue => delivery.acker.nack(BasicNackOptions { requeue: true, multiple: false }).await,
+    };
+    match result {
+        Ok(true) => {}
+        Ok(false) => tracing::warn!(delivery_tag = delivery.delivery_tag, "settle skipped: channel gone; the broker redelivers this message"),
+        Err(err) => tracing::warn!(delivery_tag = delivery.delivery_tag, error = %err, "settle failed; the broker redelivers this message"),
+    }
+}
