@@ -86,9 +86,8 @@ pub fn accept(body: &[u8], max_bytes: usize, pool: &str, registry: &Registry, en
         Ok(spec) => spec,
         Err(msg) => return Err(reject("invalid_output", msg, Some(&job))),
     };
-    if let Err(msg) = op.validate(&job.payload.data, env) {
-        let reason = if msg.contains("image root") { "image_outside_root" } else { "invalid_payload" };
-        return Err(reject(reason, msg, Some(&job)));
+    if let Err(invalid) = op.validate(&job.payload.data, env) {
+        return Err(reject(invalid.reason, invalid.message, Some(&job)));
     }
     Ok(Accepted { job: Arc::new(job), op, output })
 }
@@ -111,6 +110,8 @@ pub async fn run(accepted: &Accepted, progress: Progress, env: Arc<OpEnv>, timeo
         }
     }
     let cancel = CancellationToken::new();
+    // Cancelled however the run ends, so helpers waiting on the token always finish.
+    let _cancel_on_exit = cancel.clone().drop_guard();
     let ctx = OpContext { job: accepted.job.clone(), progress, cancel: cancel.clone(), env };
     let mut handle = tokio::spawn(accepted.op.run(ctx));
     match tokio::time::timeout(timeout, &mut handle).await {

@@ -17,12 +17,22 @@ use crate::shutdown::Shutdown;
 pub struct Health {
     consuming: AtomicBool,
     draining: AtomicBool,
+    /// The consumer's channel, asked live: lapin's automatic recovery may be
+    /// reconnecting without any error reaching the consume loop.
+    channel: std::sync::Mutex<Option<lapin::Channel>>,
 }
 
 impl Health {
     /// Connected to the broker with a live consumer (false while reconnecting).
     pub fn set_consuming(&self, on: bool) {
         self.consuming.store(on, Ordering::SeqCst);
+    }
+
+    /// The channel the consumer runs on (None before the first connect).
+    pub fn set_channel(&self, channel: Option<lapin::Channel>) {
+        if let Ok(mut slot) = self.channel.lock() {
+            *slot = channel;
+        }
     }
 
     /// SIGTERM received: take this worker out of rotation.
@@ -32,7 +42,11 @@ impl Health {
 
     /// Whether `/readyz` answers 200.
     pub fn ready(&self) -> bool {
-        self.consuming.load(Ordering::SeqCst) && !self.draining.load(Ordering::SeqCst)
+        let channel_up = match self.channel.lock() {
+            Ok(slot) => slot.as_ref().is_some_and(|ch| ch.status().connected()),
+            Err(_) => false,
+        };
+        channel_up && self.consuming.load(Ordering::SeqCst) && !self.draining.load(Ordering::SeqCst)
     }
 }
 

@@ -4,7 +4,12 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use guestkit_worker::broker::{connection, topology};
-use guestkit_worker::config::{Cli, Command, Config};
+use guestkit_worker::config::{Cli, Command, Config, InspectArgs};
+use guestkit_worker::executor::ResultStamp;
+use guestkit_worker::ops::image_request::ImageRequest;
+use guestkit_worker::ops::inspect::run_blocking;
+use guestkit_worker::progress::Progress;
+use guestkit_worker::render::Renderer;
 use guestkit_worker::shutdown::{termination_signal, Shutdown};
 use guestkit_worker::submit::{submit, Submitted};
 use guestkit_worker::{http, logging, worker};
@@ -56,12 +61,61 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(if status == "completed" { ExitCode::SUCCESS } else { ExitCode::FAILURE })
             }
         },
-        Some(Command::Inspect(_args)) => anyhow::bail!("inspect is not available yet"),
+        Some(Command::Inspect(args)) => inspect_once(&cfg, &args).await,
         Some(Command::Healthcheck) => {
             let code = http::get_status(cfg.metrics_addr, "/healthz").await?;
             Ok(if code == 200 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
     }
+}
+
+/// Runs the inspection pipeline once, with no broker, and prints the report (json) or
+/// the rendered result document (other formats).
+async fn inspect_once(cfg: &Config, args: &InspectArgs) -> anyhow::Result<ExitCode> {
+    use guestkit_job_spec::{OutputFormat, OutputSpec, OutputTemplate};
+    let format: OutputFormat = args.output.parse().map_err(|e: String| anyhow::anyhow!(e))?;
+    let template: OutputTemplate = args.template.parse().map_err(|e: String| anyhow::anyhow!(e))?;
+    // The image the user named is trusted as a root, so its own directory may hold its
+    // backing files; the configured roots still apply to anything else.
+    let mut roots = cfg.image_roots.clone();
+    if let Some(dir) = args.image.canonicalize()?.parent() {
+        roots.push(dir.to_path_buf());
+    }
+    let data = serde_json::json!({ "image": { "path": args.image, "format": args.format } });
+    let request = ImageRequest::from_data(&data, &roots).map_err(|e| anyhow::anyhow!(e.message))?;
+    let started_at = chrono::Utc::now();
+    let started = tokio::time::Instant::now();
+    let outcome = tokio::task::spawn_blocking(move || {
+        run_blocking(&request, &Progress::disabled(), &Default::default()).map(|(report, _)| report)
+    })
+    .await?;
+    if format == OutputFormat::Json {
+        return match outcome {
+            Ok(report) => {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(err) => anyhow::bail!("{}: {}", err.kind, err.message),
+        };
+    }
+    let job = guestkit_job_spec::JobBuilder::new("guestkit.inspect").data(data_for(&args.image)).build()?;
+    let stamp = ResultStamp { worker_id: "cli", pool: "cli", started_at, started };
+    let ok = outcome.is_ok();
+    let doc = stamp.finished(&job, outcome.map(|r| serde_json::to_value(r).unwrap_or_default()));
+    let renderer = match &cfg.templates_dir {
+        Some(dir) => Renderer::with_overrides(dir)?,
+        None => Renderer::new(),
+    };
+    let rendered = renderer.render(&doc, OutputSpec { format, template });
+    if let Some(err) = rendered.render_error {
+        eprintln!("render error, printing json: {err}");
+    }
+    println!("{}", String::from_utf8_lossy(&rendered.body));
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn data_for(image: &std::path::Path) -> serde_json::Value {
+    serde_json::json!({ "image": { "path": image } })
 }
 
 async fn declare(cfg: &Config) -> anyhow::Result<()> {

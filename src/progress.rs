@@ -95,10 +95,27 @@ impl Progress {
     }
 }
 
+/// Most events carried by one message.
+const MAX_BATCH: usize = 256;
+
 /// Drains the event queue into `guestkit.events` until every sender is gone.
+///
+/// Each message body is a JSON array of events: whatever is queued when the publisher
+/// is free goes out together. An idle worker sends one-event arrays at once; a busy one
+/// sends fewer, larger messages, so events never cost the broker as much as the jobs
+/// themselves (one message per event halved throughput on a 2-core broker).
 pub async fn run_events_publisher(mut rx: mpsc::Receiver<Value>, publisher: Arc<Publisher>, routing_key: String) {
-    while let Some(event) = rx.recv().await {
-        let body = serde_json::to_vec(&event).unwrap_or_default();
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = rx.recv().await {
+        batch.clear();
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(event) => batch.push(event),
+                Err(_) => break,
+            }
+        }
+        let body = serde_json::to_vec(&batch).unwrap_or_default();
         let props = BasicProperties::default().with_content_type("application/json".into());
         if let Err(err) = publisher.publish_unconfirmed(EVENTS_EXCHANGE, &routing_key, &body, props).await {
             tracing::debug!(error = %err, "progress event not published");

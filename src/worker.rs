@@ -66,8 +66,11 @@ pub async fn run(cfg: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     tokio::spawn(http::serve(listener, metrics.clone(), health.clone(), shutdown.clone()));
 
     let publisher = Arc::new(Publisher::new(&cfg.amqp_url, &format!("guestkit-worker {worker_id} publisher"))?);
+    // Events get their own connection: on the broker each channel is one process, so
+    // best-effort events never queue behind (or slow) the confirmed results.
+    let events_publisher = Arc::new(Publisher::best_effort(&cfg.amqp_url, &format!("guestkit-worker {worker_id} events"))?);
     let (events, events_rx) = EventSink::new();
-    let events_task = tokio::spawn(run_events_publisher(events_rx, publisher.clone(), names.progress_key()));
+    let events_task = tokio::spawn(run_events_publisher(events_rx, events_publisher, names.progress_key()));
 
     let shared = Arc::new(Shared {
         env: Arc::new(OpEnv { image_roots: cfg.image_roots.clone(), metrics: Some(metrics.clone()) }),
@@ -127,6 +130,7 @@ async fn consume(shared: &Arc<Shared>, health: &Arc<Health>, tracker: &TaskTrack
             shared.metrics.amqp_reconnects_total.inc();
         }
         first = false;
+        health.set_channel(Some(channel.clone()));
         health.set_consuming(true);
         tokio::spawn(watch_connection(conn.events_listener(), shared.metrics.clone(), health.clone()));
         tracing::info!(queue = %shared.names.jobs, "consuming");

@@ -161,10 +161,9 @@ impl Pool {
         while seen < n {
             match tokio::time::timeout_at(deadline, consumer.next()).await {
                 Ok(Some(Ok(d))) => {
-                    let v: Value = serde_json::from_slice(&d.data).unwrap();
-                    if v["event"] == event {
-                        seen += 1;
-                    }
+                    // Each message is an array of events.
+                    let batch: Vec<Value> = serde_json::from_slice(&d.data).unwrap();
+                    seen += batch.iter().filter(|v| v["event"] == event).count();
                 }
                 _ => panic!("only {seen} of {n} {event} events within {wait:?}"),
             }

@@ -28,12 +28,23 @@ pub enum PublishError {
 pub struct Publisher {
     pool: Pool,
     channel: Mutex<Option<(deadpool_lapin::Connection, Channel)>>,
+    confirms: bool,
 }
 
 impl Publisher {
     /// A publisher over its own small connection pool (separate from the consumer's
     /// connection, so flow control on publishing never stalls deliveries).
     pub fn new(url: &str, name: &str) -> Result<Publisher, PublishError> {
+        Publisher::build(url, name, true)
+    }
+
+    /// A publisher whose channel is not in confirm mode, for best-effort messages
+    /// (progress events): the broker then skips the confirm bookkeeping entirely.
+    pub fn best_effort(url: &str, name: &str) -> Result<Publisher, PublishError> {
+        Publisher::build(url, name, false)
+    }
+
+    fn build(url: &str, name: &str, confirms: bool) -> Result<Publisher, PublishError> {
         let cfg = deadpool_lapin::Config { url: Some(url.to_string()), ..Default::default() };
         let name = name.to_string();
         // No lapin auto-recovery here: a dead connection should fail the publish at
@@ -44,7 +55,7 @@ impl Publisher {
                 Runtime::Tokio1,
             )
             .map_err(|e| PublishError::Pool(e.to_string()))?;
-        Ok(Publisher { pool, channel: Mutex::new(None) })
+        Ok(Publisher { pool, channel: Mutex::new(None), confirms })
     }
 
     async fn channel(&self) -> Result<Channel, PublishError> {
@@ -57,7 +68,9 @@ impl Publisher {
         *guard = None;
         let conn = self.pool.get().await.map_err(|e| PublishError::Pool(e.to_string()))?;
         let ch = conn.create_channel().await?;
-        ch.confirm_select(ConfirmSelectOptions::default()).await?;
+        if self.confirms {
+            ch.confirm_select(ConfirmSelectOptions::default()).await?;
+        }
         *guard = Some((conn, ch.clone()));
         Ok(ch)
     }

@@ -87,12 +87,23 @@ pub struct Budgeted {
     inner: Arc<dyn ReadAt>,
     read: Arc<AtomicU64>,
     limit: u64,
+    cancel: Option<CancelFlag>,
 }
+
+/// Set by the worker when a job times out: blocking inspection code cannot be killed,
+/// so every read checks the flag and the job stops at its next read.
+pub type CancelFlag = Arc<std::sync::atomic::AtomicBool>;
 
 impl Budgeted {
     /// Wraps `inner`; `read` is shared so the caller can report the total afterwards.
     pub fn new(inner: Arc<dyn ReadAt>, read: Arc<AtomicU64>, limit: u64) -> Budgeted {
-        Budgeted { inner, read, limit }
+        Budgeted { inner, read, limit, cancel: None }
+    }
+
+    /// Also stops reading once `cancel` is set.
+    pub fn with_cancel(mut self, cancel: Option<CancelFlag>) -> Budgeted {
+        self.cancel = cancel;
+        self
     }
 }
 
@@ -101,6 +112,9 @@ impl ReadAt for Budgeted {
         self.inner.size()
     }
     fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), ImageError> {
+        if self.cancel.as_ref().is_some_and(|c| c.load(Ordering::Relaxed)) {
+            return Err(ImageError::Cancelled);
+        }
         let total = self.read.fetch_add(buf.len() as u64, Ordering::Relaxed) + buf.len() as u64;
         if total > self.limit {
             return Err(ImageError::BudgetExceeded { limit: self.limit });

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::{OpContext, OpError, OpFuture, Operation};
+use super::{Invalid, OpContext, OpError, OpFuture, Operation};
 
 /// Longest `sleep_ms` accepted, so a typo cannot park a worker slot for days.
 const MAX_SLEEP_MS: u64 = 24 * 3600 * 1000;
@@ -21,21 +21,25 @@ impl Operation for Echo {
         "system.echo"
     }
 
-    fn validate(&self, data: &Value, _env: &super::OpEnv) -> Result<(), String> {
+    fn validate(&self, data: &Value, _env: &super::OpEnv) -> Result<(), Invalid> {
         if let Some(v) = data.get("sleep_ms") {
             match v.as_u64() {
                 Some(ms) if ms <= MAX_SLEEP_MS => {}
-                _ => return Err(format!("payload.data.sleep_ms must be an integer from 0 to {MAX_SLEEP_MS}")),
+                _ => {
+                    return Err(Invalid::payload(format!(
+                        "payload.data.sleep_ms must be an integer from 0 to {MAX_SLEEP_MS}"
+                    )))
+                }
             }
         }
         match data.get("fail") {
             None | Some(Value::Null) => {}
             Some(Value::String(s)) if s == "retryable" || s == "fatal" => {}
-            Some(_) => return Err("payload.data.fail must be \"retryable\" or \"fatal\"".into()),
+            Some(_) => return Err(Invalid::payload("payload.data.fail must be \"retryable\" or \"fatal\"")),
         }
         if let Some(v) = data.get("succeed_on_attempt") {
             if v.as_u64().is_none_or(|n| n == 0) {
-                return Err("payload.data.succeed_on_attempt must be a positive integer".into());
+                return Err(Invalid::payload("payload.data.succeed_on_attempt must be a positive integer"));
             }
         }
         Ok(())

@@ -1,6 +1,8 @@
 //! The operation registry: operation name -> handler, one file per operation.
 
 pub mod echo;
+pub mod image_request;
+pub mod inspect;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -39,6 +41,21 @@ impl OpError {
     }
 }
 
+/// Why a payload can never work: the job is `rejected` with this reason and message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    /// Stable label for metrics and `error.kind` (`invalid_payload`, `image_outside_root`, ...).
+    pub reason: &'static str,
+    pub message: String,
+}
+
+impl Invalid {
+    /// A payload of the wrong shape.
+    pub fn payload(message: impl Into<String>) -> Invalid {
+        Invalid { reason: "invalid_payload", message: message.into() }
+    }
+}
+
 /// Worker-wide settings an operation may need.
 pub struct OpEnv {
     pub image_roots: Vec<PathBuf>,
@@ -60,8 +77,8 @@ pub struct OpContext {
 pub trait Operation: Send + Sync {
     /// The operation name in `job.operation`.
     fn name(&self) -> &'static str;
-    /// Checks `payload.data`; an `Err` message is returned to the publisher as-is.
-    fn validate(&self, _data: &Value, _env: &OpEnv) -> Result<(), String> {
+    /// Checks `payload.data`; an `Err` is returned to the publisher as a rejection.
+    fn validate(&self, _data: &Value, _env: &OpEnv) -> Result<(), Invalid> {
         Ok(())
     }
     /// Runs the job.
@@ -78,6 +95,7 @@ impl Registry {
     pub fn standard() -> Registry {
         let mut reg = Registry { ops: HashMap::new() };
         reg.add(Arc::new(echo::Echo));
+        reg.add(Arc::new(inspect::Inspect));
         reg
     }
 

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Makes a Debian machine ready for the worker and its tests: the disk tools the test
+# fixtures are built with, and a RabbitMQ answering on 127.0.0.1:5672 (started only
+# when none answers). Idempotent; needs root (or sudo) for apt-get.
+set -euo pipefail
+
+PACKAGES=(
+  rabbitmq-server           # the broker, when the machine has none
+  qemu-utils                # qemu-img: qcow2 fixtures and the reader oracle
+  fdisk                     # sfdisk: partition tables and their --json oracle
+  e2fsprogs dosfstools mtools xfsprogs btrfs-progs ntfs-3g xorriso
+  cryptsetup-bin lvm2       # LUKS and LVM2 signatures for the probe oracle
+  util-linux                # blkid: the probe oracle
+  debootstrap               # a real Debian tree for the OS oracle
+  rpm sqlite3 db5.3-util    # real rpmdb.sqlite and Berkeley DB Packages databases
+  chromium                  # headless check of the html report
+  python3 python3-venv      # deploy-file validation, the pika publisher example
+  curl ca-certificates
+)
+
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f '${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+broker_answers() { (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null; }
+if ! broker_answers; then
+  echo "starting RabbitMQ"
+  $SUDO rabbitmq-server -detached
+  for _ in $(seq 1 120); do
+    broker_answers && $SUDO rabbitmqctl -q await_startup >/dev/null 2>&1 && break
+    sleep 1
+  done
+  broker_answers || { echo "RabbitMQ did not start" >&2; exit 1; }
+fi
+echo "dependencies ready; RabbitMQ answers on 127.0.0.1:5672"

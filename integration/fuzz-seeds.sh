@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Builds small seed inputs for the fuzz targets with the same real tools the tests use
+# (never committed: generated into fuzz/corpus/<target>/). Each seed stays under 1 MiB,
+# the targets' input cap.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=fuzz/corpus
+mkdir -p "$out"/{qcow2,partition,probe,packages}
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+# qcow2: plain, zlib- and zstd-compressed, extended L2, v2 (compat 0.10).
+head -c 262144 /dev/urandom > "$work/data"
+qemu-img create -q -f raw "$work/base.raw" 2M
+dd if="$work/data" of="$work/base.raw" bs=64k seek=3 conv=notrunc status=none
+qemu-img convert -q -O qcow2 "$work/base.raw" "$out/qcow2/plain.qcow2"
+qemu-img convert -q -c -O qcow2 "$work/base.raw" "$out/qcow2/zlib.qcow2"
+qemu-img convert -q -c -O qcow2 -o compression_type=zstd "$work/base.raw" "$out/qcow2/zstd.qcow2"
+qemu-img convert -q -O qcow2 -o extended_l2=on,cluster_size=128k "$work/base.raw" "$out/qcow2/extl2.qcow2"
+qemu-img convert -q -O qcow2 -o compat=0.10 "$work/base.raw" "$out/qcow2/v2.qcow2"
+
+# partition tables on a 1 MiB disk: GPT and MBR with logical partitions.
+truncate -s 1M "$work/gpt.img" "$work/mbr.img"
+printf 'label: gpt\nstart=34, size=200, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B, name="EFI"\nstart=300, size=600, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, name="root"\n' | sfdisk -q "$work/gpt.img"
+printf 'label: dos\nstart=40, size=100, type=83, bootable\nstart=200, size=1500, type=5\nstart=300, size=100, type=83\nstart=500, size=100, type=82\nstart=700, size=100, type=83\n' | sfdisk -q "$work/mbr.img"
+cp "$work/gpt.img" "$work/mbr.img" "$out/partition/"
+
+# filesystem superblocks: first MiB of small filesystems.
+for fs in ext2 ext4; do
+  truncate -s 4M "$work/$fs.img"; mkfs.$fs -q -F -L seed "$work/$fs.img"
+  head -c 1M "$work/$fs.img" > "$out/probe/$fs.img"
+done
+truncate -s 2M "$work/vfat.img"; mkfs.vfat -n SEED "$work/vfat.img" >/dev/null
+cp "$work/vfat.img" "$out/probe/"; truncate -s 1M "$out/probe/vfat.img"
+truncate -s 1M "$work/swap.img"; mkswap -L seed "$work/swap.img" >/dev/null 2>&1; cp "$work/swap.img" "$out/probe/"
+truncate -s 300M "$work/xfs.img"; mkfs.xfs -q -f -L seed "$work/xfs.img"; head -c 1M "$work/xfs.img" > "$out/probe/xfs.img"
+truncate -s 120M "$work/btrfs.img"; mkfs.btrfs -q -f -L seed "$work/btrfs.img" >/dev/null 2>&1; head -c 1M "$work/btrfs.img" > "$out/probe/btrfs.img"
+
+# package databases: a slice of this machine's dpkg status, an empty rpmdb.sqlite.
+head -c 200000 /var/lib/dpkg/status > "$out/packages/dpkg-status"
+mkdir -p "$work/rpmroot"
+rpm --root "$work/rpmroot" --dbpath /var/lib/rpm --initdb 2>/dev/null || true
+[ -f "$work/rpmroot/var/lib/rpm/rpmdb.sqlite" ] && cp "$work/rpmroot/var/lib/rpm/rpmdb.sqlite" "$out/packages/" || true
+printf 'C:Q1abc=\nP:musl\nV:1.2.4-r2\nA:x86_64\nT:the musl c library\n\n' > "$out/packages/apk-installed"
+printf '%%NAME%%\nbash\n\n%%VERSION%%\n5.2.015-1\n\n%%DESC%%\nThe GNU Bourne Again shell\n\n%%ARCH%%\nx86_64\n' > "$out/packages/pacman-desc"
+echo "fuzz seeds in $out"

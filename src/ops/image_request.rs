@@ -1,0 +1,206 @@
+//! The `image` and `options` parts of a payload, shared by every operation that reads a
+//! disk image: where the image may live, which format it claims, which checksum it must
+//! have, and which report sections are wanted.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use super::{Invalid, OpError};
+use crate::inspect::pipeline::InspectOptions;
+
+/// Formats a job may assert in `image.format` (qemu-img names).
+const KNOWN_FORMATS: &[&str] = &["raw", "qcow2", "vmdk", "vhd", "vpc", "vhdx", "vdi"];
+
+#[derive(Deserialize)]
+struct ImageSpec {
+    path: String,
+    #[serde(default)]
+    format: Option<String>,
+    #[serde(default)]
+    checksum: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct OptionsSpec {
+    include_applications: Option<bool>,
+    include_users: Option<bool>,
+    include_services: Option<bool>,
+    include_network: Option<bool>,
+    include_security: Option<bool>,
+}
+
+/// A validated image request: the image resolved inside an image root.
+#[derive(Debug, Clone)]
+pub struct ImageRequest {
+    /// Canonical path (symlinks resolved) of the image file.
+    pub path: PathBuf,
+    pub format: Option<String>,
+    /// Expected sha256, lower-case hex.
+    pub sha256: Option<String>,
+    /// Inspection options from `payload.data.options` (each defaults to true).
+    pub options: InspectOptions,
+}
+
+impl ImageRequest {
+    /// Reads and checks `data.image` and `data.options`. The image must canonicalize to
+    /// a regular file inside one of `roots`: a path that escapes them (by `..` or a
+    /// symlink) is rejected, never read.
+    pub fn from_data(data: &Value, roots: &[PathBuf]) -> Result<ImageRequest, Invalid> {
+        let image = data.get("image").ok_or_else(|| Invalid::payload("payload.data.image is required"))?;
+        let spec: ImageSpec = serde_json::from_value(image.clone())
+            .map_err(|e| Invalid::payload(format!("payload.data.image: {e}")))?;
+        let opts: OptionsSpec = match data.get("options") {
+            None | Some(Value::Null) => OptionsSpec::default(),
+            Some(v) => serde_json::from_value(v.clone()).map_err(|e| Invalid::payload(format!("payload.data.options: {e}")))?,
+        };
+        if let Some(f) = &spec.format {
+            if !KNOWN_FORMATS.contains(&f.as_str()) {
+                return Err(Invalid::payload(format!(
+                    "payload.data.image.format {f:?} is not one of {}",
+                    KNOWN_FORMATS.join(", ")
+                )));
+            }
+        }
+        let sha256 = match &spec.checksum {
+            None => None,
+            Some(c) => Some(parse_checksum(c)?),
+        };
+        let path = resolve_in_roots(Path::new(&spec.path), roots)?;
+        let options = InspectOptions {
+            image_roots: roots.to_vec(),
+            asserted_format: spec.format,
+            include_applications: opts.include_applications.unwrap_or(true),
+            include_users: opts.include_users.unwrap_or(true),
+            include_services: opts.include_services.unwrap_or(true),
+            include_network: opts.include_network.unwrap_or(true),
+            include_security: opts.include_security.unwrap_or(true),
+            ..InspectOptions::default()
+        };
+        Ok(ImageRequest { path, format: options.asserted_format.clone(), sha256, options })
+    }
+
+    /// Streams the file through sha256 (blocking: call on a blocking thread) and
+    /// compares it with the expected checksum, when there is one.
+    pub fn verify_checksum(&self) -> Result<Option<String>, OpError> {
+        let Some(expected) = &self.sha256 else { return Ok(None) };
+        let actual = sha256_file(&self.path)
+            .map_err(|e| OpError::retryable("io_error", format!("reading {}: {e}", self.path.display())))?;
+        if &actual != expected {
+            return Err(OpError::fatal(
+                "checksum_mismatch",
+                format!("sha256 of {} is {actual}, the job expected {expected}", self.path.display()),
+            ));
+        }
+        Ok(Some(actual))
+    }
+}
+
+fn parse_checksum(c: &str) -> Result<String, Invalid> {
+    let hex = c
+        .strip_prefix("sha256:")
+        .ok_or_else(|| Invalid::payload(format!("payload.data.image.checksum must be sha256:<hex>, got {c:.80?}")))?;
+    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(Invalid::payload("payload.data.image.checksum: sha256 needs 64 hex digits"));
+    }
+    Ok(hex.to_ascii_lowercase())
+}
+
+/// Canonicalizes `path` and checks it is a regular file under one canonical root.
+pub fn resolve_in_roots(path: &Path, roots: &[PathBuf]) -> Result<PathBuf, Invalid> {
+    let outside = |why: String| Invalid { reason: "image_outside_root", message: why };
+    let canonical = path.canonicalize().map_err(|e| {
+        outside(format!("image path {} cannot be resolved ({e}); it must be a file inside an image root", path.display()))
+    })?;
+    let inside = roots
+        .iter()
+        .filter_map(|r| r.canonicalize().ok())
+        .any(|root| canonical.starts_with(&root));
+    if !inside {
+        let roots: Vec<String> = roots.iter().map(|r| r.display().to_string()).collect();
+        return Err(outside(format!(
+            "image path {} resolves to {}, which is not inside any image root ({})",
+            path.display(),
+            canonical.display(),
+            roots.join(", ")
+        )));
+    }
+    if !canonical.is_file() {
+        return Err(outside(format!("image path {} is not a regular file", canonical.display())));
+    }
+    Ok(canonical)
+}
+
+/// Hex sha256 of a file, streamed in 1 MiB pieces.
+pub fn sha256_file(path: &Path) -> std::io::Result<String> {
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn paths_must_resolve_inside_a_root() {
+        let root = tempfile::tempdir().unwrap();
+        let other = tempfile::tempdir().unwrap();
+        let inside = root.path().join("disk.raw");
+        std::fs::write(&inside, b"x").unwrap();
+        let secret = other.path().join("secret");
+        std::fs::write(&secret, b"x").unwrap();
+        std::os::unix::fs::symlink(&secret, root.path().join("escape")).unwrap();
+        let roots = vec![root.path().to_path_buf()];
+
+        let ok = ImageRequest::from_data(&json!({"image": {"path": inside}}), &roots).unwrap();
+        assert_eq!(ok.path, inside.canonicalize().unwrap());
+        assert!(ok.options.include_applications);
+        for bad in [
+            root.path().join("escape"),
+            root.path().join("../").join(other.path().file_name().unwrap()).join("secret"),
+            PathBuf::from("/etc/shadow"),
+            root.path().join("missing"),
+        ] {
+            let err = ImageRequest::from_data(&json!({"image": {"path": bad}}), &roots).unwrap_err();
+            assert_eq!(err.reason, "image_outside_root", "{bad:?}: {err:?}");
+        }
+        let err = ImageRequest::from_data(&json!({"image": {"path": root.path()}}), &roots).unwrap_err();
+        assert!(err.message.contains("not a regular file"));
+    }
+
+    #[test]
+    fn checksum_options_and_format_are_checked() {
+        let root = tempfile::tempdir().unwrap();
+        let img = root.path().join("d");
+        std::fs::write(&img, b"abc").unwrap();
+        let roots = vec![root.path().to_path_buf()];
+        let abc = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+        let req = ImageRequest::from_data(
+            &json!({"image": {"path": img, "checksum": format!("sha256:{abc}")}, "options": {"include_users": false}}),
+            &roots,
+        )
+        .unwrap();
+        assert!(!req.options.include_users && req.options.include_network);
+        assert_eq!(req.verify_checksum().unwrap().as_deref(), Some(abc));
+        let wrong = format!("sha256:{}", "0".repeat(64));
+        let req = ImageRequest::from_data(&json!({"image": {"path": img, "checksum": wrong}}), &roots).unwrap();
+        assert_eq!(req.verify_checksum().unwrap_err().kind, "checksum_mismatch");
+        for bad in [json!({"image": {"path": img, "checksum": "md5:00"}}), json!({"image": {"path": img, "format": "iso"}}), json!({})] {
+            assert_eq!(ImageRequest::from_data(&bad, &roots).unwrap_err().reason, "invalid_payload");
+        }
+    }
+}
