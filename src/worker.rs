@@ -76,7 +76,11 @@ pub async fn run(cfg: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         env: Arc::new(OpEnv { image_roots: cfg.image_roots.clone(), metrics: Some(metrics.clone()) }),
         semaphore: Arc::new(Semaphore::new(cfg.max_concurrent as usize)),
         registry: Registry::standard(),
-        renderer: Renderer::new(),
+        renderer: match &cfg.templates_dir {
+            Some(dir) => Renderer::with_overrides(dir)
+                .map_err(|e| anyhow::anyhow!("--templates-dir {}: {e}", dir.display()))?,
+            None => Renderer::new(),
+        },
         worker_id: worker_id.clone(),
         names,
         publisher,

@@ -1,1 +1,174 @@
-//! (being written)
+//! Identifies what a partition (or a whole disk) holds from its superblock: type, UUID,
+//! label and size, reported the way `blkid -p` reports them so fstab's `UUID=` and
+//! `LABEL=` resolve exactly as on the guest.
+//!
+//! One small module per format under `probe/`; each checks what blkid checks (magic,
+//! sanity of the geometry, superblock checksum where the format has one) so a stale or
+//! random signature is not mistaken for a filesystem. Probing never allocates more than
+//! a few pages per format and follows no chain further than a fixed bound.
+
+mod btrfs;
+pub(crate) mod bytes;
+mod crc32c;
+mod ext;
+pub(crate) mod fat;
+mod iso9660;
+mod ntfs;
+mod swap;
+mod xfs;
+
+use crate::inspect::image::ImageError;
+use crate::inspect::source::ReadAt;
+use crate::inspect::volume::{luks, lvm2};
+
+/// What a probe found on one block device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Probed {
+    /// blkid's TYPE: "ext4", "xfs", "vfat", "swap", "LVM2_member", "crypto_LUKS", ...
+    pub fs_type: &'static str,
+    /// blkid's UUID, in the same text form.
+    pub uuid: Option<String>,
+    /// blkid's LABEL, decoded to UTF-8 (FAT labels from code page 850, as dosfstools).
+    pub label: Option<String>,
+    /// Bytes the filesystem spans according to its superblock (blocks x block size; the
+    /// usable swap area; the PV size for LVM2); `None` when the format does not say.
+    pub size: Option<u64>,
+}
+
+/// One format's probe.
+type ProbeFn = fn(&dyn ReadAt) -> Result<Option<Probed>, ImageError>;
+
+/// Probes in a fixed order; the first match wins. Containers come first (their payload
+/// may hold anything), then formats with strong magic, then FAT (whose signature is
+/// weak), then iso9660 and swap.
+const PROBES: [ProbeFn; 9] = [
+    probe_luks,
+    probe_lvm2,
+    ext::probe,
+    xfs::probe,
+    btrfs::probe,
+    ntfs::probe,
+    fat::probe,
+    iso9660::probe,
+    swap::probe,
+];
+
+/// Identifies the filesystem or container on `src`.
+///
+/// `Ok(None)`: nothing recognised (or a corrupt superblock that fails blkid's checks).
+/// `Err`: a read failed for a reason other than the source being too small (budget
+/// exhausted, I/O error), so the answer is unknown.
+pub fn probe(src: &dyn ReadAt) -> Result<Option<Probed>, ImageError> {
+    for probe in PROBES {
+        if let Some(found) = probe(src)? {
+            return Ok(Some(found));
+        }
+    }
+    Ok(None)
+}
+
+fn probe_luks(src: &dyn ReadAt) -> Result<Option<Probed>, ImageError> {
+    Ok(luks::detect(src)?.map(|h| Probed {
+        fs_type: "crypto_LUKS",
+        uuid: h.uuid,
+        label: h.label,
+        size: None,
+    }))
+}
+
+fn probe_lvm2(src: &dyn ReadAt) -> Result<Option<Probed>, ImageError> {
+    Ok(lvm2::detect(src)?.map(|pv| Probed {
+        fs_type: "LVM2_member",
+        uuid: Some(pv.uuid),
+        label: None,
+        size: Some(pv.device_size),
+    }))
+}
+
+/// Reads `N` bytes at `offset`, or `None` when the source is too small to hold them
+/// (a small partition simply is not that filesystem).
+pub(crate) fn read_array<const N: usize>(
+    src: &dyn ReadAt,
+    offset: u64,
+) -> Result<Option<[u8; N]>, ImageError> {
+    if !fits(src, offset, N as u64) {
+        return Ok(None);
+    }
+    let mut buf = [0u8; N];
+    src.read_exact_at(offset, &mut buf)?;
+    Ok(Some(buf))
+}
+
+/// Reads `len` bytes at `offset` into a vector, or `None` when they are not inside the
+/// source. `len` must already be bounded by the caller.
+pub(crate) fn read_opt(
+    src: &dyn ReadAt,
+    offset: u64,
+    len: u64,
+) -> Result<Option<Vec<u8>>, ImageError> {
+    if !fits(src, offset, len) {
+        return Ok(None);
+    }
+    crate::inspect::source::read_vec(src, offset, len, len).map(Some)
+}
+
+fn fits(src: &dyn ReadAt, offset: u64, len: u64) -> bool {
+    offset.checked_add(len).is_some_and(|end| end <= src.size())
+}
+
+/// A label the way blkid stores one: up to the first NUL, trailing whitespace removed,
+/// absent when empty. Invalid UTF-8 is replaced, not rejected.
+pub(crate) fn label(raw: &[u8]) -> Option<String> {
+    let end = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
+    text(String::from_utf8_lossy(&raw[..end]).into_owned())
+}
+
+/// Trims trailing whitespace (blkid's rtrim) from an already decoded label.
+pub(crate) fn text(s: String) -> Option<String> {
+    let t = s.trim_end_matches([' ', '\t', '\n', '\r', '\x0b', '\x0c']);
+    (!t.is_empty()).then(|| t.to_string())
+}
+
+/// Decodes UTF-16 (little- or big-endian) code units up to the first NUL, then trims
+/// like [`text`] (NTFS, Joliet labels).
+pub(crate) fn utf16_label(raw: &[u8], big_endian: bool) -> Option<String> {
+    let units = raw
+        .chunks_exact(2)
+        .map(|c| {
+            if big_endian {
+                u16::from_be_bytes([c[0], c[1]])
+            } else {
+                u16::from_le_bytes([c[0], c[1]])
+            }
+        })
+        .take_while(|&u| u != 0);
+    text(
+        char::decode_utf16(units)
+            .map(|c| c.unwrap_or(char::REPLACEMENT_CHARACTER))
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inspect::source::MemSource;
+
+    #[test]
+    fn labels_are_cut_and_trimmed_like_blkid() {
+        assert_eq!(label(b"root  \0garbage"), Some("root".into()));
+        assert_eq!(label(b"   \0"), None);
+        assert_eq!(label(b"\xffx"), Some("\u{fffd}x".into()));
+        assert_eq!(
+            utf16_label(&[b'a', 0, b' ', 0, 0, 0, b'z', 0], false),
+            Some("a".into())
+        );
+    }
+
+    #[test]
+    fn nothing_on_zeros_or_tiny_sources() {
+        assert_eq!(probe(&MemSource(vec![0; 1 << 20])).unwrap(), None);
+        assert_eq!(probe(&MemSource(vec![0; 3])).unwrap(), None);
+        assert_eq!(probe(&MemSource(Vec::new())).unwrap(), None);
+    }
+}

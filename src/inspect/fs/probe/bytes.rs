@@ -1,0 +1,113 @@
+//! Field readers for on-disk structures at fixed offsets.
+//!
+//! Every superblock, header and table entry this crate parses is a byte buffer read
+//! through `ReadAt`; these helpers take a field out of it without ever panicking. A field
+//! that would lie outside the buffer reads as zeros: callers pass constant offsets into
+//! buffers of known size, so that case only guards against a mistake, never a hostile
+//! disk value. (Shared by the partition and volume layers too; a neutral home such as
+//! `inspect/bytes.rs` would fit better, see the report.)
+
+/// The `len` bytes at `at`, or an empty slice when they are not all inside `b`.
+pub(crate) fn field(b: &[u8], at: usize, len: usize) -> &[u8] {
+    at.checked_add(len)
+        .and_then(|end| b.get(at..end))
+        .unwrap_or(&[])
+}
+
+/// Copies `N` bytes at `at` into an array (zeros when out of range).
+pub(crate) fn array<const N: usize>(b: &[u8], at: usize) -> [u8; N] {
+    let mut out = [0u8; N];
+    let f = field(b, at, N);
+    if f.len() == N {
+        out.copy_from_slice(f);
+    }
+    out
+}
+
+pub(crate) fn le16(b: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes(array(b, at))
+}
+
+pub(crate) fn le32(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(array(b, at))
+}
+
+pub(crate) fn le64(b: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(array(b, at))
+}
+
+pub(crate) fn be16(b: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes(array(b, at))
+}
+
+pub(crate) fn be32(b: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes(array(b, at))
+}
+
+pub(crate) fn be64(b: &[u8], at: usize) -> u64 {
+    u64::from_be_bytes(array(b, at))
+}
+
+/// Formats 16 bytes as a GUID the way Microsoft and UEFI store it: the first three
+/// fields little-endian, the last two in byte order (GPT type and partition GUIDs, NTFS
+/// object ids). Lower-case; callers upper-case where a tool prints it so.
+pub(crate) fn guid_mixed_endian(g: &[u8; 16]) -> String {
+    format!(
+        "{:08x}-{:04x}-{:04x}-{:02x}{:02x}-{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}",
+        le32(g, 0),
+        le16(g, 4),
+        le16(g, 6),
+        g[8],
+        g[9],
+        g[10],
+        g[11],
+        g[12],
+        g[13],
+        g[14],
+        g[15]
+    )
+}
+
+/// Formats 16 bytes in plain byte order (the RFC 4122 text form that ext4, xfs, btrfs
+/// and swap store), or `None` for the all-zero "no UUID" value, as blkid does.
+pub(crate) fn uuid_be(g: &[u8; 16]) -> Option<String> {
+    if g.iter().all(|&b| b == 0) {
+        return None;
+    }
+    Some(format!(
+        "{:02x}{:02x}{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}",
+        g[0], g[1], g[2], g[3], g[4], g[5], g[6], g[7], g[8], g[9], g[10], g[11], g[12], g[13], g[14], g[15]
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn out_of_range_fields_read_as_zero() {
+        let b = [1u8, 2, 3];
+        assert_eq!(le16(&b, 1), 0x0302);
+        assert_eq!(le32(&b, 0), 0);
+        assert_eq!(le64(&b, usize::MAX), 0);
+        assert!(field(&b, usize::MAX, 2).is_empty());
+    }
+
+    #[test]
+    fn guid_forms() {
+        // The EFI System partition type as it sits on disk.
+        let esp = [
+            0x28, 0x73, 0x2a, 0xc1, 0x1f, 0xf8, 0xd2, 0x11, 0xba, 0x4b, 0x00, 0xa0, 0xc9, 0x3e,
+            0xc9, 0x3b,
+        ];
+        assert_eq!(
+            guid_mixed_endian(&esp),
+            "c12a7328-f81f-11d2-ba4b-00a0c93ec93b"
+        );
+        assert_eq!(uuid_be(&[0; 16]), None);
+        assert_eq!(
+            uuid_be(&esp).unwrap(),
+            "28732ac1-1ff8-d211-ba4b-00a0c93ec93b"
+        );
+    }
+}
