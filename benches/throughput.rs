@@ -39,10 +39,12 @@ async fn preload(ch: &Channel, exchange: &str, key: &str, n: usize, body: impl F
     ch.confirm_select(ConfirmSelectOptions::default()).await.unwrap();
     let props = BasicProperties::default().with_delivery_mode(2);
     for i in 0..n {
-        let _ = ch
+        // Confirms are collected all at once below, not awaited one by one.
+        let confirm = ch
             .basic_publish(exchange.into(), key.into(), BasicPublishOptions::default(), &body(i), props.clone())
             .await
             .unwrap();
+        drop(confirm);
     }
     ch.wait_for_confirms().await.unwrap();
 }

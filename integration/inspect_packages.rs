@@ -671,7 +671,10 @@ fn apk_installed_hand_written_fixture() {
 
 /// Hand-written from pacman's local database format (`desc`: `%KEY%` sections separated
 /// by blank lines); no tool here produces it. With the values each should yield.
-const PACMAN_DESCS: &[(&str, (&str, Option<u32>, &str, &str, &str, &str))] = &[
+/// (name, epoch, version, release, arch, summary) expected from a desc file.
+type PacmanExpected = (&'static str, Option<u32>, &'static str, &'static str, &'static str, &'static str);
+
+const PACMAN_DESCS: &[(&str, PacmanExpected)] = &[
     (
         "%NAME%\nzlib\n\n%VERSION%\n1:1.3.1-1\n\n%BASE%\nzlib\n\n%DESC%\nCompression library implementing the deflate compression method found in gzip and PKZIP\n\n%URL%\nhttps://www.zlib.net/\n\n%ARCH%\nx86_64\n\n%BUILDDATE%\n1705706233\n\n%INSTALLDATE%\n1714036000\n\n%PACKAGER%\nLevente Polyak <anthraxx@archlinux.org>\n\n%SIZE%\n358061\n\n%REASON%\n1\n\n%LICENSE%\nZlib\n\n%VALIDATION%\npgp\n\n%DEPENDS%\nglibc\n\n%PROVIDES%\nlibz.so=1-64\n\n",
         ("zlib", Some(1), "1.3.1", "1", "x86_64", "Compression library implementing the deflate compression method found in gzip and PKZIP"),
