@@ -52,3 +52,42 @@ pub struct PartitionTable {
     /// Notes on what was recovered from (backup GPT header used, EBR loop cut, ...).
     pub warnings: Vec<String>,
 }
+
+impl Partition {
+    /// Whether this is an MBR extended partition: a container of EBRs and logical
+    /// partitions (listed like sfdisk does), with no filesystem of its own to probe.
+    pub fn is_extended_container(&self) -> bool {
+        matches!(self.part_type.as_str(), "0x5" | "0xf" | "0x85")
+    }
+}
+
+/// Reads the partition table of a whole disk.
+///
+/// `Ok(None)` when the disk has none (a filesystem written to the whole disk, an empty
+/// disk): the caller then probes the whole disk. The decision follows blkid: sector 0
+/// must end in 0x55AA with every boot indicator 0x00 or 0x80; a protective (0xEE) entry
+/// means GPT (hybrid MBRs included); a FAT/NTFS/exFAT boot sector ("superfloppy") is not
+/// a table. An MBR with no used entries is `Some` with no partitions, as sfdisk shows it.
+pub fn read_table(
+    src: &dyn crate::inspect::source::ReadAt,
+) -> Result<Option<PartitionTable>, PartitionError> {
+    if src.size() < mbr::SECTOR {
+        return Ok(None);
+    }
+    let mut sector0 = [0u8; 512];
+    src.read_exact_at(0, &mut sector0)?;
+    if !mbr::has_signature(&sector0) {
+        return Ok(None);
+    }
+    let entries = mbr::entries(&sector0);
+    if entries.iter().any(|e| e.boot != 0 && e.boot != 0x80) {
+        return Ok(None);
+    }
+    if entries.iter().any(|e| e.kind == mbr::TYPE_GPT_PROTECTIVE) {
+        return gpt::read(src).map(Some);
+    }
+    if mbr::is_filesystem_boot_sector(&sector0) {
+        return Ok(None);
+    }
+    mbr::read(src, &sector0).map(Some)
+}
