@@ -15,17 +15,41 @@ pub enum ImageError {
     #[error("read of {len} bytes at offset {offset} is outside the source of {size} bytes")]
     OutOfRange { offset: u64, len: u64, size: u64 },
     #[error("{what} of {size} bytes exceeds the limit of {limit} bytes")]
-    TooLarge { what: &'static str, size: u64, limit: u64 },
+    TooLarge {
+        what: &'static str,
+        size: u64,
+        limit: u64,
+    },
+    #[error("the inspection was cancelled (job timeout or shutdown)")]
+    Cancelled,
     #[error("the job's read budget of {limit} bytes is exhausted")]
     BudgetExceeded { limit: u64 },
     #[error("corrupt {format} image at offset {offset}: {message}")]
-    Corrupt { format: &'static str, offset: u64, message: String },
+    Corrupt {
+        format: &'static str,
+        offset: u64,
+        message: String,
+    },
     #[error("unsupported {format} image: {message}")]
-    Unsupported { format: &'static str, message: String },
+    Unsupported {
+        format: &'static str,
+        message: String,
+    },
     #[error("image format is {detected}, but the job asserted {asserted}")]
-    FormatMismatch { detected: &'static str, asserted: String },
+    FormatMismatch {
+        detected: &'static str,
+        asserted: String,
+    },
     #[error("backing file {path} is not inside any image root")]
     BackingOutsideRoots { path: String },
+    #[error("backing file {path} is {detected}, but its overlay declares {declared}")]
+    BackingFormatMismatch {
+        path: PathBuf,
+        detected: &'static str,
+        declared: String,
+    },
+    #[error("backing chain loops back to {path}")]
+    BackingLoop { path: PathBuf },
     #[error("backing chain deeper than {limit} images")]
     BackingChainTooDeep { limit: usize },
 }

@@ -1,8 +1,254 @@
 //! Image layer: disk-image formats turned into one flat virtual disk.
+//!
+//! [`open`] detects the format by magic bytes, checks it against the job's assertion, and
+//! follows qcow2 backing chains, opening a backing file only when its canonical path lies
+//! inside one of the image roots. The path of the top image itself is the caller's to
+//! check (the `guestkit.inspect` operation does it before calling here).
 
 pub mod detect;
 mod error;
 pub mod qcow2;
+mod qcow2_compressed;
+mod qcow2_header;
+mod qcow2_l2;
 pub mod raw;
 
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+
+pub use detect::{detect, ImageFormat};
 pub use error::ImageError;
+pub use qcow2::Qcow2;
+pub use raw::RawImage;
+
+use crate::inspect::source::ReadAt;
+
+/// Backing chains longer than this are refused (qemu's own chains are rarely above a few).
+pub const MAX_BACKING_DEPTH: usize = 16;
+
+/// An image ready to read: the guest's virtual disk plus what the report says about it.
+pub struct OpenedImage {
+    pub format: ImageFormat,
+    pub source: Arc<dyn ReadAt>,
+    pub virtual_size: u64,
+    /// Canonical paths of the backing files, nearest first (the top image is not included).
+    pub backing_chain: Vec<PathBuf>,
+    /// Things the report should mention (for example a qcow2 image marked corrupt).
+    pub warnings: Vec<String>,
+}
+
+/// Opens the image at `path`. `asserted` is the job's `image.format` (a qemu-img name); a
+/// different detected format is [`ImageError::FormatMismatch`], never a guess. Backing files
+/// must resolve inside one of `roots` ([`ImageError::BackingOutsideRoots`] otherwise).
+pub fn open(
+    path: &Path,
+    asserted: Option<&str>,
+    roots: &[PathBuf],
+) -> Result<OpenedImage, ImageError> {
+    let file = RawImage::open(path)?;
+    let format = detect(&file)?;
+    if let Some(asserted) = asserted {
+        if ImageFormat::from_name(asserted) != Some(format) {
+            return Err(ImageError::FormatMismatch {
+                detected: format.as_str(),
+                asserted: asserted.to_string(),
+            });
+        }
+    }
+    let mut roots_all: Vec<PathBuf> = roots.to_vec();
+    roots_all.extend(roots.iter().filter_map(|r| r.canonicalize().ok()));
+    let mut chain = Chain {
+        roots: roots_all,
+        seen: Vec::new(),
+        backing: Vec::new(),
+        warnings: Vec::new(),
+    };
+    if let Ok(canonical) = path.canonicalize() {
+        chain.seen.push(canonical);
+    }
+    let source = chain.open_format(path, file, format, 0)?;
+    Ok(OpenedImage {
+        format,
+        virtual_size: source.size(),
+        source,
+        backing_chain: chain.backing,
+        warnings: chain.warnings,
+    })
+}
+
+/// State of one `open` call while it walks down a backing chain.
+struct Chain {
+    /// The roots as given and canonicalized.
+    roots: Vec<PathBuf>,
+    /// Canonical paths already in the chain, to refuse loops.
+    seen: Vec<PathBuf>,
+    backing: Vec<PathBuf>,
+    warnings: Vec<String>,
+}
+
+impl Chain {
+    fn open_format(
+        &mut self,
+        path: &Path,
+        file: RawImage,
+        format: ImageFormat,
+        depth: usize,
+    ) -> Result<Arc<dyn ReadAt>, ImageError> {
+        match format {
+            ImageFormat::Raw => Ok(Arc::new(file)),
+            ImageFormat::Qcow2 => {
+                let mut q = Qcow2::from_source(Arc::new(file))?;
+                if q.header().is_corrupt() {
+                    self.warnings.push(format!(
+                        "qcow2 image {} is marked corrupt by qemu; its data may be inconsistent",
+                        path.display()
+                    ));
+                }
+                if let Some(name) = q.backing_file() {
+                    let backing = self.open_backing(path, name, q.backing_format(), depth + 1)?;
+                    q.attach_backing(backing);
+                }
+                Ok(Arc::new(q))
+            }
+            other => Err(ImageError::Unsupported {
+                format: other.as_str(),
+                message: format!(
+                    "{} is recognised but this format cannot be read yet",
+                    path.display()
+                ),
+            }),
+        }
+    }
+
+    /// Resolves, confines and opens the backing file `name` of the image at `overlay`.
+    fn open_backing(
+        &mut self,
+        overlay: &Path,
+        name: &[u8],
+        declared: Option<&str>,
+        depth: usize,
+    ) -> Result<Arc<dyn ReadAt>, ImageError> {
+        if depth > MAX_BACKING_DEPTH {
+            return Err(ImageError::BackingChainTooDeep {
+                limit: MAX_BACKING_DEPTH,
+            });
+        }
+        let shown = String::from_utf8_lossy(name).into_owned();
+        if name.starts_with(b"json:") || name.windows(3).any(|w| w == b"://") {
+            return Err(ImageError::Unsupported {
+                format: "qcow2",
+                message: format!("backing file {shown:?} is not a local path"),
+            });
+        }
+        let name = Path::new(OsStr::from_bytes(name));
+        let joined = match overlay.parent() {
+            Some(dir) if name.is_relative() => dir.join(name),
+            _ => name.to_path_buf(),
+        };
+        let joined = std::path::absolute(&joined).map_err(|source| ImageError::Io {
+            path: joined.clone(),
+            source,
+        })?;
+        // A lexical check first, so a hostile name cannot probe the host's files through
+        // "not found" versus "outside the roots"; then the real check on the canonical path.
+        if !self.inside_roots(&lexical_normalize(&joined)) {
+            return Err(ImageError::BackingOutsideRoots { path: shown });
+        }
+        let canonical = joined.canonicalize().map_err(|source| ImageError::Io {
+            path: joined.clone(),
+            source,
+        })?;
+        if !self.inside_roots(&canonical) {
+            return Err(ImageError::BackingOutsideRoots {
+                path: format!("{shown} (resolves to {})", canonical.display()),
+            });
+        }
+        if self.seen.contains(&canonical) {
+            return Err(ImageError::BackingLoop { path: canonical });
+        }
+        self.seen.push(canonical.clone());
+        self.backing.push(canonical.clone());
+
+        let file = RawImage::open(&canonical)?;
+        let format = detect(&file)?;
+        if let Some(declared) = declared {
+            if ImageFormat::from_name(declared) != Some(format) {
+                return Err(ImageError::BackingFormatMismatch {
+                    path: canonical,
+                    detected: format.as_str(),
+                    declared: declared.to_string(),
+                });
+            }
+        }
+        self.open_format(&canonical, file, format, depth)
+    }
+
+    fn inside_roots(&self, path: &Path) -> bool {
+        path.is_absolute() && self.roots.iter().any(|root| path.starts_with(root))
+    }
+}
+
+/// Removes `.` and resolves `..` without touching the filesystem (symlinks are left to the
+/// canonical check that follows).
+fn lexical_normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalize() {
+        assert_eq!(
+            lexical_normalize(Path::new("/a/b/../c/./d")),
+            Path::new("/a/c/d")
+        );
+        assert_eq!(
+            lexical_normalize(Path::new("/a/../../etc")),
+            Path::new("/etc")
+        );
+    }
+
+    #[test]
+    fn open_raw_and_assertions() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("disk");
+        std::fs::write(&p, vec![3u8; 4096]).unwrap();
+        let img = open(&p, Some("raw"), &[]).unwrap();
+        assert_eq!((img.format, img.virtual_size), (ImageFormat::Raw, 4096));
+        let e = open(&p, Some("qcow2"), &[]).err().unwrap();
+        assert!(
+            matches!(
+                e,
+                ImageError::FormatMismatch {
+                    detected: "raw",
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        let e = open(&p, Some("nonsense"), &[]).err().unwrap();
+        assert!(matches!(e, ImageError::FormatMismatch { .. }), "{e}");
+        let mut vhdx = b"vhdxfile".to_vec();
+        vhdx.resize(4096, 0);
+        std::fs::write(&p, vhdx).unwrap();
+        let e = open(&p, None, &[]).err().unwrap();
+        assert!(
+            matches!(e, ImageError::Unsupported { format: "vhdx", .. }),
+            "{e}"
+        );
+    }
+}

@@ -1,1 +1,515 @@
-//! (being written)
+//! qcow2 v2/v3, read-only: guest offsets resolved through the L1 table and cached L2 tables
+//! to data, zero, unallocated (backing file) or compressed clusters.
+//!
+//! The header, L2 entries and compressed descriptors each have their own file
+//! (`qcow2_header.rs`, `qcow2_l2.rs`, `qcow2_compressed.rs`); this file is the mapping and the
+//! read path that ties them together.
+
+use std::sync::{Arc, Mutex};
+
+use super::qcow2_compressed::{decompress_cluster, CompressedExtent};
+use super::qcow2_header::corrupt;
+use super::qcow2_l2::{decode, L2Cache, L2Table, Mapping, OFFSET_MASK};
+use super::ImageError;
+use crate::inspect::source::{check_range, read_vec, ReadAt};
+
+pub use super::qcow2_header::{Compression, Qcow2Header};
+
+/// qemu's own limit on the L1 table (32 MiB, i.e. 4 Mi entries).
+const MAX_L1_BYTES: u64 = 32 << 20;
+
+/// What unallocated clusters read from.
+enum Backing {
+    /// No backing file: zeros.
+    None,
+    /// The header names a backing file that the caller has not attached (for example when
+    /// parsing from memory): reading such a cluster is an error, never silent zeros.
+    NotAttached(String),
+    Attached(Arc<dyn ReadAt>),
+}
+
+/// The last decompressed cluster, keyed by its L2 entry: sequential small reads of a
+/// compressed image would otherwise inflate the same cluster again for every read.
+struct LastCluster {
+    entry: u64,
+    data: Vec<u8>,
+}
+
+/// An opened qcow2 image, presenting the guest's virtual disk as a [`ReadAt`].
+pub struct Qcow2 {
+    file: Arc<dyn ReadAt>,
+    header: Qcow2Header,
+    /// Raw L1 entries covering the virtual size (entries past it are never used).
+    l1: Vec<u64>,
+    l2: L2Cache,
+    backing: Backing,
+    last: Mutex<Option<LastCluster>>,
+}
+
+impl Qcow2 {
+    /// Parses the header and loads the L1 table of the qcow2 file `file`. A backing file
+    /// named by the header is not opened here (that needs path policy, see `image::open`):
+    /// attach it with [`Qcow2::attach_backing`].
+    pub fn from_source(file: Arc<dyn ReadAt>) -> Result<Qcow2, ImageError> {
+        let header = Qcow2Header::parse(file.as_ref())?;
+        let l1 = load_l1(file.as_ref(), &header)?;
+        let backing = match &header.backing_file {
+            Some(name) => Backing::NotAttached(String::from_utf8_lossy(name).into_owned()),
+            None => Backing::None,
+        };
+        Ok(Qcow2 {
+            l2: L2Cache::new(header.cluster_size()),
+            file,
+            header,
+            l1,
+            backing,
+            last: Mutex::new(None),
+        })
+    }
+
+    pub fn header(&self) -> &Qcow2Header {
+        &self.header
+    }
+
+    /// The backing file name as stored (relative names are relative to this image's directory).
+    pub fn backing_file(&self) -> Option<&[u8]> {
+        self.header.backing_file.as_deref()
+    }
+
+    /// The backing format declared by the header extension, if any.
+    pub fn backing_format(&self) -> Option<&str> {
+        self.header.backing_format.as_deref()
+    }
+
+    /// Sets the source of unallocated clusters. Parts of the guest past the backing
+    /// file's size read as zeros.
+    pub fn attach_backing(&mut self, backing: Arc<dyn ReadAt>) {
+        self.backing = Backing::Attached(backing);
+    }
+
+    fn cluster_bits(&self) -> u32 {
+        self.header.cluster_bits
+    }
+
+    /// log2 of the guest bytes one L2 table covers.
+    fn l2_span_bits(&self) -> u32 {
+        let entry_bits = if self.header.extended_l2 { 4 } else { 3 };
+        2 * self.cluster_bits() - entry_bits
+    }
+
+    /// The L2 table for L1 index `idx`, or `None` when it is unallocated.
+    fn l2_table(&self, idx: usize) -> Result<Option<L2Table>, ImageError> {
+        let entry = self.l1.get(idx).copied().unwrap_or(0);
+        let entry_offset = self.header.l1_table_offset + idx as u64 * 8;
+        let offset = entry & OFFSET_MASK;
+        if offset == 0 {
+            return Ok(None);
+        }
+        let cluster_size = self.header.cluster_size();
+        if !offset.is_multiple_of(cluster_size) {
+            return Err(corrupt(
+                entry_offset,
+                format!("L1 entry {idx} points to unaligned L2 table {offset:#x}"),
+            ));
+        }
+        let file_size = self.file.size();
+        if offset.saturating_add(cluster_size) > file_size {
+            return Err(corrupt(
+                entry_offset,
+                format!("L1 entry {idx} points to an L2 table at {offset:#x} past the end of the file ({file_size} bytes)"),
+            ));
+        }
+        let table = self.l2.get(offset, || {
+            let bytes = read_vec(self.file.as_ref(), offset, cluster_size, cluster_size)?;
+            Ok(bytes
+                .chunks_exact(8)
+                .map(|c| u64::from_be_bytes(c.try_into().unwrap_or([0; 8])))
+                .collect())
+        })?;
+        Ok(Some(table))
+    }
+
+    /// Maps the guest byte `guest`: returns its mapping and how many bytes from it on share
+    /// it (to the end of the cluster, subcluster run, or unallocated L2 range). `cur` keeps
+    /// the current L2 table between calls so a run costs one cache lookup per table.
+    fn map(
+        &self,
+        guest: u64,
+        cur: &mut Option<(usize, Option<L2Table>)>,
+    ) -> Result<(Mapping, u64), ImageError> {
+        let span_bits = self.l2_span_bits();
+        let l1_idx = (guest >> span_bits) as usize;
+        let in_span = guest & ((1u64 << span_bits) - 1);
+        let table = match cur {
+            Some((i, t)) if *i == l1_idx => t.clone(),
+            _ => {
+                let t = self.l2_table(l1_idx)?;
+                *cur = Some((l1_idx, t.clone()));
+                t
+            }
+        };
+        let Some(table) = table else {
+            return Ok((Mapping::Unallocated, (1u64 << span_bits) - in_span));
+        };
+        let bits = self.cluster_bits();
+        let l2_idx = (in_span >> bits) as usize;
+        let in_cluster = in_span & ((1u64 << bits) - 1);
+        let table_offset = self.l1.get(l1_idx).copied().unwrap_or(0) & OFFSET_MASK;
+        decode(
+            &table,
+            l2_idx,
+            in_cluster,
+            bits,
+            self.header.extended_l2,
+            table_offset,
+        )
+    }
+
+    /// Reads image-file bytes for a data run. A run reaching a host cluster that starts past
+    /// the end of the file is corruption; a run that only overhangs the end within the file's
+    /// last cluster reads zeros there, as qemu does.
+    fn read_data(&self, host: u64, guest: u64, out: &mut [u8]) -> Result<(), ImageError> {
+        let file_size = self.file.size();
+        // host < 2^56 and out is one in-memory buffer: no overflow.
+        let last_cluster = (host + out.len() as u64 - 1) & !(self.header.cluster_size() - 1);
+        if last_cluster >= file_size {
+            return Err(corrupt(
+                host,
+                format!(
+                    "guest offset {guest:#x} maps to host cluster {last_cluster:#x}, past the end of the file ({file_size} bytes)"
+                ),
+            ));
+        }
+        let avail = file_size.saturating_sub(host).min(out.len() as u64) as usize;
+        let (head, tail) = out.split_at_mut(avail);
+        self.file.read_exact_at(host, head)?;
+        tail.fill(0);
+        Ok(())
+    }
+
+    fn read_backing(&self, guest: u64, out: &mut [u8]) -> Result<(), ImageError> {
+        match &self.backing {
+            Backing::None => {
+                out.fill(0);
+                Ok(())
+            }
+            Backing::NotAttached(name) => Err(ImageError::Unsupported {
+                format: "qcow2",
+                message: format!(
+                    "guest offset {guest:#x} is in backing file {name:?}, which is not opened"
+                ),
+            }),
+            Backing::Attached(b) => {
+                let avail = b.size().saturating_sub(guest).min(out.len() as u64) as usize;
+                let (head, tail) = out.split_at_mut(avail);
+                if !head.is_empty() {
+                    b.read_exact_at(guest, head)?;
+                }
+                tail.fill(0);
+                Ok(())
+            }
+        }
+    }
+
+    /// Reads `out` from the compressed cluster described by `entry`, starting at byte
+    /// `in_cluster` of the cluster.
+    fn read_compressed(
+        &self,
+        entry: u64,
+        guest: u64,
+        in_cluster: u64,
+        out: &mut [u8],
+    ) -> Result<(), ImageError> {
+        let cluster_size = self.header.cluster_size() as usize;
+        let start = in_cluster as usize;
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = last.as_ref().filter(|c| c.entry == entry) {
+            out.copy_from_slice(&c.data[start..start + out.len()]);
+            return Ok(());
+        }
+        // Reuse the previous buffer; it is invalid until the decompression succeeds.
+        let mut data = last.take().map(|c| c.data).unwrap_or_default();
+        data.resize(cluster_size, 0);
+        self.decompress(entry, guest, &mut data)?;
+        out.copy_from_slice(&data[start..start + out.len()]);
+        *last = Some(LastCluster { entry, data });
+        Ok(())
+    }
+
+    fn decompress(&self, entry: u64, guest: u64, out: &mut [u8]) -> Result<(), ImageError> {
+        let ext = CompressedExtent::from_entry(entry, self.cluster_bits());
+        let file_size = self.file.size();
+        if ext.host >= file_size {
+            return Err(corrupt(
+                ext.host,
+                format!("compressed cluster for guest offset {guest:#x} starts past the end of the file ({file_size} bytes)"),
+            ));
+        }
+        // The last sector of the last compressed cluster may be cut short by the file's end.
+        let len = ext.len.min(file_size - ext.host);
+        let input = read_vec(
+            self.file.as_ref(),
+            ext.host,
+            len,
+            2 * self.header.cluster_size(),
+        )?;
+        decompress_cluster(self.header.compression, &input, out).map_err(|e| {
+            corrupt(
+                ext.host,
+                format!("compressed cluster for guest offset {guest:#x}: {e}"),
+            )
+        })
+    }
+}
+
+/// Loads the L1 entries that cover the virtual size, bounding the table before allocating it.
+fn load_l1(file: &dyn ReadAt, h: &Qcow2Header) -> Result<Vec<u64>, ImageError> {
+    let entry_bits = if h.extended_l2 { 4 } else { 3 };
+    let span_bits = 2 * h.cluster_bits - entry_bits;
+    let needed = h.size.div_ceil(1u64 << span_bits);
+    if needed > u64::from(h.l1_size) {
+        return Err(corrupt(
+            36,
+            format!("L1 table of {} entries is too small for a virtual size of {} bytes (needs {needed})", h.l1_size, h.size),
+        ));
+    }
+    let bytes = needed * 8;
+    if bytes > MAX_L1_BYTES {
+        return Err(ImageError::TooLarge {
+            what: "qcow2 L1 table",
+            size: bytes,
+            limit: MAX_L1_BYTES,
+        });
+    }
+    if h.l1_table_offset
+        .checked_add(bytes)
+        .is_none_or(|end| end > file.size())
+    {
+        return Err(corrupt(
+            40,
+            format!(
+                "L1 table at {:#x} ({bytes} bytes) runs past the end of the file ({} bytes)",
+                h.l1_table_offset,
+                file.size()
+            ),
+        ));
+    }
+    let raw = read_vec(file, h.l1_table_offset, bytes, MAX_L1_BYTES)?;
+    Ok(raw
+        .chunks_exact(8)
+        .map(|c| u64::from_be_bytes(c.try_into().unwrap_or([0; 8])))
+        .collect())
+}
+
+impl ReadAt for Qcow2 {
+    fn size(&self) -> u64 {
+        self.header.size
+    }
+
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), ImageError> {
+        check_range(offset, buf.len(), self.header.size)?;
+        let cluster_mask = self.header.cluster_size() - 1;
+        let mut cur = None;
+        let mut done = 0usize;
+        while done < buf.len() {
+            let guest = offset + done as u64;
+            let want = (buf.len() - done) as u64;
+            let (mapping, granule) = self.map(guest, &mut cur)?;
+            let mut len = granule.min(want);
+            // Merge following granules with the same kind (and, for data, the next host
+            // bytes) so a contiguous image becomes one large read.
+            if !matches!(mapping, Mapping::Compressed(_)) {
+                while len < want {
+                    let (next, next_len) = self.map(guest + len, &mut cur)?;
+                    let continues = match (mapping, next) {
+                        (Mapping::Data(h), Mapping::Data(n)) => h.checked_add(len) == Some(n),
+                        (Mapping::Zero, Mapping::Zero)
+                        | (Mapping::Unallocated, Mapping::Unallocated) => true,
+                        _ => false,
+                    };
+                    if !continues {
+                        break;
+                    }
+                    len = (len + next_len).min(want);
+                }
+            }
+            let out = &mut buf[done..done + len as usize];
+            match mapping {
+                Mapping::Data(host) => self.read_data(host, guest, out)?,
+                Mapping::Zero => out.fill(0),
+                Mapping::Unallocated => self.read_backing(guest, out)?,
+                Mapping::Compressed(entry) => {
+                    let in_cluster = guest & cluster_mask;
+                    if in_cluster == 0 && len == cluster_mask + 1 {
+                        // A whole cluster: inflate straight into the caller's buffer.
+                        self.decompress(entry, guest, out)?;
+                    } else {
+                        self.read_compressed(entry, guest, in_cluster, out)?;
+                    }
+                }
+            }
+            done += len as usize;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::qcow2_header::tests::v3_header;
+    use super::*;
+    use crate::inspect::source::MemSource;
+
+    const C: usize = 65536;
+
+    fn put64(b: &mut [u8], at: usize, v: u64) {
+        b[at..at + 8].copy_from_slice(&v.to_be_bytes());
+    }
+
+    /// Header cluster, L1 at cluster 1 (one entry), L2 at cluster 2, data from cluster 3.
+    fn image() -> Vec<u8> {
+        let mut b = v3_header(4 * C);
+        put64(&mut b, C, 2 * C as u64);
+        b[3 * C..4 * C].fill(0x5a);
+        b
+    }
+
+    fn open(b: Vec<u8>) -> Result<Qcow2, ImageError> {
+        Qcow2::from_source(Arc::new(MemSource(b)))
+    }
+
+    #[test]
+    fn data_zero_unallocated_and_spanning_reads() {
+        let mut b = image();
+        put64(&mut b, 2 * C, 3 * C as u64); // guest cluster 0 -> data
+        put64(&mut b, 2 * C + 8, 1); // guest cluster 1 -> zero flag
+                                     // guest cluster 2 unallocated; guest cluster 3 -> same data cluster again
+        put64(&mut b, 2 * C + 24, (3 * C as u64) | (1 << 63));
+        let q = open(b).unwrap();
+        assert_eq!(q.size(), 1 << 20);
+        let mut buf = vec![1u8; 4 * C];
+        q.read_exact_at(0, &mut buf).unwrap();
+        assert!(buf[..C].iter().all(|&x| x == 0x5a));
+        assert!(buf[C..3 * C].iter().all(|&x| x == 0));
+        assert!(buf[3 * C..].iter().all(|&x| x == 0x5a));
+        // A read crossing the end of the virtual disk is refused.
+        let mut buf = [0u8; 2];
+        assert!(matches!(
+            q.read_exact_at((1 << 20) - 1, &mut buf),
+            Err(ImageError::OutOfRange { .. })
+        ));
+    }
+
+    #[test]
+    fn l2_and_data_past_eof_are_typed_errors() {
+        let mut b = image();
+        put64(&mut b, 2 * C, 100 * C as u64);
+        let q = open(b).unwrap();
+        let e = q.read_exact_at(0, &mut [0u8; 16]).unwrap_err();
+        assert!(e.to_string().contains("past the end of the file"), "{e}");
+
+        let mut b = image();
+        put64(&mut b, C, 100 * C as u64); // L1 -> L2 beyond EOF
+        let q = open(b).unwrap();
+        let e = q.read_exact_at(0, &mut [0u8; 16]).unwrap_err();
+        assert!(
+            matches!(e, ImageError::Corrupt { offset, .. } if offset == C as u64),
+            "{e}"
+        );
+
+        let mut b = image();
+        put64(&mut b, C, 2 * C as u64 + 512); // unaligned L2
+        let q = open(b).unwrap();
+        assert!(q.read_exact_at(0, &mut [0u8; 16]).is_err());
+    }
+
+    #[test]
+    fn huge_l1_is_bounded() {
+        let mut b = image();
+        put64(&mut b, 24, 1 << 52); // needs 2^23 L1 entries: 64 MiB
+        b[36..40].copy_from_slice(&u32::MAX.to_be_bytes());
+        let e = open(b).err().unwrap();
+        assert!(matches!(e, ImageError::TooLarge { .. }), "{e}");
+        // l1_size too small for the virtual size.
+        let mut b = image();
+        put64(&mut b, 24, 1 << 40);
+        assert!(matches!(
+            open(b),
+            Err(ImageError::Corrupt { offset: 36, .. })
+        ));
+        // L1 past EOF.
+        let mut b = image();
+        put64(&mut b, 40, 64 * C as u64);
+        assert!(matches!(
+            open(b),
+            Err(ImageError::Corrupt { offset: 40, .. })
+        ));
+    }
+
+    #[test]
+    fn compressed_cluster() {
+        let data: Vec<u8> = (0..C).map(|i| (i % 253) as u8).collect();
+        let packed = miniz_oxide::deflate::compress_to_vec(&data, 6);
+        let mut b = image();
+        let host = 3 * C + 100;
+        b[host..host + packed.len()].copy_from_slice(&packed);
+        let sectors = (100 + packed.len() as u64).div_ceil(512) - 1;
+        put64(&mut b, 2 * C, 1 << 62 | sectors << 54 | host as u64);
+        let q = open(b).unwrap();
+        let mut all = vec![0u8; C];
+        q.read_exact_at(0, &mut all).unwrap();
+        assert_eq!(all, data);
+        // Unaligned reads go through the last-cluster cache.
+        for off in [1usize, 4096, 60000] {
+            let mut part = vec![0u8; 1000];
+            q.read_exact_at(off as u64, &mut part).unwrap();
+            assert_eq!(part, data[off..off + 1000]);
+        }
+        // Descriptor past EOF.
+        let mut b = image();
+        put64(&mut b, 2 * C, (1 << 62) | (90 * C as u64));
+        let e = open(b)
+            .unwrap()
+            .read_exact_at(0, &mut [0u8; 8])
+            .unwrap_err();
+        assert!(e.to_string().contains("compressed cluster"), "{e}");
+        // Garbage that does not inflate.
+        let mut b = image();
+        put64(&mut b, 2 * C, (1 << 62) | (3 * C as u64));
+        assert!(open(b).unwrap().read_exact_at(0, &mut [0u8; 8]).is_err());
+    }
+
+    #[test]
+    fn unattached_backing_is_an_error() {
+        let mut b = image();
+        put64(&mut b, 8, 0x200);
+        b[16..20].copy_from_slice(&4u32.to_be_bytes());
+        b[0x200..0x204].copy_from_slice(b"base");
+        let mut q = open(b).unwrap();
+        assert_eq!(q.backing_file(), Some(&b"base"[..]));
+        let e = q.read_exact_at(0, &mut [0u8; 8]).unwrap_err();
+        assert!(e.to_string().contains("base"), "{e}");
+        // Attached and shorter than the image: bytes past its end are zeros.
+        q.attach_backing(Arc::new(MemSource(vec![7u8; 100])));
+        let mut buf = [1u8; 200];
+        q.read_exact_at(0, &mut buf).unwrap();
+        assert!(buf[..100].iter().all(|&x| x == 7) && buf[100..].iter().all(|&x| x == 0));
+    }
+
+    #[test]
+    fn extended_l2_subclusters() {
+        let mut b = image();
+        // Extended L2 (bit 4): 16-byte entries.
+        put64(&mut b, 72, 1 << 4);
+        put64(&mut b, 2 * C, 3 * C as u64);
+        put64(&mut b, 2 * C + 8, 0b1 | 0b10 << 32); // sc0 allocated, sc1 zero, rest unallocated
+        let mut q = open(b).unwrap();
+        q.attach_backing(Arc::new(MemSource(vec![9u8; 1 << 20])));
+        let sc = C / 32;
+        let mut buf = vec![0u8; C];
+        q.read_exact_at(0, &mut buf).unwrap();
+        assert!(buf[..sc].iter().all(|&x| x == 0x5a));
+        assert!(buf[sc..2 * sc].iter().all(|&x| x == 0));
+        assert!(buf[2 * sc..].iter().all(|&x| x == 9));
+    }
+}
