@@ -13,7 +13,7 @@ PACKAGES=(
   util-linux                # blkid: the probe oracle
   debootstrap               # a real Debian tree for the OS oracle
   rpm sqlite3 db5.3-util    # real rpmdb.sqlite and Berkeley DB Packages databases
-  chromium                  # headless check of the html report
+  chromium cmark-gfm        # headless check of the html report; an independent markdown parser
   python3 python3-venv      # deploy-file validation, the pika publisher example
   curl ca-certificates
 )

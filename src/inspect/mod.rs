@@ -8,6 +8,7 @@ pub mod fs;
 pub mod image;
 pub mod os;
 pub mod partition;
+pub mod pipeline;
 pub mod report;
 pub mod source;
 pub mod volume;

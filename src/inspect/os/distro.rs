@@ -1,0 +1,207 @@
+//! Facts derived from the distro and version alone, as libguestfs derives them: the
+//! libosinfo short id and the package format and manager.
+//!
+//! libguestfs never looks at files for these (except Fedora's `/usr/bin/dnf`, which we
+//! skip: dnf replaced yum in Fedora 22 whatever is installed). For a distro it does not
+//! know we fall back on os-release `ID_LIKE`, so a derivative still gets its family's
+//! package format.
+
+use super::release::Release;
+
+/// The libosinfo short id (`debian12`, `ubuntu22.04`, `rhel9.3`, `centos7.0`, `rocky9`,
+/// `alpinelinux3.19`, `archlinux`, `opensuse15.5`), following libguestfs's
+/// `inspect_get_osinfo`; `None` when it has no answer.
+pub fn osinfo(rel: &Release) -> Option<String> {
+    let distro = rel.distro.as_deref()?;
+    let (major, minor) = rel.version.unwrap_or((0, 0));
+    let id = match distro {
+        "centos" if major >= 8 => format!("centos{major}"),
+        "centos" if major == 7 => "centos7.0".to_string(),
+        "centos" if major == 6 => format!("centos6.{minor}"),
+        "centos" => return None,
+        "rocky" | "almalinux" | "circle" if major >= 8 => format!("{distro}{major}"),
+        "rocky" | "almalinux" | "circle" => return None,
+        "debian" if major >= 4 => format!("debian{major}"),
+        "debian" => return None,
+        "fedora" | "mageia" => format!("{distro}{major}"),
+        "sles" if minor == 0 => format!("sles{major}"),
+        "sles" => format!("sles{major}sp{minor}"),
+        "ubuntu" => format!("ubuntu{major}.{minor:02}"),
+        "archlinux" | "gentoo" | "voidlinux" => distro.to_string(),
+        "altlinux" if major >= 8 => format!("alt{major}.{minor}"),
+        // libosinfo's name for Alpine (we report the distro as "alpine").
+        "alpine" if major > 0 || minor > 0 => format!("alpinelinux{major}.{minor}"),
+        _ if major > 0 || minor > 0 => format!("{distro}{major}.{minor}"),
+        _ => return None,
+    };
+    Some(id)
+}
+
+/// Package families a distro belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Family {
+    RedHat,
+    Suse,
+    Debian,
+    Arch,
+    Alpine,
+    Gentoo,
+    Void,
+    Mandriva,
+}
+
+fn family_of(distro: &str) -> Option<Family> {
+    Some(match distro {
+        "fedora" | "rhel" | "centos" | "rocky" | "almalinux" | "oraclelinux"
+        | "scientificlinux" | "redhat-based" | "circle" | "neokylin" | "meego" | "amzn"
+        | "altlinux" => Family::RedHat,
+        "opensuse" | "sles" | "suse-based" => Family::Suse,
+        "debian" | "ubuntu" | "linuxmint" | "kalilinux" => Family::Debian,
+        "archlinux" => Family::Arch,
+        "alpine" => Family::Alpine,
+        "gentoo" => Family::Gentoo,
+        "voidlinux" => Family::Void,
+        "mageia" | "mandriva" => Family::Mandriva,
+        _ => return None,
+    })
+}
+
+/// The distro's family, or for an unknown distro the first family its `ID_LIKE` names.
+fn family(rel: &Release) -> Option<(Family, bool)> {
+    if let Some(f) = rel.distro.as_deref().and_then(family_of) {
+        return Some((f, true));
+    }
+    rel.id_like.iter().find_map(|like| {
+        let d = match like.as_str() {
+            "arch" => "archlinux",
+            "suse" | "opensuse" => "opensuse",
+            other => other,
+        };
+        family_of(d).map(|f| (f, false))
+    })
+}
+
+/// `deb`, `rpm`, `apk`, `pacman`, `ebuild`, `xbps`.
+pub fn package_format(rel: &Release) -> Option<&'static str> {
+    Some(match family(rel)?.0 {
+        Family::RedHat | Family::Suse | Family::Mandriva => "rpm",
+        Family::Debian => "deb",
+        Family::Arch => "pacman",
+        Family::Alpine => "apk",
+        Family::Gentoo => "ebuild",
+        Family::Void => "xbps",
+    })
+}
+
+/// `apt`, `dnf`, `yum`, `up2date`, `zypper`, `urpmi`, `apk`, `pacman`, `portage`, `xbps`.
+/// dnf from Fedora 22 and RHEL-family 8, yum before (up2date before RHEL 5).
+pub fn package_management(rel: &Release) -> Option<&'static str> {
+    let (family, own) = family(rel)?;
+    let distro = rel.distro.as_deref().unwrap_or("");
+    let major = rel.version.map(|v| v.0).unwrap_or(0);
+    Some(match family {
+        Family::RedHat if distro == "altlinux" => "apt",
+        Family::RedHat if distro == "meego" => "yum",
+        Family::RedHat if distro == "neokylin" => "dnf",
+        // Amazon Linux 2 (yum), then 2022/2023 (dnf).
+        Family::RedHat if distro == "amzn" => match major {
+            0 => return None,
+            1..=2021 => "yum",
+            _ => "dnf",
+        },
+        Family::RedHat if distro == "fedora" => match major {
+            0 => return None,
+            1..=21 => "yum",
+            _ => "dnf",
+        },
+        // A derivative's own version numbers say nothing about yum vs dnf.
+        Family::RedHat if !own => return None,
+        Family::RedHat => match major {
+            8.. => "dnf",
+            5..=7 => "yum",
+            2..=4 => "up2date",
+            _ => return None,
+        },
+        Family::Suse => "zypper",
+        Family::Debian => "apt",
+        Family::Arch => "pacman",
+        Family::Alpine => "apk",
+        Family::Gentoo => "portage",
+        Family::Void => "xbps",
+        Family::Mandriva => "urpmi",
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rel(distro: &str, version: Option<(u32, u32)>) -> Release {
+        Release {
+            distro: Some(distro.into()),
+            version,
+            ..Release::default()
+        }
+    }
+
+    #[test]
+    fn osinfo_ids_match_libosinfo() {
+        let cases = [
+            ("debian", Some((12, 5)), Some("debian12")),
+            ("ubuntu", Some((22, 4)), Some("ubuntu22.04")),
+            ("fedora", Some((39, 0)), Some("fedora39")),
+            ("rhel", Some((9, 3)), Some("rhel9.3")),
+            ("centos", Some((7, 9)), Some("centos7.0")),
+            ("centos", Some((6, 10)), Some("centos6.10")),
+            ("centos", Some((8, 5)), Some("centos8")),
+            ("rocky", Some((9, 3)), Some("rocky9")),
+            ("alpine", Some((3, 19)), Some("alpinelinux3.19")),
+            ("archlinux", None, Some("archlinux")),
+            ("opensuse", Some((15, 5)), Some("opensuse15.5")),
+            ("sles", Some((15, 0)), Some("sles15")),
+            ("sles", Some((12, 5)), Some("sles12sp5")),
+            ("debian", None, None),
+            ("pop", None, None),
+        ];
+        for (d, v, want) in cases {
+            assert_eq!(osinfo(&rel(d, v)).as_deref(), want, "{d} {v:?}");
+        }
+    }
+
+    #[test]
+    fn package_manager_by_version() {
+        let pm = |d, v| package_management(&rel(d, Some((v, 0))));
+        assert_eq!(pm("rhel", 9), Some("dnf"));
+        assert_eq!(pm("rhel", 7), Some("yum"));
+        assert_eq!(pm("centos", 8), Some("dnf"));
+        assert_eq!(pm("fedora", 21), Some("yum"));
+        assert_eq!(pm("fedora", 39), Some("dnf"));
+        assert_eq!(pm("debian", 12), Some("apt"));
+        assert_eq!(pm("opensuse", 15), Some("zypper"));
+        assert_eq!(package_format(&rel("alpine", None)), Some("apk"));
+        assert_eq!(package_format(&rel("archlinux", None)), Some("pacman"));
+        assert_eq!(package_format(&rel("rocky", None)), Some("rpm"));
+    }
+
+    #[test]
+    fn unknown_distro_uses_id_like() {
+        let r = Release {
+            distro: Some("pop".into()),
+            id_like: vec!["ubuntu".into(), "debian".into()],
+            ..Release::default()
+        };
+        assert_eq!(
+            (package_format(&r), package_management(&r)),
+            (Some("deb"), Some("apt"))
+        );
+        let r = Release {
+            distro: Some("foo".into()),
+            id_like: vec!["rhel".into()],
+            ..Release::default()
+        };
+        assert_eq!(
+            (package_format(&r), package_management(&r)),
+            (Some("rpm"), None)
+        );
+    }
+}
