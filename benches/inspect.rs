@@ -14,7 +14,10 @@ use std::time::Instant;
 use guestkit_worker::inspect::pipeline::{inspect_full, InspectOptions};
 
 fn sh(script: &str) {
-    let status = Command::new("bash").args(["-euo", "pipefail", "-c", script]).status().unwrap();
+    let status = Command::new("bash")
+        .args(["-euo", "pipefail", "-c", script])
+        .status()
+        .unwrap();
     assert!(status.success(), "{script}");
 }
 
@@ -40,9 +43,17 @@ fn fixtures() -> (PathBuf, PathBuf, PathBuf) {
 }
 
 fn time_inspect(path: &Path) -> (f64, usize, u64) {
-    let opts = InspectOptions { image_roots: vec![path.parent().unwrap().to_path_buf()], ..Default::default() };
+    let opts = InspectOptions {
+        image_roots: vec![path.parent().unwrap().to_path_buf()],
+        ..Default::default()
+    };
     let first = inspect_full(path, &opts).expect("inspection");
-    let apps = first.report.operating_systems.first().map(|o| o.applications.len()).unwrap_or(0);
+    let apps = first
+        .report
+        .operating_systems
+        .first()
+        .map(|o| o.applications.len())
+        .unwrap_or(0);
     let bytes = first.stats.bytes_read;
     let mut best = f64::MAX;
     for _ in 0..7 {
@@ -55,12 +66,30 @@ fn time_inspect(path: &Path) -> (f64, usize, u64) {
 
 fn peak_rss_kib(path: &Path) -> u64 {
     let out = Command::new("/usr/bin/time")
-        .args(["-f", "%M", env!("CARGO_BIN_EXE_guestkit-worker"), "--log-level", "error", "inspect"])
+        .args([
+            "-f",
+            "%M",
+            env!("CARGO_BIN_EXE_guestkit-worker"),
+            "--log-level",
+            "error",
+            "inspect",
+        ])
         .arg(path)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stderr).trim().lines().last().unwrap().trim().parse().unwrap()
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stderr)
+        .trim()
+        .lines()
+        .last()
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
 }
 
 fn main() {
@@ -69,7 +98,11 @@ fn main() {
         return;
     }
     let (qcow2, big_raw, big_qcow2) = fixtures();
-    for (name, path) in [("debian qcow2 (zlib)", &qcow2), ("same disk, 2 TiB sparse raw", &big_raw), ("same disk, 2 TiB qcow2", &big_qcow2)] {
+    for (name, path) in [
+        ("debian qcow2 (zlib)", &qcow2),
+        ("same disk, 2 TiB sparse raw", &big_raw),
+        ("same disk, 2 TiB qcow2", &big_qcow2),
+    ] {
         let size = std::fs::metadata(path).unwrap().len();
         let (ms, apps, bytes) = time_inspect(path);
         let rss = peak_rss_kib(path);

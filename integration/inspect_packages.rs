@@ -672,7 +672,14 @@ fn apk_installed_hand_written_fixture() {
 /// Hand-written from pacman's local database format (`desc`: `%KEY%` sections separated
 /// by blank lines); no tool here produces it. With the values each should yield.
 /// (name, epoch, version, release, arch, summary) expected from a desc file.
-type PacmanExpected = (&'static str, Option<u32>, &'static str, &'static str, &'static str, &'static str);
+type PacmanExpected = (
+    &'static str,
+    Option<u32>,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+);
 
 const PACMAN_DESCS: &[(&str, PacmanExpected)] = &[
     (

@@ -80,10 +80,19 @@ fn fixture() -> Fixture {
     // Directory blocks of / and /etc, from debugfs (an oracle outside our code).
     let mut ext4_dir_blocks = Vec::new();
     for path in ["/", "/etc"] {
-        let out = run(Command::new("debugfs").args(["-R", &format!("blocks {path}")]).arg(d.join("root.ext4")));
-        ext4_dir_blocks.extend(String::from_utf8_lossy(&out).split_whitespace().filter_map(|b| b.parse::<u64>().ok()));
+        let out = run(Command::new("debugfs")
+            .args(["-R", &format!("blocks {path}")])
+            .arg(d.join("root.ext4")));
+        ext4_dir_blocks.extend(
+            String::from_utf8_lossy(&out)
+                .split_whitespace()
+                .filter_map(|b| b.parse::<u64>().ok()),
+        );
     }
-    assert!(!ext4_dir_blocks.is_empty(), "debugfs found no directory blocks");
+    assert!(
+        !ext4_dir_blocks.is_empty(),
+        "debugfs found no directory blocks"
+    );
     Fixture {
         raw: d.join("disk.raw"),
         mbr: d.join("mbr.raw"),
@@ -124,17 +133,29 @@ fn inspect_mutated(bin: &str, path: &Path) -> Result<Outcome, String> {
     let stderr = String::from_utf8_lossy(&out.stderr);
     match out.status.code() {
         Some(0) => {
-            serde_json::from_slice::<serde_json::Value>(&out.stdout).map_err(|e| format!("report is not JSON: {e}"))?;
+            serde_json::from_slice::<serde_json::Value>(&out.stdout)
+                .map_err(|e| format!("report is not JSON: {e}"))?;
             Ok(Outcome::Report)
         }
-        Some(1) if !stderr.contains("panicked") && stderr.contains("guestkit-worker: ") => Ok(Outcome::TypedError),
+        Some(1) if !stderr.contains("panicked") && stderr.contains("guestkit-worker: ") => {
+            Ok(Outcome::TypedError)
+        }
         Some(124) => Err(format!("no answer within {RUN_TIMEOUT_S} s")),
-        code => Err(format!("exit {code:?}: {}", stderr.chars().take(600).collect::<String>())),
+        code => Err(format!(
+            "exit {code:?}: {}",
+            stderr.chars().take(600).collect::<String>()
+        )),
     }
 }
 
 /// Mutates 1-4 bytes inside one of `ranges` of a copy of `base`, `runs` times.
-fn mutate_runs(name: &str, base: &Path, ranges: &[(u64, u64)], runs: usize, seed: u64) -> (usize, usize) {
+fn mutate_runs(
+    name: &str,
+    base: &Path,
+    ranges: &[(u64, u64)],
+    runs: usize,
+    seed: u64,
+) -> (usize, usize) {
     let bin = env!("CARGO_BIN_EXE_guestkit-worker");
     let original = std::fs::read(base).unwrap();
     let work = tempdir();
@@ -182,17 +203,37 @@ fn mutated_metadata_never_panics_hangs_or_exhausts_memory() {
 
     // GPT header and entries, backup header.
     let size = std::fs::metadata(&f.raw).unwrap().len();
-    mutate_runs("gpt", &f.raw, &[(512, 92), (1024, 256), (size - 512, 92)], 60, 0x1234_5678);
+    mutate_runs(
+        "gpt",
+        &f.raw,
+        &[(512, 92), (1024, 256), (size - 512, 92)],
+        60,
+        0x1234_5678,
+    );
     // MBR and the EBR of the extended partition.
-    mutate_runs("mbr", &f.mbr, &[(446, 66), (10240 * 512 + 446, 66)], 40, 0x5151_5151);
+    mutate_runs(
+        "mbr",
+        &f.mbr,
+        &[(446, 66), (10240 * 512 + 446, 66)],
+        40,
+        0x5151_5151,
+    );
 
     // ext4: superblock, group descriptors, directory blocks of / and /etc.
     let b = f.ext4_block;
     let mut ext4_ranges = vec![(f.ext4_start + 1024, 1024), (f.ext4_start + 2 * b, b)];
-    ext4_ranges.extend(f.ext4_dir_blocks.iter().map(|blk| (f.ext4_start + blk * b, b)));
+    ext4_ranges.extend(
+        f.ext4_dir_blocks
+            .iter()
+            .map(|blk| (f.ext4_start + blk * b, b)),
+    );
     mutate_runs("ext4", &f.raw, &ext4_ranges, 100, 0xdead_beef);
 
     // vfat: boot sector, first FAT sectors, root directory region.
-    let vfat_ranges = [(f.vfat_start, 512), (f.vfat_start + 512, 4096), (f.vfat_start + 8 * 512, 16 * 1024)];
+    let vfat_ranges = [
+        (f.vfat_start, 512),
+        (f.vfat_start + 512, 4096),
+        (f.vfat_start + 8 * 512, 16 * 1024),
+    ];
     mutate_runs("vfat", &f.raw, &vfat_ranges, 60, 0xfeed_f00d);
 }

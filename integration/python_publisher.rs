@@ -14,8 +14,11 @@ fn python_with_pika() -> std::path::PathBuf {
     let python = venv.join("bin/python3");
     if !python.exists() {
         run(Command::new("python3").args(["-m", "venv"]).arg(&venv));
-        let reqs = Path::new(env!("CARGO_MANIFEST_DIR")).join("integration/python/requirements.txt");
-        run(Command::new(&python).args(["-m", "pip", "install", "-q", "-r"]).arg(reqs));
+        let reqs =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("integration/python/requirements.txt");
+        run(Command::new(&python)
+            .args(["-m", "pip", "install", "-q", "-r"])
+            .arg(reqs));
     }
     python
 }
@@ -49,12 +52,21 @@ async fn pika_publisher_gets_an_inspection_back() {
     let pool = Pool::new("pika").await;
     let roots = dir.path().join("images");
     let _worker = WorkerProcess::spawn(pool.pool(), &["--image-root", roots.to_str().unwrap()]);
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("integration/python/publish_inspect.py");
+    let script =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("integration/python/publish_inspect.py");
     let pool_name = pool.pool().to_string();
     let out = tokio::task::spawn_blocking(move || {
         Command::new(python)
             .arg(script)
-            .args(["--url", AMQP_URL, "--pool", &pool_name, "--timeout", "120", "--image"])
+            .args([
+                "--url",
+                AMQP_URL,
+                "--pool",
+                &pool_name,
+                "--timeout",
+                "120",
+                "--image",
+            ])
             .arg(&image)
             .output()
             .unwrap()
@@ -64,12 +76,18 @@ async fn pika_publisher_gets_an_inspection_back() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "publisher failed: {stderr}");
     assert!(stderr.contains("status=completed"), "{stderr}");
-    let result: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json result on stdout");
+    let result: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("json result on stdout");
     assert_eq!(result["status"], "completed");
     let os = &result["output"]["operating_systems"][0];
     assert_eq!(os["distro"], "debian");
     assert_eq!(os["hostname"], "py-guest");
-    let users: Vec<&str> = os["users"].as_array().unwrap().iter().map(|u| u["name"].as_str().unwrap()).collect();
+    let users: Vec<&str> = os["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["name"].as_str().unwrap())
+        .collect();
     assert_eq!(users, ["root", "alice"]);
     // The same result also went to guestkit.results.
     let on_results = pool.results(1, Duration::from_secs(10)).await;

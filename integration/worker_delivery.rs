@@ -26,12 +26,19 @@ async fn thousand_echo_jobs_each_get_one_completed_result() {
         let id = r.body["job_id"].as_str().unwrap().to_string();
         assert_eq!(r.body["output"]["n"], id.as_str(), "echo returns its data");
         assert_eq!(r.headers["x-guestkit-status"], "completed");
-        assert_eq!(r.routing_key, format!("{}.completed.system.echo", pool.pool()));
+        assert_eq!(
+            r.routing_key,
+            format!("{}.completed.system.echo", pool.pool())
+        );
         assert!(seen.insert(id), "job_id seen twice");
     }
     assert_eq!(seen, ids.into_iter().collect::<HashSet<_>>());
     pool.wait_drained(Duration::from_secs(30)).await;
-    assert_eq!(pool.results_within(Duration::from_millis(500)).await.len(), 0, "no extra results");
+    assert_eq!(
+        pool.results_within(Duration::from_millis(500)).await.len(),
+        0,
+        "no extra results"
+    );
     pool.cleanup().await;
 }
 
@@ -42,27 +49,61 @@ async fn reply_to_and_correlation_id_round_trip() {
     let _worker = WorkerProcess::spawn(pool.pool(), &[]);
     let reply = pool
         .ch
-        .queue_declare("".into(), QueueDeclareOptions { exclusive: true, auto_delete: true, ..Default::default() }, FieldTable::default())
+        .queue_declare(
+            "".into(),
+            QueueDeclareOptions {
+                exclusive: true,
+                auto_delete: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
         .await
         .unwrap();
     let mut replies = pool
         .ch
-        .basic_consume(reply.name().clone(), "".into(), BasicConsumeOptions { no_ack: true, ..Default::default() }, FieldTable::default())
+        .basic_consume(
+            reply.name().clone(),
+            "".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
         .await
         .unwrap();
     let body = serde_json::to_vec(&echo_job("job-rpc-00001", json!({"hello": "world"}))).unwrap();
-    let props = BasicProperties::default().with_reply_to(reply.name().clone()).with_correlation_id("corr-42".into());
+    let props = BasicProperties::default()
+        .with_reply_to(reply.name().clone())
+        .with_correlation_id("corr-42".into());
     pool.publish_raw(&body, props).await;
 
     use futures_util::StreamExt;
-    let d = tokio::time::timeout(Duration::from_secs(30), replies.next()).await.expect("reply in time").unwrap().unwrap();
+    let d = tokio::time::timeout(Duration::from_secs(30), replies.next())
+        .await
+        .expect("reply in time")
+        .unwrap()
+        .unwrap();
     let got = crate::common::broker::Received::from(d);
     assert_eq!(got.correlation_id.as_deref(), Some("corr-42"));
     assert_eq!(got.content_type.as_deref(), Some("application/json"));
     assert_eq!(got.body["output"]["hello"], "world");
     assert_eq!(got.body["job_id"], "job-rpc-00001");
-    for h in ["x-guestkit-job-id", "x-guestkit-status", "x-guestkit-operation", "x-guestkit-worker-id", "x-guestkit-pool", "x-guestkit-format", "x-guestkit-attempt"] {
-        assert!(got.headers.contains_key(h), "header {h} missing: {:?}", got.headers);
+    for h in [
+        "x-guestkit-job-id",
+        "x-guestkit-status",
+        "x-guestkit-operation",
+        "x-guestkit-worker-id",
+        "x-guestkit-pool",
+        "x-guestkit-format",
+        "x-guestkit-attempt",
+    ] {
+        assert!(
+            got.headers.contains_key(h),
+            "header {h} missing: {:?}",
+            got.headers
+        );
     }
     assert_eq!(got.headers["x-guestkit-attempt"], "1");
     assert_eq!(got.headers["x-guestkit-format"], "json");
@@ -94,10 +135,26 @@ async fn poison_messages_are_rejected_dead_lettered_and_good_jobs_still_complete
     let poison: Vec<(&str, Vec<u8>, &str)> = vec![
         ("not json", b"this is not json".to_vec(), "not_json"),
         ("not an object", b"[1,2,3]".to_vec(), "not_object"),
-        ("wrong version", serde_json::to_vec(&wrong_version).unwrap(), "bad_version"),
-        ("unknown operation", serde_json::to_vec(&unknown_op).unwrap(), "unknown_operation"),
-        ("payload.type mismatch", serde_json::to_vec(&mismatch).unwrap(), "invalid"),
-        ("wrong pool", serde_json::to_vec(&wrong_pool).unwrap(), "wrong_pool"),
+        (
+            "wrong version",
+            serde_json::to_vec(&wrong_version).unwrap(),
+            "bad_version",
+        ),
+        (
+            "unknown operation",
+            serde_json::to_vec(&unknown_op).unwrap(),
+            "unknown_operation",
+        ),
+        (
+            "payload.type mismatch",
+            serde_json::to_vec(&mismatch).unwrap(),
+            "invalid",
+        ),
+        (
+            "wrong pool",
+            serde_json::to_vec(&wrong_pool).unwrap(),
+            "wrong_pool",
+        ),
         ("8 MiB body", huge, "too_large"),
     ];
     pool.publish(&good(1)).await;
@@ -105,27 +162,58 @@ async fn poison_messages_are_rejected_dead_lettered_and_good_jobs_still_complete
         pool.publish_raw(body, BasicProperties::default()).await;
         pool.publish(&good(2 + pool_counter())).await;
     }
-    let results = pool.results(poison.len() + 1 + poison.len(), Duration::from_secs(60)).await;
-    let rejected: Vec<_> = results.iter().filter(|r| r.body["status"] == "rejected").collect();
-    let completed = results.iter().filter(|r| r.body["status"] == "completed").count();
+    let results = pool
+        .results(poison.len() + 1 + poison.len(), Duration::from_secs(60))
+        .await;
+    let rejected: Vec<_> = results
+        .iter()
+        .filter(|r| r.body["status"] == "rejected")
+        .collect();
+    let completed = results
+        .iter()
+        .filter(|r| r.body["status"] == "completed")
+        .count();
     assert_eq!(completed, poison.len() + 1, "every good job completes");
     assert_eq!(rejected.len(), poison.len());
     for (what, _, kind) in &poison {
         let r = rejected
             .iter()
             .find(|r| r.body["error"]["kind"] == *kind)
-            .unwrap_or_else(|| panic!("no rejected result of kind {kind} for {what}: {rejected:#?}"));
+            .unwrap_or_else(|| {
+                panic!("no rejected result of kind {kind} for {what}: {rejected:#?}")
+            });
         let msg = r.body["error"]["message"].as_str().unwrap();
         assert!(msg.len() > 10, "{what}: message too vague: {msg}");
         assert_eq!(r.body["error"]["retryable"], false);
         assert_eq!(r.headers["x-guestkit-status"], "rejected");
     }
-    let find = |kind: &str| rejected.iter().find(|r| r.body["error"]["kind"] == kind).unwrap();
-    assert_eq!(find("bad_version").body["job_id"], "job-badver-01", "job_id kept when readable");
-    assert!(find("too_large").body["error"]["message"].as_str().unwrap().contains("8388608"));
-    assert!(find("unknown_operation").body["error"]["message"].as_str().unwrap().contains("system.nope"));
-    assert!(find("wrong_pool").body["error"]["message"].as_str().unwrap().contains("somewhere-else"));
-    assert!(find("invalid").body["error"]["message"].as_str().unwrap().contains("payload.type"));
+    let find = |kind: &str| {
+        rejected
+            .iter()
+            .find(|r| r.body["error"]["kind"] == kind)
+            .unwrap()
+    };
+    assert_eq!(
+        find("bad_version").body["job_id"],
+        "job-badver-01",
+        "job_id kept when readable"
+    );
+    assert!(find("too_large").body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("8388608"));
+    assert!(find("unknown_operation").body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("system.nope"));
+    assert!(find("wrong_pool").body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("somewhere-else"));
+    assert!(find("invalid").body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("payload.type"));
 
     // Every poison message sits in the dead-letter queue.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -134,7 +222,11 @@ async fn poison_messages_are_rejected_dead_lettered_and_good_jobs_still_complete
         if ready == poison.len() as u64 {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "dead queue has {ready}, want {}", poison.len());
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "dead queue has {ready}, want {}",
+            poison.len()
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     pool.wait_drained(Duration::from_secs(10)).await;

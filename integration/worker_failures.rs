@@ -1,7 +1,7 @@
 //! Retries, timeouts, and the process-level failure modes: SIGKILL, broken
 //! connections, SIGTERM.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::time::Duration;
 
 use serde_json::json;
@@ -18,22 +18,42 @@ async fn retries_follow_attempts_and_fatal_errors_are_not_retried() {
     let _shared = BROKER_LOCK.read().await;
     let pool = Pool::new("retry").await;
     let _worker = WorkerProcess::spawn(pool.pool(), &[]);
-    pool.publish(&with_execution(echo_job("job-retry-succeed", json!({"succeed_on_attempt": 3})), json!({"max_attempts": 3})))
-        .await;
-    pool.publish(&with_execution(echo_job("job-retry-exhaust", json!({"fail": "retryable"})), json!({"max_attempts": 2})))
-        .await;
-    pool.publish(&with_execution(echo_job("job-retry-fatal01", json!({"fail": "fatal"})), json!({"max_attempts": 5})))
-        .await;
+    pool.publish(&with_execution(
+        echo_job("job-retry-succeed", json!({"succeed_on_attempt": 3})),
+        json!({"max_attempts": 3}),
+    ))
+    .await;
+    pool.publish(&with_execution(
+        echo_job("job-retry-exhaust", json!({"fail": "retryable"})),
+        json!({"max_attempts": 2}),
+    ))
+    .await;
+    pool.publish(&with_execution(
+        echo_job("job-retry-fatal01", json!({"fail": "fatal"})),
+        json!({"max_attempts": 5}),
+    ))
+    .await;
     let results = pool.results(3, Duration::from_secs(60)).await;
-    let by_id: HashMap<String, &serde_json::Value> =
-        results.iter().map(|r| (r.body["job_id"].as_str().unwrap().to_string(), &r.body)).collect();
+    let by_id: HashMap<String, &serde_json::Value> = results
+        .iter()
+        .map(|r| (r.body["job_id"].as_str().unwrap().to_string(), &r.body))
+        .collect();
     let ok = by_id["job-retry-succeed"];
-    assert_eq!((ok["status"].as_str(), ok["attempt"].as_u64()), (Some("completed"), Some(3)));
+    assert_eq!(
+        (ok["status"].as_str(), ok["attempt"].as_u64()),
+        (Some("completed"), Some(3))
+    );
     let exhausted = by_id["job-retry-exhaust"];
-    assert_eq!((exhausted["status"].as_str(), exhausted["attempt"].as_u64()), (Some("failed"), Some(2)));
+    assert_eq!(
+        (exhausted["status"].as_str(), exhausted["attempt"].as_u64()),
+        (Some("failed"), Some(2))
+    );
     assert_eq!(exhausted["error"]["retryable"], true);
     let fatal = by_id["job-retry-fatal01"];
-    assert_eq!((fatal["status"].as_str(), fatal["attempt"].as_u64()), (Some("failed"), Some(1)));
+    assert_eq!(
+        (fatal["status"].as_str(), fatal["attempt"].as_u64()),
+        (Some("failed"), Some(1))
+    );
     assert_eq!(fatal["error"]["retryable"], false);
     // Exactly one result per job: intermediate attempts publish none.
     assert!(pool.results_within(Duration::from_secs(3)).await.is_empty());
@@ -50,14 +70,24 @@ async fn a_job_over_its_timeout_fails_with_kind_timeout_and_frees_its_slot() {
     let _worker = WorkerProcess::spawn(pool.pool(), &["--max-concurrent", "1"]);
     // Ten minutes of sleep against a one-second timeout: if the slot were not freed,
     // the second job could not finish within the wait below.
-    pool.publish(&with_execution(echo_job("job-timeout-0001", json!({"sleep_ms": 600_000})), json!({"timeout_seconds": 1})))
+    pool.publish(&with_execution(
+        echo_job("job-timeout-0001", json!({"sleep_ms": 600_000})),
+        json!({"timeout_seconds": 1}),
+    ))
+    .await;
+    pool.publish(&echo_job("job-after-timeout", json!({})))
         .await;
-    pool.publish(&echo_job("job-after-timeout", json!({}))).await;
     let results = pool.results(2, Duration::from_secs(60)).await;
-    let timed_out = results.iter().find(|r| r.body["job_id"] == "job-timeout-0001").unwrap();
+    let timed_out = results
+        .iter()
+        .find(|r| r.body["job_id"] == "job-timeout-0001")
+        .unwrap();
     assert_eq!(timed_out.body["status"], "failed");
     assert_eq!(timed_out.body["error"]["kind"], "timeout");
-    let after = results.iter().find(|r| r.body["job_id"] == "job-after-timeout").unwrap();
+    let after = results
+        .iter()
+        .find(|r| r.body["job_id"] == "job-after-timeout")
+        .unwrap();
     assert_eq!(after.body["status"], "completed");
     pool.cleanup().await;
 }
@@ -72,18 +102,22 @@ async fn sigkill_with_jobs_in_flight_loses_nothing() {
         pool.publish(&echo_job(id, json!({"sleep_ms": 5000}))).await;
     }
     // All 100 started (in flight, unacked) before the kill.
-    pool.wait_events("started", 100, Duration::from_secs(60)).await;
+    pool.wait_events("started", 100, Duration::from_secs(60))
+        .await;
     worker.signal("KILL");
     worker.wait_exit(Duration::from_secs(10)).await;
-    let before_restart = pool.results_within(Duration::from_millis(500)).await;
     let _again = WorkerProcess::spawn(pool.pool(), &["--max-concurrent", "100"]);
-    let mut results = before_restart;
-    results.extend(pool.results(100 - results.len().min(100), Duration::from_secs(60)).await);
-    // Give possible duplicates a moment, then count.
-    results.extend(pool.results_within(Duration::from_secs(1)).await);
-    let ids_seen: HashSet<_> = results.iter().map(|r| r.body["job_id"].as_str().unwrap().to_string()).collect();
-    assert_eq!(ids_seen, ids.iter().cloned().collect::<HashSet<_>>(), "every job got a result");
+    let results = pool.results_for_all(&ids, Duration::from_secs(60)).await;
     assert!(results.iter().all(|r| r.body["status"] == "completed"));
+    // Duplicates only for jobs that were in flight at the kill: here all 100 were, and
+    // none had finished, so each reports at most twice.
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    for r in &results {
+        *counts
+            .entry(r.body["job_id"].as_str().unwrap().to_string())
+            .or_default() += 1;
+    }
+    assert!(counts.values().all(|&n| n <= 2), "{counts:?}");
     pool.wait_drained(Duration::from_secs(30)).await;
     pool.cleanup().await;
 }
@@ -104,13 +138,19 @@ async fn worker_recovers_after_all_connections_are_closed() {
         .args(["close_all_connections", "guestkit test: connection break"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let results = pool.results(200, Duration::from_secs(120)).await;
-    let mut all = results;
-    all.extend(pool.results_within(Duration::from_secs(1)).await);
-    let seen: HashSet<_> = all.iter().map(|r| r.body["job_id"].as_str().unwrap().to_string()).collect();
-    assert_eq!(seen, ids.iter().cloned().collect::<HashSet<_>>());
-    assert!(worker.child.try_wait().unwrap().is_none(), "the same worker process keeps running");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // At-least-once: jobs in flight at the break may report twice, so collect until
+    // every job has been seen rather than counting messages.
+    let results = pool.results_for_all(&ids, Duration::from_secs(120)).await;
+    assert!(results.iter().all(|r| r.body["status"] == "completed"));
+    assert!(
+        worker.child.try_wait().unwrap().is_none(),
+        "the same worker process keeps running"
+    );
     pool.wait_drained(Duration::from_secs(30)).await;
     let (_, body) = worker.http_get("/metrics").await.unwrap();
     let reconnects: f64 = body
@@ -127,17 +167,29 @@ async fn worker_recovers_after_all_connections_are_closed() {
 async fn sigterm_finishes_running_jobs_acks_them_and_exits_zero() {
     let _shared = BROKER_LOCK.read().await;
     let pool = Pool::new("sigterm").await;
-    let mut worker = WorkerProcess::spawn(pool.pool(), &["--max-concurrent", "4", "--shutdown-grace", "20"]);
+    let mut worker = WorkerProcess::spawn(
+        pool.pool(),
+        &["--max-concurrent", "4", "--shutdown-grace", "20"],
+    );
     for i in 0..4 {
-        pool.publish(&echo_job(&format!("job-term-{i:04}"), json!({"sleep_ms": 2000}))).await;
+        pool.publish(&echo_job(
+            &format!("job-term-{i:04}"),
+            json!({"sleep_ms": 2000}),
+        ))
+        .await;
     }
-    pool.wait_events("started", 4, Duration::from_secs(30)).await;
+    pool.wait_events("started", 4, Duration::from_secs(30))
+        .await;
     worker.signal("TERM");
     // Draining: not ready any more, still alive.
     let status = worker.wait_exit(Duration::from_secs(20)).await;
     assert!(status.success(), "exit status {status:?}");
     let results = pool.results(4, Duration::from_secs(5)).await;
     assert!(results.iter().all(|r| r.body["status"] == "completed"));
-    assert_eq!(pool.counts(&pool.names.jobs), (0, 0), "all four acked, nothing requeued");
+    assert_eq!(
+        pool.counts(&pool.names.jobs),
+        (0, 0),
+        "all four acked, nothing requeued"
+    );
     pool.cleanup().await;
 }

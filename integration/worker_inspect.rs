@@ -53,17 +53,46 @@ async fn inspect_jobs_complete_fail_or_reject_as_the_contract_says() {
 
     let pool = Pool::new("inspect").await;
     let _worker = WorkerProcess::spawn(pool.pool(), &["--image-root", roots.to_str().unwrap()]);
-    pool.publish(&inspect_job("job-inspect-good", json!({"path": image, "format": "qcow2", "checksum": format!("sha256:{sum}")})))
-        .await;
-    pool.publish(&inspect_job("job-inspect-badsum", json!({"path": image, "checksum": format!("sha256:{}", "0".repeat(64))})))
-        .await;
-    pool.publish(&inspect_job("job-inspect-format", json!({"path": image, "format": "raw"}))).await;
-    pool.publish(&inspect_job("job-inspect-corrupt", json!({"path": corrupt}))).await;
-    pool.publish(&inspect_job("job-inspect-escape", json!({"path": roots.join("escape.img")}))).await;
-    pool.publish(&inspect_job("job-inspect-outside", json!({"path": "/etc/hostname"}))).await;
+    pool.publish(&inspect_job(
+        "job-inspect-good",
+        json!({"path": image, "format": "qcow2", "checksum": format!("sha256:{sum}")}),
+    ))
+    .await;
+    pool.publish(&inspect_job(
+        "job-inspect-badsum",
+        json!({"path": image, "checksum": format!("sha256:{}", "0".repeat(64))}),
+    ))
+    .await;
+    pool.publish(&inspect_job(
+        "job-inspect-format",
+        json!({"path": image, "format": "raw"}),
+    ))
+    .await;
+    pool.publish(&inspect_job(
+        "job-inspect-corrupt",
+        json!({"path": corrupt}),
+    ))
+    .await;
+    pool.publish(&inspect_job(
+        "job-inspect-escape",
+        json!({"path": roots.join("escape.img")}),
+    ))
+    .await;
+    pool.publish(&inspect_job(
+        "job-inspect-outside",
+        json!({"path": "/etc/hostname"}),
+    ))
+    .await;
 
     let results = pool.results(6, Duration::from_secs(120)).await;
-    let get = |id: &str| results.iter().find(|r| r.body["job_id"] == id).unwrap_or_else(|| panic!("{id}")).body.clone();
+    let get = |id: &str| {
+        results
+            .iter()
+            .find(|r| r.body["job_id"] == id)
+            .unwrap_or_else(|| panic!("{id}"))
+            .body
+            .clone()
+    };
 
     let good = get("job-inspect-good");
     assert_eq!(good["status"], "completed", "{good:#}");
@@ -72,19 +101,47 @@ async fn inspect_jobs_complete_fail_or_reject_as_the_contract_says() {
     assert_eq!(report["image"]["sha256"], sum.as_str());
     assert_eq!(report["partition_table"], "gpt");
     let os = &report["operating_systems"][0];
-    assert_eq!((os["distro"].as_str(), os["hostname"].as_str()), (Some("alpine"), Some("broker-guest")));
+    assert_eq!(
+        (os["distro"].as_str(), os["hostname"].as_str()),
+        (Some("alpine"), Some("broker-guest"))
+    );
 
     let badsum = get("job-inspect-badsum");
-    assert_eq!((badsum["status"].as_str(), badsum["error"]["kind"].as_str()), (Some("failed"), Some("checksum_mismatch")));
+    assert_eq!(
+        (badsum["status"].as_str(), badsum["error"]["kind"].as_str()),
+        (Some("failed"), Some("checksum_mismatch"))
+    );
     let format = get("job-inspect-format");
     assert_eq!(format["status"], "failed");
-    assert!(format["error"]["message"].as_str().unwrap().contains("qcow2"), "{format:#}");
+    assert!(
+        format["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("qcow2"),
+        "{format:#}"
+    );
     let corrupt = get("job-inspect-corrupt");
-    assert_eq!((corrupt["status"].as_str(), corrupt["error"]["kind"].as_str()), (Some("failed"), Some("image_error")));
-    assert!(corrupt["error"]["message"].as_str().unwrap().contains("offset"), "precise message: {corrupt:#}");
+    assert_eq!(
+        (
+            corrupt["status"].as_str(),
+            corrupt["error"]["kind"].as_str()
+        ),
+        (Some("failed"), Some("image_error"))
+    );
+    assert!(
+        corrupt["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("offset"),
+        "precise message: {corrupt:#}"
+    );
     for id in ["job-inspect-escape", "job-inspect-outside"] {
         let r = get(id);
-        assert_eq!((r["status"].as_str(), r["error"]["kind"].as_str()), (Some("rejected"), Some("image_outside_root")), "{r:#}");
+        assert_eq!(
+            (r["status"].as_str(), r["error"]["kind"].as_str()),
+            (Some("rejected"), Some("image_outside_root")),
+            "{r:#}"
+        );
     }
     pool.cleanup().await;
 }
@@ -93,7 +150,11 @@ async fn inspect_jobs_complete_fail_or_reject_as_the_contract_says() {
 fn inspect_subcommand_prints_the_report_without_a_broker() {
     let dir = tempdir();
     let image = linux_qcow2(dir.path());
-    let out = run(std::process::Command::new(env!("CARGO_BIN_EXE_guestkit-worker")).arg("inspect").arg(&image));
+    let out = run(
+        std::process::Command::new(env!("CARGO_BIN_EXE_guestkit-worker"))
+            .arg("inspect")
+            .arg(&image),
+    );
     let report: serde_json::Value = serde_json::from_slice(&out).unwrap();
     assert_eq!(report["operating_systems"][0]["hostname"], "broker-guest");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_guestkit-worker"))

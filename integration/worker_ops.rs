@@ -31,7 +31,8 @@ fn metric(m: &HashMap<String, f64>, name: &str, labels: &[(&str, &str)]) -> f64 
         let inner: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
         format!("{name}{{{}}}", inner.join(","))
     };
-    *m.get(&key).unwrap_or_else(|| panic!("metric {key} missing"))
+    *m.get(&key)
+        .unwrap_or_else(|| panic!("metric {key} missing"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -40,10 +41,15 @@ async fn metrics_count_exactly_what_happened() {
     let pool = Pool::new("metrics").await;
     let worker = WorkerProcess::spawn(pool.pool(), &["--worker-id", "metrics-worker-1"]);
     for i in 0..5 {
-        pool.publish(&echo_job(&format!("job-metrics-ok-{i}"), json!({}))).await;
+        pool.publish(&echo_job(&format!("job-metrics-ok-{i}"), json!({})))
+            .await;
     }
     for i in 0..2 {
-        pool.publish(&echo_job(&format!("job-metrics-fatal-{i}"), json!({"fail": "fatal"}))).await;
+        pool.publish(&echo_job(
+            &format!("job-metrics-fatal-{i}"),
+            json!({"fail": "fatal"}),
+        ))
+        .await;
     }
     let mut retried = echo_job("job-metrics-retry-1", json!({"succeed_on_attempt": 2}));
     retried["execution"] = json!({"max_attempts": 2});
@@ -61,20 +67,81 @@ async fn metrics_count_exactly_what_happened() {
     let (_, body) = worker.http_get("/metrics").await.expect("metrics answer");
     let m = parse_metrics(&body);
     let echo = "system.echo";
-    assert_eq!(metric(&m, "guestkit_jobs_total", &[("pool", p), ("operation", echo), ("status", "completed")]), 6.0);
-    assert_eq!(metric(&m, "guestkit_jobs_total", &[("pool", p), ("operation", echo), ("status", "failed")]), 2.0);
-    assert_eq!(metric(&m, "guestkit_jobs_total", &[("pool", p), ("operation", "unknown"), ("status", "rejected")]), 3.0);
-    assert_eq!(metric(&m, "guestkit_job_retries_total", &[("pool", p), ("operation", echo)]), 1.0);
-    assert_eq!(metric(&m, "guestkit_messages_rejected_total", &[("pool", p), ("reason", "not_json")]), 2.0);
-    assert_eq!(metric(&m, "guestkit_messages_rejected_total", &[("pool", p), ("reason", "unknown_operation")]), 1.0);
     assert_eq!(
-        metric(&m, "guestkit_job_duration_seconds_count", &[("pool", p), ("operation", echo), ("status", "completed")]),
+        metric(
+            &m,
+            "guestkit_jobs_total",
+            &[("pool", p), ("operation", echo), ("status", "completed")]
+        ),
         6.0
     );
-    assert_eq!(metric(&m, "guestkit_result_publish_seconds_count", &[]), 11.0);
+    assert_eq!(
+        metric(
+            &m,
+            "guestkit_jobs_total",
+            &[("pool", p), ("operation", echo), ("status", "failed")]
+        ),
+        2.0
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "guestkit_jobs_total",
+            &[
+                ("pool", p),
+                ("operation", "unknown"),
+                ("status", "rejected")
+            ]
+        ),
+        3.0
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "guestkit_job_retries_total",
+            &[("pool", p), ("operation", echo)]
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "guestkit_messages_rejected_total",
+            &[("pool", p), ("reason", "not_json")]
+        ),
+        2.0
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "guestkit_messages_rejected_total",
+            &[("pool", p), ("reason", "unknown_operation")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "guestkit_job_duration_seconds_count",
+            &[("pool", p), ("operation", echo), ("status", "completed")]
+        ),
+        6.0
+    );
+    assert_eq!(
+        metric(&m, "guestkit_result_publish_seconds_count", &[]),
+        11.0
+    );
     assert_eq!(metric(&m, "guestkit_jobs_in_flight", &[("pool", p)]), 0.0);
     assert_eq!(
-        metric(&m, "guestkit_worker_info", &[("pool", p), ("version", env!("CARGO_PKG_VERSION")), ("worker_id", "metrics-worker-1")]),
+        metric(
+            &m,
+            "guestkit_worker_info",
+            &[
+                ("pool", p),
+                ("version", env!("CARGO_PKG_VERSION")),
+                ("worker_id", "metrics-worker-1")
+            ]
+        ),
         1.0
     );
     assert!(body.contains("# TYPE guestkit_job_duration_seconds histogram"));
@@ -98,14 +165,18 @@ impl Proxy {
         let (cut, cut_rx) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
             loop {
-                let Ok((mut client, _)) = listener.accept().await else { return };
+                let Ok((mut client, _)) = listener.accept().await else {
+                    return;
+                };
                 if *cut_rx.borrow() {
                     let _ = client.shutdown().await;
                     continue;
                 }
                 let mut cut_rx = cut_rx.clone();
                 tokio::spawn(async move {
-                    let Ok(mut upstream) = TcpStream::connect("127.0.0.1:5672").await else { return };
+                    let Ok(mut upstream) = TcpStream::connect("127.0.0.1:5672").await else {
+                        return;
+                    };
                     tokio::select! {
                         _ = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {}
                         _ = cut_rx.wait_for(|c| *c) => {}
@@ -128,7 +199,10 @@ async fn wait_status(worker: &WorkerProcess, path: &str, want: u16, wait: Durati
         if got == Some(want) {
             return;
         }
-        assert!(tokio::time::Instant::now() < deadline, "{path} stayed {got:?}, wanted {want}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{path} stayed {got:?}, wanted {want}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -138,7 +212,10 @@ async fn readiness_follows_the_broker_connection_and_draining() {
     let _shared = BROKER_LOCK.read().await;
     let pool = Pool::new("ready").await;
     let proxy = Proxy::start().await;
-    let mut worker = WorkerProcess::spawn(pool.pool(), &["--amqp-url", &proxy.url(), "--shutdown-grace", "20"]);
+    let mut worker = WorkerProcess::spawn(
+        pool.pool(),
+        &["--amqp-url", &proxy.url(), "--shutdown-grace", "20"],
+    );
     wait_status(&worker, "/readyz", 200, Duration::from_secs(30)).await;
     assert_eq!(worker.http_get("/healthz").await.unwrap().0, 200);
 
@@ -149,8 +226,13 @@ async fn readiness_follows_the_broker_connection_and_draining() {
     // Back: ready again, and jobs flow through the same process.
     proxy.cut.send_replace(false);
     wait_status(&worker, "/readyz", 200, Duration::from_secs(60)).await;
-    pool.publish(&echo_job("job-ready-after-outage", json!({"sleep_ms": 3000}))).await;
-    pool.wait_events("started", 1, Duration::from_secs(30)).await;
+    pool.publish(&echo_job(
+        "job-ready-after-outage",
+        json!({"sleep_ms": 3000}),
+    ))
+    .await;
+    pool.wait_events("started", 1, Duration::from_secs(30))
+        .await;
 
     // Draining: 503 at once while the running job finishes, then exit 0.
     worker.signal("TERM");
@@ -170,7 +252,11 @@ async fn healthcheck_subcommand_reports_liveness() {
     wait_status(&worker, "/healthz", 200, Duration::from_secs(30)).await;
     let check = |port: u16| {
         std::process::Command::new(env!("CARGO_BIN_EXE_guestkit-worker"))
-            .args(["healthcheck", "--metrics-addr", &format!("127.0.0.1:{port}")])
+            .args([
+                "healthcheck",
+                "--metrics-addr",
+                &format!("127.0.0.1:{port}"),
+            ])
             .output()
             .unwrap()
             .status

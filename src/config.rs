@@ -12,7 +12,11 @@ pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
 /// `guestkit-worker`: the daemon when no subcommand is given.
 #[derive(Debug, Parser)]
-#[command(name = "guestkit-worker", version, about = "Userspace VM disk-image inspection worker for RabbitMQ")]
+#[command(
+    name = "guestkit-worker",
+    version,
+    about = "Userspace VM disk-image inspection worker for RabbitMQ"
+)]
 pub struct Cli {
     #[command(flatten)]
     pub config: Config,
@@ -37,28 +41,59 @@ pub struct Config {
     #[arg(long, env = "GUESTKIT_WORKER_ID", global = true)]
     pub worker_id: Option<String>,
     /// Directory images may be read from (repeatable; in the variable, comma-separated).
-    #[arg(long = "image-root", env = "GUESTKIT_IMAGE_ROOT", value_delimiter = ',', default_value = "/var/lib/guestkit/images", global = true)]
+    #[arg(
+        long = "image-root",
+        env = "GUESTKIT_IMAGE_ROOT",
+        value_delimiter = ',',
+        default_value = "/var/lib/guestkit/images",
+        global = true
+    )]
     pub image_roots: Vec<PathBuf>,
     /// Address of the HTTP server for /metrics, /healthz and /readyz.
-    #[arg(long, env = "GUESTKIT_METRICS_ADDR", default_value = "0.0.0.0:9090", global = true)]
+    #[arg(
+        long,
+        env = "GUESTKIT_METRICS_ADDR",
+        default_value = "0.0.0.0:9090",
+        global = true
+    )]
     pub metrics_addr: SocketAddr,
     /// Log format: `text` for people, `json` for machines.
     #[arg(long, env = "GUESTKIT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
     /// Log filter (`info`, `debug`, or a tracing directive such as `guestkit_worker=debug`).
-    #[arg(long, env = "GUESTKIT_LOG_LEVEL", default_value = "info", global = true)]
+    #[arg(
+        long,
+        env = "GUESTKIT_LOG_LEVEL",
+        default_value = "info",
+        global = true
+    )]
     pub log_level: String,
     /// Seconds running jobs get to finish after SIGTERM/SIGINT.
-    #[arg(long, env = "GUESTKIT_SHUTDOWN_GRACE", default_value_t = 30, global = true)]
+    #[arg(
+        long,
+        env = "GUESTKIT_SHUTDOWN_GRACE",
+        default_value_t = 30,
+        global = true
+    )]
     pub shutdown_grace: u64,
     /// Upper bound in seconds on any job's run time, whatever the job asks for.
-    #[arg(long, env = "GUESTKIT_MAX_JOB_TIMEOUT", default_value_t = 3600, global = true)]
+    #[arg(
+        long,
+        env = "GUESTKIT_MAX_JOB_TIMEOUT",
+        default_value_t = 3600,
+        global = true
+    )]
     pub max_job_timeout: u64,
     /// Largest message body accepted; a larger one is rejected without being parsed.
     #[arg(long, env = "GUESTKIT_MAX_MESSAGE_BYTES", default_value_t = 1024 * 1024, global = true)]
     pub max_message_bytes: usize,
     /// `x-delivery-limit` of the jobs queue: redeliveries before the broker dead-letters.
-    #[arg(long, env = "GUESTKIT_DELIVERY_LIMIT", default_value_t = 5, global = true)]
+    #[arg(
+        long,
+        env = "GUESTKIT_DELIVERY_LIMIT",
+        default_value_t = 5,
+        global = true
+    )]
     pub delivery_limit: u32,
     /// Directory of tera templates overriding the built-in ones.
     #[arg(long, env = "GUESTKIT_TEMPLATES_DIR", global = true)]

@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use guestkit_job_spec::{parse_job, peek_job_id, JobDocument, JobError, JobStatus, OutputSpec, ResultDocument};
+use guestkit_job_spec::{
+    parse_job, peek_job_id, JobDocument, JobError, JobStatus, OutputSpec, ResultDocument,
+};
 use tokio_util::sync::CancellationToken;
 
 use crate::ops::{OpContext, OpEnv, OpError, Operation, Registry};
@@ -31,7 +33,13 @@ pub struct Accepted {
 }
 
 /// The checks of the contract, in order; the first failure decides the reason.
-pub fn accept(body: &[u8], max_bytes: usize, pool: &str, registry: &Registry, env: &OpEnv) -> Result<Accepted, Rejection> {
+pub fn accept(
+    body: &[u8],
+    max_bytes: usize,
+    pool: &str,
+    registry: &Registry,
+    env: &OpEnv,
+) -> Result<Accepted, Rejection> {
     let reject = |reason, message: String, job: Option<&JobDocument>| Rejection {
         reason,
         message,
@@ -43,7 +51,10 @@ pub fn accept(body: &[u8], max_bytes: usize, pool: &str, registry: &Registry, en
         // Not parsed at all: a huge body must not cost a huge parse.
         return Err(reject(
             "too_large",
-            format!("message body of {} bytes exceeds the limit of {max_bytes} bytes", body.len()),
+            format!(
+                "message body of {} bytes exceeds the limit of {max_bytes} bytes",
+                body.len()
+            ),
             None,
         ));
     }
@@ -78,7 +89,11 @@ pub fn accept(body: &[u8], max_bytes: usize, pool: &str, registry: &Registry, en
     let Some(op) = registry.get(&job.operation) else {
         return Err(reject(
             "unknown_operation",
-            format!("unknown operation {:?}; this worker runs: {}", job.operation, registry.names().join(", ")),
+            format!(
+                "unknown operation {:?}; this worker runs: {}",
+                job.operation,
+                registry.names().join(", ")
+            ),
             Some(&job),
         ));
     };
@@ -89,7 +104,11 @@ pub fn accept(body: &[u8], max_bytes: usize, pool: &str, registry: &Registry, en
     if let Err(invalid) = op.validate(&job.payload.data, env) {
         return Err(reject(invalid.reason, invalid.message, Some(&job)));
     }
-    Ok(Accepted { job: Arc::new(job), op, output })
+    Ok(Accepted {
+        job: Arc::new(job),
+        op,
+        output,
+    })
 }
 
 /// The time a job may run: the job's own `timeout_seconds`, capped by the worker's
@@ -103,16 +122,29 @@ pub fn job_timeout(job: &JobDocument, max: Duration) -> Duration {
 
 /// Runs the operation in its own task (a panic fails the job, not the worker), under
 /// the timeout; on timeout the job's cancel token fires so blocking work stops too.
-pub async fn run(accepted: &Accepted, progress: Progress, env: Arc<OpEnv>, timeout: Duration) -> Result<serde_json::Value, OpError> {
+pub async fn run(
+    accepted: &Accepted,
+    progress: Progress,
+    env: Arc<OpEnv>,
+    timeout: Duration,
+) -> Result<serde_json::Value, OpError> {
     if let Some(deadline) = accepted.job.deadline() {
         if deadline < Utc::now() {
-            return Err(OpError::fatal("deadline_exceeded", format!("the job's deadline {deadline} has passed")));
+            return Err(OpError::fatal(
+                "deadline_exceeded",
+                format!("the job's deadline {deadline} has passed"),
+            ));
         }
     }
     let cancel = CancellationToken::new();
     // Cancelled however the run ends, so helpers waiting on the token always finish.
     let _cancel_on_exit = cancel.clone().drop_guard();
-    let ctx = OpContext { job: accepted.job.clone(), progress, cancel: cancel.clone(), env };
+    let ctx = OpContext {
+        job: accepted.job.clone(),
+        progress,
+        cancel: cancel.clone(),
+        env,
+    };
     let mut handle = tokio::spawn(accepted.op.run(ctx));
     match tokio::time::timeout(timeout, &mut handle).await {
         Ok(Ok(result)) => result,
@@ -131,7 +163,10 @@ pub async fn run(accepted: &Accepted, progress: Progress, env: Arc<OpEnv>, timeo
             handle.abort();
             Err(OpError::fatal(
                 "timeout",
-                format!("the job did not finish within its timeout of {} s", timeout.as_secs_f64()),
+                format!(
+                    "the job did not finish within its timeout of {} s",
+                    timeout.as_secs_f64()
+                ),
             ))
         }
     }
@@ -146,7 +181,13 @@ pub struct ResultStamp<'a> {
 }
 
 impl ResultStamp<'_> {
-    fn document(&self, job_id: Option<String>, operation: Option<String>, attempt: u32, status: JobStatus) -> ResultDocument {
+    fn document(
+        &self,
+        job_id: Option<String>,
+        operation: Option<String>,
+        attempt: u32,
+        status: JobStatus,
+    ) -> ResultDocument {
         ResultDocument {
             job_id,
             status,
@@ -163,10 +204,23 @@ impl ResultStamp<'_> {
     }
 
     /// The result of a job that ran.
-    pub fn finished(&self, job: &JobDocument, outcome: Result<serde_json::Value, OpError>) -> ResultDocument {
+    pub fn finished(
+        &self,
+        job: &JobDocument,
+        outcome: Result<serde_json::Value, OpError>,
+    ) -> ResultDocument {
         let ok = outcome.is_ok();
-        let status = if ok { JobStatus::Completed } else { JobStatus::Failed };
-        let mut doc = self.document(Some(job.job_id.clone()), Some(job.operation.clone()), job.attempt(), status);
+        let status = if ok {
+            JobStatus::Completed
+        } else {
+            JobStatus::Failed
+        };
+        let mut doc = self.document(
+            Some(job.job_id.clone()),
+            Some(job.operation.clone()),
+            job.attempt(),
+            status,
+        );
         match outcome {
             Ok(output) => doc.output = Some(output),
             Err(err) => doc.error = Some(JobError::new(err.kind, err.message, err.retryable)),
@@ -182,7 +236,11 @@ impl ResultStamp<'_> {
             rejection.attempt,
             JobStatus::Rejected,
         );
-        doc.error = Some(JobError::new(rejection.reason, rejection.message.clone(), false));
+        doc.error = Some(JobError::new(
+            rejection.reason,
+            rejection.message.clone(),
+            false,
+        ));
         doc
     }
 }
@@ -200,7 +258,10 @@ mod tests {
     use super::*;
 
     fn env() -> OpEnv {
-        OpEnv { image_roots: vec![], metrics: None }
+        OpEnv {
+            image_roots: vec![],
+            metrics: None,
+        }
     }
 
     fn job(extra: &str) -> Vec<u8> {
@@ -221,10 +282,25 @@ mod tests {
         assert_eq!(r.reason, "not_json");
         let r = accept(b"[1]", 1 << 20, "p", &reg, &env()).err().unwrap();
         assert_eq!(r.reason, "not_object");
-        let r = accept(&job(r#","routing":{"worker_pool":"other"}"#), 1 << 20, "p", &reg, &env()).err().unwrap();
-        assert_eq!((r.reason, r.job_id.as_deref()), ("wrong_pool", Some("job-test-0001")));
-        let unknown = String::from_utf8(job("")).unwrap().replace("system.echo", "system.nope");
-        let r = accept(unknown.as_bytes(), 1 << 20, "p", &reg, &env()).err().unwrap();
+        let r = accept(
+            &job(r#","routing":{"worker_pool":"other"}"#),
+            1 << 20,
+            "p",
+            &reg,
+            &env(),
+        )
+        .err()
+        .unwrap();
+        assert_eq!(
+            (r.reason, r.job_id.as_deref()),
+            ("wrong_pool", Some("job-test-0001"))
+        );
+        let unknown = String::from_utf8(job(""))
+            .unwrap()
+            .replace("system.echo", "system.nope");
+        let r = accept(unknown.as_bytes(), 1 << 20, "p", &reg, &env())
+            .err()
+            .unwrap();
         assert_eq!(r.reason, "unknown_operation");
         assert!(r.message.contains("system.echo"), "{}", r.message);
     }

@@ -52,7 +52,12 @@ impl Health {
 
 /// Serves until shutdown. Bound before the worker consumes, so a port clash fails the
 /// start instead of hiding.
-pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, health: Arc<Health>, mut shutdown: Shutdown) {
+pub async fn serve(
+    listener: TcpListener,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    mut shutdown: Shutdown,
+) {
     loop {
         let (stream, _) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -106,7 +111,11 @@ async fn handle(mut stream: TcpStream, metrics: Arc<Metrics>, health: Arc<Health
         "/metrics" => ("200 OK", "text/plain; version=0.0.4", metrics.render()),
         "/healthz" => ("200 OK", "text/plain", "ok\n".to_string()),
         "/readyz" if health.ready() => ("200 OK", "text/plain", "ready\n".to_string()),
-        "/readyz" => ("503 Service Unavailable", "text/plain", "not ready\n".to_string()),
+        "/readyz" => (
+            "503 Service Unavailable",
+            "text/plain",
+            "not ready\n".to_string(),
+        ),
         _ => ("404 Not Found", "text/plain", "not found\n".to_string()),
     };
     let response = format!(
@@ -127,7 +136,10 @@ pub async fn get_status(addr: SocketAddr, path: &str) -> std::io::Result<u16> {
     let fut = async {
         let mut stream = TcpStream::connect(target).await?;
         stream
-            .write_all(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes())
+            .write_all(
+                format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                    .as_bytes(),
+            )
             .await?;
         let mut head = Vec::new();
         stream.take(1024).read_to_end(&mut head).await?;
@@ -135,7 +147,9 @@ pub async fn get_status(addr: SocketAddr, path: &str) -> std::io::Result<u16> {
         text.split_whitespace()
             .nth(1)
             .and_then(|code| code.parse().ok())
-            .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "no HTTP status line"))
+            .ok_or_else(|| {
+                std::io::Error::new(std::io::ErrorKind::InvalidData, "no HTTP status line")
+            })
     };
     tokio::time::timeout(Duration::from_secs(5), fut)
         .await

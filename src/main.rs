@@ -17,7 +17,10 @@ use guestkit_worker::{http, logging, worker};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init(cli.config.log_format, &cli.config.log_level);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("cannot start the async runtime: {e}");
@@ -58,13 +61,21 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Submitted::Sent => Ok(ExitCode::SUCCESS),
             Submitted::Result { status, body } => {
                 println!("{}", String::from_utf8_lossy(&body));
-                Ok(if status == "completed" { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+                Ok(if status == "completed" {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                })
             }
         },
         Some(Command::Inspect(args)) => inspect_once(&cfg, &args).await,
         Some(Command::Healthcheck) => {
             let code = http::get_status(cfg.metrics_addr, "/healthz").await?;
-            Ok(if code == 200 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+            Ok(if code == 200 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
     }
 }
@@ -73,8 +84,14 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
 /// the rendered result document (other formats).
 async fn inspect_once(cfg: &Config, args: &InspectArgs) -> anyhow::Result<ExitCode> {
     use guestkit_job_spec::{OutputFormat, OutputSpec, OutputTemplate};
-    let format: OutputFormat = args.output.parse().map_err(|e: String| anyhow::anyhow!(e))?;
-    let template: OutputTemplate = args.template.parse().map_err(|e: String| anyhow::anyhow!(e))?;
+    let format: OutputFormat = args
+        .output
+        .parse()
+        .map_err(|e: String| anyhow::anyhow!(e))?;
+    let template: OutputTemplate = args
+        .template
+        .parse()
+        .map_err(|e: String| anyhow::anyhow!(e))?;
     // The image the user named is trusted as a root, so its own directory may hold its
     // backing files; the configured roots still apply to anything else.
     let mut roots = cfg.image_roots.clone();
@@ -98,10 +115,20 @@ async fn inspect_once(cfg: &Config, args: &InspectArgs) -> anyhow::Result<ExitCo
             Err(err) => anyhow::bail!("{}: {}", err.kind, err.message),
         };
     }
-    let job = guestkit_job_spec::JobBuilder::new("guestkit.inspect").data(data_for(&args.image)).build()?;
-    let stamp = ResultStamp { worker_id: "cli", pool: "cli", started_at, started };
+    let job = guestkit_job_spec::JobBuilder::new("guestkit.inspect")
+        .data(data_for(&args.image))
+        .build()?;
+    let stamp = ResultStamp {
+        worker_id: "cli",
+        pool: "cli",
+        started_at,
+        started,
+    };
     let ok = outcome.is_ok();
-    let doc = stamp.finished(&job, outcome.map(|r| serde_json::to_value(r).unwrap_or_default()));
+    let doc = stamp.finished(
+        &job,
+        outcome.map(|r| serde_json::to_value(r).unwrap_or_default()),
+    );
     let renderer = match &cfg.templates_dir {
         Some(dir) => Renderer::with_overrides(dir)?,
         None => Renderer::new(),
@@ -111,7 +138,11 @@ async fn inspect_once(cfg: &Config, args: &InspectArgs) -> anyhow::Result<ExitCo
         eprintln!("render error, printing json: {err}");
     }
     println!("{}", String::from_utf8_lossy(&rendered.body));
-    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn data_for(image: &std::path::Path) -> serde_json::Value {
@@ -119,11 +150,19 @@ fn data_for(image: &std::path::Path) -> serde_json::Value {
 }
 
 async fn declare(cfg: &Config) -> anyhow::Result<()> {
-    let conn = connection::connect_with_retry(&cfg.amqp_url, "guestkit-worker declare", std::time::Duration::from_secs(60)).await?;
+    let conn = connection::connect_with_retry(
+        &cfg.amqp_url,
+        "guestkit-worker declare",
+        std::time::Duration::from_secs(60),
+    )
+    .await?;
     let channel = conn.create_channel().await?;
     let names = topology::PoolNames::new(&cfg.pool);
     topology::declare(&channel, &names, cfg.delivery_limit).await?;
     let _ = conn.close(200, "declared".into()).await;
-    eprintln!("declared topology for pool {} ({}, {}, {})", cfg.pool, names.jobs, names.retry, names.dead);
+    eprintln!(
+        "declared topology for pool {} ({}, {}, {})",
+        cfg.pool, names.jobs, names.retry, names.dead
+    );
     Ok(())
 }

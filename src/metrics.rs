@@ -1,8 +1,8 @@
 //! Prometheus metrics of one worker process.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 /// Every metric the worker exposes, registered in a private registry (not the global
@@ -22,7 +22,8 @@ pub struct Metrics {
 
 /// Job-duration buckets: from a millisecond (an echo) to an hour (a huge image).
 const DURATION_BUCKETS: &[f64] = &[
-    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0,
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0,
+    1800.0, 3600.0,
 ];
 
 impl Metrics {
@@ -35,40 +36,66 @@ impl Metrics {
         )
         .expect("metric");
         let job_duration_seconds = HistogramVec::new(
-            HistogramOpts::new("guestkit_job_duration_seconds", "Time from start to result, by status")
-                .buckets(DURATION_BUCKETS.to_vec()),
+            HistogramOpts::new(
+                "guestkit_job_duration_seconds",
+                "Time from start to result, by status",
+            )
+            .buckets(DURATION_BUCKETS.to_vec()),
             &["pool", "operation", "status"],
         )
         .expect("metric");
-        let jobs_in_flight =
-            IntGaugeVec::new(Opts::new("guestkit_jobs_in_flight", "Jobs running now"), &["pool"]).expect("metric");
+        let jobs_in_flight = IntGaugeVec::new(
+            Opts::new("guestkit_jobs_in_flight", "Jobs running now"),
+            &["pool"],
+        )
+        .expect("metric");
         let job_retries_total = IntCounterVec::new(
-            Opts::new("guestkit_job_retries_total", "Jobs republished to the retry queue"),
+            Opts::new(
+                "guestkit_job_retries_total",
+                "Jobs republished to the retry queue",
+            ),
             &["pool", "operation"],
         )
         .expect("metric");
         let messages_rejected_total = IntCounterVec::new(
-            Opts::new("guestkit_messages_rejected_total", "Messages rejected as invalid jobs, by reason"),
+            Opts::new(
+                "guestkit_messages_rejected_total",
+                "Messages rejected as invalid jobs, by reason",
+            ),
             &["pool", "reason"],
         )
         .expect("metric");
         let result_publish_seconds = Histogram::with_opts(
-            HistogramOpts::new("guestkit_result_publish_seconds", "Time to publish a result until confirmed")
-                .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0]),
+            HistogramOpts::new(
+                "guestkit_result_publish_seconds",
+                "Time to publish a result until confirmed",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+            ]),
         )
         .expect("metric");
-        let amqp_reconnects_total =
-            IntCounter::new("guestkit_amqp_reconnects_total", "Times the consumer connection was recovered")
-                .expect("metric");
-        let inspect_bytes_read_total =
-            IntCounter::new("guestkit_inspect_bytes_read_total", "Bytes read from disk images by inspections")
-                .expect("metric");
+        let amqp_reconnects_total = IntCounter::new(
+            "guestkit_amqp_reconnects_total",
+            "Times the consumer connection was recovered",
+        )
+        .expect("metric");
+        let inspect_bytes_read_total = IntCounter::new(
+            "guestkit_inspect_bytes_read_total",
+            "Bytes read from disk images by inspections",
+        )
+        .expect("metric");
         let worker_info = IntGaugeVec::new(
-            Opts::new("guestkit_worker_info", "Constant 1, labelled with what this worker is"),
+            Opts::new(
+                "guestkit_worker_info",
+                "Constant 1, labelled with what this worker is",
+            ),
             &["version", "worker_id", "pool"],
         )
         .expect("metric");
-        worker_info.with_label_values(&[version, worker_id, pool]).set(1);
+        worker_info
+            .with_label_values(&[version, worker_id, pool])
+            .set(1);
 
         for c in [
             Box::new(jobs_total.clone()) as Box<dyn prometheus::core::Collector>,
@@ -113,10 +140,18 @@ mod tests {
     #[test]
     fn names_and_types_are_exposed_as_documented() {
         let m = Metrics::new("0.1.0", "w1", "p");
-        m.jobs_total.with_label_values(&["p", "system.echo", "completed"]).inc();
-        m.job_duration_seconds.with_label_values(&["p", "system.echo", "completed"]).observe(0.002);
-        m.job_retries_total.with_label_values(&["p", "system.echo"]).inc();
-        m.messages_rejected_total.with_label_values(&["p", "not_json"]).inc();
+        m.jobs_total
+            .with_label_values(&["p", "system.echo", "completed"])
+            .inc();
+        m.job_duration_seconds
+            .with_label_values(&["p", "system.echo", "completed"])
+            .observe(0.002);
+        m.job_retries_total
+            .with_label_values(&["p", "system.echo"])
+            .inc();
+        m.messages_rejected_total
+            .with_label_values(&["p", "not_json"])
+            .inc();
         m.result_publish_seconds.observe(0.001);
         let text = m.render();
         for (name, kind) in [
@@ -130,9 +165,14 @@ mod tests {
             ("guestkit_inspect_bytes_read_total", "counter"),
             ("guestkit_worker_info", "gauge"),
         ] {
-            assert!(text.contains(&format!("# TYPE {name} {kind}\n")), "{name} {kind} missing:\n{text}");
+            assert!(
+                text.contains(&format!("# TYPE {name} {kind}\n")),
+                "{name} {kind} missing:\n{text}"
+            );
         }
         assert!(!text.contains("_total_total"));
-        assert!(text.contains("guestkit_jobs_total{operation=\"system.echo\",pool=\"p\",status=\"completed\"} 1"));
+        assert!(text.contains(
+            "guestkit_jobs_total{operation=\"system.echo\",pool=\"p\",status=\"completed\"} 1"
+        ));
     }
 }

@@ -51,17 +51,30 @@ pub struct Progress {
 
 impl Progress {
     /// Reporter for one job; every event carries these identifying fields.
-    pub fn new(sink: EventSink, job_id: &str, operation: &str, attempt: u32, worker_id: &str, pool: &str) -> Progress {
+    pub fn new(
+        sink: EventSink,
+        job_id: &str,
+        operation: &str,
+        attempt: u32,
+        worker_id: &str,
+        pool: &str,
+    ) -> Progress {
         let base = json!({
             "job_id": job_id, "operation": operation, "attempt": attempt,
             "worker_id": worker_id, "pool": pool,
         });
-        Progress { sink, base: Arc::new(base) }
+        Progress {
+            sink,
+            base: Arc::new(base),
+        }
     }
 
     /// A reporter that reports nowhere.
     pub fn disabled() -> Progress {
-        Progress { sink: EventSink::disabled(), base: Arc::new(json!({})) }
+        Progress {
+            sink: EventSink::disabled(),
+            base: Arc::new(json!({})),
+        }
     }
 
     fn emit(&self, event: &str, extra: Value) {
@@ -91,7 +104,10 @@ impl Progress {
 
     /// The job ended with `status`.
     pub fn finished(&self, status: &str, duration_ms: u64) {
-        self.emit("finished", json!({ "status": status, "duration_ms": duration_ms }));
+        self.emit(
+            "finished",
+            json!({ "status": status, "duration_ms": duration_ms }),
+        );
     }
 }
 
@@ -104,7 +120,11 @@ const MAX_BATCH: usize = 256;
 /// is free goes out together. An idle worker sends one-event arrays at once; a busy one
 /// sends fewer, larger messages, so events never cost the broker as much as the jobs
 /// themselves (one message per event halved throughput on a 2-core broker).
-pub async fn run_events_publisher(mut rx: mpsc::Receiver<Value>, publisher: Arc<Publisher>, routing_key: String) {
+pub async fn run_events_publisher(
+    mut rx: mpsc::Receiver<Value>,
+    publisher: Arc<Publisher>,
+    routing_key: String,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.recv().await {
         batch.clear();
@@ -117,7 +137,10 @@ pub async fn run_events_publisher(mut rx: mpsc::Receiver<Value>, publisher: Arc<
         }
         let body = serde_json::to_vec(&batch).unwrap_or_default();
         let props = BasicProperties::default().with_content_type("application/json".into());
-        if let Err(err) = publisher.publish_unconfirmed(EVENTS_EXCHANGE, &routing_key, &body, props).await {
+        if let Err(err) = publisher
+            .publish_unconfirmed(EVENTS_EXCHANGE, &routing_key, &body, props)
+            .await
+        {
             tracing::debug!(error = %err, "progress event not published");
         }
     }

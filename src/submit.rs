@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use guestkit_job_spec::{parse_job, JobBuilder, JobDocument};
-use lapin::options::{BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
+use lapin::options::{
+    BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions,
+};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 
@@ -22,7 +24,8 @@ pub enum Submitted {
 
 fn load_job(cfg: &Config, args: &SubmitArgs) -> anyhow::Result<JobDocument> {
     if let Some(file) = &args.file {
-        let bytes = std::fs::read(file).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+        let bytes = std::fs::read(file)
+            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
         return parse_job(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()));
     }
     let operation = args.operation.clone().unwrap_or_default();
@@ -35,7 +38,9 @@ fn load_job(cfg: &Config, args: &SubmitArgs) -> anyhow::Result<JobDocument> {
     if let Some(s) = args.timeout_seconds {
         builder = builder.timeout_seconds(s);
     }
-    builder.build().map_err(|e| anyhow::anyhow!("invalid job: {e}"))
+    builder
+        .build()
+        .map_err(|e| anyhow::anyhow!("invalid job: {e}"))
 }
 
 /// Publishes the job persistently with a confirm; with `--wait`, listens on a private
@@ -45,7 +50,9 @@ pub async fn submit(cfg: &Config, args: &SubmitArgs) -> anyhow::Result<Submitted
     let body = serde_json::to_vec(&job)?;
     let conn = Connection::connect(&cfg.amqp_url, ConnectionProperties::default()).await?;
     let channel = conn.create_channel().await?;
-    channel.confirm_select(ConfirmSelectOptions::default()).await?;
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
 
     let mut props = BasicProperties::default()
         .with_delivery_mode(2)
@@ -58,21 +65,46 @@ pub async fn submit(cfg: &Config, args: &SubmitArgs) -> anyhow::Result<Submitted
         // Gone within a minute if this process dies without cleaning up.
         qargs.insert("x-expires".into(), AMQPValue::LongInt(60_000));
         let queue = channel
-            .queue_declare("".into(), QueueDeclareOptions { exclusive: true, auto_delete: true, ..Default::default() }, qargs)
+            .queue_declare(
+                "".into(),
+                QueueDeclareOptions {
+                    exclusive: true,
+                    auto_delete: true,
+                    ..Default::default()
+                },
+                qargs,
+            )
             .await?;
         props = props.with_reply_to(queue.name().clone());
         replies = Some(
             channel
-                .basic_consume(queue.name().clone(), "".into(), BasicConsumeOptions { no_ack: true, ..Default::default() }, FieldTable::default())
+                .basic_consume(
+                    queue.name().clone(),
+                    "".into(),
+                    BasicConsumeOptions {
+                        no_ack: true,
+                        ..Default::default()
+                    },
+                    FieldTable::default(),
+                )
                 .await?,
         );
     }
     let confirm = channel
-        .basic_publish(JOBS_EXCHANGE.into(), cfg.pool.as_str().into(), BasicPublishOptions::default(), &body, props)
+        .basic_publish(
+            JOBS_EXCHANGE.into(),
+            cfg.pool.as_str().into(),
+            BasicPublishOptions::default(),
+            &body,
+            props,
+        )
         .await?
         .await?;
     anyhow::ensure!(confirm.is_ack(), "the broker did not confirm the job");
-    eprintln!("submitted {} ({}) to pool {}", job.job_id, job.operation, cfg.pool);
+    eprintln!(
+        "submitted {} ({}) to pool {}",
+        job.job_id, job.operation, cfg.pool
+    );
 
     let Some(mut replies) = replies else {
         let _ = conn.close(200, "done".into()).await;
@@ -82,7 +114,12 @@ pub async fn submit(cfg: &Config, args: &SubmitArgs) -> anyhow::Result<Submitted
     let found = tokio::time::timeout(wait, async {
         while let Some(delivery) = replies.next().await {
             let delivery = delivery?;
-            let matches = delivery.properties.correlation_id().as_ref().map(|c| c.as_str()) == Some(job.job_id.as_str());
+            let matches = delivery
+                .properties
+                .correlation_id()
+                .as_ref()
+                .map(|c| c.as_str())
+                == Some(job.job_id.as_str());
             if !matches {
                 continue;
             }
@@ -96,7 +133,10 @@ pub async fn submit(cfg: &Config, args: &SubmitArgs) -> anyhow::Result<Submitted
                     _ => None,
                 })
                 .unwrap_or_default();
-            return Ok::<_, lapin::Error>(Some(Submitted::Result { status, body: delivery.data }));
+            return Ok::<_, lapin::Error>(Some(Submitted::Result {
+                status,
+                body: delivery.data,
+            }));
         }
         Ok(None)
     })

@@ -8,7 +8,9 @@ use chrono::Utc;
 use futures_util::StreamExt;
 use guestkit_job_spec::{JobStatus, OutputSpec, ResultDocument};
 use lapin::message::Delivery;
-use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
+use lapin::options::{
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
+};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Connection};
 use tokio::sync::Semaphore;
@@ -55,22 +57,44 @@ enum Settle {
 
 /// Runs the worker until `shutdown` fires and running jobs are drained.
 pub async fn run(cfg: Config, shutdown: Shutdown) -> anyhow::Result<()> {
-    let worker_id = cfg.worker_id.clone().unwrap_or_else(|| ulid::Ulid::new().to_string());
+    let worker_id = cfg
+        .worker_id
+        .clone()
+        .unwrap_or_else(|| ulid::Ulid::new().to_string());
     let names = PoolNames::new(&cfg.pool);
-    let metrics = Arc::new(Metrics::new(env!("CARGO_PKG_VERSION"), &worker_id, &cfg.pool));
+    let metrics = Arc::new(Metrics::new(
+        env!("CARGO_PKG_VERSION"),
+        &worker_id,
+        &cfg.pool,
+    ));
     let health = Arc::new(Health::default());
 
     let listener = tokio::net::TcpListener::bind(cfg.metrics_addr)
         .await
         .map_err(|e| anyhow::anyhow!("cannot bind --metrics-addr {}: {e}", cfg.metrics_addr))?;
-    tokio::spawn(http::serve(listener, metrics.clone(), health.clone(), shutdown.clone()));
+    tokio::spawn(http::serve(
+        listener,
+        metrics.clone(),
+        health.clone(),
+        shutdown.clone(),
+    ));
 
-    let publisher = Arc::new(Publisher::new(&cfg.amqp_url, &format!("guestkit-worker {worker_id} publisher"))?);
+    let publisher = Arc::new(Publisher::new(
+        &cfg.amqp_url,
+        &format!("guestkit-worker {worker_id} publisher"),
+    )?);
     let (events, events_rx) = EventSink::new();
-    let events_task = tokio::spawn(run_events_publisher(events_rx, publisher.clone(), names.progress_key()));
+    let events_task = tokio::spawn(run_events_publisher(
+        events_rx,
+        publisher.clone(),
+        names.progress_key(),
+    ));
 
     let shared = Arc::new(Shared {
-        env: Arc::new(OpEnv { image_roots: cfg.image_roots.clone(), metrics: Some(metrics.clone()) }),
+        env: Arc::new(OpEnv {
+            image_roots: cfg.image_roots.clone(),
+            metrics: Some(metrics.clone()),
+        }),
         semaphore: Arc::new(Semaphore::new(cfg.max_concurrent as usize)),
         registry: Registry::standard(),
         renderer: match &cfg.templates_dir {
@@ -111,7 +135,12 @@ pub async fn run(cfg: Config, shutdown: Shutdown) -> anyhow::Result<()> {
 
 /// The consume loop, with reconnects, until shutdown. Returns after the consumer is
 /// cancelled and buffered deliveries went back to the queue; running jobs continue.
-async fn consume(shared: &Arc<Shared>, health: &Arc<Health>, tracker: &TaskTracker, mut shutdown: Shutdown) -> anyhow::Result<()> {
+async fn consume(
+    shared: &Arc<Shared>,
+    health: &Arc<Health>,
+    tracker: &TaskTracker,
+    mut shutdown: Shutdown,
+) -> anyhow::Result<()> {
     let tag = format!("guestkit-worker-{}", shared.worker_id);
     let mut first = true;
     loop {
@@ -133,7 +162,11 @@ async fn consume(shared: &Arc<Shared>, health: &Arc<Health>, tracker: &TaskTrack
         first = false;
         health.set_channel(Some(channel.clone()));
         health.set_consuming(true);
-        tokio::spawn(watch_connection(conn.events_listener(), shared.metrics.clone(), health.clone()));
+        tokio::spawn(watch_connection(
+            conn.events_listener(),
+            shared.metrics.clone(),
+            health.clone(),
+        ));
         tracing::info!(queue = %shared.names.jobs, "consuming");
 
         let reconnect = loop {
@@ -178,14 +211,22 @@ async fn consume(shared: &Arc<Shared>, health: &Arc<Health>, tracker: &TaskTrack
         // Shutdown: stop new deliveries at once, hand back what was prefetched but
         // not started; running jobs keep the channel open until they are acked.
         health.set_draining();
-        let _ = channel.basic_cancel(tag.as_str().into(), BasicCancelOptions::default()).await;
-        while let Ok(Some(Ok(delivery))) = tokio::time::timeout(Duration::from_millis(300), consumer.next()).await {
+        let _ = channel
+            .basic_cancel(tag.as_str().into(), BasicCancelOptions::default())
+            .await;
+        while let Ok(Some(Ok(delivery))) =
+            tokio::time::timeout(Duration::from_millis(300), consumer.next()).await
+        {
             settle(&delivery, Settle::Requeue).await;
         }
         // The connection stays open (held by the running jobs' ackers) until `run`
         // has drained them; dropping it here is fine: lapin closes it when the last
         // handle goes, after the acks went out.
-        tokio::spawn(close_after(conn, tracker.clone(), shared.cfg.shutdown_grace()));
+        tokio::spawn(close_after(
+            conn,
+            tracker.clone(),
+            shared.cfg.shutdown_grace(),
+        ));
         return Ok(());
     }
 }
@@ -222,16 +263,29 @@ async fn close_after(conn: Connection, tracker: TaskTracker, grace: Duration) {
     let _ = conn.close(200, "shutdown".into()).await;
 }
 
-async fn open_consumer(shared: &Shared, tag: &str) -> anyhow::Result<(Connection, Channel, lapin::Consumer)> {
-    let conn = connect_with_retry(&shared.cfg.amqp_url, &format!("guestkit-worker {} consumer", shared.worker_id), CONNECT_DEADLINE).await?;
+async fn open_consumer(
+    shared: &Shared,
+    tag: &str,
+) -> anyhow::Result<(Connection, Channel, lapin::Consumer)> {
+    let conn = connect_with_retry(
+        &shared.cfg.amqp_url,
+        &format!("guestkit-worker {} consumer", shared.worker_id),
+        CONNECT_DEADLINE,
+    )
+    .await?;
     let channel = conn.create_channel().await?;
     topology::declare(&channel, &shared.names, shared.cfg.delivery_limit).await?;
-    channel.basic_qos(shared.cfg.max_concurrent, BasicQosOptions::default()).await?;
+    channel
+        .basic_qos(shared.cfg.max_concurrent, BasicQosOptions::default())
+        .await?;
     let consumer = channel
         .basic_consume(
             shared.names.jobs.as_str().into(),
             tag.into(),
-            BasicConsumeOptions { no_ack: false, ..Default::default() },
+            BasicConsumeOptions {
+                no_ack: false,
+                ..Default::default()
+            },
             FieldTable::default(),
         )
         .await?;
@@ -266,16 +320,25 @@ async fn process(shared: Arc<Shared>, delivery: Delivery, mut shutdown: Shutdown
     }
 }
 
-async fn reject(shared: &Shared, delivery: &Delivery, stamp: &ResultStamp<'_>, rejection: Rejection) {
+async fn reject(
+    shared: &Shared,
+    delivery: &Delivery,
+    stamp: &ResultStamp<'_>,
+    rejection: Rejection,
+) {
     let doc = stamp.rejected(&rejection);
     tracing::warn!(
         job_id = doc.job_id.as_deref().unwrap_or("-"), reason = rejection.reason,
         message = %rejection.message, "message rejected"
     );
     let m = &shared.metrics;
-    m.messages_rejected_total.with_label_values(&[&shared.cfg.pool, rejection.reason]).inc();
+    m.messages_rejected_total
+        .with_label_values(&[&shared.cfg.pool, rejection.reason])
+        .inc();
     let op = metric_operation(&doc);
-    m.jobs_total.with_label_values(&[&shared.cfg.pool, &op, "rejected"]).inc();
+    m.jobs_total
+        .with_label_values(&[&shared.cfg.pool, &op, "rejected"])
+        .inc();
     match publish_result(shared, &doc, OutputSpec::default(), &delivery.properties).await {
         Ok(()) => settle(delivery, Settle::Reject).await,
         Err(err) => {
@@ -285,7 +348,12 @@ async fn reject(shared: &Shared, delivery: &Delivery, stamp: &ResultStamp<'_>, r
     }
 }
 
-async fn run_job(shared: &Shared, delivery: &Delivery, stamp: &ResultStamp<'_>, accepted: Accepted) {
+async fn run_job(
+    shared: &Shared,
+    delivery: &Delivery,
+    stamp: &ResultStamp<'_>,
+    accepted: Accepted,
+) {
     let job = accepted.job.clone();
     let attempt = job.attempt();
     let progress = Progress::new(
@@ -316,7 +384,11 @@ async fn run_job(shared: &Shared, delivery: &Delivery, stamp: &ResultStamp<'_>, 
     let doc = stamp.finished(&job, outcome);
     let status = doc.status.as_str();
     let op = metric_operation(&doc);
-    shared.metrics.jobs_total.with_label_values(&[pool, &op, status]).inc();
+    shared
+        .metrics
+        .jobs_total
+        .with_label_values(&[pool, &op, status])
+        .inc();
     shared
         .metrics
         .job_duration_seconds
@@ -339,7 +411,14 @@ fn log_finished(doc: &ResultDocument) {
     let job_id = doc.job_id.as_deref().unwrap_or("-");
     let operation = doc.operation.as_deref().unwrap_or("-");
     match &doc.error {
-        None => tracing::info!(job_id, operation, status = doc.status.as_str(), duration_ms = doc.duration_ms, attempt = doc.attempt, "job finished"),
+        None => tracing::info!(
+            job_id,
+            operation,
+            status = doc.status.as_str(),
+            duration_ms = doc.duration_ms,
+            attempt = doc.attempt,
+            "job finished"
+        ),
         Some(e) => tracing::warn!(
             job_id, operation, status = doc.status.as_str(), duration_ms = doc.duration_ms, attempt = doc.attempt,
             error_kind = %e.kind, error = %e.message, "job finished"
@@ -349,7 +428,14 @@ fn log_finished(doc: &ResultDocument) {
 
 /// Republishes the job with attempt + 1 to the retry queue (its TTL then dead-letters
 /// it back to the jobs queue), confirmed, then acks the original.
-async fn retry(shared: &Shared, delivery: &Delivery, stamp: &ResultStamp<'_>, accepted: &Accepted, err: &OpError, progress: &Progress) {
+async fn retry(
+    shared: &Shared,
+    delivery: &Delivery,
+    stamp: &ResultStamp<'_>,
+    accepted: &Accepted,
+    err: &OpError,
+    progress: &Progress,
+) {
     let job = &accepted.job;
     let next = job.attempt() + 1;
     let delay = executor::retry_delay(next);
@@ -371,9 +457,17 @@ async fn retry(shared: &Shared, delivery: &Delivery, stamp: &ResultStamp<'_>, ac
         duration_ms = stamp.started.elapsed().as_millis() as u64, "job failed, retry scheduled"
     );
     progress.finished("retrying", stamp.started.elapsed().as_millis() as u64);
-    match shared.publisher.publish_confirmed("", &shared.names.retry, &body, props).await {
+    match shared
+        .publisher
+        .publish_confirmed("", &shared.names.retry, &body, props)
+        .await
+    {
         Ok(()) => {
-            shared.metrics.job_retries_total.with_label_values(&[&shared.cfg.pool, &job.operation]).inc();
+            shared
+                .metrics
+                .job_retries_total
+                .with_label_values(&[&shared.cfg.pool, &job.operation])
+                .inc();
             settle(delivery, Settle::Ack).await
         }
         Err(e) => {
@@ -398,19 +492,33 @@ fn header(s: &str) -> AMQPValue {
 
 /// Publishes the result to `guestkit.results` and, when asked, to `reply_to`; both
 /// confirmed before this returns.
-async fn publish_result(shared: &Shared, doc: &ResultDocument, spec: OutputSpec, job_props: &BasicProperties) -> Result<(), PublishError> {
+async fn publish_result(
+    shared: &Shared,
+    doc: &ResultDocument,
+    spec: OutputSpec,
+    job_props: &BasicProperties,
+) -> Result<(), PublishError> {
     let rendered = shared.renderer.render(doc, spec);
     let mut headers = FieldTable::default();
     let mut put = |k: &str, v: AMQPValue| {
         headers.insert(ShortString::from(k), v);
     };
-    put("x-guestkit-job-id", header(doc.job_id.as_deref().unwrap_or("")));
+    put(
+        "x-guestkit-job-id",
+        header(doc.job_id.as_deref().unwrap_or("")),
+    );
     put("x-guestkit-status", header(doc.status.as_str()));
-    put("x-guestkit-operation", header(doc.operation.as_deref().unwrap_or("")));
+    put(
+        "x-guestkit-operation",
+        header(doc.operation.as_deref().unwrap_or("")),
+    );
     put("x-guestkit-worker-id", header(&doc.worker_id));
     put("x-guestkit-pool", header(&doc.pool));
     put("x-guestkit-format", header(rendered.format.as_str()));
-    put("x-guestkit-attempt", AMQPValue::LongLongInt(i64::from(doc.attempt)));
+    put(
+        "x-guestkit-attempt",
+        AMQPValue::LongLongInt(i64::from(doc.attempt)),
+    );
     if let Some(err) = &rendered.render_error {
         put("x-guestkit-render-error", header(err));
     }
@@ -429,17 +537,26 @@ async fn publish_result(shared: &Shared, doc: &ResultDocument, spec: OutputSpec,
         .with_headers(headers);
     let started = std::time::Instant::now();
     let routing_key = doc.routing_key();
-    let results = shared
-        .publisher
-        .publish_confirmed(RESULTS_EXCHANGE, &routing_key, &rendered.body, props.clone());
+    let results = shared.publisher.publish_confirmed(
+        RESULTS_EXCHANGE,
+        &routing_key,
+        &rendered.body,
+        props.clone(),
+    );
     match job_props.reply_to().as_ref() {
         Some(reply_to) if !reply_to.as_str().is_empty() => {
-            let reply = shared.publisher.publish_confirmed("", reply_to.as_str(), &rendered.body, props);
+            let reply =
+                shared
+                    .publisher
+                    .publish_confirmed("", reply_to.as_str(), &rendered.body, props);
             tokio::try_join!(results, reply)?;
         }
         _ => results.await?,
     }
-    shared.metrics.result_publish_seconds.observe(started.elapsed().as_secs_f64());
+    shared
+        .metrics
+        .result_publish_seconds
+        .observe(started.elapsed().as_secs_f64());
     Ok(())
 }
 
@@ -448,12 +565,33 @@ async fn publish_result(shared: &Shared, doc: &ResultDocument, spec: OutputSpec,
 async fn settle(delivery: &Delivery, how: Settle) {
     let result = match how {
         Settle::Ack => delivery.acker.ack(BasicAckOptions::default()).await,
-        Settle::Reject => delivery.acker.nack(BasicNackOptions { requeue: false, multiple: false }).await,
-        Settle::Requeue => delivery.acker.nack(BasicNackOptions { requeue: true, multiple: false }).await,
+        Settle::Reject => {
+            delivery
+                .acker
+                .nack(BasicNackOptions {
+                    requeue: false,
+                    multiple: false,
+                })
+                .await
+        }
+        Settle::Requeue => {
+            delivery
+                .acker
+                .nack(BasicNackOptions {
+                    requeue: true,
+                    multiple: false,
+                })
+                .await
+        }
     };
     match result {
         Ok(true) => {}
-        Ok(false) => tracing::warn!(delivery_tag = delivery.delivery_tag, "settle skipped: channel gone; the broker redelivers this message"),
-        Err(err) => tracing::warn!(delivery_tag = delivery.delivery_tag, error = %err, "settle failed; the broker redelivers this message"),
+        Ok(false) => tracing::warn!(
+            delivery_tag = delivery.delivery_tag,
+            "settle skipped: channel gone; the broker redelivers this message"
+        ),
+        Err(err) => {
+            tracing::warn!(delivery_tag = delivery.delivery_tag, error = %err, "settle failed; the broker redelivers this message")
+        }
     }
 }

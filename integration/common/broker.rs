@@ -18,7 +18,8 @@ pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
 /// Tests that break every broker connection take this for writing; every other broker
 /// test holds it for reading, so they never run at the same time.
-pub static BROKER_LOCK: LazyLock<tokio::sync::RwLock<()>> = LazyLock::new(|| tokio::sync::RwLock::new(()));
+pub static BROKER_LOCK: LazyLock<tokio::sync::RwLock<()>> =
+    LazyLock::new(|| tokio::sync::RwLock::new(()));
 
 /// A pool name no other test (or earlier run) uses.
 pub fn unique_pool(name: &str) -> String {
@@ -27,7 +28,11 @@ pub fn unique_pool(name: &str) -> String {
 
 /// A free TCP port on loopback for the worker's metrics server.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 pub async fn connect() -> Connection {
@@ -53,11 +58,20 @@ impl Pool {
         let conn = connect().await;
         let ch = conn.create_channel().await.unwrap();
         topology::declare(&ch, &names, 5).await.unwrap();
-        ch.confirm_select(ConfirmSelectOptions::default()).await.unwrap();
-        let results_queue = format!("{}.test-results", names.jobs);
-        ch.queue_declare(results_queue.as_str().into(), QueueDeclareOptions { durable: true, ..Default::default() }, FieldTable::default())
+        ch.confirm_select(ConfirmSelectOptions::default())
             .await
             .unwrap();
+        let results_queue = format!("{}.test-results", names.jobs);
+        ch.queue_declare(
+            results_queue.as_str().into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
         ch.queue_bind(
             results_queue.as_str().into(),
             RESULTS_EXCHANGE.into(),
@@ -68,9 +82,16 @@ impl Pool {
         .await
         .unwrap();
         let events_queue = format!("{}.test-events", names.jobs);
-        ch.queue_declare(events_queue.as_str().into(), QueueDeclareOptions { durable: true, ..Default::default() }, FieldTable::default())
-            .await
-            .unwrap();
+        ch.queue_declare(
+            events_queue.as_str().into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
         ch.queue_bind(
             events_queue.as_str().into(),
             topology::EVENTS_EXCHANGE.into(),
@@ -80,7 +101,13 @@ impl Pool {
         )
         .await
         .unwrap();
-        Pool { names, conn, ch, results_queue, events_queue }
+        Pool {
+            names,
+            conn,
+            ch,
+            results_queue,
+            events_queue,
+        }
     }
 
     pub fn pool(&self) -> &str {
@@ -91,7 +118,13 @@ impl Pool {
     pub async fn publish_raw(&self, body: &[u8], props: BasicProperties) {
         let confirm = self
             .ch
-            .basic_publish(JOBS_EXCHANGE.into(), self.names.pool.as_str().into(), BasicPublishOptions::default(), body, props.with_delivery_mode(2))
+            .basic_publish(
+                JOBS_EXCHANGE.into(),
+                self.names.pool.as_str().into(),
+                BasicPublishOptions::default(),
+                body,
+                props.with_delivery_mode(2),
+            )
             .await
             .unwrap()
             .await
@@ -101,7 +134,11 @@ impl Pool {
 
     /// Publishes a job document.
     pub async fn publish(&self, job: &Value) {
-        self.publish_raw(&serde_json::to_vec(job).unwrap(), BasicProperties::default()).await;
+        self.publish_raw(
+            &serde_json::to_vec(job).unwrap(),
+            BasicProperties::default(),
+        )
+        .await;
     }
 
     /// Collects `n` results (body as JSON, plus headers), failing the test after `wait`.
@@ -114,7 +151,15 @@ impl Pool {
             let conn = connect().await;
             let ch = conn.create_channel().await.unwrap();
             let mut consumer = ch
-                .basic_consume(self.results_queue.as_str().into(), "".into(), BasicConsumeOptions { no_ack: true, ..Default::default() }, FieldTable::default())
+                .basic_consume(
+                    self.results_queue.as_str().into(),
+                    "".into(),
+                    BasicConsumeOptions {
+                        no_ack: true,
+                        ..Default::default()
+                    },
+                    FieldTable::default(),
+                )
                 .await
                 .unwrap();
             while out.len() < n {
@@ -130,12 +175,48 @@ impl Pool {
         out
     }
 
+    /// Collects results until every job id in `ids` has been seen (at-least-once: a
+    /// job may report more than once); returns them all, duplicates included.
+    pub async fn results_for_all(&self, ids: &[String], wait: Duration) -> Vec<Received> {
+        let want: std::collections::HashSet<&str> = ids.iter().map(String::as_str).collect();
+        let mut seen = std::collections::HashSet::new();
+        let mut all = Vec::new();
+        let deadline = tokio::time::Instant::now() + wait;
+        while seen.len() < want.len() {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            assert!(
+                !left.is_zero(),
+                "results missing for {:?}",
+                want.iter()
+                    .filter(|i| !seen.contains(**i))
+                    .collect::<Vec<_>>()
+            );
+            for r in self.results(want.len() - seen.len(), left).await {
+                if let Some(id) = r.body["job_id"].as_str() {
+                    if want.contains(id) {
+                        seen.insert(id.to_string());
+                    }
+                }
+                all.push(r);
+            }
+        }
+        all
+    }
+
     /// Results that arrive within `wait` (for checking that nothing more comes).
     pub async fn results_within(&self, wait: Duration) -> Vec<Received> {
         let conn = connect().await;
         let ch = conn.create_channel().await.unwrap();
         let mut consumer = ch
-            .basic_consume(self.results_queue.as_str().into(), "".into(), BasicConsumeOptions { no_ack: true, ..Default::default() }, FieldTable::default())
+            .basic_consume(
+                self.results_queue.as_str().into(),
+                "".into(),
+                BasicConsumeOptions {
+                    no_ack: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
             .await
             .unwrap();
         let mut out = Vec::new();
@@ -153,7 +234,15 @@ impl Pool {
         let conn = connect().await;
         let ch = conn.create_channel().await.unwrap();
         let mut consumer = ch
-            .basic_consume(self.events_queue.as_str().into(), "".into(), BasicConsumeOptions { no_ack: true, ..Default::default() }, FieldTable::default())
+            .basic_consume(
+                self.events_queue.as_str().into(),
+                "".into(),
+                BasicConsumeOptions {
+                    no_ack: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
             .await
             .unwrap();
         let deadline = tokio::time::Instant::now() + wait;
@@ -184,7 +273,10 @@ impl Pool {
             if ready == 0 && unacked == 0 {
                 return;
             }
-            assert!(tokio::time::Instant::now() < deadline, "queue not drained: ready {ready}, unacked {unacked}");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "queue not drained: ready {ready}, unacked {unacked}"
+            );
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
     }
@@ -193,8 +285,16 @@ impl Pool {
     pub async fn cleanup(self) {
         let conn = connect().await;
         let ch = conn.create_channel().await.unwrap();
-        for q in [&self.names.jobs, &self.names.retry, &self.names.dead, &self.results_queue, &self.events_queue] {
-            let _ = ch.queue_delete(q.as_str().into(), QueueDeleteOptions::default()).await;
+        for q in [
+            &self.names.jobs,
+            &self.names.retry,
+            &self.names.dead,
+            &self.results_queue,
+            &self.events_queue,
+        ] {
+            let _ = ch
+                .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
+                .await;
         }
         let _ = conn.close(200, "cleanup".into()).await;
     }
@@ -203,7 +303,14 @@ impl Pool {
 /// (ready, unacked) of a queue, from `rabbitmqctl list_queues`.
 pub fn queue_counts(queue: &str) -> (u64, u64) {
     let out = Command::new("rabbitmqctl")
-        .args(["list_queues", "-q", "--no-table-headers", "name", "messages_ready", "messages_unacknowledged"])
+        .args([
+            "list_queues",
+            "-q",
+            "--no-table-headers",
+            "name",
+            "messages_ready",
+            "messages_unacknowledged",
+        ])
         .output()
         .expect("rabbitmqctl");
     let text = String::from_utf8_lossy(&out.stdout);
@@ -244,7 +351,11 @@ impl From<lapin::message::Delivery> for Received {
             body: serde_json::from_slice(&d.data).unwrap_or(Value::Null),
             headers,
             content_type: d.properties.content_type().as_ref().map(|s| s.to_string()),
-            correlation_id: d.properties.correlation_id().as_ref().map(|s| s.to_string()),
+            correlation_id: d
+                .properties
+                .correlation_id()
+                .as_ref()
+                .map(|s| s.to_string()),
             routing_key: d.routing_key.to_string(),
         }
     }
@@ -270,18 +381,35 @@ impl WorkerProcess {
     pub fn spawn(pool: &str, extra: &[&str]) -> WorkerProcess {
         let metrics_port = free_port();
         let child = Command::new(env!("CARGO_BIN_EXE_guestkit-worker"))
-            .args(["--pool", pool, "--metrics-addr", &format!("127.0.0.1:{metrics_port}"), "--log-level", "warn"])
+            .args([
+                "--pool",
+                pool,
+                "--metrics-addr",
+                &format!("127.0.0.1:{metrics_port}"),
+                "--log-level",
+                "warn",
+            ])
             .args(extra)
             .env("GUESTKIT_AMQP_URL", AMQP_URL)
             .stdout(Stdio::null())
-            .stderr(if std::env::var_os("GUESTKIT_TEST_LOGS").is_some() { Stdio::inherit() } else { Stdio::null() })
+            .stderr(if std::env::var_os("GUESTKIT_TEST_LOGS").is_some() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
             .spawn()
             .expect("spawn guestkit-worker");
-        WorkerProcess { child, metrics_port }
+        WorkerProcess {
+            child,
+            metrics_port,
+        }
     }
 
     pub fn signal(&self, sig: &str) {
-        let status = Command::new("kill").args([&format!("-{sig}"), &self.child.id().to_string()]).status().unwrap();
+        let status = Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
         assert!(status.success());
     }
 
@@ -292,7 +420,10 @@ impl WorkerProcess {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status;
             }
-            assert!(tokio::time::Instant::now() < deadline, "worker did not exit within {wait:?}");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "worker did not exit within {wait:?}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -300,12 +431,21 @@ impl WorkerProcess {
     /// GET on the worker's HTTP server: (status, body).
     pub async fn http_get(&self, path: &str) -> Option<(u16, String)> {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", self.metrics_port)).await.ok()?;
-        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes()).await.ok()?;
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", self.metrics_port))
+            .await
+            .ok()?;
+        s.write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .ok()?;
         let mut buf = String::new();
         s.read_to_string(&mut buf).await.ok()?;
         let code = buf.split_whitespace().nth(1)?.parse().ok()?;
-        let body = buf.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+        let body = buf
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
         Some((code, body))
     }
 

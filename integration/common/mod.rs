@@ -8,9 +8,9 @@ use std::process::Command;
 /// Runs a command, panicking with its stderr when it fails: a fixture that cannot be
 /// built is a broken test environment, never a skip.
 pub fn run(cmd: &mut Command) -> Vec<u8> {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e} (is the Debian package installed? see .ci/run)"));
+    let out = cmd.output().unwrap_or_else(|e| {
+        panic!("cannot run {cmd:?}: {e} (is the Debian package installed? see .ci/run)")
+    });
     assert!(
         out.status.success(),
         "{cmd:?} failed: {}\n{}",
@@ -22,12 +22,19 @@ pub fn run(cmd: &mut Command) -> Vec<u8> {
 
 /// Shell one-liner helper for fixture scripts.
 pub fn sh(script: &str) -> Vec<u8> {
-    run(Command::new("bash").arg("-euo").arg("pipefail").arg("-c").arg(script))
+    run(Command::new("bash")
+        .arg("-euo")
+        .arg("pipefail")
+        .arg("-c")
+        .arg(script))
 }
 
 /// A fresh temporary directory, removed when dropped.
 pub fn tempdir() -> tempfile::TempDir {
-    tempfile::Builder::new().prefix("guestkit-test-").tempdir().expect("tempdir")
+    tempfile::Builder::new()
+        .prefix("guestkit-test-")
+        .tempdir()
+        .expect("tempdir")
 }
 
 /// Directory for fixtures that are slow to build (debootstrap trees) and may be kept
@@ -43,6 +50,10 @@ pub fn fixture_cache() -> PathBuf {
 /// Hex sha256 of a file, computed by the coreutils tool (an oracle independent of ours).
 pub fn sha256sum(path: &Path) -> String {
     let out = run(Command::new("sha256sum").arg(path));
-    String::from_utf8_lossy(&out).split_whitespace().next().unwrap().to_string()
+    String::from_utf8_lossy(&out)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
 }
 pub mod broker;

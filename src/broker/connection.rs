@@ -14,7 +14,11 @@ pub fn properties(name: &str) -> ConnectionProperties {
 
 /// Connects, retrying with backoff until `deadline` passes: a worker started before its
 /// broker (compose, Kubernetes) should wait for it, not crash-loop.
-pub async fn connect_with_retry(url: &str, name: &str, deadline: Duration) -> lapin::Result<Connection> {
+pub async fn connect_with_retry(
+    url: &str,
+    name: &str,
+    deadline: Duration,
+) -> lapin::Result<Connection> {
     let start = tokio::time::Instant::now();
     let mut delay = Duration::from_millis(200);
     loop {

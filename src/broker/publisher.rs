@@ -19,70 +19,94 @@ pub enum PublishError {
     Nacked,
 }
 
-/// Publishes results, retries and events, and waits for the broker's confirm.
+/// Publishes results, retries and events, and waits for the broker's confirm where it
+/// matters.
 ///
-/// Keeps one confirm-mode channel (lapin channels take concurrent publishes, and each
-/// publish's confirm is awaited on its own, so many jobs publish at once without a
-/// round trip each). A broken channel is dropped and replaced from the deadpool pool,
-/// which recycles dead connections.
+/// Keeps one pooled connection with two channels: a confirm-mode channel for results
+/// and retries (lapin channels take concurrent publishes, and each publish's confirm is
+/// awaited on its own, so many jobs publish at once without a round trip each), and a
+/// plain channel for best-effort progress events, so the broker does no confirm
+/// bookkeeping for them. One connection, not two: each lapin connection has an I/O
+/// thread, and on a 2-core machine every extra wake-up costs broker throughput. A
+/// broken connection is dropped and replaced from the deadpool pool.
 pub struct Publisher {
     pool: Pool,
-    channel: Mutex<Option<(deadpool_lapin::Connection, Channel)>>,
-    confirms: bool,
+    lanes: Mutex<Option<Lanes>>,
+}
+
+/// The pooled connection and its two channels.
+struct Lanes {
+    _conn: deadpool_lapin::Connection,
+    confirmed: Channel,
+    best_effort: Channel,
 }
 
 impl Publisher {
     /// A publisher over its own small connection pool (separate from the consumer's
-    /// connection, so flow control on publishing never stalls deliveries).
+    /// connection, so flow control on publishing never stalls deliveries and acks).
     pub fn new(url: &str, name: &str) -> Result<Publisher, PublishError> {
-        Publisher::build(url, name, true)
-    }
-
-    /// A publisher whose channel is not in confirm mode, for best-effort messages
-    /// (progress events): the broker then skips the confirm bookkeeping entirely.
-    pub fn best_effort(url: &str, name: &str) -> Result<Publisher, PublishError> {
-        Publisher::build(url, name, false)
-    }
-
-    fn build(url: &str, name: &str, confirms: bool) -> Result<Publisher, PublishError> {
-        let cfg = deadpool_lapin::Config { url: Some(url.to_string()), ..Default::default() };
+        let cfg = deadpool_lapin::Config {
+            url: Some(url.to_string()),
+            ..Default::default()
+        };
         let name = name.to_string();
         // No lapin auto-recovery here: a dead connection should fail the publish at
         // once and be replaced by the pool, not stall the job while it reconnects.
         let pool = cfg
             .create_pool(
-                move || lapin::ConnectionProperties::default().with_connection_name(name.clone().into()),
+                move || {
+                    lapin::ConnectionProperties::default().with_connection_name(name.clone().into())
+                },
                 Runtime::Tokio1,
             )
             .map_err(|e| PublishError::Pool(e.to_string()))?;
-        Ok(Publisher { pool, channel: Mutex::new(None), confirms })
+        Ok(Publisher {
+            pool,
+            lanes: Mutex::new(None),
+        })
     }
 
-    async fn channel(&self) -> Result<Channel, PublishError> {
-        let mut guard = self.channel.lock().await;
-        if let Some((_, ch)) = guard.as_ref() {
-            if ch.status().connected() {
-                return Ok(ch.clone());
+    /// The (confirmed, best-effort) channels, opened on first use or after a break.
+    async fn channels(&self) -> Result<(Channel, Channel), PublishError> {
+        let mut guard = self.lanes.lock().await;
+        if let Some(l) = guard.as_ref() {
+            if l.confirmed.status().connected() && l.best_effort.status().connected() {
+                return Ok((l.confirmed.clone(), l.best_effort.clone()));
             }
         }
-        *guard = None;
-        let conn = self.pool.get().await.map_err(|e| PublishError::Pool(e.to_string()))?;
-        let ch = conn.create_channel().await?;
-        if self.confirms {
-            ch.confirm_select(ConfirmSelectOptions::default()).await?;
+        if let Some(old) = guard.take() {
+            // The connection may be dead: take it out of the pool.
+            let _ = deadpool_lapin::Object::take(old._conn);
         }
-        *guard = Some((conn, ch.clone()));
-        Ok(ch)
+        let conn = self
+            .pool
+            .get()
+            .await
+            .map_err(|e| PublishError::Pool(e.to_string()))?;
+        let confirmed = conn.create_channel().await?;
+        confirmed
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        let best_effort = conn.create_channel().await?;
+        let lanes = Lanes {
+            _conn: conn,
+            confirmed: confirmed.clone(),
+            best_effort: best_effort.clone(),
+        };
+        *guard = Some(lanes);
+        Ok((confirmed, best_effort))
     }
 
+    /// Drops the lanes if `broken` is one of their channels, so the next publish opens
+    /// fresh ones.
     async fn forget(&self, broken: &Channel) {
-        let mut guard = self.channel.lock().await;
-        if let Some((conn, ch)) = guard.take() {
-            if ch.id() != broken.id() {
-                *guard = Some((conn, ch));
-            } else {
-                // The connection may be dead too: take it out of the pool.
-                let _ = deadpool_lapin::Object::take(conn);
+        let mut guard = self.lanes.lock().await;
+        let matches = guard
+            .as_ref()
+            .is_some_and(|l| l.confirmed.id() == broken.id() || l.best_effort.id() == broken.id());
+        if matches {
+            if let Some(old) = guard.take() {
+                let _ = deadpool_lapin::Object::take(old._conn);
             }
         }
     }
@@ -94,10 +118,16 @@ impl Publisher {
         body: &[u8],
         props: &BasicProperties,
     ) -> Result<(), PublishError> {
-        let ch = self.channel().await?;
+        let (ch, _) = self.channels().await?;
         let result = async {
             let confirm = ch
-                .basic_publish(exchange.into(), routing_key.into(), BasicPublishOptions::default(), body, props.clone())
+                .basic_publish(
+                    exchange.into(),
+                    routing_key.into(),
+                    BasicPublishOptions::default(),
+                    body,
+                    props.clone(),
+                )
                 .await?
                 .await?;
             if confirm.is_nack() {
@@ -138,8 +168,8 @@ impl Publisher {
         }
     }
 
-    /// Publishes without waiting for the confirm: for progress events, which are a
-    /// side path and must never hold a job back.
+    /// Publishes on the best-effort channel without any confirm: for progress events,
+    /// which are a side path and must never hold a job back.
     pub async fn publish_unconfirmed(
         &self,
         exchange: &str,
@@ -147,9 +177,15 @@ impl Publisher {
         body: &[u8],
         props: BasicProperties,
     ) -> Result<(), PublishError> {
-        let ch = self.channel().await?;
+        let (_, ch) = self.channels().await?;
         let res = ch
-            .basic_publish(exchange.into(), routing_key.into(), BasicPublishOptions::default(), body, props)
+            .basic_publish(
+                exchange.into(),
+                routing_key.into(),
+                BasicPublishOptions::default(),
+                body,
+                props,
+            )
             .await;
         if let Err(err) = res {
             self.forget(&ch).await;

@@ -45,26 +45,59 @@ fn long(s: &str) -> AMQPValue {
 /// Declares everything the pool needs. Safe to run any number of times, from any
 /// number of processes, as long as the arguments stay the same (a queue redeclared
 /// with other arguments is a channel error, which is what we want to see).
-pub async fn declare(channel: &Channel, names: &PoolNames, delivery_limit: u32) -> lapin::Result<()> {
-    let durable = ExchangeDeclareOptions { durable: true, ..Default::default() };
+pub async fn declare(
+    channel: &Channel,
+    names: &PoolNames,
+    delivery_limit: u32,
+) -> lapin::Result<()> {
+    let durable = ExchangeDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
     channel
-        .exchange_declare(JOBS_EXCHANGE.into(), ExchangeKind::Direct, durable, FieldTable::default())
+        .exchange_declare(
+            JOBS_EXCHANGE.into(),
+            ExchangeKind::Direct,
+            durable,
+            FieldTable::default(),
+        )
         .await?;
     channel
-        .exchange_declare(RESULTS_EXCHANGE.into(), ExchangeKind::Topic, durable, FieldTable::default())
+        .exchange_declare(
+            RESULTS_EXCHANGE.into(),
+            ExchangeKind::Topic,
+            durable,
+            FieldTable::default(),
+        )
         .await?;
     channel
-        .exchange_declare(EVENTS_EXCHANGE.into(), ExchangeKind::Topic, durable, FieldTable::default())
+        .exchange_declare(
+            EVENTS_EXCHANGE.into(),
+            ExchangeKind::Topic,
+            durable,
+            FieldTable::default(),
+        )
         .await?;
 
-    let queue = QueueDeclareOptions { durable: true, ..Default::default() };
+    let queue = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
 
     let mut jobs_args = FieldTable::default();
     jobs_args.insert(ShortString::from("x-queue-type"), long("quorum"));
-    jobs_args.insert(ShortString::from("x-delivery-limit"), AMQPValue::LongLongInt(delivery_limit as i64));
+    jobs_args.insert(
+        ShortString::from("x-delivery-limit"),
+        AMQPValue::LongLongInt(delivery_limit as i64),
+    );
     jobs_args.insert(ShortString::from("x-dead-letter-exchange"), long(""));
-    jobs_args.insert(ShortString::from("x-dead-letter-routing-key"), long(&names.dead));
-    channel.queue_declare(names.jobs.as_str().into(), queue, jobs_args).await?;
+    jobs_args.insert(
+        ShortString::from("x-dead-letter-routing-key"),
+        long(&names.dead),
+    );
+    channel
+        .queue_declare(names.jobs.as_str().into(), queue, jobs_args)
+        .await?;
     channel
         .queue_bind(
             names.jobs.as_str().into(),
@@ -77,9 +110,16 @@ pub async fn declare(channel: &Channel, names: &PoolNames, delivery_limit: u32) 
 
     let mut retry_args = FieldTable::default();
     retry_args.insert(ShortString::from("x-dead-letter-exchange"), long(""));
-    retry_args.insert(ShortString::from("x-dead-letter-routing-key"), long(&names.jobs));
-    channel.queue_declare(names.retry.as_str().into(), queue, retry_args).await?;
+    retry_args.insert(
+        ShortString::from("x-dead-letter-routing-key"),
+        long(&names.jobs),
+    );
+    channel
+        .queue_declare(names.retry.as_str().into(), queue, retry_args)
+        .await?;
 
-    channel.queue_declare(names.dead.as_str().into(), queue, FieldTable::default()).await?;
+    channel
+        .queue_declare(names.dead.as_str().into(), queue, FieldTable::default())
+        .await?;
     Ok(())
 }

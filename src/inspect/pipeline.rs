@@ -223,6 +223,11 @@ pub fn inspect_full(path: &Path, opts: &InspectOptions) -> Result<Inspection, In
         Some(table) => {
             report.partition_table = Some(table.kind.as_str().to_string());
             report.warnings.extend(table.warnings.iter().cloned());
+            if table.partitions.is_empty() {
+                // An empty table (or a stray signature): the disk itself may still hold
+                // a filesystem, as blkid would find it.
+                devices.push((Mountable::new(DISK), Some(disk.clone())));
+            }
             for p in &table.partitions {
                 let device = format!("{DISK}{}", p.number);
                 report.partitions.push(PartitionInfo {
@@ -326,9 +331,14 @@ fn open_filesystem(
     m.uuid = found.uuid.clone();
     m.label = found.label.clone();
     let opened: Option<Result<Arc<dyn FileSystem>, FsError>> = match fs_type {
-        "ext2" | "ext3" | "ext4" => {
-            Some(Ext4Fs::open(src.clone()).map(|fs| Arc::new(fs) as Arc<dyn FileSystem>))
-        }
+        "ext2" | "ext3" | "ext4" => Some(Ext4Fs::open(src.clone()).map(|fs| {
+            // A journal that could not be replayed: the files may be older than the
+            // guest last saw them.
+            for w in fs.warnings() {
+                report.warnings.push(format!("{}: {w}", m.device));
+            }
+            Arc::new(fs) as Arc<dyn FileSystem>
+        })),
         "vfat" => Some(VfatFs::open(src.clone()).map(|fs| Arc::new(fs) as Arc<dyn FileSystem>)),
         "xfs" | "btrfs" | "ntfs" => {
             report.warnings.push(format!(

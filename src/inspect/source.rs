@@ -34,7 +34,11 @@ impl<T: ReadAt + ?Sized> ReadAt for Arc<T> {
 pub fn check_range(offset: u64, len: usize, size: u64) -> Result<(), ImageError> {
     match offset.checked_add(len as u64) {
         Some(end) if end <= size => Ok(()),
-        _ => Err(ImageError::OutOfRange { offset, len: len as u64, size }),
+        _ => Err(ImageError::OutOfRange {
+            offset,
+            len: len as u64,
+            size,
+        }),
     }
 }
 
@@ -42,7 +46,11 @@ pub fn check_range(offset: u64, len: usize, size: u64) -> Result<(), ImageError>
 /// taken from disk can never drive an unbounded allocation.
 pub fn read_vec(src: &dyn ReadAt, offset: u64, len: u64, max: u64) -> Result<Vec<u8>, ImageError> {
     if len > max {
-        return Err(ImageError::TooLarge { what: "read", size: len, limit: max });
+        return Err(ImageError::TooLarge {
+            what: "read",
+            size: len,
+            limit: max,
+        });
     }
     let mut buf = vec![0u8; len as usize];
     src.read_exact_at(offset, &mut buf)?;
@@ -60,11 +68,17 @@ impl Slice {
     /// Creates the window, clamping nothing: a window past the end of `inner` is an error
     /// here, so a lying partition table is caught once, not on every read.
     pub fn new(inner: Arc<dyn ReadAt>, start: u64, len: u64) -> Result<Slice, ImageError> {
-        let end = start
-            .checked_add(len)
-            .ok_or(ImageError::OutOfRange { offset: start, len, size: inner.size() })?;
+        let end = start.checked_add(len).ok_or(ImageError::OutOfRange {
+            offset: start,
+            len,
+            size: inner.size(),
+        })?;
         if end > inner.size() {
-            return Err(ImageError::OutOfRange { offset: start, len, size: inner.size() });
+            return Err(ImageError::OutOfRange {
+                offset: start,
+                len,
+                size: inner.size(),
+            });
         }
         Ok(Slice { inner, start, len })
     }
@@ -97,7 +111,12 @@ pub type CancelFlag = Arc<std::sync::atomic::AtomicBool>;
 impl Budgeted {
     /// Wraps `inner`; `read` is shared so the caller can report the total afterwards.
     pub fn new(inner: Arc<dyn ReadAt>, read: Arc<AtomicU64>, limit: u64) -> Budgeted {
-        Budgeted { inner, read, limit, cancel: None }
+        Budgeted {
+            inner,
+            read,
+            limit,
+            cancel: None,
+        }
     }
 
     /// Also stops reading once `cancel` is set.
@@ -112,7 +131,11 @@ impl ReadAt for Budgeted {
         self.inner.size()
     }
     fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), ImageError> {
-        if self.cancel.as_ref().is_some_and(|c| c.load(Ordering::Relaxed)) {
+        if self
+            .cancel
+            .as_ref()
+            .is_some_and(|c| c.load(Ordering::Relaxed))
+        {
             return Err(ImageError::Cancelled);
         }
         let total = self.read.fetch_add(buf.len() as u64, Ordering::Relaxed) + buf.len() as u64;

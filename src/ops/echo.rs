@@ -35,11 +35,17 @@ impl Operation for Echo {
         match data.get("fail") {
             None | Some(Value::Null) => {}
             Some(Value::String(s)) if s == "retryable" || s == "fatal" => {}
-            Some(_) => return Err(Invalid::payload("payload.data.fail must be \"retryable\" or \"fatal\"")),
+            Some(_) => {
+                return Err(Invalid::payload(
+                    "payload.data.fail must be \"retryable\" or \"fatal\"",
+                ))
+            }
         }
         if let Some(v) = data.get("succeed_on_attempt") {
             if v.as_u64().is_none_or(|n| n == 0) {
-                return Err(Invalid::payload("payload.data.succeed_on_attempt must be a positive integer"));
+                return Err(Invalid::payload(
+                    "payload.data.succeed_on_attempt must be a positive integer",
+                ));
             }
         }
         Ok(())
@@ -56,8 +62,15 @@ impl Operation for Echo {
                 }
             }
             match data.get("fail").and_then(Value::as_str) {
-                Some("retryable") => return Err(OpError::retryable("echo_failure", "echo asked to fail (retryable)")),
-                Some("fatal") => return Err(OpError::fatal("echo_failure", "echo asked to fail (fatal)")),
+                Some("retryable") => {
+                    return Err(OpError::retryable(
+                        "echo_failure",
+                        "echo asked to fail (retryable)",
+                    ))
+                }
+                Some("fatal") => {
+                    return Err(OpError::fatal("echo_failure", "echo asked to fail (fatal)"))
+                }
                 _ => {}
             }
             if let Some(n) = data.get("succeed_on_attempt").and_then(Value::as_u64) {

@@ -51,12 +51,15 @@ impl ImageRequest {
     /// a regular file inside one of `roots`: a path that escapes them (by `..` or a
     /// symlink) is rejected, never read.
     pub fn from_data(data: &Value, roots: &[PathBuf]) -> Result<ImageRequest, Invalid> {
-        let image = data.get("image").ok_or_else(|| Invalid::payload("payload.data.image is required"))?;
+        let image = data
+            .get("image")
+            .ok_or_else(|| Invalid::payload("payload.data.image is required"))?;
         let spec: ImageSpec = serde_json::from_value(image.clone())
             .map_err(|e| Invalid::payload(format!("payload.data.image: {e}")))?;
         let opts: OptionsSpec = match data.get("options") {
             None | Some(Value::Null) => OptionsSpec::default(),
-            Some(v) => serde_json::from_value(v.clone()).map_err(|e| Invalid::payload(format!("payload.data.options: {e}")))?,
+            Some(v) => serde_json::from_value(v.clone())
+                .map_err(|e| Invalid::payload(format!("payload.data.options: {e}")))?,
         };
         if let Some(f) = &spec.format {
             if !KNOWN_FORMATS.contains(&f.as_str()) {
@@ -81,19 +84,30 @@ impl ImageRequest {
             include_security: opts.include_security.unwrap_or(true),
             ..InspectOptions::default()
         };
-        Ok(ImageRequest { path, format: options.asserted_format.clone(), sha256, options })
+        Ok(ImageRequest {
+            path,
+            format: options.asserted_format.clone(),
+            sha256,
+            options,
+        })
     }
 
     /// Streams the file through sha256 (blocking: call on a blocking thread) and
     /// compares it with the expected checksum, when there is one.
     pub fn verify_checksum(&self) -> Result<Option<String>, OpError> {
-        let Some(expected) = &self.sha256 else { return Ok(None) };
-        let actual = sha256_file(&self.path)
-            .map_err(|e| OpError::retryable("io_error", format!("reading {}: {e}", self.path.display())))?;
+        let Some(expected) = &self.sha256 else {
+            return Ok(None);
+        };
+        let actual = sha256_file(&self.path).map_err(|e| {
+            OpError::retryable("io_error", format!("reading {}: {e}", self.path.display()))
+        })?;
         if &actual != expected {
             return Err(OpError::fatal(
                 "checksum_mismatch",
-                format!("sha256 of {} is {actual}, the job expected {expected}", self.path.display()),
+                format!(
+                    "sha256 of {} is {actual}, the job expected {expected}",
+                    self.path.display()
+                ),
             ));
         }
         Ok(Some(actual))
@@ -101,20 +115,30 @@ impl ImageRequest {
 }
 
 fn parse_checksum(c: &str) -> Result<String, Invalid> {
-    let hex = c
-        .strip_prefix("sha256:")
-        .ok_or_else(|| Invalid::payload(format!("payload.data.image.checksum must be sha256:<hex>, got {c:.80?}")))?;
+    let hex = c.strip_prefix("sha256:").ok_or_else(|| {
+        Invalid::payload(format!(
+            "payload.data.image.checksum must be sha256:<hex>, got {c:.80?}"
+        ))
+    })?;
     if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(Invalid::payload("payload.data.image.checksum: sha256 needs 64 hex digits"));
+        return Err(Invalid::payload(
+            "payload.data.image.checksum: sha256 needs 64 hex digits",
+        ));
     }
     Ok(hex.to_ascii_lowercase())
 }
 
 /// Canonicalizes `path` and checks it is a regular file under one canonical root.
 pub fn resolve_in_roots(path: &Path, roots: &[PathBuf]) -> Result<PathBuf, Invalid> {
-    let outside = |why: String| Invalid { reason: "image_outside_root", message: why };
+    let outside = |why: String| Invalid {
+        reason: "image_outside_root",
+        message: why,
+    };
     let canonical = path.canonicalize().map_err(|e| {
-        outside(format!("image path {} cannot be resolved ({e}); it must be a file inside an image root", path.display()))
+        outside(format!(
+            "image path {} cannot be resolved ({e}); it must be a file inside an image root",
+            path.display()
+        ))
     })?;
     let inside = roots
         .iter()
@@ -130,7 +154,10 @@ pub fn resolve_in_roots(path: &Path, roots: &[PathBuf]) -> Result<PathBuf, Inval
         )));
     }
     if !canonical.is_file() {
-        return Err(outside(format!("image path {} is not a regular file", canonical.display())));
+        return Err(outside(format!(
+            "image path {} is not a regular file",
+            canonical.display()
+        )));
     }
     Ok(canonical)
 }
@@ -147,7 +174,11 @@ pub fn sha256_file(path: &Path) -> std::io::Result<String> {
         }
         hasher.update(&buf[..n]);
     }
-    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
 }
 
 #[cfg(test)]
@@ -171,14 +202,19 @@ mod tests {
         assert!(ok.options.include_applications);
         for bad in [
             root.path().join("escape"),
-            root.path().join("../").join(other.path().file_name().unwrap()).join("secret"),
+            root.path()
+                .join("../")
+                .join(other.path().file_name().unwrap())
+                .join("secret"),
             PathBuf::from("/etc/shadow"),
             root.path().join("missing"),
         ] {
-            let err = ImageRequest::from_data(&json!({"image": {"path": bad}}), &roots).unwrap_err();
+            let err =
+                ImageRequest::from_data(&json!({"image": {"path": bad}}), &roots).unwrap_err();
             assert_eq!(err.reason, "image_outside_root", "{bad:?}: {err:?}");
         }
-        let err = ImageRequest::from_data(&json!({"image": {"path": root.path()}}), &roots).unwrap_err();
+        let err =
+            ImageRequest::from_data(&json!({"image": {"path": root.path()}}), &roots).unwrap_err();
         assert!(err.message.contains("not a regular file"));
     }
 
@@ -197,10 +233,19 @@ mod tests {
         assert!(!req.options.include_users && req.options.include_network);
         assert_eq!(req.verify_checksum().unwrap().as_deref(), Some(abc));
         let wrong = format!("sha256:{}", "0".repeat(64));
-        let req = ImageRequest::from_data(&json!({"image": {"path": img, "checksum": wrong}}), &roots).unwrap();
+        let req =
+            ImageRequest::from_data(&json!({"image": {"path": img, "checksum": wrong}}), &roots)
+                .unwrap();
         assert_eq!(req.verify_checksum().unwrap_err().kind, "checksum_mismatch");
-        for bad in [json!({"image": {"path": img, "checksum": "md5:00"}}), json!({"image": {"path": img, "format": "iso"}}), json!({})] {
-            assert_eq!(ImageRequest::from_data(&bad, &roots).unwrap_err().reason, "invalid_payload");
+        for bad in [
+            json!({"image": {"path": img, "checksum": "md5:00"}}),
+            json!({"image": {"path": img, "format": "iso"}}),
+            json!({}),
+        ] {
+            assert_eq!(
+                ImageRequest::from_data(&bad, &roots).unwrap_err().reason,
+                "invalid_payload"
+            );
         }
     }
 }

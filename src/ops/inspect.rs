@@ -29,9 +29,12 @@ impl Operation for Inspect {
             let progress = ctx.progress.clone();
             let flag = cancel_flag(&ctx.cancel);
             let blocking_flag = flag.clone();
-            let joined = tokio::task::spawn_blocking(move || run_blocking(&request, &progress, &blocking_flag)).await;
-            let (report, bytes_read) =
-                joined.map_err(|e| OpError::fatal("panic", format!("inspection task failed: {e}")))??;
+            let joined = tokio::task::spawn_blocking(move || {
+                run_blocking(&request, &progress, &blocking_flag)
+            })
+            .await;
+            let (report, bytes_read) = joined
+                .map_err(|e| OpError::fatal("panic", format!("inspection task failed: {e}")))??;
             if let Some(metrics) = &ctx.env.metrics {
                 metrics.inspect_bytes_read_total.inc_by(bytes_read);
             }
@@ -79,8 +82,14 @@ pub fn run_blocking(
 pub fn inspect_error(err: InspectError) -> OpError {
     let message = err.to_string();
     match &err {
-        InspectError::Image { source: ImageError::Io { .. }, .. } => OpError::retryable("io_error", message),
-        InspectError::Image { source: ImageError::Cancelled, .. } => OpError::fatal("cancelled", message),
+        InspectError::Image {
+            source: ImageError::Io { .. },
+            ..
+        } => OpError::retryable("io_error", message),
+        InspectError::Image {
+            source: ImageError::Cancelled,
+            ..
+        } => OpError::fatal("cancelled", message),
         InspectError::Image { .. } => OpError::fatal("image_error", message),
         InspectError::Partition { .. } => OpError::fatal("partition_error", message),
         InspectError::Budget { .. } => OpError::fatal("read_budget_exceeded", message),

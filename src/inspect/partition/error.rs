@@ -6,7 +6,11 @@ use crate::inspect::image::ImageError;
 #[derive(Debug, thiserror::Error)]
 pub enum PartitionError {
     #[error("corrupt {table} partition table at offset {offset}: {message}")]
-    Corrupt { table: &'static str, offset: u64, message: String },
+    Corrupt {
+        table: &'static str,
+        offset: u64,
+        message: String,
+    },
     #[error(transparent)]
     Image(#[from] ImageError),
 }

@@ -82,17 +82,7 @@ mod tests {
                 .file("/etc/sysconfig/network-scripts/ifcfg-eth1.bak", "BOOTPROTO=static\n")
                 .file("/etc/sysconfig/network-scripts/ifcfg-lo", "DEVICE=lo\nIPADDR=127.0.0.1\nNETMASK=255.0.0.0\n"),
         );
-        let got: Vec<(&str, Option<&str>, Vec<&str>)> = n
-            .interfaces
-            .iter()
-            .map(|i| {
-                (
-                    i.name.as_str(),
-                    i.method.as_deref(),
-                    i.addresses.iter().map(String::as_str).collect(),
-                )
-            })
-            .collect();
+        let got = super::super::tests::interfaces(&n);
         assert_eq!(
             got,
             vec![

@@ -128,17 +128,7 @@ mod tests {
                 .file("/etc/network/interfaces.d/eth1", "auto eth1\niface eth1 inet dhcp\n")
                 .file("/etc/network/interfaces.d/loop", "source /etc/network/interfaces.d/loop\n"),
         );
-        let got: Vec<(&str, Option<&str>, Vec<&str>)> = n
-            .interfaces
-            .iter()
-            .map(|i| {
-                (
-                    i.name.as_str(),
-                    i.method.as_deref(),
-                    i.addresses.iter().map(String::as_str).collect(),
-                )
-            })
-            .collect();
+        let got = super::super::tests::interfaces(&n);
         assert_eq!(
             got,
             vec![

@@ -91,17 +91,7 @@ mod tests {
                 )
                 .file("/etc/NetworkManager/system-connections/dhcp", "[connection]\nid=eth1\n[ipv4]\nmethod=auto\n"),
         );
-        let got: Vec<(&str, Option<&str>, Vec<&str>)> = n
-            .interfaces
-            .iter()
-            .map(|i| {
-                (
-                    i.name.as_str(),
-                    i.method.as_deref(),
-                    i.addresses.iter().map(String::as_str).collect(),
-                )
-            })
-            .collect();
+        let got = super::super::tests::interfaces(&n);
         assert_eq!(
             got,
             vec![

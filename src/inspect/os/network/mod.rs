@@ -189,6 +189,20 @@ mod tests {
         (n, ctx.into_warnings())
     }
 
+    /// (name, method, addresses) of each interface, for compact assertions.
+    pub(super) fn interfaces(n: &Network) -> Vec<(&str, Option<&str>, Vec<&str>)> {
+        n.interfaces
+            .iter()
+            .map(|i| {
+                (
+                    i.name.as_str(),
+                    i.method.as_deref(),
+                    i.addresses.iter().map(String::as_str).collect(),
+                )
+            })
+            .collect()
+    }
+
     pub(super) fn detect_in(fs: MemFs) -> Network {
         let (n, w) = detect_with_warnings(fs);
         assert_eq!(w, Vec::<String>::new());

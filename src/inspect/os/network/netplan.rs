@@ -156,17 +156,7 @@ mod tests {
                 .file("/etc/netplan/90-override.yaml", "network:\n  ethernets:\n    eth0:\n      dhcp4: no\n      addresses: [172.16.0.9/16]\n")
                 .symlink("/etc/resolv.conf", "../run/systemd/resolve/stub-resolv.conf"),
         );
-        let got: Vec<(&str, Option<&str>, Vec<&str>)> = n
-            .interfaces
-            .iter()
-            .map(|i| {
-                (
-                    i.name.as_str(),
-                    i.method.as_deref(),
-                    i.addresses.iter().map(String::as_str).collect(),
-                )
-            })
-            .collect();
+        let got = super::super::tests::interfaces(&n);
         assert_eq!(
             got,
             vec![

@@ -71,17 +71,7 @@ mod tests {
                 .file("/usr/lib/systemd/network/80-dhcp.network", "[Match]\nName=en*\n[Network]\nDHCP=yes\n")
                 .file("/usr/lib/systemd/network/10-lan.network", "[Match]\nName=shadowed\n"),
         );
-        let got: Vec<(&str, Option<&str>, Vec<&str>)> = n
-            .interfaces
-            .iter()
-            .map(|i| {
-                (
-                    i.name.as_str(),
-                    i.method.as_deref(),
-                    i.addresses.iter().map(String::as_str).collect(),
-                )
-            })
-            .collect();
+        let got = super::super::tests::interfaces(&n);
         assert_eq!(
             got,
             vec![
