@@ -13,6 +13,7 @@ pub mod inspect;
 pub mod logging;
 pub mod metrics;
 pub mod ops;
+pub mod profile;
 pub mod progress;
 pub mod render;
 pub mod shutdown;

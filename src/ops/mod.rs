@@ -3,6 +3,7 @@
 pub mod echo;
 pub mod image_request;
 pub mod inspect;
+pub mod profile;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -32,12 +33,20 @@ pub struct OpError {
 impl OpError {
     /// A failure that another attempt may not repeat (broker hiccup, busy host).
     pub fn retryable(kind: &str, message: impl Into<String>) -> OpError {
-        OpError { kind: kind.to_string(), message: message.into(), retryable: true }
+        OpError {
+            kind: kind.to_string(),
+            message: message.into(),
+            retryable: true,
+        }
     }
 
     /// A failure another attempt would repeat (corrupt image, bad checksum).
     pub fn fatal(kind: &str, message: impl Into<String>) -> OpError {
-        OpError { kind: kind.to_string(), message: message.into(), retryable: false }
+        OpError {
+            kind: kind.to_string(),
+            message: message.into(),
+            retryable: false,
+        }
     }
 }
 
@@ -52,7 +61,10 @@ pub struct Invalid {
 impl Invalid {
     /// A payload of the wrong shape.
     pub fn payload(message: impl Into<String>) -> Invalid {
-        Invalid { reason: "invalid_payload", message: message.into() }
+        Invalid {
+            reason: "invalid_payload",
+            message: message.into(),
+        }
     }
 }
 
@@ -93,9 +105,12 @@ pub struct Registry {
 impl Registry {
     /// The operations this build ships.
     pub fn standard() -> Registry {
-        let mut reg = Registry { ops: HashMap::new() };
+        let mut reg = Registry {
+            ops: HashMap::new(),
+        };
         reg.add(Arc::new(echo::Echo));
         reg.add(Arc::new(inspect::Inspect));
+        reg.add(Arc::new(profile::Profile));
         reg
     }
 

@@ -28,12 +28,16 @@ enum Backing {
     Attached(Arc<dyn ReadAt>),
 }
 
-/// The last decompressed cluster, keyed by its L2 entry: sequential small reads of a
-/// compressed image would otherwise inflate the same cluster again for every read.
+/// A recently decompressed cluster, keyed by its L2 entry: small reads of a compressed
+/// image (a directory walk alternates between inode and directory blocks in different
+/// clusters) would otherwise inflate the same clusters again and again.
 struct LastCluster {
     entry: u64,
     data: Vec<u8>,
 }
+
+/// Memory for decompressed clusters per image; bounds the cache whatever the cluster size.
+const DECOMPRESSED_CACHE_BYTES: u64 = 8 * 1024 * 1024;
 
 /// An opened qcow2 image, presenting the guest's virtual disk as a [`ReadAt`].
 pub struct Qcow2 {
@@ -43,7 +47,9 @@ pub struct Qcow2 {
     l1: Vec<u64>,
     l2: L2Cache,
     backing: Backing,
-    last: Mutex<Option<LastCluster>>,
+    /// Most recently used first; at most `recent_slots` entries.
+    recent: Mutex<std::collections::VecDeque<LastCluster>>,
+    recent_slots: usize,
 }
 
 impl Qcow2 {
@@ -57,13 +63,16 @@ impl Qcow2 {
             Some(name) => Backing::NotAttached(String::from_utf8_lossy(name).into_owned()),
             None => Backing::None,
         };
+        let recent_slots =
+            (DECOMPRESSED_CACHE_BYTES / header.cluster_size()).clamp(1, 256) as usize;
         Ok(Qcow2 {
             l2: L2Cache::new(header.cluster_size()),
             file,
             header,
             l1,
             backing,
-            last: Mutex::new(None),
+            recent: Mutex::new(std::collections::VecDeque::new()),
+            recent_slots,
         })
     }
 
@@ -222,17 +231,24 @@ impl Qcow2 {
     ) -> Result<(), ImageError> {
         let cluster_size = self.header.cluster_size() as usize;
         let start = in_cluster as usize;
-        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(c) = last.as_ref().filter(|c| c.entry == entry) {
-            out.copy_from_slice(&c.data[start..start + out.len()]);
+        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(pos) = recent.iter().position(|c| c.entry == entry) {
+            let hit = recent.remove(pos).expect("position is in range");
+            out.copy_from_slice(&hit.data[start..start + out.len()]);
+            recent.push_front(hit);
             return Ok(());
         }
-        // Reuse the previous buffer; it is invalid until the decompression succeeds.
-        let mut data = last.take().map(|c| c.data).unwrap_or_default();
+        // Reuse the least recently used buffer once the cache is full; it is invalid
+        // until the decompression succeeds.
+        let mut data = if recent.len() >= self.recent_slots {
+            recent.pop_back().map(|c| c.data).unwrap_or_default()
+        } else {
+            Vec::new()
+        };
         data.resize(cluster_size, 0);
         self.decompress(entry, guest, &mut data)?;
         out.copy_from_slice(&data[start..start + out.len()]);
-        *last = Some(LastCluster { entry, data });
+        recent.push_front(LastCluster { entry, data });
         Ok(())
     }
 
