@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use futures_util::FutureExt;
 use guestkit_job_spec::{
     parse_job, peek_job_id, JobDocument, JobError, JobStatus, OutputSpec, ResultDocument,
 };
@@ -145,22 +146,23 @@ pub async fn run(
         cancel: cancel.clone(),
         env,
     };
-    let mut handle = tokio::spawn(accepted.op.run(ctx));
-    match tokio::time::timeout(timeout, &mut handle).await {
+    // The panic guard: a panicking operation fails its job, never the worker. Polled
+    // in place (no task of its own: one spawn per job is enough).
+    let guarded = std::panic::AssertUnwindSafe(accepted.op.run(ctx)).catch_unwind();
+    match tokio::time::timeout(timeout, guarded).await {
         Ok(Ok(result)) => result,
-        Ok(Err(join)) if join.is_panic() => {
-            let msg = join
-                .into_panic()
+        Ok(Err(panic)) => {
+            let msg = panic
                 .downcast_ref::<&str>()
                 .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "operation panicked".into());
             tracing::error!(job_id = %accepted.job.job_id, panic = %msg, "operation panicked");
             Err(OpError::fatal("panic", format!("internal error: {msg}")))
         }
-        Ok(Err(join)) => Err(OpError::fatal("cancelled", join.to_string())),
         Err(_) => {
+            // Dropping the future stops async work; blocking work sees the token.
             cancel.cancel();
-            handle.abort();
             Err(OpError::fatal(
                 "timeout",
                 format!(
