@@ -146,6 +146,39 @@ async fn inspect_jobs_complete_fail_or_reject_as_the_contract_says() {
     pool.cleanup().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn html_output_travels_with_its_content_type_and_headers() {
+    let _shared = BROKER_LOCK.read().await;
+    let dir = tempdir();
+    let image = linux_qcow2(dir.path());
+    let roots = dir.path().join("images");
+    let pool = Pool::new("html").await;
+    let _worker = WorkerProcess::spawn(pool.pool(), &["--image-root", roots.to_str().unwrap()]);
+    let mut job = inspect_job("job-inspect-html", json!({"path": image}));
+    job["payload"]["data"]["output"] = json!({"format": "html", "template": "detailed"});
+    pool.publish(&job).await;
+    let raw = pool.results(1, Duration::from_secs(60)).await.remove(0);
+    assert_eq!(raw.content_type.as_deref(), Some("text/html"));
+    assert_eq!(raw.headers["x-guestkit-format"], "html");
+    assert_eq!(raw.headers["x-guestkit-status"], "completed");
+    assert_eq!(raw.headers["x-guestkit-job-id"], "job-inspect-html");
+    assert!(!raw.headers.contains_key("x-guestkit-render-error"));
+    let page = String::from_utf8(raw.data.clone()).unwrap();
+    assert!(
+        page.trim_start()
+            .to_ascii_lowercase()
+            .starts_with("<!doctype html"),
+        "{}",
+        &page[..200.min(page.len())]
+    );
+    assert!(page.contains("broker-guest"), "the report is in the page");
+    assert_eq!(
+        raw.routing_key,
+        format!("{}.completed.guestkit.inspect", pool.pool())
+    );
+    pool.cleanup().await;
+}
+
 #[test]
 fn inspect_subcommand_prints_the_report_without_a_broker() {
     let dir = tempdir();

@@ -142,6 +142,8 @@ impl Pool {
     }
 
     /// Collects `n` results (body as JSON, plus headers), failing the test after `wait`.
+    /// Each result is acked as it is taken, so results the broker pushed beyond `n`
+    /// return to the queue when the connection closes (with auto-ack they would be lost).
     pub async fn results(&self, n: usize, wait: Duration) -> Vec<Received> {
         let mut out = Vec::new();
         let deadline = tokio::time::Instant::now() + wait;
@@ -150,14 +152,12 @@ impl Pool {
         while out.len() < n {
             let conn = connect().await;
             let ch = conn.create_channel().await.unwrap();
+            ch.basic_qos(64, BasicQosOptions::default()).await.unwrap();
             let mut consumer = ch
                 .basic_consume(
                     self.results_queue.as_str().into(),
                     "".into(),
-                    BasicConsumeOptions {
-                        no_ack: true,
-                        ..Default::default()
-                    },
+                    BasicConsumeOptions::default(),
                     FieldTable::default(),
                 )
                 .await
@@ -165,7 +165,10 @@ impl Pool {
             while out.len() < n {
                 let next = tokio::time::timeout_at(deadline, consumer.next()).await;
                 match next {
-                    Ok(Some(Ok(d))) => out.push(Received::from(d)),
+                    Ok(Some(Ok(d))) => {
+                        d.acker.ack(BasicAckOptions::default()).await.unwrap();
+                        out.push(Received::from(d));
+                    }
                     Ok(_) => break,
                     Err(_) => panic!("only {} of {n} results arrived in {wait:?}", out.len()),
                 }
@@ -207,14 +210,12 @@ impl Pool {
     pub async fn results_within(&self, wait: Duration) -> Vec<Received> {
         let conn = connect().await;
         let ch = conn.create_channel().await.unwrap();
+        ch.basic_qos(64, BasicQosOptions::default()).await.unwrap();
         let mut consumer = ch
             .basic_consume(
                 self.results_queue.as_str().into(),
                 "".into(),
-                BasicConsumeOptions {
-                    no_ack: true,
-                    ..Default::default()
-                },
+                BasicConsumeOptions::default(),
                 FieldTable::default(),
             )
             .await
@@ -222,6 +223,7 @@ impl Pool {
         let mut out = Vec::new();
         let deadline = tokio::time::Instant::now() + wait;
         while let Ok(Some(Ok(d))) = tokio::time::timeout_at(deadline, consumer.next()).await {
+            d.acker.ack(BasicAckOptions::default()).await.unwrap();
             out.push(Received::from(d));
         }
         let _ = conn.close(200, "done".into()).await;
@@ -326,7 +328,10 @@ pub fn queue_counts(queue: &str) -> (u64, u64) {
 /// One result message as the test sees it.
 #[derive(Debug, Clone)]
 pub struct Received {
+    /// The body parsed as JSON (`Null` when it is not JSON, e.g. an html result).
     pub body: Value,
+    /// The body as published.
+    pub data: Vec<u8>,
     pub headers: HashMap<String, String>,
     pub content_type: Option<String>,
     pub correlation_id: Option<String>,
@@ -349,6 +354,7 @@ impl From<lapin::message::Delivery> for Received {
         }
         Received {
             body: serde_json::from_slice(&d.data).unwrap_or(Value::Null),
+            data: d.data.clone(),
             headers,
             content_type: d.properties.content_type().as_ref().map(|s| s.to_string()),
             correlation_id: d

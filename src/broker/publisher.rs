@@ -15,7 +15,7 @@ pub enum PublishError {
     Pool(String),
     #[error("amqp error while publishing: {0}")]
     Amqp(#[from] lapin::Error),
-    #[error("the broker refused (nacked) the message")]
+    #[error("the broker did not confirm the message (nack)")]
     Nacked,
 }
 
@@ -130,7 +130,9 @@ impl Publisher {
                 )
                 .await?
                 .await?;
-            if confirm.is_nack() {
+            // Only an explicit ack counts: a nack, or a channel that was somehow not in
+            // confirm mode, leaves the job unacked so the broker redelivers it.
+            if !confirm.is_ack() {
                 return Err(PublishError::Nacked);
             }
             Ok(())
