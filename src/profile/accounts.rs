@@ -214,12 +214,12 @@ fn parse_shadow(text: &str) -> HashMap<&str, ShadowEntry<'_>> {
 
 /// Non-comment lines with their numbers, bounded.
 fn lines(text: &str) -> impl Iterator<Item = (u32, &str)> {
-    super::target::numbered_lines(text).take(MAX_LINES)
+    crate::inspect::os::text::numbered_lines(text).take(MAX_LINES)
 }
 
 /// Paths listed in /etc/shells.
 fn shells(text: &str) -> HashSet<String> {
-    super::target::numbered_lines(text)
+    crate::inspect::os::text::numbered_lines(text)
         .take(MAX_LINES)
         .map(|(_, l)| l.to_string())
         .collect()

@@ -9,7 +9,8 @@
 use std::collections::HashMap;
 
 use super::finding::{Check, Evidence, ProfileKind, Severity};
-use super::target::{numbered_lines, Target};
+use super::target::Target;
+use crate::inspect::os::text::numbered_lines;
 
 const LOGIN_DEFS: &str = "/etc/login.defs";
 /// Most lines looked at.

@@ -8,7 +8,8 @@
 //! (`security.apparmor`: profiles present and the service enabled).
 
 use super::finding::{Check, Evidence, ProfileKind, Severity};
-use super::target::{numbered_lines, Target};
+use super::target::Target;
+use crate::inspect::os::text::numbered_lines;
 
 const SELINUX_CONFIG: &str = "/etc/selinux/config";
 /// Most GRUB drop-ins read.

@@ -4,7 +4,8 @@
 //! executables. Not a separate mount: nothing to say (the options would not apply).
 
 use super::finding::{Check, Evidence, ProfileKind, Severity};
-use super::target::{numbered_lines, Target};
+use super::target::Target;
+use crate::inspect::os::text::numbered_lines;
 
 const FSTAB: &str = "/etc/fstab";
 const WANTED: &[&str] = &["nodev", "nosuid", "noexec"];

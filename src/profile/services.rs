@@ -17,7 +17,8 @@ use std::collections::BTreeSet;
 use crate::inspect::fs::FileKind;
 
 use super::finding::{Check, Evidence, ProfileKind, Severity};
-use super::target::{numbered_lines, Target};
+use super::target::Target;
+use crate::inspect::os::text::numbered_lines;
 
 const SYSTEMD_ADMIN_DIR: &str = "/etc/systemd/system";
 /// Most xinetd files read.

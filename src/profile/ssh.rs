@@ -7,17 +7,12 @@
 //! Plus the host private keys' permissions, which sshd itself refuses when too open
 //! only for some of them.
 
-use std::collections::HashMap;
-
 use super::finding::{Check, Evidence, ProfileKind, Severity};
-use super::target::{mode_str, numbered_lines, Target};
+use super::target::{mode_str, Target};
 use crate::inspect::fs::FileKind;
+use crate::inspect::os::sshd::{effective_config, Setting, SshdConfig, SshdSource, MAX_FILES};
 
 const MAIN: &str = "/etc/ssh/sshd_config";
-/// sshd's own include depth limit.
-const MAX_DEPTH: usize = 16;
-/// Most files read through `Include`.
-const MAX_FILES: usize = 256;
 /// Most host keys looked at.
 const MAX_HOST_KEYS: usize = 64;
 
@@ -106,28 +101,21 @@ pub const CHECKS: &[Check] = &[
     HOST_KEY_MODE,
 ];
 
-/// Where an effective setting came from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Setting {
-    /// The first argument, as written.
-    value: String,
-    file: String,
-    line: u32,
-    text: String,
+fn evidence(s: &Setting) -> Evidence {
+    Evidence::line(&s.file, s.line, &s.text)
 }
 
-impl Setting {
-    fn evidence(&self) -> Evidence {
-        Evidence::line(&self.file, self.line, &self.text)
+impl SshdSource for Target<'_> {
+    fn read_text(&mut self, path: &str) -> Option<String> {
+        Target::read_text(self, path)
     }
-
-    fn is(&self, word: &str) -> bool {
-        self.value.eq_ignore_ascii_case(word)
+    fn include(&mut self, pattern: &str) -> Vec<String> {
+        expand(self, pattern)
+    }
+    fn warn(&mut self, message: std::fmt::Arguments) {
+        Target::warn(self, message);
     }
 }
-
-/// Lower-case keyword -> the setting that wins.
-type Config = HashMap<String, Setting>;
 
 pub fn run(t: &mut Target) {
     if t.wants(ProfileKind::Security) || t.wants(ProfileKind::Hardening) {
@@ -140,108 +128,41 @@ pub fn run(t: &mut Target) {
     }
 }
 
-fn check_config(t: &mut Target, c: &Config) {
+fn check_config(t: &mut Target, c: &SshdConfig) {
     let get = |k: &str| c.get(k);
     if let Some(s) = get("permitrootlogin").filter(|s| s.is("yes")) {
-        t.found(&ROOT_LOGIN, s.evidence());
+        t.found(&ROOT_LOGIN, evidence(s));
     }
     if let Some(s) = get("passwordauthentication").filter(|s| s.is("yes")) {
-        t.found(&PASSWORD_AUTH, s.evidence());
+        t.found(&PASSWORD_AUTH, evidence(s));
     }
     if let Some(s) = get("permitemptypasswords").filter(|s| s.is("yes")) {
-        t.found(&EMPTY_PASSWORDS, s.evidence());
+        t.found(&EMPTY_PASSWORDS, evidence(s));
     }
     if let Some(s) = get("protocol").filter(|s| s.value.split(',').any(|p| p.trim() == "1")) {
-        t.found(&PROTOCOL_1, s.evidence());
+        t.found(&PROTOCOL_1, evidence(s));
     }
     if let Some(s) = get("x11forwarding").filter(|s| s.is("yes")) {
-        t.found(&X11_FORWARDING, s.evidence());
+        t.found(&X11_FORWARDING, evidence(s));
     }
     if let Some(s) = get("maxauthtries").filter(|s| s.value.parse::<u64>().is_ok_and(|n| n > 6)) {
-        t.found(&MAX_AUTH_TRIES, s.evidence());
+        t.found(&MAX_AUTH_TRIES, evidence(s));
     }
     if let Some(s) = get("hostbasedauthentication").filter(|s| s.is("yes")) {
-        t.found(&HOSTBASED_AUTH, s.evidence());
+        t.found(&HOSTBASED_AUTH, evidence(s));
     }
     if let Some(s) = get("ignorerhosts").filter(|s| s.is("no")) {
-        t.found(&IGNORE_RHOSTS_OFF, s.evidence());
+        t.found(&IGNORE_RHOSTS_OFF, evidence(s));
     }
     // `yes` or (OpenSSH 7.8+) a pattern list of variable names: anything but `no`.
     if let Some(s) = get("permituserenvironment").filter(|s| !s.is("no")) {
-        t.found(&USER_ENVIRONMENT, s.evidence());
+        t.found(&USER_ENVIRONMENT, evidence(s));
     }
 }
 
 /// The effective configuration; `None` without `/etc/ssh/sshd_config`.
-fn load(t: &mut Target) -> Option<Config> {
-    if !t.exists(MAIN) {
-        return None;
-    }
-    let mut config = Config::new();
-    let mut budget = MAX_FILES;
-    read(t, MAIN, 0, &mut budget, &mut config);
-    Some(config)
-}
-
-fn read(t: &mut Target, path: &str, depth: usize, budget: &mut usize, config: &mut Config) {
-    if depth > MAX_DEPTH || *budget == 0 {
-        t.warn(format_args!(
-            "{path}: too many nested sshd Include files, not all were read"
-        ));
-        return;
-    }
-    *budget -= 1;
-    let Some(text) = t.read_text(path) else {
-        return;
-    };
-    // A Match block ends at the next Match or at the end of the file that opened it.
-    let mut in_match = false;
-    for (n, line) in numbered_lines(&text) {
-        let (keyword, args) = split_keyword(line);
-        let first = args
-            .split_whitespace()
-            .next()
-            .unwrap_or("")
-            .trim_matches('"');
-        let keyword = keyword.to_ascii_lowercase();
-        match keyword.as_str() {
-            "match" => in_match = !first.eq_ignore_ascii_case("all"),
-            _ if in_match => {}
-            "include" => {
-                for pattern in args.split_whitespace() {
-                    let pattern = pattern.trim_matches('"');
-                    let full = if pattern.starts_with('/') {
-                        pattern.to_string()
-                    } else {
-                        format!("/etc/ssh/{pattern}")
-                    };
-                    for file in expand(t, &full) {
-                        read(t, &file, depth + 1, budget, config);
-                    }
-                }
-            }
-            _ if first.is_empty() => {}
-            _ => {
-                config.entry(keyword).or_insert_with(|| Setting {
-                    value: first.to_string(),
-                    file: path.to_string(),
-                    line: n,
-                    text: line.to_string(),
-                });
-            }
-        }
-    }
-}
-
-/// `Keyword value`, `Keyword=value` or `Keyword = value`.
-fn split_keyword(line: &str) -> (&str, &str) {
-    match line.find(|c: char| c.is_whitespace() || c == '=') {
-        Some(i) => (
-            &line[..i],
-            line[i..].trim_start_matches(|c: char| c.is_whitespace() || c == '='),
-        ),
-        None => (line, ""),
-    }
+fn load(t: &mut Target) -> Option<SshdConfig> {
+    t.exists(MAIN).then(|| effective_config(t))
 }
 
 /// Files named by an Include pattern (wildcards in the last component), sorted as

@@ -14,7 +14,8 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::finding::{Check, Evidence, ProfileKind, Severity};
-use super::target::{numbered_lines, Target};
+use super::target::Target;
+use crate::inspect::os::text::numbered_lines;
 
 /// Drop-in directories, highest priority first.
 const DIRS: &[&str] = &[

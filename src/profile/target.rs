@@ -212,15 +212,6 @@ fn same_service(reported: &str, wanted: &str) -> bool {
     reported.trim_end_matches(".service") == wanted.trim_end_matches(".service")
 }
 
-/// Lines of a config file with their 1-based numbers, trimmed, blank lines and `#`
-/// comments skipped.
-pub fn numbered_lines(text: &str) -> impl Iterator<Item = (u32, &str)> {
-    text.lines()
-        .enumerate()
-        .map(|(i, l)| (u32::try_from(i + 1).unwrap_or(u32::MAX), l.trim()))
-        .filter(|(_, l)| !l.is_empty() && !l.starts_with('#'))
-}
-
 /// `0644`-style rendering of permission bits for evidence.
 pub fn mode_str(mode: u32) -> String {
     format!("{:04o}", mode & 0o7777)
@@ -250,7 +241,8 @@ mod tests {
 
     #[test]
     fn numbered_lines_keep_real_line_numbers() {
-        let got: Vec<_> = numbered_lines("# c\n\n  a b \n#x\nc\n").collect();
+        let got: Vec<_> =
+            crate::inspect::os::text::numbered_lines("# c\n\n  a b \n#x\nc\n").collect();
         assert_eq!(got, vec![(3, "a b"), (5, "c")]);
         assert_eq!(mode_str(0o104755), "4755");
     }

@@ -4,7 +4,8 @@
 //! anyone. Files with no entries are harmless and not reported.
 
 use super::finding::{Check, Evidence, ProfileKind, Severity};
-use super::target::{numbered_lines, Target};
+use super::target::Target;
+use crate::inspect::os::text::numbered_lines;
 
 const SYSTEM_FILES: &[&str] = &["/etc/hosts.equiv", "/etc/ssh/shosts.equiv"];
 const USER_FILES: &[&str] = &[".rhosts", ".shosts"];

@@ -23,7 +23,7 @@ pub mod release;
 pub mod roots;
 mod security;
 mod services;
-mod sshd;
+pub mod sshd;
 pub mod text;
 mod users;
 

@@ -5,52 +5,117 @@
 //! some connections. Unset keywords stay `None`: the report says what the file says,
 //! not what a given sshd version defaults to.
 
+use std::collections::HashMap;
+
 use crate::inspect::report::Ssh;
 
 use super::context::Ctx;
-use super::text::content_lines;
+use super::text::numbered_lines;
 
 const MAIN: &str = "/etc/ssh/sshd_config";
 /// sshd's own include depth limit.
 const MAX_DEPTH: usize = 16;
 /// Most files read through `Include`.
-const MAX_FILES: usize = 256;
+pub const MAX_FILES: usize = 256;
 
-pub fn detect(ctx: &mut Ctx) -> Ssh {
-    let mut ssh = Ssh::default();
-    let mut budget = MAX_FILES;
-    read(ctx, MAIN, 0, &mut budget, &mut ssh);
-    ssh
+/// What the reader needs from its caller: the OS facts (`Ctx`) and the profile checks
+/// read the same configuration through their own file access and warning lists.
+pub trait SshdSource {
+    /// Text of a guest file, `None` when it is absent or unreadable.
+    fn read_text(&mut self, path: &str) -> Option<String>;
+    /// Files an `Include` pattern names (wildcards in the last component), sorted.
+    fn include(&mut self, pattern: &str) -> Vec<String>;
+    /// Something the caller's report should mention.
+    fn warn(&mut self, message: std::fmt::Arguments);
 }
 
-fn read(ctx: &mut Ctx, path: &str, depth: usize, budget: &mut usize, ssh: &mut Ssh) {
+/// Where the effective value of one keyword came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Setting {
+    /// The first argument, as written.
+    pub value: String,
+    pub file: String,
+    pub line: u32,
+    /// The whole line, trimmed.
+    pub text: String,
+}
+
+impl Setting {
+    /// Whether the value is `word`, ignoring case as sshd does.
+    pub fn is(&self, word: &str) -> bool {
+        self.value.eq_ignore_ascii_case(word)
+    }
+}
+
+/// Lower-case keyword -> the setting that wins.
+pub type SshdConfig = HashMap<String, Setting>;
+
+/// The effective configuration of `/etc/ssh/sshd_config` (empty when it is absent).
+pub fn effective_config(src: &mut impl SshdSource) -> SshdConfig {
+    let mut config = SshdConfig::new();
+    let mut budget = MAX_FILES;
+    read(src, MAIN, 0, &mut budget, &mut config);
+    config
+}
+
+/// The report's two sshd facts.
+pub fn detect(ctx: &mut Ctx) -> Ssh {
+    let config = effective_config(ctx);
+    Ssh {
+        permit_root_login: config
+            .get("permitrootlogin")
+            .map(|s| s.value.to_ascii_lowercase()),
+        password_authentication: config.get("passwordauthentication").and_then(|s| {
+            match s.value.to_ascii_lowercase().as_str() {
+                "yes" => Some(true),
+                "no" => Some(false),
+                _ => None,
+            }
+        }),
+    }
+}
+
+impl SshdSource for Ctx<'_> {
+    fn read_text(&mut self, path: &str) -> Option<String> {
+        Ctx::read_text(self, path)
+    }
+    fn include(&mut self, pattern: &str) -> Vec<String> {
+        self.glob(pattern, MAX_FILES)
+    }
+    fn warn(&mut self, message: std::fmt::Arguments) {
+        Ctx::warn(self, message);
+    }
+}
+
+fn read(
+    src: &mut impl SshdSource,
+    path: &str,
+    depth: usize,
+    budget: &mut usize,
+    config: &mut SshdConfig,
+) {
     if depth > MAX_DEPTH || *budget == 0 {
-        ctx.warn(format_args!(
-            "{path}: too many nested Include files, not all were read"
+        src.warn(format_args!(
+            "{path}: too many nested sshd Include files, not all were read"
         ));
         return;
     }
     *budget -= 1;
-    let Some(text) = ctx.read_text(path) else {
+    let Some(text) = src.read_text(path) else {
         return;
     };
+    // A Match block ends at the next Match or at the end of the file that opened it.
     let mut in_match = false;
-    for line in content_lines(&text) {
-        // `Keyword value`, `Keyword=value` or `Keyword = value`.
-        let (keyword, args) = match line.find(|c: char| c.is_whitespace() || c == '=') {
-            Some(i) => (
-                &line[..i],
-                line[i..].trim_start_matches(|c: char| c.is_whitespace() || c == '='),
-            ),
-            None => (line, ""),
-        };
-        let first_arg = args
+    for (n, line) in numbered_lines(&text) {
+        let (keyword, args) = split_keyword(line);
+        let first = args
             .split_whitespace()
             .next()
             .unwrap_or("")
             .trim_matches('"');
-        match keyword.to_ascii_lowercase().as_str() {
-            "match" => in_match = !first_arg.eq_ignore_ascii_case("all"),
+        let keyword = keyword.to_ascii_lowercase();
+        match keyword.as_str() {
+            "match" => in_match = !first.eq_ignore_ascii_case("all"),
             _ if in_match => {}
             "include" => {
                 for pattern in args.split_whitespace() {
@@ -60,23 +125,32 @@ fn read(ctx: &mut Ctx, path: &str, depth: usize, budget: &mut usize, ssh: &mut S
                     } else {
                         format!("/etc/ssh/{pattern}")
                     };
-                    for file in ctx.glob(&full, MAX_FILES) {
-                        read(ctx, &file, depth + 1, budget, ssh);
+                    for file in src.include(&full) {
+                        read(src, &file, depth + 1, budget, config);
                     }
                 }
             }
-            "permitrootlogin" if ssh.permit_root_login.is_none() && !first_arg.is_empty() => {
-                ssh.permit_root_login = Some(first_arg.to_ascii_lowercase());
+            _ if first.is_empty() => {}
+            _ => {
+                config.entry(keyword).or_insert_with(|| Setting {
+                    value: first.to_string(),
+                    file: path.to_string(),
+                    line: n,
+                    text: line.to_string(),
+                });
             }
-            "passwordauthentication" if ssh.password_authentication.is_none() => {
-                ssh.password_authentication = match first_arg.to_ascii_lowercase().as_str() {
-                    "yes" => Some(true),
-                    "no" => Some(false),
-                    _ => None,
-                };
-            }
-            _ => {}
         }
+    }
+}
+
+/// `Keyword value`, `Keyword=value` or `Keyword = value`.
+fn split_keyword(line: &str) -> (&str, &str) {
+    match line.find(|c: char| c.is_whitespace() || c == '=') {
+        Some(i) => (
+            &line[..i],
+            line[i..].trim_start_matches(|c: char| c.is_whitespace() || c == '='),
+        ),
+        None => (line, ""),
     }
 }
 

@@ -7,9 +7,15 @@
 
 /// Lines with surrounding blanks trimmed, skipping empty lines and `#` comments.
 pub fn content_lines(text: &str) -> impl Iterator<Item = &str> {
+    numbered_lines(text).map(|(_, line)| line)
+}
+
+/// [`content_lines`] with their 1-based line numbers, for evidence that points at a line.
+pub fn numbered_lines(text: &str) -> impl Iterator<Item = (u32, &str)> {
     text.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .enumerate()
+        .map(|(i, l)| (u32::try_from(i + 1).unwrap_or(u32::MAX), l.trim()))
+        .filter(|(_, l)| !l.is_empty() && !l.starts_with('#'))
 }
 
 /// `KEY=value` pairs of a shell-style variables file, in file order, values unquoted.

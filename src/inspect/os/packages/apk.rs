@@ -106,12 +106,9 @@ fn split_release(version: &str) -> (&str, Option<&str>) {
     }
 }
 
+/// A syntax error of this database at `line`.
 fn syntax(line: usize, message: &str) -> PackageError {
-    PackageError::Syntax {
-        database: DB,
-        line,
-        message: message.to_string(),
-    }
+    PackageError::syntax(DB, line, message)
 }
 
 #[cfg(test)]

@@ -186,12 +186,9 @@ pub(crate) fn split_version(
     Ok((epoch, upstream, revision))
 }
 
+/// A syntax error of this database at `line`.
 fn syntax(line: usize, message: &str) -> PackageError {
-    PackageError::Syntax {
-        database: DB,
-        line,
-        message: message.to_string(),
-    }
+    PackageError::syntax(DB, line, message)
 }
 
 #[cfg(test)]

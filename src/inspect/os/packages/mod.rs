@@ -80,6 +80,17 @@ pub enum PackageError {
     Unsupported(String),
 }
 
+impl PackageError {
+    /// A syntax error at `line` of the line-oriented `database`.
+    pub fn syntax(database: &'static str, line: usize, message: &str) -> PackageError {
+        PackageError::Syntax {
+            database,
+            line,
+            message: message.to_string(),
+        }
+    }
+}
+
 /// Applications plus the non-fatal problems met while reading them. Exists for the binary
 /// databases, where (like `rpm -qa` itself) one bad record is skipped, not fatal.
 #[derive(Debug, Clone, Default, PartialEq)]

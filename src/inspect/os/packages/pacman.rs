@@ -100,12 +100,9 @@ pub fn parse_pacman_desc(bytes: &[u8]) -> Result<Application, PackageError> {
     })
 }
 
+/// A syntax error of this database at `line`.
 fn syntax(line: usize, message: &str) -> PackageError {
-    PackageError::Syntax {
-        database: DB,
-        line,
-        message: message.to_string(),
-    }
+    PackageError::syntax(DB, line, message)
 }
 
 #[cfg(test)]
