@@ -19,7 +19,7 @@ use guestkit_worker::inspect::partition::{read_table, PartitionTable, TableKind}
 use guestkit_worker::inspect::source::{ReadAt, Slice};
 use guestkit_worker::inspect::volume::lvm2;
 
-use crate::common::{run, sh, tempdir};
+use crate::common::{run, sh, tempdir, Rng};
 
 fn open(path: &Path) -> Arc<dyn ReadAt> {
     Arc::new(RawImage::open(path).expect("open raw image"))
@@ -591,21 +591,6 @@ fn lvm2_pv_matches_blkid_and_pvck() {
     assert_eq!(summary.name, vg);
     assert_eq!(summary.uuid, field_of(&metadata, "id =").trim_matches('"'));
     assert_eq!(summary.seqno, num(&field_of(&metadata, "seqno =")));
-}
-
-/// A small deterministic PRNG (xorshift64*), so a failing mutation can be replayed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
 }
 
 /// Largest number of bytes one parse of a mutated fixture may read.

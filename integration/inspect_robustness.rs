@@ -7,37 +7,12 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::common::{run, sh, tempdir};
+use crate::common::{run, sh, tempdir, Rng};
 
 /// Bound per run: far above a normal inspection; only a hang or a runaway loop hits it.
 const RUN_TIMEOUT_S: u64 = 60;
 /// Address-space bound per run (KiB, for `ulimit -v`): an unbounded allocation aborts.
 const RUN_MEMORY_KB: u64 = 2 * 1024 * 1024;
-
-/// Small deterministic PRNG (xorshift64*), so a failure names a reproducible seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-    fn byte(&mut self) -> u8 {
-        // Boundary values half of the time: they find the off-by-ones.
-        match self.below(8) {
-            0 => 0x00,
-            1 => 0xff,
-            2 => 0x7f,
-            3 => 0x80,
-            _ => self.next() as u8,
-        }
-    }
-}
 
 /// One fixture disk: a GPT disk with an ext4 root and a vfat ESP, as raw, and the byte
 /// ranges of its metadata found with real tools (sfdisk, debugfs).

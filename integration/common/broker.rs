@@ -41,6 +41,46 @@ pub async fn connect() -> Connection {
         .expect("RabbitMQ must answer on 127.0.0.1:5672 (see .ci/run)")
 }
 
+/// A consumer on `queue` over its own connection (the test's main connection may have
+/// been closed by a test that breaks connections). Without `auto_ack`, prefetch is
+/// bounded so unread messages return to the queue when the connection closes.
+async fn consume(queue: &str, auto_ack: bool) -> (Connection, lapin::Consumer) {
+    let conn = connect().await;
+    let ch = conn.create_channel().await.unwrap();
+    if !auto_ack {
+        ch.basic_qos(64, BasicQosOptions::default()).await.unwrap();
+    }
+    let options = BasicConsumeOptions {
+        no_ack: auto_ack,
+        ..Default::default()
+    };
+    let consumer = ch
+        .basic_consume(queue.into(), "".into(), options, FieldTable::default())
+        .await
+        .unwrap();
+    (conn, consumer)
+}
+
+/// Declares a durable queue bound to `exchange` with `key`.
+async fn durable_queue_bound(ch: &Channel, queue: &str, exchange: &str, key: &str) {
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    ch.queue_declare(queue.into(), durable, FieldTable::default())
+        .await
+        .unwrap();
+    ch.queue_bind(
+        queue.into(),
+        exchange.into(),
+        key.into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+}
+
 /// The test's view of one pool: a publishing channel with confirms, and a durable
 /// queue collecting every result of the pool (durable so results published while the
 /// test's own connection is being closed are not lost).
@@ -62,45 +102,21 @@ impl Pool {
             .await
             .unwrap();
         let results_queue = format!("{}.test-results", names.jobs);
-        ch.queue_declare(
-            results_queue.as_str().into(),
-            QueueDeclareOptions {
-                durable: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
+        durable_queue_bound(
+            &ch,
+            &results_queue,
+            RESULTS_EXCHANGE,
+            &format!("{}.#", names.pool),
         )
-        .await
-        .unwrap();
-        ch.queue_bind(
-            results_queue.as_str().into(),
-            RESULTS_EXCHANGE.into(),
-            format!("{}.#", names.pool).as_str().into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
+        .await;
         let events_queue = format!("{}.test-events", names.jobs);
-        ch.queue_declare(
-            events_queue.as_str().into(),
-            QueueDeclareOptions {
-                durable: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
+        durable_queue_bound(
+            &ch,
+            &events_queue,
+            topology::EVENTS_EXCHANGE,
+            &names.progress_key(),
         )
-        .await
-        .unwrap();
-        ch.queue_bind(
-            events_queue.as_str().into(),
-            topology::EVENTS_EXCHANGE.into(),
-            names.progress_key().as_str().into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
+        .await;
         Pool {
             names,
             conn,
@@ -147,21 +163,8 @@ impl Pool {
     pub async fn results(&self, n: usize, wait: Duration) -> Vec<Received> {
         let mut out = Vec::new();
         let deadline = tokio::time::Instant::now() + wait;
-        // A fresh connection per call: the test's main one may have been closed by a
-        // test that breaks connections.
         while out.len() < n {
-            let conn = connect().await;
-            let ch = conn.create_channel().await.unwrap();
-            ch.basic_qos(64, BasicQosOptions::default()).await.unwrap();
-            let mut consumer = ch
-                .basic_consume(
-                    self.results_queue.as_str().into(),
-                    "".into(),
-                    BasicConsumeOptions::default(),
-                    FieldTable::default(),
-                )
-                .await
-                .unwrap();
+            let (conn, mut consumer) = consume(&self.results_queue, false).await;
             while out.len() < n {
                 let next = tokio::time::timeout_at(deadline, consumer.next()).await;
                 match next {
@@ -208,18 +211,7 @@ impl Pool {
 
     /// Results that arrive within `wait` (for checking that nothing more comes).
     pub async fn results_within(&self, wait: Duration) -> Vec<Received> {
-        let conn = connect().await;
-        let ch = conn.create_channel().await.unwrap();
-        ch.basic_qos(64, BasicQosOptions::default()).await.unwrap();
-        let mut consumer = ch
-            .basic_consume(
-                self.results_queue.as_str().into(),
-                "".into(),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .unwrap();
+        let (conn, mut consumer) = consume(&self.results_queue, false).await;
         let mut out = Vec::new();
         let deadline = tokio::time::Instant::now() + wait;
         while let Ok(Some(Ok(d))) = tokio::time::timeout_at(deadline, consumer.next()).await {
@@ -233,20 +225,7 @@ impl Pool {
     /// Waits for `n` progress events named `event` (`started`, `finished`...); quicker
     /// and more precise than polling queue statistics.
     pub async fn wait_events(&self, event: &str, n: usize, wait: Duration) {
-        let conn = connect().await;
-        let ch = conn.create_channel().await.unwrap();
-        let mut consumer = ch
-            .basic_consume(
-                self.events_queue.as_str().into(),
-                "".into(),
-                BasicConsumeOptions {
-                    no_ack: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .unwrap();
+        let (conn, mut consumer) = consume(&self.events_queue, true).await;
         let deadline = tokio::time::Instant::now() + wait;
         let mut seen = 0;
         while seen < n {

@@ -56,4 +56,34 @@ pub fn sha256sum(path: &Path) -> String {
         .unwrap()
         .to_string()
 }
+
+/// Small deterministic PRNG (xorshift64*), so a failing mutation names a reproducible
+/// seed.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// Uniform-ish in `0..n` (0 when `n` is 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+
+    /// A byte, boundary values half of the time: they find the off-by-ones.
+    pub fn byte(&mut self) -> u8 {
+        match self.below(8) {
+            0 => 0x00,
+            1 => 0xff,
+            2 => 0x7f,
+            3 => 0x80,
+            _ => self.next() as u8,
+        }
+    }
+}
+
 pub mod broker;
