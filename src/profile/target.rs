@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 
 use crate::inspect::fs::{DirEntry, FsError, Metadata};
-use crate::inspect::os::text::glob_match;
+use crate::inspect::os::context::matching_paths;
 use crate::inspect::os::GuestFs;
 use crate::inspect::report::OperatingSystem;
 use crate::inspect::source::CancelFlag;
@@ -152,12 +152,8 @@ impl<'a> Target<'a> {
     /// sorted, at most `max`.
     pub fn glob(&mut self, dir: &str, pattern: &str, max: usize) -> Vec<String> {
         let dir = dir.trim_end_matches('/');
-        self.list_dir(if dir.is_empty() { "/" } else { dir })
-            .into_iter()
-            .filter(|e| !e.name.starts_with('.') && glob_match(pattern, &e.name))
-            .take(max)
-            .map(|e| format!("{dir}/{}", e.name))
-            .collect()
+        let entries = self.list_dir(if dir.is_empty() { "/" } else { dir });
+        matching_paths(dir, entries, pattern, max)
     }
 
     /// lstat(2) of a guest path; `None` when absent or unreadable (warned).

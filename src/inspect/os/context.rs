@@ -105,12 +105,8 @@ impl<'a> Ctx<'a> {
             };
         }
         let dir = dir.trim_end_matches('/');
-        self.list_dir(if dir.is_empty() { "/" } else { dir })
-            .into_iter()
-            .filter(|e| !e.name.starts_with('.') && glob_match(file, &e.name))
-            .take(max)
-            .map(|e| format!("{dir}/{}", e.name))
-            .collect()
+        let entries = self.list_dir(if dir.is_empty() { "/" } else { dir });
+        matching_paths(dir, entries, file, max)
     }
 
     /// Target of a link, `None` when it is not one or cannot be read.
@@ -130,4 +126,15 @@ impl<'a> Ctx<'a> {
             self.warn(format_args!("cannot read {path}: {e}"));
         }
     }
+}
+
+/// `dir/NAME` for the `entries` of `dir` whose names match the glob `pattern` (dot files
+/// skipped), in the entries' order, at most `max`.
+pub fn matching_paths(dir: &str, entries: Vec<DirEntry>, pattern: &str, max: usize) -> Vec<String> {
+    entries
+        .into_iter()
+        .filter(|e| !e.name.starts_with('.') && glob_match(pattern, &e.name))
+        .take(max)
+        .map(|e| format!("{dir}/{}", e.name))
+        .collect()
 }

@@ -7,7 +7,7 @@
 
 mod apps;
 pub mod arch;
-mod context;
+pub mod context;
 pub mod distro;
 pub mod fstab;
 pub mod guest;
