@@ -122,6 +122,32 @@ async fn sigkill_with_jobs_in_flight_loses_nothing() {
     pool.cleanup().await;
 }
 
+/// SIGKILL while jobs finish out of delivery order: the worker acks finished runs with
+/// `multiple` acks, and none of them may cover a job that was still running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_while_jobs_finish_out_of_order_loses_nothing() {
+    let _shared = BROKER_LOCK.read().await;
+    let pool = Pool::new("killmixed").await;
+    let mut worker = WorkerProcess::spawn(pool.pool(), &["--max-concurrent", "100"]);
+    let ids: Vec<String> = (0..100).map(|i| format!("job-mixed-{i:04}")).collect();
+    for (i, id) in ids.iter().enumerate() {
+        // Finishing order interleaves with delivery order, from 0.2 s to 4.2 s.
+        let sleep_ms = 200 + (i * 37 % 100) * 40;
+        pool.publish(&echo_job(id, json!({ "sleep_ms": sleep_ms })))
+            .await;
+    }
+    // About a third finished (and acked), the rest still running, at the kill.
+    pool.wait_events("finished", 30, Duration::from_secs(60))
+        .await;
+    worker.signal("KILL");
+    worker.wait_exit(Duration::from_secs(10)).await;
+    let _again = WorkerProcess::spawn(pool.pool(), &["--max-concurrent", "100"]);
+    let results = pool.results_for_all(&ids, Duration::from_secs(60)).await;
+    assert!(results.iter().all(|r| r.body["status"] == "completed"));
+    pool.wait_drained(Duration::from_secs(30)).await;
+    pool.cleanup().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn worker_recovers_after_all_connections_are_closed() {
     // Closing every connection of the broker would break the other tests' clients.

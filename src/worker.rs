@@ -8,9 +8,7 @@ use chrono::Utc;
 use futures_util::StreamExt;
 use guestkit_job_spec::{JobStatus, OutputSpec, ResultDocument};
 use lapin::message::Delivery;
-use lapin::options::{
-    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
-};
+use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Connection};
 use tokio::sync::Semaphore;
@@ -18,6 +16,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::broker::connection::connect_with_retry;
 use crate::broker::publisher::{PublishError, Publisher};
+use crate::broker::settler::{Settle, Settler, Unsettled};
 use crate::broker::topology::{self, PoolNames, RESULTS_EXCHANGE};
 use crate::config::Config;
 use crate::executor::{self, Accepted, Rejection, ResultStamp};
@@ -44,15 +43,6 @@ struct Shared {
     renderer: Renderer,
     events: EventSink,
     semaphore: Arc<Semaphore>,
-}
-
-/// How a delivery is settled once its outcome is safely published.
-enum Settle {
-    Ack,
-    /// Dead-letter (rejected message).
-    Reject,
-    /// Back to the queue (shutdown before it started, or its result could not be published).
-    Requeue,
 }
 
 /// Runs the worker until `shutdown` fires and running jobs are drained.
@@ -160,6 +150,8 @@ async fn consume(
             shared.metrics.amqp_reconnects_total.inc();
         }
         first = false;
+        // One settler per channel: delivery tags are per channel.
+        let settler = Settler::start(tracker, shared.cfg.max_concurrent);
         health.set_channel(Some(channel.clone()));
         health.set_consuming(true);
         tokio::spawn(watch_connection(
@@ -173,11 +165,12 @@ async fn consume(
             tokio::select! {
                 next = consumer.next() => match next {
                     Some(Ok(delivery)) => {
+                        let unsettled = settler.track(&delivery);
                         let task_shared = shared.clone();
                         let task_shutdown = shutdown.clone();
                         // Boxed: the job's future is large, and spawning moves it several
                         // times; a box moves once (measured: memmove was 8% of CPU).
-                        tracker.spawn(Box::pin(process(task_shared, delivery, task_shutdown)));
+                        tracker.spawn(Box::pin(process(task_shared, delivery, unsettled, task_shutdown)));
                     }
                     Some(Err(err)) => {
                         health.set_consuming(false);
@@ -217,7 +210,7 @@ async fn consume(
         while let Ok(Some(Ok(delivery))) =
             tokio::time::timeout(Duration::from_millis(300), consumer.next()).await
         {
-            settle(&delivery, Settle::Requeue).await;
+            settler.track(&delivery).settle(Settle::Requeue);
         }
         // The connection stays open (held by the running jobs' ackers) until `run`
         // has drained them; dropping it here is fine: lapin closes it when the last
@@ -293,13 +286,18 @@ async fn open_consumer(
 }
 
 /// One delivery, from permit to settle.
-async fn process(shared: Arc<Shared>, delivery: Delivery, mut shutdown: Shutdown) {
+async fn process(
+    shared: Arc<Shared>,
+    delivery: Delivery,
+    unsettled: Unsettled,
+    mut shutdown: Shutdown,
+) {
     let _permit = tokio::select! {
         permit = shared.semaphore.clone().acquire_owned() => match permit {
             Ok(p) => p,
-            Err(_) => return settle(&delivery, Settle::Requeue).await,
+            Err(_) => return unsettled.settle(Settle::Requeue),
         },
-        _ = shutdown.recv() => return settle(&delivery, Settle::Requeue).await,
+        _ = shutdown.recv() => return unsettled.settle(Settle::Requeue),
     };
     let stamp = ResultStamp {
         worker_id: &shared.worker_id,
@@ -314,10 +312,11 @@ async fn process(shared: Arc<Shared>, delivery: Delivery, mut shutdown: Shutdown
         &shared.registry,
         &shared.env,
     );
-    match accepted {
+    let how = match accepted {
         Err(rejection) => reject(&shared, &delivery, &stamp, rejection).await,
         Ok(accepted) => run_job(&shared, &delivery, &stamp, accepted).await,
-    }
+    };
+    unsettled.settle(how);
 }
 
 async fn reject(
@@ -325,7 +324,7 @@ async fn reject(
     delivery: &Delivery,
     stamp: &ResultStamp<'_>,
     rejection: Rejection,
-) {
+) -> Settle {
     let doc = stamp.rejected(&rejection);
     tracing::warn!(
         job_id = doc.job_id.as_deref().unwrap_or("-"), reason = rejection.reason,
@@ -340,10 +339,10 @@ async fn reject(
         .with_label_values(&[&shared.cfg.pool, &op, "rejected"])
         .inc();
     match publish_result(shared, &doc, OutputSpec::default(), &delivery.properties).await {
-        Ok(()) => settle(delivery, Settle::Reject).await,
+        Ok(()) => Settle::Reject,
         Err(err) => {
             tracing::error!(error = %err, "rejected result not published; message requeued");
-            settle(delivery, Settle::Requeue).await
+            Settle::Requeue
         }
     }
 }
@@ -353,7 +352,7 @@ async fn run_job(
     delivery: &Delivery,
     stamp: &ResultStamp<'_>,
     accepted: Accepted,
-) {
+) -> Settle {
     let job = accepted.job.clone();
     let attempt = job.attempt();
     let progress = Progress::new(
@@ -398,11 +397,11 @@ async fn run_job(
     match publish_result(shared, &doc, accepted.output, &delivery.properties).await {
         Ok(()) => {
             log_finished(&doc);
-            settle(delivery, Settle::Ack).await
+            Settle::Ack
         }
         Err(err) => {
             tracing::error!(job_id = %job.job_id, error = %err, "result not published; job requeued");
-            settle(delivery, Settle::Requeue).await
+            Settle::Requeue
         }
     }
 }
@@ -435,7 +434,7 @@ async fn retry(
     accepted: &Accepted,
     err: &OpError,
     progress: &Progress,
-) {
+) -> Settle {
     let job = &accepted.job;
     let next = job.attempt() + 1;
     let delay = executor::retry_delay(next);
@@ -443,7 +442,7 @@ async fn retry(
         Ok(body) => body,
         Err(e) => {
             tracing::error!(error = %e, "cannot serialize retry");
-            return settle(delivery, Settle::Requeue).await;
+            return Settle::Requeue;
         }
     };
     let props = delivery
@@ -468,11 +467,11 @@ async fn retry(
                 .job_retries_total
                 .with_label_values(&[&shared.cfg.pool, &job.operation])
                 .inc();
-            settle(delivery, Settle::Ack).await
+            Settle::Ack
         }
         Err(e) => {
             tracing::error!(job_id = %job.job_id, error = %e, "retry not published; job requeued");
-            settle(delivery, Settle::Requeue).await
+            Settle::Requeue
         }
     }
 }
@@ -558,40 +557,4 @@ async fn publish_result(
         .result_publish_seconds
         .observe(started.elapsed().as_secs_f64());
     Ok(())
-}
-
-/// Acks, dead-letters or requeues. An ack that cannot be delivered (the channel died
-/// under us) is NOT success: the broker will redeliver, and we say so.
-async fn settle(delivery: &Delivery, how: Settle) {
-    let result = match how {
-        Settle::Ack => delivery.acker.ack(BasicAckOptions::default()).await,
-        Settle::Reject => {
-            delivery
-                .acker
-                .nack(BasicNackOptions {
-                    requeue: false,
-                    multiple: false,
-                })
-                .await
-        }
-        Settle::Requeue => {
-            delivery
-                .acker
-                .nack(BasicNackOptions {
-                    requeue: true,
-                    multiple: false,
-                })
-                .await
-        }
-    };
-    match result {
-        Ok(true) => {}
-        Ok(false) => tracing::warn!(
-            delivery_tag = delivery.delivery_tag,
-            "settle skipped: channel gone; the broker redelivers this message"
-        ),
-        Err(err) => {
-            tracing::warn!(delivery_tag = delivery.delivery_tag, error = %err, "settle failed; the broker redelivers this message")
-        }
-    }
 }

@@ -2,4 +2,5 @@
 
 pub mod connection;
 pub mod publisher;
+pub mod settler;
 pub mod topology;
