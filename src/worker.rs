@@ -458,7 +458,7 @@ async fn retry(
     progress.finished("retrying", stamp.started.elapsed().as_millis() as u64);
     match shared
         .publisher
-        .publish_confirmed("", &shared.names.retry, &body, props)
+        .publish_confirmed("", &shared.names.retry, &body, || props.clone())
         .await
     {
         Ok(()) => {
@@ -498,56 +498,59 @@ async fn publish_result(
     job_props: &BasicProperties,
 ) -> Result<(), PublishError> {
     let rendered = shared.renderer.render(doc, spec);
-    let mut headers = FieldTable::default();
-    let mut put = |k: &str, v: AMQPValue| {
-        headers.insert(ShortString::from(k), v);
-    };
-    put(
-        "x-guestkit-job-id",
-        header(doc.job_id.as_deref().unwrap_or("")),
-    );
-    put("x-guestkit-status", header(doc.status.as_str()));
-    put(
-        "x-guestkit-operation",
-        header(doc.operation.as_deref().unwrap_or("")),
-    );
-    put("x-guestkit-worker-id", header(&doc.worker_id));
-    put("x-guestkit-pool", header(&doc.pool));
-    put("x-guestkit-format", header(rendered.format.as_str()));
-    put(
-        "x-guestkit-attempt",
-        AMQPValue::LongLongInt(i64::from(doc.attempt)),
-    );
-    if let Some(err) = &rendered.render_error {
-        put("x-guestkit-render-error", header(err));
-    }
+    let message_id = ulid::Ulid::new().to_string();
     let correlation = job_props
         .correlation_id()
         .as_ref()
         .map(|c| c.to_string())
         .or_else(|| doc.job_id.clone())
         .unwrap_or_default();
-    let props = BasicProperties::default()
-        .with_delivery_mode(2)
-        .with_content_type(rendered.content_type.into())
-        .with_message_id(ulid::Ulid::new().to_string().into())
-        .with_correlation_id(correlation.into())
-        .with_timestamp(Utc::now().timestamp().max(0) as u64)
-        .with_headers(headers);
+    let timestamp = Utc::now().timestamp().max(0) as u64;
+    // Built per publish attempt (lapin takes the properties by value).
+    let props = || {
+        let mut headers = FieldTable::default();
+        let mut put = |k: &str, v: AMQPValue| {
+            headers.insert(ShortString::from(k), v);
+        };
+        put(
+            "x-guestkit-job-id",
+            header(doc.job_id.as_deref().unwrap_or("")),
+        );
+        put("x-guestkit-status", header(doc.status.as_str()));
+        put(
+            "x-guestkit-operation",
+            header(doc.operation.as_deref().unwrap_or("")),
+        );
+        put("x-guestkit-worker-id", header(&doc.worker_id));
+        put("x-guestkit-pool", header(&doc.pool));
+        put("x-guestkit-format", header(rendered.format.as_str()));
+        put(
+            "x-guestkit-attempt",
+            AMQPValue::LongLongInt(i64::from(doc.attempt)),
+        );
+        if let Some(err) = &rendered.render_error {
+            put("x-guestkit-render-error", header(err));
+        }
+        BasicProperties::default()
+            .with_delivery_mode(2)
+            .with_content_type(rendered.content_type.into())
+            .with_message_id(message_id.as_str().into())
+            .with_correlation_id(correlation.as_str().into())
+            .with_timestamp(timestamp)
+            .with_headers(headers)
+    };
     let started = std::time::Instant::now();
     let routing_key = doc.routing_key();
-    let results = shared.publisher.publish_confirmed(
-        RESULTS_EXCHANGE,
-        &routing_key,
-        &rendered.body,
-        props.clone(),
-    );
+    let results =
+        shared
+            .publisher
+            .publish_confirmed(RESULTS_EXCHANGE, &routing_key, &rendered.body, &props);
     match job_props.reply_to().as_ref() {
         Some(reply_to) if !reply_to.as_str().is_empty() => {
             let reply =
                 shared
                     .publisher
-                    .publish_confirmed("", reply_to.as_str(), &rendered.body, props);
+                    .publish_confirmed("", reply_to.as_str(), &rendered.body, &props);
             tokio::try_join!(results, reply)?;
         }
         _ => results.await?,

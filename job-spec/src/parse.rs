@@ -62,11 +62,26 @@ impl ParseError {
 
 /// Parse and validate one job message body.
 ///
-/// Unknown fields are ignored; a missing `created_at` is accepted. The whole
-/// document is read once into a `serde_json::Value` (serde_json bounds its
-/// nesting depth), so the cost is linear in the message size; bounding that
-/// size is the transport's job.
+/// Unknown fields are ignored; a missing `created_at` is accepted. A well-formed
+/// document is read once, straight into the typed structs; anything else is read
+/// again into a `serde_json::Value` (serde_json bounds the nesting depth both
+/// ways), so the cost stays linear in the message size; bounding that size is the
+/// transport's job.
 pub fn parse_job(bytes: &[u8]) -> Result<JobDocument, ParseError> {
+    // The common case in one pass instead of two.
+    // Both ways accept and reject the same documents; the second names the problem.
+    if let Ok(job) = serde_json::from_slice::<JobDocument>(bytes) {
+        if job.version != PROTOCOL_VERSION {
+            return Err(ParseError::BadVersion(clip(&job.version, 64)));
+        }
+        job.validate().map_err(ParseError::Invalid)?;
+        return Ok(job);
+    }
+    parse_via_value(bytes)
+}
+
+/// The two-step read: a `Value` first, so every failure can be named.
+fn parse_via_value(bytes: &[u8]) -> Result<JobDocument, ParseError> {
     let value: Value =
         serde_json::from_slice(bytes).map_err(|e| ParseError::NotJson(e.to_string()))?;
     let Some(object) = value.as_object() else {
@@ -146,6 +161,35 @@ mod tests {
     use super::*;
     use crate::testutil::{minimal, MINIMAL, ORIGINAL_FULL_EXAMPLE};
     use crate::JobBuilder;
+
+    #[test]
+    fn the_one_pass_read_decides_like_the_two_step_read() {
+        let docs: Vec<Vec<u8>> = vec![
+            MINIMAL.into(),
+            ORIGINAL_FULL_EXAMPLE.into(),
+            minimal_with("version", Some(json!("2.0"))),
+            minimal_with("version", Some(json!(1.0))),
+            minimal_with("version", None),
+            minimal_with("job_id", Some(json!("short"))),
+            minimal_with("created_at", None),
+            minimal_with("created_at", Some(json!("yesterday"))),
+            minimal_with("extra", Some(json!({"anything": [1, 2]}))),
+            // Duplicate keys: the typed read refuses them, the Value read keeps the last.
+            MINIMAL
+                .replacen('{', r#"{"job_id":"job-first-0001","#, 1)
+                .into(),
+            format!("{MINIMAL} trailing").into(),
+            b"[1]".to_vec(),
+        ];
+        for doc in docs {
+            assert_eq!(
+                format!("{:?}", parse_job(&doc)),
+                format!("{:?}", parse_via_value(&doc)),
+                "{}",
+                String::from_utf8_lossy(&doc)
+            );
+        }
+    }
 
     /// `MINIMAL` with one top-level field replaced (or removed, for `None`).
     fn minimal_with(key: &str, value: Option<Value>) -> Vec<u8> {

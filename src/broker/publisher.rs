@@ -116,7 +116,7 @@ impl Publisher {
         exchange: &str,
         routing_key: &str,
         body: &[u8],
-        props: &BasicProperties,
+        props: BasicProperties,
     ) -> Result<(), PublishError> {
         let (ch, _) = self.channels().await?;
         let result = async {
@@ -126,7 +126,7 @@ impl Publisher {
                     routing_key.into(),
                     BasicPublishOptions::default(),
                     body,
-                    props.clone(),
+                    props,
                 )
                 .await?
                 .await?;
@@ -146,19 +146,21 @@ impl Publisher {
 
     /// Publishes and waits for the confirm, trying a few times over a fresh channel
     /// when the connection broke (a result published twice is harmless; a lost one
-    /// is not).
+    /// is not). `props` makes the properties of each attempt: lapin takes them by
+    /// value, and building them only when needed saves copying a header table per
+    /// message.
     pub async fn publish_confirmed(
         &self,
         exchange: &str,
         routing_key: &str,
         body: &[u8],
-        props: BasicProperties,
+        props: impl Fn() -> BasicProperties,
     ) -> Result<(), PublishError> {
         let mut delay = Duration::from_millis(100);
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match self.try_publish(exchange, routing_key, body, &props).await {
+            match self.try_publish(exchange, routing_key, body, props()).await {
                 Ok(()) => return Ok(()),
                 Err(err) if attempt < 5 => {
                     tracing::warn!(error = %err, attempt, exchange, routing_key, "publish failed, retrying");
