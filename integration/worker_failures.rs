@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::common::broker::{echo_job, Pool, WorkerProcess, BROKER_LOCK};
+use crate::common::broker::{echo_job, Pool, Received, WorkerProcess, BROKER_LOCK};
 
 fn with_execution(mut job: serde_json::Value, execution: serde_json::Value) -> serde_json::Value {
     job["execution"] = execution;
@@ -92,11 +92,26 @@ async fn a_job_over_its_timeout_fails_with_kind_timeout_and_frees_its_slot() {
     pool.cleanup().await;
 }
 
+/// SIGKILLs `worker`, starts another on the pool, and collects a result for each of
+/// `ids`, all `completed`; returns them (duplicates included) and the new worker.
+async fn kill_and_restart(
+    pool: &Pool,
+    mut worker: WorkerProcess,
+    ids: &[String],
+) -> (Vec<Received>, WorkerProcess) {
+    worker.signal("KILL");
+    worker.wait_exit(Duration::from_secs(10)).await;
+    let again = WorkerProcess::spawn(pool.pool(), &["--max-concurrent", "100"]);
+    let results = pool.results_for_all(ids, Duration::from_secs(60)).await;
+    assert!(results.iter().all(|r| r.body["status"] == "completed"));
+    (results, again)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_with_jobs_in_flight_loses_nothing() {
     let _shared = BROKER_LOCK.read().await;
     let pool = Pool::new("sigkill").await;
-    let mut worker = WorkerProcess::spawn(pool.pool(), &["--max-concurrent", "100"]);
+    let worker = WorkerProcess::spawn(pool.pool(), &["--max-concurrent", "100"]);
     let ids: Vec<String> = (0..100).map(|i| format!("job-kill-{i:04}")).collect();
     for id in &ids {
         pool.publish(&echo_job(id, json!({"sleep_ms": 5000}))).await;
@@ -104,11 +119,7 @@ async fn sigkill_with_jobs_in_flight_loses_nothing() {
     // All 100 started (in flight, unacked) before the kill.
     pool.wait_events("started", 100, Duration::from_secs(60))
         .await;
-    worker.signal("KILL");
-    worker.wait_exit(Duration::from_secs(10)).await;
-    let _again = WorkerProcess::spawn(pool.pool(), &["--max-concurrent", "100"]);
-    let results = pool.results_for_all(&ids, Duration::from_secs(60)).await;
-    assert!(results.iter().all(|r| r.body["status"] == "completed"));
+    let (results, _again) = kill_and_restart(&pool, worker, &ids).await;
     // Duplicates only for jobs that were in flight at the kill: here all 100 were, and
     // none had finished, so each reports at most twice.
     let mut counts: HashMap<String, usize> = HashMap::new();
@@ -128,7 +139,7 @@ async fn sigkill_with_jobs_in_flight_loses_nothing() {
 async fn sigkill_while_jobs_finish_out_of_order_loses_nothing() {
     let _shared = BROKER_LOCK.read().await;
     let pool = Pool::new("killmixed").await;
-    let mut worker = WorkerProcess::spawn(pool.pool(), &["--max-concurrent", "100"]);
+    let worker = WorkerProcess::spawn(pool.pool(), &["--max-concurrent", "100"]);
     let ids: Vec<String> = (0..100).map(|i| format!("job-mixed-{i:04}")).collect();
     for (i, id) in ids.iter().enumerate() {
         // Finishing order interleaves with delivery order, from 0.2 s to 4.2 s.
@@ -139,11 +150,7 @@ async fn sigkill_while_jobs_finish_out_of_order_loses_nothing() {
     // About a third finished (and acked), the rest still running, at the kill.
     pool.wait_events("finished", 30, Duration::from_secs(60))
         .await;
-    worker.signal("KILL");
-    worker.wait_exit(Duration::from_secs(10)).await;
-    let _again = WorkerProcess::spawn(pool.pool(), &["--max-concurrent", "100"]);
-    let results = pool.results_for_all(&ids, Duration::from_secs(60)).await;
-    assert!(results.iter().all(|r| r.body["status"] == "completed"));
+    let (_, _again) = kill_and_restart(&pool, worker, &ids).await;
     pool.wait_drained(Duration::from_secs(30)).await;
     pool.cleanup().await;
 }

@@ -173,21 +173,16 @@ enum Action<A> {
     Nack { acker: A, requeue: bool },
 }
 
-/// Where one tag stands.
+/// Where one tag stands. A settled tag leaves the book: every tag below `next_tag`
+/// was seen, so a tag below it that is not in the book is settled.
 enum Slot<A> {
     Running,
-    Finished {
-        acker: A,
-        at: Instant,
-    },
-    /// Nacked or acked on its own: no longer outstanding at the broker, and counted
-    /// as settled by a later `multiple` ack.
-    Settled,
+    Finished { acker: A, at: Instant },
 }
 
 /// The settler's bookkeeping, free of I/O so its rules can be tested directly.
 struct Book<A> {
-    /// Tags seen and not yet passed by a `multiple` ack, in order.
+    /// Tags seen and not yet settled, in order.
     slots: BTreeMap<u64, Slot<A>>,
     /// The tag the next delivery should carry.
     next_tag: u64,
@@ -245,9 +240,7 @@ impl<A> Book<A> {
             Settle::Reject => false,
             Settle::Requeue => true,
         };
-        if let Some(slot) = self.slots.get_mut(&tag) {
-            *slot = Slot::Settled;
-        }
+        self.slots.remove(&tag);
         self.first.push(Action::Nack { acker, requeue });
     }
 
@@ -266,9 +259,9 @@ impl<A> Book<A> {
         }
     }
 
-    /// Acks what can be acked now: the run of finished (or settled) tags at the front
-    /// in one ack, and finished tags behind a running one once they waited `HOLD`
-    /// (all of them when `all`, for the final drain), each alone.
+    /// Acks what can be acked now: the run of finished tags at the front in one ack
+    /// (every tag below it is settled), and finished tags behind a running one once
+    /// they waited `HOLD` (all of them when `all`, for the final drain), each alone.
     fn flush(&mut self, now: Instant, all: bool, out: &mut Vec<Action<A>>) {
         self.gathering = None;
         self.unflushed = 0;
@@ -277,17 +270,12 @@ impl<A> Book<A> {
             let mut last = None;
             let mut finished = 0;
             while let Some(entry) = self.slots.first_entry() {
-                match entry.get() {
-                    Slot::Running => break,
-                    Slot::Settled => {
-                        entry.remove();
-                    }
-                    Slot::Finished { .. } => {
-                        if let Slot::Finished { acker, .. } = entry.remove() {
-                            last = Some(acker);
-                            finished += 1;
-                        }
-                    }
+                if matches!(entry.get(), Slot::Running) {
+                    break;
+                }
+                if let Slot::Finished { acker, .. } = entry.remove() {
+                    last = Some(acker);
+                    finished += 1;
                 }
             }
             if let Some(acker) = last {
@@ -297,22 +285,22 @@ impl<A> Book<A> {
                 });
             }
         }
-        for slot in self.slots.values_mut() {
-            let due = match slot {
+        let due: Vec<u64> = self
+            .slots
+            .iter()
+            .filter(|(_, slot)| match slot {
                 Slot::Finished { at, .. } => all || !self.batching || *at + HOLD <= now,
-                _ => false,
-            };
-            if due {
-                if let Slot::Finished { acker, .. } = std::mem::replace(slot, Slot::Settled) {
-                    out.push(Action::Ack {
-                        acker,
-                        multiple: false,
-                    });
-                }
+                Slot::Running => false,
+            })
+            .map(|(tag, _)| *tag)
+            .collect();
+        for tag in due {
+            if let Some(Slot::Finished { acker, .. }) = self.slots.remove(&tag) {
+                out.push(Action::Ack {
+                    acker,
+                    multiple: false,
+                });
             }
-        }
-        if !self.batching {
-            self.slots.retain(|_, s| !matches!(s, Slot::Settled));
         }
     }
 
@@ -466,7 +454,7 @@ mod tests {
     }
 
     #[test]
-    fn nacks_go_first_and_count_as_settled() {
+    fn nacks_go_first_and_a_later_run_passes_them() {
         let (book, out) = book_after(
             &[1, 2, 3, 4],
             &[
@@ -491,6 +479,18 @@ mod tests {
             ]
         );
         assert!(book.slots.is_empty());
+    }
+
+    #[test]
+    fn settled_tags_leave_the_book() {
+        let tags: Vec<u64> = (1..=1000).collect();
+        let done: Vec<(u64, Settle)> = (2..=1000).map(|t| (t, Settle::Ack)).collect();
+        let (mut book, out) = book_after(&tags, &done);
+        assert!(out.is_empty(), "held behind tag 1");
+        let mut out = Vec::new();
+        book.flush(book.wake_at().unwrap(), false, &mut out);
+        assert_eq!(out.len(), 999);
+        assert_eq!(book.slots.len(), 1, "only the running tag stays");
     }
 
     #[test]
