@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use deadpool_lapin::{Pool, Runtime};
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
-use lapin::{BasicProperties, Channel};
+use lapin::{BasicProperties, Channel, PublisherConfirm};
 use tokio::sync::Mutex;
 
 /// Why a publish was not confirmed. The caller must then NOT ack the job: the broker
@@ -66,12 +66,13 @@ impl Publisher {
         })
     }
 
-    /// The (confirmed, best-effort) channels, opened on first use or after a break.
-    async fn channels(&self) -> Result<(Channel, Channel), PublishError> {
+    /// The confirmed or the best-effort channel, opened (both) on first use or after a
+    /// break.
+    async fn channel(&self, confirm: bool) -> Result<Channel, PublishError> {
         let mut guard = self.lanes.lock().await;
         if let Some(l) = guard.as_ref() {
             if l.confirmed.status().connected() && l.best_effort.status().connected() {
-                return Ok((l.confirmed.clone(), l.best_effort.clone()));
+                return Ok(l.pick(confirm).clone());
             }
         }
         if let Some(old) = guard.take() {
@@ -90,11 +91,12 @@ impl Publisher {
         let best_effort = conn.create_channel().await?;
         let lanes = Lanes {
             _conn: conn,
-            confirmed: confirmed.clone(),
-            best_effort: best_effort.clone(),
+            confirmed,
+            best_effort,
         };
+        let channel = lanes.pick(confirm).clone();
         *guard = Some(lanes);
-        Ok((confirmed, best_effort))
+        Ok(channel)
     }
 
     /// Drops the lanes if `broken` is one of their channels, so the next publish opens
@@ -118,16 +120,9 @@ impl Publisher {
         body: &[u8],
         props: BasicProperties,
     ) -> Result<(), PublishError> {
-        let (ch, _) = self.channels().await?;
+        let ch = self.channel(true).await?;
         let result = async {
-            let confirm = ch
-                .basic_publish(
-                    exchange.into(),
-                    routing_key.into(),
-                    BasicPublishOptions::default(),
-                    body,
-                    props,
-                )
+            let confirm = publish(&ch, exchange, routing_key, body, props)
                 .await?
                 .await?;
             // Only an explicit ack counts: a nack, or a channel that was somehow not in
@@ -181,20 +176,40 @@ impl Publisher {
         body: &[u8],
         props: BasicProperties,
     ) -> Result<(), PublishError> {
-        let (_, ch) = self.channels().await?;
-        let res = ch
-            .basic_publish(
-                exchange.into(),
-                routing_key.into(),
-                BasicPublishOptions::default(),
-                body,
-                props,
-            )
-            .await;
-        if let Err(err) = res {
+        let ch = self.channel(false).await?;
+        if let Err(err) = publish(&ch, exchange, routing_key, body, props).await {
             self.forget(&ch).await;
             return Err(err.into());
         }
         Ok(())
     }
+}
+
+impl Lanes {
+    /// The confirm-mode channel or the best-effort one.
+    fn pick(&self, confirm: bool) -> &Channel {
+        if confirm {
+            &self.confirmed
+        } else {
+            &self.best_effort
+        }
+    }
+}
+
+/// One `basic.publish` with default options.
+async fn publish(
+    ch: &Channel,
+    exchange: &str,
+    routing_key: &str,
+    body: &[u8],
+    props: BasicProperties,
+) -> lapin::Result<PublisherConfirm> {
+    ch.basic_publish(
+        exchange.into(),
+        routing_key.into(),
+        BasicPublishOptions::default(),
+        body,
+        props,
+    )
+    .await
 }

@@ -4,6 +4,7 @@
 //! [`source::ReadAt`]), `partition` (tables -> byte ranges), `volume` (LVM, LUKS), `fs`
 //! (probe + [`fs::FileSystem`] readers), `os` (OS roots and their facts).
 
+pub(crate) mod bytes;
 pub mod fs;
 pub mod image;
 pub mod os;

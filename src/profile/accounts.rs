@@ -8,7 +8,7 @@
 use std::collections::{HashMap, HashSet};
 
 use super::finding::{Check, Evidence, ProfileKind, Severity};
-use super::target::{mode_str, Target};
+use super::target::{ownership, Target};
 
 /// Most passwd/shadow lines looked at; a real file has a few hundred at most.
 const MAX_LINES: usize = 100_000;
@@ -159,18 +159,7 @@ fn shadow_modes(t: &mut Target) {
     for path in SHADOW_FILES {
         let Some(meta) = t.stat(path) else { continue };
         if meta.mode & 0o026 != 0 {
-            t.found(
-                &SHADOW_MODE,
-                Evidence::file(
-                    path,
-                    format!(
-                        "mode {}, uid {}, gid {}",
-                        mode_str(meta.mode),
-                        meta.uid,
-                        meta.gid
-                    ),
-                ),
-            );
+            t.found(&SHADOW_MODE, Evidence::file(path, ownership(&meta)));
         }
     }
 }

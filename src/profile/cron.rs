@@ -4,7 +4,7 @@
 //! an attacker which scripts root runs). Judged only when cron or at is on the image.
 
 use super::finding::{Check, Evidence, ProfileKind, Severity};
-use super::target::{mode_str, Target};
+use super::target::{ownership, Target};
 
 const CRONTAB: &str = "/etc/crontab";
 /// Files that mean a cron daemon is installed (`/etc/cron.d` alone does not: other
@@ -59,18 +59,7 @@ pub fn run(t: &mut Target) {
     }
     if let Some(meta) = t.stat(CRONTAB) {
         if meta.mode & 0o077 != 0 {
-            t.found(
-                &CRONTAB_MODE,
-                Evidence::file(
-                    CRONTAB,
-                    format!(
-                        "mode {}, uid {}, gid {}",
-                        mode_str(meta.mode),
-                        meta.uid,
-                        meta.gid
-                    ),
-                ),
-            );
+            t.found(&CRONTAB_MODE, Evidence::file(CRONTAB, ownership(&meta)));
         }
     }
     if let Some(marker) = AT_MARKERS.iter().find(|m| t.exists(m)) {

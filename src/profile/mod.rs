@@ -20,6 +20,7 @@ pub mod error;
 mod files;
 pub mod finding;
 mod firewall;
+mod listed;
 mod logins;
 mod mac;
 mod mounts;

@@ -8,7 +8,7 @@
 //! only for some of them.
 
 use super::finding::{Check, Evidence, ProfileKind, Severity};
-use super::target::{mode_str, Target};
+use super::target::{ownership, Target};
 use crate::inspect::fs::FileKind;
 use crate::inspect::os::sshd::{effective_config, Setting, SshdConfig, SshdSource, MAX_FILES};
 
@@ -187,18 +187,7 @@ fn host_keys(t: &mut Target) {
     for key in t.glob("/etc/ssh", "ssh_host_*_key", MAX_HOST_KEYS) {
         let Some(meta) = t.lstat(&key) else { continue };
         if meta.kind == FileKind::File && meta.mode & 0o037 != 0 {
-            t.found(
-                &HOST_KEY_MODE,
-                Evidence::file(
-                    &key,
-                    format!(
-                        "mode {}, uid {}, gid {}",
-                        mode_str(meta.mode),
-                        meta.uid,
-                        meta.gid
-                    ),
-                ),
-            );
+            t.found(&HOST_KEY_MODE, Evidence::file(&key, ownership(&meta)));
         }
     }
 }

@@ -2,15 +2,14 @@
 //! ship on purpose. Each extra one is attack surface: a bug in it is a privilege
 //! escalation. Not a vulnerability by itself, hence low (setuid) and info (setgid).
 //!
-//! The first [`MAX_LISTED`] are reported one by one, the rest as one summary finding.
+//! The first [`MAX_LISTED`](super::listed::MAX_LISTED) are reported one by one, the rest
+//! as one summary finding.
 
 use crate::inspect::fs::{FileKind, Metadata};
 
-use super::finding::{Check, Evidence, ProfileKind, Severity};
-use super::target::{mode_str, Target};
-
-/// Findings listed one by one before the summary.
-pub const MAX_LISTED: usize = 50;
+use super::finding::{Check, ProfileKind, Severity};
+use super::listed::Listed;
+use super::target::{ownership, Target};
 
 /// The trees where executables live.
 pub const ROOTS: &[&str] = &[
@@ -123,8 +122,7 @@ pub const CHECKS: &[Check] = &[UNKNOWN_SETUID, UNKNOWN_SETGID, MORE_SETID];
 /// Gathers unexpected set-id files during a walk.
 #[derive(Default)]
 pub struct SetId {
-    listed: Vec<(String, Metadata)>,
-    more: usize,
+    listed: Listed,
 }
 
 impl SetId {
@@ -133,45 +131,22 @@ impl SetId {
             return;
         }
         let name = path.rsplit('/').next().unwrap_or(path);
-        if KNOWN.contains(&name) {
-            return;
-        }
-        if self.listed.len() < MAX_LISTED {
-            self.listed.push((path.to_string(), meta.clone()));
-        } else {
-            self.more += 1;
+        if !KNOWN.contains(&name) {
+            self.listed.add(path, meta);
         }
     }
 
     pub fn report(self, t: &mut Target) {
-        for (path, meta) in &self.listed {
+        let each = |meta: &Metadata| {
             let check = if meta.mode & 0o4000 != 0 {
                 &UNKNOWN_SETUID
             } else {
                 &UNKNOWN_SETGID
             };
-            t.found(
-                check,
-                Evidence::file(
-                    path,
-                    format!(
-                        "mode {}, uid {}, gid {}",
-                        mode_str(meta.mode),
-                        meta.uid,
-                        meta.gid
-                    ),
-                ),
-            );
-        }
-        if self.more > 0 {
-            t.found(
-                &MORE_SETID,
-                Evidence::general(format!(
-                    "{} more unexpected set-id executables beyond the {MAX_LISTED} listed",
-                    self.more
-                )),
-            );
-        }
+            (check, ownership(meta))
+        };
+        self.listed
+            .report(t, each, &MORE_SETID, "unexpected set-id executables");
     }
 }
 
@@ -194,7 +169,7 @@ mod tests {
         s.visit("/usr/bin/games", &m(FileKind::File, 0o2755));
         s.visit("/usr/bin/plain", &m(FileKind::File, 0o755));
         s.visit("/usr/bin/dir", &m(FileKind::Dir, 0o2775));
-        let names: Vec<_> = s.listed.iter().map(|(p, _)| p.as_str()).collect();
+        let names: Vec<_> = s.listed.entries.iter().map(|(p, _)| p.as_str()).collect();
         assert_eq!(names, vec!["/usr/bin/evil", "/usr/bin/games"]);
     }
 }

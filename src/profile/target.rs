@@ -8,8 +8,8 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 
-use crate::inspect::fs::{DirEntry, FsError, Metadata};
-use crate::inspect::os::context::matching_paths;
+use crate::inspect::fs::{DirEntry, Metadata};
+use crate::inspect::os::context::Ctx;
 use crate::inspect::os::GuestFs;
 use crate::inspect::report::OperatingSystem;
 use crate::inspect::source::CancelFlag;
@@ -31,17 +31,17 @@ pub const MAX_PER_CHECK: usize = 50;
 /// Most warnings one root adds; a hostile image cannot flood the report.
 const MAX_WARNINGS: usize = 100;
 
-/// The state of the checks of one OS root.
+/// The state of the checks of one OS root. Files are read through the inspection's
+/// [`Ctx`] (same absent-is-silent rule), with the checks' own caps.
 pub struct Target<'a> {
     pub guest: &'a GuestFs,
     pub os: &'a OperatingSystem,
+    ctx: Ctx<'a>,
     wanted: &'a [ProfileKind],
     cancel: Option<&'a CancelFlag>,
     findings: Vec<Finding>,
     /// Findings per check id, and how many were dropped over [`MAX_PER_CHECK`].
     per_check: BTreeMap<&'static str, (usize, usize)>,
-    warnings: Vec<String>,
-    bytes_left: u64,
 }
 
 impl<'a> Target<'a> {
@@ -54,12 +54,15 @@ impl<'a> Target<'a> {
         Target {
             guest,
             os,
+            ctx: Ctx::new(guest, &format!("{}: profile", os.root)).with_caps(
+                MAX_WARNINGS,
+                MAX_CONFIG_BYTES,
+                MAX_TOTAL_BYTES,
+            ),
             wanted,
             cancel,
             findings: Vec::new(),
             per_check: BTreeMap::new(),
-            warnings: Vec::new(),
-            bytes_left: MAX_TOTAL_BYTES,
         }
     }
 
@@ -90,92 +93,46 @@ impl<'a> Target<'a> {
 
     /// Records a note about this root for the report's warnings.
     pub fn warn(&mut self, message: impl std::fmt::Display) {
-        if self.warnings.len() < MAX_WARNINGS {
-            self.warnings
-                .push(format!("{}: profile: {message}", self.os.root));
-        }
+        self.ctx.warn(message);
     }
 
     /// The findings and warnings, when the checks are done.
     pub fn finish(mut self) -> (Vec<Finding>, Vec<String>) {
-        let dropped: Vec<(&str, usize)> = self
-            .per_check
-            .iter()
-            .filter(|(_, (_, d))| *d > 0)
-            .map(|(id, (_, d))| (*id, *d))
-            .collect();
-        for (id, n) in dropped {
-            self.warn(format_args!(
-                "{id}: {n} more findings beyond the first {MAX_PER_CHECK} not listed"
-            ));
+        for (id, (_, n)) in &self.per_check {
+            if *n > 0 {
+                self.ctx.warn(format_args!(
+                    "{id}: {n} more findings beyond the first {MAX_PER_CHECK} not listed"
+                ));
+            }
         }
-        (self.findings, self.warnings)
+        (self.findings, self.ctx.into_warnings())
     }
 
     /// A text file (lossy UTF-8); `None` when absent (silently) or unreadable (warned).
     /// Reads count against [`MAX_TOTAL_BYTES`]; past it files are skipped with a warning.
     pub fn read_text(&mut self, path: &str) -> Option<String> {
-        let limit = MAX_CONFIG_BYTES.min(self.bytes_left);
-        match self.guest.read_to_string_lossy(path, limit) {
-            Ok(s) => {
-                self.bytes_left = self.bytes_left.saturating_sub(s.len() as u64);
-                Some(s)
-            }
-            Err(FsError::TooLarge { .. }) if limit < MAX_CONFIG_BYTES => {
-                self.warn(format_args!(
-                    "{path} not read: the checks already read {MAX_TOTAL_BYTES} bytes of files"
-                ));
-                None
-            }
-            Err(e) => {
-                self.note(path, e);
-                None
-            }
-        }
+        self.ctx.read_text(path)
     }
 
     /// Directory entries sorted by name; empty when absent or unreadable (warned).
     pub fn list_dir(&mut self, path: &str) -> Vec<DirEntry> {
-        match self.guest.read_dir(path) {
-            Ok(mut entries) => {
-                entries.sort_by(|a, b| a.name.cmp(&b.name));
-                entries
-            }
-            Err(e) => {
-                self.note(path, e);
-                Vec::new()
-            }
-        }
+        self.ctx.list_dir(path)
     }
 
     /// `dir/NAME` for the names in `dir` matching the glob `pattern` (no dot files),
     /// sorted, at most `max`.
     pub fn glob(&mut self, dir: &str, pattern: &str, max: usize) -> Vec<String> {
-        let dir = dir.trim_end_matches('/');
-        let entries = self.list_dir(if dir.is_empty() { "/" } else { dir });
-        matching_paths(dir, entries, pattern, max)
+        self.ctx.glob_in(dir, pattern, max)
     }
 
     /// lstat(2) of a guest path; `None` when absent or unreadable (warned).
     pub fn lstat(&mut self, path: &str) -> Option<Metadata> {
-        match self.guest.lstat(path) {
-            Ok(m) => Some(m),
-            Err(e) => {
-                self.note(path, e);
-                None
-            }
-        }
+        self.ctx.lstat(path)
     }
 
     /// stat(2) of a guest path (links followed); `None` when absent or unreadable.
     pub fn stat(&mut self, path: &str) -> Option<Metadata> {
-        match self.guest.metadata(path) {
-            Ok(m) => Some(m),
-            Err(e) => {
-                self.note(path, e);
-                None
-            }
-        }
+        self.ctx.stat(path)
     }
 
     /// Whether `path` exists (links followed).
@@ -195,12 +152,6 @@ impl<'a> Target<'a> {
             .iter()
             .any(|s| s.enabled && same_service(&s.name, name))
     }
-
-    fn note(&mut self, path: &str, e: FsError) {
-        if !matches!(e, FsError::NotFound(_) | FsError::NotADirectory(_)) {
-            self.warn(format_args!("cannot read {path}: {e}"));
-        }
-    }
 }
 
 /// `sshd` names the same service as `sshd.service`.
@@ -209,8 +160,18 @@ fn same_service(reported: &str, wanted: &str) -> bool {
 }
 
 /// `0644`-style rendering of permission bits for evidence.
-pub fn mode_str(mode: u32) -> String {
+fn mode_str(mode: u32) -> String {
     format!("{:04o}", mode & 0o7777)
+}
+
+/// `mode 0644, uid 0, gid 0`: a file's permissions as evidence text.
+pub fn ownership(meta: &Metadata) -> String {
+    format!(
+        "mode {}, uid {}, gid {}",
+        mode_str(meta.mode),
+        meta.uid,
+        meta.gid
+    )
 }
 
 #[cfg(test)]

@@ -3,15 +3,14 @@
 //! (their mode is meaningless) and so are sticky directories (`/tmp`-style, where
 //! users cannot touch each other's files).
 //!
-//! The first [`MAX_LISTED`] are reported one by one, the rest as one summary finding.
+//! The first [`MAX_LISTED`](super::listed::MAX_LISTED) are reported one by one, the rest
+//! as one summary finding.
 
 use crate::inspect::fs::{FileKind, Metadata};
 
-use super::finding::{Check, Evidence, ProfileKind, Severity};
-use super::target::{mode_str, Target};
-
-/// Findings listed one by one before the summary.
-pub const MAX_LISTED: usize = 50;
+use super::finding::{Check, ProfileKind, Severity};
+use super::listed::Listed;
+use super::target::{ownership, Target};
 
 /// The trees walked: binaries, configuration, units and cron jobs.
 pub const ROOTS: &[&str] = &[
@@ -46,51 +45,27 @@ pub const CHECKS: &[Check] = &[WORLD_WRITABLE, MORE_WORLD_WRITABLE];
 /// Gathers world-writable entries during a walk.
 #[derive(Default)]
 pub struct Writable {
-    listed: Vec<(String, Metadata)>,
-    more: usize,
+    listed: Listed,
 }
 
 impl Writable {
     pub fn visit(&mut self, path: &str, meta: &Metadata) {
-        if !is_world_writable(meta) {
-            return;
-        }
-        if self.listed.len() < MAX_LISTED {
-            self.listed.push((path.to_string(), meta.clone()));
-        } else {
-            self.more += 1;
+        if is_world_writable(meta) {
+            self.listed.add(path, meta);
         }
     }
 
     pub fn report(self, t: &mut Target) {
-        for (path, meta) in &self.listed {
+        let each = |meta: &Metadata| {
             let kind = match meta.kind {
                 FileKind::Dir => "directory without sticky bit",
                 FileKind::File => "regular file",
                 _ => "special file",
             };
-            t.found(
-                &WORLD_WRITABLE,
-                Evidence::file(
-                    path,
-                    format!(
-                        "mode {}, uid {}, gid {}, {kind}",
-                        mode_str(meta.mode),
-                        meta.uid,
-                        meta.gid
-                    ),
-                ),
-            );
-        }
-        if self.more > 0 {
-            t.found(
-                &MORE_WORLD_WRITABLE,
-                Evidence::general(format!(
-                    "{} more world-writable entries beyond the {MAX_LISTED} listed",
-                    self.more
-                )),
-            );
-        }
+            (&WORLD_WRITABLE, format!("{}, {kind}", ownership(meta)))
+        };
+        self.listed
+            .report(t, each, &MORE_WORLD_WRITABLE, "world-writable entries");
     }
 }
 
@@ -106,6 +81,7 @@ fn is_world_writable(meta: &Metadata) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::profile::listed::MAX_LISTED;
 
     fn meta(kind: FileKind, mode: u32) -> Metadata {
         Metadata {
@@ -130,6 +106,6 @@ mod tests {
         for i in 0..MAX_LISTED + 3 {
             w.visit(&format!("/etc/f{i}"), &meta(FileKind::File, 0o646));
         }
-        assert_eq!((w.listed.len(), w.more), (MAX_LISTED, 3));
+        assert_eq!((w.listed.entries.len(), w.listed.more), (MAX_LISTED, 3));
     }
 }

@@ -8,7 +8,6 @@
 //! a few pages per format and follows no chain further than a fixed bound.
 
 mod btrfs;
-pub(crate) mod bytes;
 mod crc32c;
 mod ext;
 pub(crate) mod fat;

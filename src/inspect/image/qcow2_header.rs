@@ -15,6 +15,7 @@
 //! - encryption (crypt_method != 0): refused as unsupported.
 
 use super::ImageError;
+use crate::inspect::bytes::{be32, be64};
 use crate::inspect::source::ReadAt;
 
 const MAGIC: &[u8; 4] = b"QFI\xfb";
@@ -84,19 +85,6 @@ fn unsupported(message: impl Into<String>) -> ImageError {
         format: "qcow2",
         message: message.into(),
     }
-}
-
-/// Big-endian field readers over the header cluster; callers guarantee the range exists.
-fn be32(b: &[u8], at: usize) -> u32 {
-    let mut a = [0u8; 4];
-    a.copy_from_slice(&b[at..at + 4]);
-    u32::from_be_bytes(a)
-}
-
-fn be64(b: &[u8], at: usize) -> u64 {
-    let mut a = [0u8; 8];
-    a.copy_from_slice(&b[at..at + 8]);
-    u64::from_be_bytes(a)
 }
 
 impl Qcow2Header {

@@ -5,7 +5,7 @@
 //! that exists but cannot be read or parsed becomes a warning naming the file and the
 //! reason, and inspection goes on. A broken file never fails the job.
 
-use crate::inspect::fs::{DirEntry, FsError};
+use crate::inspect::fs::{DirEntry, FsError, Metadata};
 
 use super::guest::{GuestFs, DEFAULT_READ_LIMIT};
 use super::text::glob_match;
@@ -21,21 +21,40 @@ pub struct Ctx<'a> {
     pub root: String,
     warnings: Vec<String>,
     dropped: usize,
+    max_warnings: usize,
+    /// Cap of one [`Ctx::read_text`].
+    per_file: u64,
+    /// Cap of all text reads together, and what is left of it (`None`: no total cap).
+    budget: Option<(u64, u64)>,
 }
 
 impl<'a> Ctx<'a> {
+    /// A context whose warnings start with `root`.
     pub fn new(guest: &'a GuestFs, root: &str) -> Ctx<'a> {
         Ctx {
             guest,
             root: root.to_string(),
             warnings: Vec::new(),
             dropped: 0,
+            max_warnings: MAX_WARNINGS,
+            per_file: DEFAULT_READ_LIMIT,
+            budget: None,
         }
+    }
+
+    /// The same with other caps: at most `max_warnings` warnings, text reads of at
+    /// most `per_file` bytes each and `total` bytes together (past it files are skipped
+    /// with a warning). For readers that may be pointed at thousands of files.
+    pub fn with_caps(mut self, max_warnings: usize, per_file: u64, total: u64) -> Ctx<'a> {
+        self.max_warnings = max_warnings;
+        self.per_file = per_file;
+        self.budget = Some((total, total));
+        self
     }
 
     /// Records a warning about this root.
     pub fn warn(&mut self, message: impl std::fmt::Display) {
-        if self.warnings.len() < MAX_WARNINGS {
+        if self.warnings.len() < self.max_warnings {
             self.warnings.push(format!("{}: {message}", self.root));
         } else {
             self.dropped += 1;
@@ -54,19 +73,29 @@ impl<'a> Ctx<'a> {
 
     /// A file's bytes; `None` when absent (silently) or unreadable (with a warning).
     pub fn read_bytes(&mut self, path: &str, limit: u64) -> Option<Vec<u8>> {
-        match self.guest.read_file(path, limit) {
-            Ok(b) => Some(b),
-            Err(e) => {
-                self.note(path, e);
-                None
-            }
-        }
+        let bytes = self.guest.read_file(path, limit);
+        self.ok(path, bytes)
     }
 
-    /// A text file (lossy UTF-8), capped at [`DEFAULT_READ_LIMIT`].
+    /// A text file (lossy UTF-8), capped at [`DEFAULT_READ_LIMIT`] unless
+    /// [`Ctx::with_caps`] said otherwise.
     pub fn read_text(&mut self, path: &str) -> Option<String> {
-        match self.guest.read_to_string_lossy(path, DEFAULT_READ_LIMIT) {
-            Ok(s) => Some(s),
+        let left = self.budget.map_or(u64::MAX, |(_, left)| left);
+        let limit = self.per_file.min(left);
+        match self.guest.read_to_string_lossy(path, limit) {
+            Ok(s) => {
+                if let Some((_, left)) = &mut self.budget {
+                    *left = left.saturating_sub(s.len() as u64);
+                }
+                Some(s)
+            }
+            Err(FsError::TooLarge { .. }) if limit < self.per_file => {
+                let total = self.budget.map_or(0, |(total, _)| total);
+                self.warn(format_args!(
+                    "{path} not read: the checks already read {total} bytes of files"
+                ));
+                None
+            }
             Err(e) => {
                 self.note(path, e);
                 None
@@ -104,9 +133,27 @@ impl<'a> Ctx<'a> {
                 Vec::new()
             };
         }
+        self.glob_in(dir, file, max)
+    }
+
+    /// `dir/NAME` for the names in `dir` matching the glob `pattern` (no dot files),
+    /// sorted, at most `max`.
+    pub fn glob_in(&mut self, dir: &str, pattern: &str, max: usize) -> Vec<String> {
         let dir = dir.trim_end_matches('/');
         let entries = self.list_dir(if dir.is_empty() { "/" } else { dir });
-        matching_paths(dir, entries, file, max)
+        matching_paths(dir, entries, pattern, max)
+    }
+
+    /// lstat(2) of a guest path; `None` when absent (silently) or unreadable (warned).
+    pub fn lstat(&mut self, path: &str) -> Option<Metadata> {
+        let meta = self.guest.lstat(path);
+        self.ok(path, meta)
+    }
+
+    /// stat(2) of a guest path (links followed); `None` when absent or unreadable.
+    pub fn stat(&mut self, path: &str) -> Option<Metadata> {
+        let meta = self.guest.metadata(path);
+        self.ok(path, meta)
     }
 
     /// Target of a link, `None` when it is not one or cannot be read.
@@ -121,8 +168,20 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    fn ok<T>(&mut self, path: &str, result: Result<T, FsError>) -> Option<T> {
+        match result {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.note(path, e);
+                None
+            }
+        }
+    }
+
+    /// Absent is normal: a missing path, or one below something that is not a
+    /// directory (what open(2) calls ENOTDIR), is silent; anything else is warned.
     fn note(&mut self, path: &str, e: FsError) {
-        if !matches!(e, FsError::NotFound(_)) {
+        if !matches!(e, FsError::NotFound(_) | FsError::NotADirectory(_)) {
             self.warn(format_args!("cannot read {path}: {e}"));
         }
     }
@@ -130,7 +189,7 @@ impl<'a> Ctx<'a> {
 
 /// `dir/NAME` for the `entries` of `dir` whose names match the glob `pattern` (dot files
 /// skipped), in the entries' order, at most `max`.
-pub fn matching_paths(dir: &str, entries: Vec<DirEntry>, pattern: &str, max: usize) -> Vec<String> {
+fn matching_paths(dir: &str, entries: Vec<DirEntry>, pattern: &str, max: usize) -> Vec<String> {
     entries
         .into_iter()
         .filter(|e| !e.name.starts_with('.') && glob_match(pattern, &e.name))

@@ -13,7 +13,7 @@
 //! multiple of 8 in 128..=[`MAX_ENTRY_SIZE`], and an array of at most [`MAX_ARRAY_BYTES`].
 
 use super::{Partition, PartitionError, PartitionTable, TableKind};
-use crate::inspect::fs::probe::bytes::{array, field, guid_mixed_endian, le32, le64};
+use crate::inspect::bytes::{array, field, guid_mixed_endian, le32, le64};
 use crate::inspect::image::ImageError;
 use crate::inspect::source::{read_vec, ReadAt};
 

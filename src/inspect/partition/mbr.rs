@@ -15,7 +15,7 @@
 use std::collections::HashSet;
 
 use super::{Partition, PartitionError, PartitionTable, TableKind};
-use crate::inspect::fs::probe::bytes::le32;
+use crate::inspect::bytes::le32;
 use crate::inspect::image::ImageError;
 use crate::inspect::source::ReadAt;
 

@@ -5,7 +5,7 @@
 //! here is what `blkid` reports for a PV plus the VG identity, all bounded: the label is
 //! one sector, the metadata text is at most [`MAX_METADATA`] bytes.
 
-use crate::inspect::fs::probe::bytes::{field, le32, le64};
+use crate::inspect::bytes::{field, le32, le64};
 use crate::inspect::fs::probe::{read_array, read_opt};
 use crate::inspect::image::ImageError;
 use crate::inspect::source::ReadAt;

@@ -5,6 +5,7 @@
 //! its own read, and replays a journal of any size in memory. The values that size
 //! those allocations and loops are bounded here first, with offsets in the messages.
 
+use crate::inspect::bytes::{le16, le32};
 use crate::inspect::fs::FsError;
 use crate::inspect::source::ReadAt;
 
@@ -236,16 +237,6 @@ fn corrupt(message: String) -> FsError {
         fs: "ext4",
         message,
     }
-}
-
-fn le16(b: &[u8], off: usize) -> u16 {
-    b.get(off..off + 2)
-        .map_or(0, |s| u16::from_le_bytes([s[0], s[1]]))
-}
-
-fn le32(b: &[u8], off: usize) -> u32 {
-    b.get(off..off + 4)
-        .map_or(0, |s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
 }
 
 #[cfg(test)]

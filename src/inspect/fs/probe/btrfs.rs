@@ -1,7 +1,7 @@
 //! Btrfs superblock (at 64 KiB), checked by its CRC32C when it uses that checksum.
 
-use super::bytes::{array, field, le16, le32, le64};
 use super::{crc32c, label, read_array, Probed};
+use crate::inspect::bytes::{array, field, le16, le32, le64};
 use crate::inspect::image::ImageError;
 use crate::inspect::source::ReadAt;
 
@@ -22,7 +22,7 @@ pub(super) fn probe(src: &dyn ReadAt) -> Result<Option<Probed>, ImageError> {
     }
     Ok(Some(Probed {
         fs_type: "btrfs",
-        uuid: super::bytes::uuid_be(&array(&sb, 0x20)),
+        uuid: crate::inspect::bytes::uuid_be(&array(&sb, 0x20)),
         label: label(field(&sb, 0x12b, 256)),
         size: Some(le64(&sb, 0x70)),
     }))

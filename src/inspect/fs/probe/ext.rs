@@ -1,8 +1,8 @@
 //! ext2/ext3/ext4 superblock: which of the three it is, told apart by feature flags the
 //! way blkid does (not by what the guest's fstab claims).
 
-use super::bytes::{array, le16, le32};
 use super::{crc32c, label, read_array, Probed};
+use crate::inspect::bytes::{array, le16, le32};
 use crate::inspect::image::ImageError;
 use crate::inspect::source::ReadAt;
 
@@ -50,7 +50,7 @@ pub(super) fn probe(src: &dyn ReadAt) -> Result<Option<Probed>, ImageError> {
         .flatten();
     Ok(Some(Probed {
         fs_type,
-        uuid: super::bytes::uuid_be(&array(&sb, 0x68)),
+        uuid: crate::inspect::bytes::uuid_be(&array(&sb, 0x68)),
         label: label(&sb[0x78..0x88]),
         size,
     }))

@@ -6,8 +6,8 @@
 //! of the root directory (blkid 2.38 no longer falls back to the boot-sector copy), in
 //! code page 850 like dosfstools and mtools write it, decoded to UTF-8.
 
-use super::bytes::{field, le16, le32};
 use super::{read_array, read_opt, text, Probed};
+use crate::inspect::bytes::{field, le16, le32};
 use crate::inspect::image::ImageError;
 use crate::inspect::source::ReadAt;
 

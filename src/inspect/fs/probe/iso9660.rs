@@ -3,8 +3,8 @@
 //! The "UUID" of an ISO is, as in blkid, its modification (else creation) timestamp
 //! written as `YYYY-MM-DD-HH-MM-SS-CC`.
 
-use super::bytes::{field, le16, le32};
 use super::{label, read_array, utf16_label, Probed};
+use crate::inspect::bytes::{field, le16, le32};
 use crate::inspect::image::ImageError;
 use crate::inspect::source::ReadAt;
 

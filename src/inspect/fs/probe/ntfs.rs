@@ -1,7 +1,7 @@
 //! NTFS boot sector, and the volume name from the `$Volume` MFT record (record 3).
 
-use super::bytes::{field, le16, le32, le64};
 use super::{read_array, read_opt, utf16_label, Probed};
+use crate::inspect::bytes::{field, le16, le32, le64};
 use crate::inspect::image::ImageError;
 use crate::inspect::source::ReadAt;
 

@@ -3,8 +3,8 @@
 //! The signature sits in the last 10 bytes of the first page, so it is looked for at
 //! each page size Linux uses; the v1 header (UUID, label, last page) is at 1 KiB.
 
-use super::bytes::{array, field};
 use super::{label, read_array, Probed};
+use crate::inspect::bytes::{array, field};
 use crate::inspect::image::ImageError;
 use crate::inspect::source::ReadAt;
 
@@ -80,7 +80,10 @@ fn v1_header(
     // blkid's "no garbage" check before trusting UUID and label.
     let clean = field(&h, 44 + 32 * 4, 8) == [0; 8];
     let (uuid, name) = if clean {
-        (super::bytes::uuid_be(&array(&h, 12)), label(&h[28..44]))
+        (
+            crate::inspect::bytes::uuid_be(&array(&h, 12)),
+            label(&h[28..44]),
+        )
     } else {
         (None, None)
     };

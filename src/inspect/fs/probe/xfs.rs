@@ -1,8 +1,8 @@
 //! XFS superblock (big-endian, at offset 0), with blkid's sanity checks and, for v5
 //! filesystems, the CRC32C of the superblock sector.
 
-use super::bytes::{array, be16, be32, be64, field};
 use super::{crc32c, label, read_array, read_opt, Probed};
+use crate::inspect::bytes::{array, be16, be32, be64, field};
 use crate::inspect::image::ImageError;
 use crate::inspect::source::ReadAt;
 
@@ -36,7 +36,7 @@ pub(super) fn probe(src: &dyn ReadAt) -> Result<Option<Probed>, ImageError> {
     let (blocksize, dblocks) = (be32(&sb, 4), be64(&sb, 8));
     Ok(Some(Probed {
         fs_type: "xfs",
-        uuid: super::bytes::uuid_be(&array(&sb, 32)),
+        uuid: crate::inspect::bytes::uuid_be(&array(&sb, 32)),
         label: label(&sb[108..120]),
         size: dblocks.checked_mul(u64::from(blocksize)),
     }))

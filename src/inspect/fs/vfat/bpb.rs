@@ -1,5 +1,6 @@
 //! The FAT boot sector's BIOS parameter block: the volume's geometry.
 
+use crate::inspect::bytes::{le16, le32};
 use crate::inspect::fs::FsError;
 use crate::inspect::source::ReadAt;
 
@@ -196,14 +197,6 @@ fn bad(what: String) -> FsError {
         fs: "vfat",
         message: format!("boot sector: {what}"),
     }
-}
-
-fn le16(b: &[u8; 512], off: usize) -> u16 {
-    u16::from_le_bytes([b[off], b[off + 1]])
-}
-
-fn le32(b: &[u8; 512], off: usize) -> u32 {
-    u32::from_le_bytes([b[off], b[off + 1], b[off + 2], b[off + 3]])
 }
 
 #[cfg(test)]

@@ -4,8 +4,7 @@
 //! through `ReadAt`; these helpers take a field out of it without ever panicking. A field
 //! that would lie outside the buffer reads as zeros: callers pass constant offsets into
 //! buffers of known size, so that case only guards against a mistake, never a hostile
-//! disk value. (Shared by the partition and volume layers too; a neutral home such as
-//! `inspect/bytes.rs` would fit better, see the report.)
+//! disk value. Shared by every layer: images, partition tables, volumes, filesystems.
 
 /// The `len` bytes at `at`, or an empty slice when they are not all inside `b`.
 pub(crate) fn field(b: &[u8], at: usize, len: usize) -> &[u8] {
