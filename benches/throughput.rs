@@ -14,9 +14,11 @@
 //!   confirm; replies counted on a collector queue. Minimal messages: `{"n":i}` in, the
 //!   same bytes out;
 //! - contract-shaped ceiling: the same loop moving the worker's message shapes: the
-//!   job documents in, a result-sized body with the contract's properties and seven
-//!   `x-guestkit-*` headers out, on a `<key>.<status>.<operation>` topic key. What the
-//!   broker and the collector pay for the contract's messages, without any worker logic;
+//!   job documents in, an echo result rendered by the worker's renderer with the
+//!   worker's own properties and seven `x-guestkit-*` headers
+//!   (`worker::result_properties`) out, on a `<key>.<status>.<operation>` topic key.
+//!   What the broker and the collector pay for the contract's messages, without any job
+//!   handling;
 //! - in-process loop: the minimal loop as a task of this bench process (the ceiling of
 //!   earlier notes; it shares threads, and their wake-ups, with the collector);
 //! - worker: the real `guestkit-worker` binary with `--max-concurrent C` on N
@@ -30,10 +32,12 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use guestkit_job_spec::{JobStatus, ResultDocument};
+use guestkit_job_spec::{JobStatus, OutputSpec, ResultDocument};
 use guestkit_worker::broker::topology::{self, PoolNames, JOBS_EXCHANGE, RESULTS_EXCHANGE};
+use guestkit_worker::render::{Rendered, Renderer};
+use guestkit_worker::worker::result_properties;
 use lapin::options::*;
-use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 
 const URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
@@ -208,8 +212,9 @@ fn job_body(i: usize) -> Vec<u8> {
     .into_bytes()
 }
 
-/// A result as the worker writes it for an echo job, for its size.
-fn result_body() -> Vec<u8> {
+/// A result as the worker writes it for an echo job, rendered by the worker's own
+/// renderer: the body and the document its properties are made from.
+fn echo_result() -> (ResultDocument, Rendered) {
     let now = chrono::Utc::now();
     let doc = ResultDocument {
         job_id: Some("job-bench-00000000".into()),
@@ -224,37 +229,8 @@ fn result_body() -> Vec<u8> {
         output: Some(serde_json::json!({"n": 12345})),
         error: None,
     };
-    serde_json::to_vec(&doc).unwrap()
-}
-
-/// Properties and headers as the worker's `publish_result` sets them.
-fn contract_properties(tag: u64) -> BasicProperties {
-    let job_id = format!("job-bench-{tag:08}");
-    let mut headers = FieldTable::default();
-    for (k, v) in [
-        ("x-guestkit-job-id", job_id.as_str()),
-        ("x-guestkit-status", "completed"),
-        ("x-guestkit-operation", "system.echo"),
-        ("x-guestkit-worker-id", "01KB0000000000000000000000"),
-        ("x-guestkit-pool", "bench-01kb0000000000000000000000"),
-        ("x-guestkit-format", "json"),
-    ] {
-        headers.insert(
-            ShortString::from(k),
-            AMQPValue::LongString(LongString::from(v)),
-        );
-    }
-    headers.insert(
-        ShortString::from("x-guestkit-attempt"),
-        AMQPValue::LongLongInt(1),
-    );
-    BasicProperties::default()
-        .with_delivery_mode(2)
-        .with_content_type("application/json".into())
-        .with_message_id(ulid::Ulid::new().to_string().into())
-        .with_correlation_id(job_id.into())
-        .with_timestamp(chrono::Utc::now().timestamp() as u64)
-        .with_headers(headers)
+    let rendered = Renderer::new().render(&doc, OutputSpec::default());
+    (doc, rendered)
 }
 
 /// The consume-publish-confirm-ack loop: its own connections, as the worker has;
@@ -277,7 +253,7 @@ async fn ceiling_loop(queue: String, reply_key: String, concurrency: u16, shape:
         )
         .await
         .unwrap();
-    let result = std::sync::Arc::new(result_body());
+    let result = std::sync::Arc::new(echo_result());
     let key = match shape {
         Shape::Minimal => reply_key,
         Shape::Contract => format!("{reply_key}.completed.system.echo"),
@@ -294,7 +270,18 @@ async fn ceiling_loop(queue: String, reply_key: String, concurrency: u16, shape:
                         .with_delivery_mode(2)
                         .with_content_type("application/json".into()),
                 ),
-                Shape::Contract => (&result[..], contract_properties(d.delivery_tag)),
+                Shape::Contract => {
+                    let (doc, rendered) = &*result;
+                    let correlation = format!("job-bench-{:08}", d.delivery_tag);
+                    let props = result_properties(
+                        doc,
+                        rendered,
+                        &ulid::Ulid::new().to_string(),
+                        &correlation,
+                        chrono::Utc::now().timestamp() as u64,
+                    );
+                    (&rendered.body[..], props)
+                }
             };
             let confirm = pch
                 .basic_publish(

@@ -24,7 +24,7 @@ use crate::http::{self, Health};
 use crate::metrics::Metrics;
 use crate::ops::{OpEnv, OpError, Registry};
 use crate::progress::{run_events_publisher, EventSink, Progress};
-use crate::render::Renderer;
+use crate::render::{Rendered, Renderer};
 use crate::shutdown::Shutdown;
 
 /// How long the worker waits for its broker at start before giving up (and letting the
@@ -489,6 +489,47 @@ fn header(s: &str) -> AMQPValue {
     AMQPValue::LongString(LongString::from(s))
 }
 
+/// The properties and `x-guestkit-*` headers of a result message, as the contract
+/// lists them. Public so the throughput bench can send messages of the same shape.
+pub fn result_properties(
+    doc: &ResultDocument,
+    rendered: &Rendered,
+    message_id: &str,
+    correlation: &str,
+    timestamp: u64,
+) -> BasicProperties {
+    let mut headers = FieldTable::default();
+    let mut put = |k: &str, v: AMQPValue| {
+        headers.insert(ShortString::from(k), v);
+    };
+    put(
+        "x-guestkit-job-id",
+        header(doc.job_id.as_deref().unwrap_or("")),
+    );
+    put("x-guestkit-status", header(doc.status.as_str()));
+    put(
+        "x-guestkit-operation",
+        header(doc.operation.as_deref().unwrap_or("")),
+    );
+    put("x-guestkit-worker-id", header(&doc.worker_id));
+    put("x-guestkit-pool", header(&doc.pool));
+    put("x-guestkit-format", header(rendered.format.as_str()));
+    put(
+        "x-guestkit-attempt",
+        AMQPValue::LongLongInt(i64::from(doc.attempt)),
+    );
+    if let Some(err) = &rendered.render_error {
+        put("x-guestkit-render-error", header(err));
+    }
+    BasicProperties::default()
+        .with_delivery_mode(2)
+        .with_content_type(rendered.content_type.into())
+        .with_message_id(message_id.into())
+        .with_correlation_id(correlation.into())
+        .with_timestamp(timestamp)
+        .with_headers(headers)
+}
+
 /// Publishes the result to `guestkit.results` and, when asked, to `reply_to`; both
 /// confirmed before this returns.
 async fn publish_result(
@@ -507,38 +548,7 @@ async fn publish_result(
         .unwrap_or_default();
     let timestamp = Utc::now().timestamp().max(0) as u64;
     // Built per publish attempt (lapin takes the properties by value).
-    let props = || {
-        let mut headers = FieldTable::default();
-        let mut put = |k: &str, v: AMQPValue| {
-            headers.insert(ShortString::from(k), v);
-        };
-        put(
-            "x-guestkit-job-id",
-            header(doc.job_id.as_deref().unwrap_or("")),
-        );
-        put("x-guestkit-status", header(doc.status.as_str()));
-        put(
-            "x-guestkit-operation",
-            header(doc.operation.as_deref().unwrap_or("")),
-        );
-        put("x-guestkit-worker-id", header(&doc.worker_id));
-        put("x-guestkit-pool", header(&doc.pool));
-        put("x-guestkit-format", header(rendered.format.as_str()));
-        put(
-            "x-guestkit-attempt",
-            AMQPValue::LongLongInt(i64::from(doc.attempt)),
-        );
-        if let Some(err) = &rendered.render_error {
-            put("x-guestkit-render-error", header(err));
-        }
-        BasicProperties::default()
-            .with_delivery_mode(2)
-            .with_content_type(rendered.content_type.into())
-            .with_message_id(message_id.as_str().into())
-            .with_correlation_id(correlation.as_str().into())
-            .with_timestamp(timestamp)
-            .with_headers(headers)
-    };
+    let props = || result_properties(doc, &rendered, &message_id, &correlation, timestamp);
     let started = std::time::Instant::now();
     let routing_key = doc.routing_key();
     let results =
