@@ -5,7 +5,7 @@
 //! Times are in-process (the library, best of 7 after a warm-up); peak memory is the
 //! maximum RSS of the real binary's `inspect` subcommand, from `/usr/bin/time`.
 //! Builds its fixtures with `integration/fixtures/debian-disk.sh` (debootstrap once per
-//! machine, cached in target/fixture-cache).
+//! machine, cached in $HOME/.cache/guestkit-fixtures).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -23,7 +23,14 @@ fn sh(script: &str) {
 
 fn fixtures() -> (PathBuf, PathBuf, PathBuf) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let cache = root.join("target/fixture-cache");
+    // The integration tests' cache (integration/common `fixture_cache`), so a machine
+    // builds the debootstrap tree once for both.
+    let cache = std::env::var_os("GUESTKIT_FIXTURE_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/guestkit-fixtures"))
+        })
+        .unwrap_or_else(|| root.join("target/fixture-cache"));
     let dir = cache.join("bench-inspect");
     let qcow2 = dir.join("disk.qcow2");
     let big_raw = dir.join("disk-2t.raw");

@@ -16,6 +16,8 @@ PACKAGES=(
   chromium cmark-gfm        # headless check of the html report; an independent markdown parser
   python3 python3-venv      # deploy-file validation, the pika publisher example
   curl ca-certificates
+  libhivex-bin              # hivexget/hivexregedit: the independent registry-hive oracle
+  stress-ng                 # load for the race hunt (issue 9: the suite under --cpu 2)
 )
 
 SUDO=""
@@ -29,6 +31,18 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# libguestfs (guestfish, virt-inspector): fixture builder and oracle for layouts only a
+# kernel can write (LVM, MD, LUKS, btrfs subvolumes and compression). It refuses the
+# newer qemu this image ships, so qemu-utils goes to bookworm's version (the candidate of
+# qemu-system-x86, which libguestfs pulls in).
+if ! command -v guestfish >/dev/null || ! command -v virt-inspector >/dev/null; then
+  echo "installing libguestfs-tools"
+  $SUDO apt-get update -qq
+  qemu_version=$(apt-cache policy qemu-system-x86 | awk '/Candidate:/ {print $2}')
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --allow-downgrades \
+    "qemu-utils=$qemu_version" libguestfs-tools >/dev/null
 fi
 
 broker_answers() { (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null; }

@@ -19,11 +19,7 @@ use std::time::{Duration, Instant};
 use guestkit_worker::inspect::pipeline::{self, InspectOptions, InspectStats};
 use guestkit_worker::inspect::report::{Application, OperatingSystem, Report};
 
-use crate::common::{fixture_cache, run, tempdir};
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("integration/fixtures")
-}
+use crate::common::{fixture_cache, fixtures, run, tempdir};
 
 /// Inspects `image` with the image's directory as the only image root.
 fn inspect_with(image: &Path, opts: InspectOptions) -> (Report, InspectStats, Duration) {

@@ -24,16 +24,12 @@ use guestkit_worker::profile::{
 use serde_json::json;
 
 use crate::common::broker::{Pool, WorkerProcess, BROKER_LOCK};
-use crate::common::{fixture_cache, run, tempdir};
+use crate::common::{fixture_cache, fixtures, run, tempdir};
 
 const ROOT_UUID: &str = "5e0c2a9b-7f41-4d3c-8a26-1b9e0f4c7d52";
 
 /// (id, evidence file, evidence line)
 type Key = (String, Option<String>, Option<u32>);
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("integration/fixtures")
-}
 
 /// A tree being written, and the findings it must produce.
 struct Tree {

@@ -37,14 +37,44 @@ pub fn tempdir() -> tempfile::TempDir {
         .expect("tempdir")
 }
 
-/// Directory for fixtures that are slow to build (debootstrap trees) and may be kept
-/// between runs: `$GUESTKIT_FIXTURE_CACHE`, else `target/fixture-cache`.
+/// Directory for fixtures that are slow to build (debootstrap trees, guestfish-built
+/// disks) and are kept between runs and clones: `$GUESTKIT_FIXTURE_CACHE`, else
+/// `$HOME/.cache/guestkit-fixtures`. Entries are keyed by what builds them (suite name,
+/// script hash), so a changed script builds a new entry instead of reusing a stale one.
 pub fn fixture_cache() -> PathBuf {
     let dir = std::env::var_os("GUESTKIT_FIXTURE_CACHE")
         .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/guestkit-fixtures"))
+        })
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/fixture-cache"));
     std::fs::create_dir_all(&dir).expect("create fixture cache");
     dir
+}
+
+/// Disks built by a guestfish script (a real kernel in libguestfs' own small VM: LVM, MD,
+/// LUKS, btrfs subvolumes, compression), cached by the script's and inputs' content; see
+/// `integration/fixtures/guestfish-image.sh`. Returns one path per entry of `sizes_mib`
+/// (`/dev/sda`, `/dev/sdb`, ... in the script). The files are shared: copy before changing.
+pub fn guestfish_disks(script: &str, sizes_mib: &[u64], inputs: &[&Path]) -> Vec<PathBuf> {
+    let tmp = tempdir();
+    let script_file = tmp.path().join("script.gf");
+    std::fs::write(&script_file, script).expect("write guestfish script");
+    let sizes: Vec<String> = sizes_mib.iter().map(u64::to_string).collect();
+    let out = run(Command::new(fixtures().join("guestfish-image.sh"))
+        .arg(fixture_cache())
+        .arg(&script_file)
+        .arg(sizes.join(","))
+        .args(inputs));
+    let dir = PathBuf::from(String::from_utf8_lossy(&out).trim());
+    (0..sizes_mib.len())
+        .map(|i| dir.join(format!("disk{i}.img")))
+        .collect()
+}
+
+/// The fixture scripts' folder.
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("integration/fixtures")
 }
 
 /// Hex sha256 of a file, computed by the coreutils tool (an oracle independent of ours).
