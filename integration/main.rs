@@ -1,6 +1,7 @@
 //! Integration tests: real RabbitMQ on 127.0.0.1, real disk images built by real tools.
 //! One test binary (one link) with a module per area.
 
+mod broker_security;
 mod common;
 mod inspect_fs;
 mod inspect_image;

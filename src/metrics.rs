@@ -16,6 +16,7 @@ pub struct Metrics {
     pub messages_rejected_total: IntCounterVec,
     pub result_publish_seconds: Histogram,
     pub amqp_reconnects_total: IntCounter,
+    pub replies_total: IntCounterVec,
     pub inspect_bytes_read_total: IntCounter,
     pub worker_info: IntGaugeVec,
 }
@@ -80,6 +81,15 @@ impl Metrics {
             "Times the consumer connection was recovered",
         )
         .expect("metric");
+        let replies_total = IntCounterVec::new(
+            Opts::new(
+                "guestkit_replies_total",
+                "Jobs that asked for a reply_to, by outcome: delivered, returned (no such \
+                 queue), or refused by the reply_to rule (the reason)",
+            ),
+            &["pool", "outcome"],
+        )
+        .expect("metric");
         let inspect_bytes_read_total = IntCounter::new(
             "guestkit_inspect_bytes_read_total",
             "Bytes read from disk images by inspections",
@@ -105,6 +115,7 @@ impl Metrics {
             Box::new(messages_rejected_total.clone()),
             Box::new(result_publish_seconds.clone()),
             Box::new(amqp_reconnects_total.clone()),
+            Box::new(replies_total.clone()),
             Box::new(inspect_bytes_read_total.clone()),
             Box::new(worker_info.clone()),
         ] {
@@ -120,6 +131,7 @@ impl Metrics {
             messages_rejected_total,
             result_publish_seconds,
             amqp_reconnects_total,
+            replies_total,
             inspect_bytes_read_total,
             worker_info,
         }
@@ -153,6 +165,7 @@ mod tests {
             .with_label_values(&["p", "not_json"])
             .inc();
         m.result_publish_seconds.observe(0.001);
+        m.replies_total.with_label_values(&["p", "delivered"]).inc();
         let text = m.render();
         for (name, kind) in [
             ("guestkit_jobs_total", "counter"),
@@ -162,6 +175,7 @@ mod tests {
             ("guestkit_messages_rejected_total", "counter"),
             ("guestkit_result_publish_seconds", "histogram"),
             ("guestkit_amqp_reconnects_total", "counter"),
+            ("guestkit_replies_total", "counter"),
             ("guestkit_inspect_bytes_read_total", "counter"),
             ("guestkit_worker_info", "gauge"),
         ] {

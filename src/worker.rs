@@ -16,6 +16,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::broker::connection::connect_with_retry;
 use crate::broker::publisher::{PublishError, Publisher};
+use crate::broker::reply_to;
 use crate::broker::settler::{Settle, Settler, Unsettled};
 use crate::broker::topology::{self, PoolNames, RESULTS_EXCHANGE};
 use crate::config::Config;
@@ -555,15 +556,47 @@ async fn publish_result(
         shared
             .publisher
             .publish_confirmed(RESULTS_EXCHANGE, &routing_key, &rendered.body, &props);
-    match job_props.reply_to().as_ref() {
-        Some(reply_to) if !reply_to.as_str().is_empty() => {
-            let reply =
-                shared
-                    .publisher
-                    .publish_confirmed("", reply_to.as_str(), &rendered.body, &props);
-            tokio::try_join!(results, reply)?;
+    let reply_to = job_props
+        .reply_to()
+        .as_ref()
+        .map(|r| r.as_str())
+        .filter(|r| !r.is_empty());
+    // The reply is a courtesy beside `guestkit.results`: one refused or returned never
+    // fails the job, while a publish error does (the job is then redelivered).
+    let outcome = match reply_to.map(reply_to::check) {
+        None => {
+            results.await?;
+            None
         }
-        _ => results.await?,
+        Some(Err(refused)) => {
+            results.await?;
+            tracing::warn!(job_id = doc.job_id.as_deref().unwrap_or(""), reason = %refused,
+                "reply_to refused; the result went to guestkit.results only");
+            Some(refused.label())
+        }
+        Some(Ok(target)) => {
+            let reply = shared.publisher.publish_reply(
+                target.queue,
+                target.mandatory,
+                &rendered.body,
+                &props,
+            );
+            let ((), routed) = tokio::try_join!(results, reply)?;
+            if !routed {
+                tracing::warn!(
+                    job_id = doc.job_id.as_deref().unwrap_or(""),
+                    "reply not delivered: the reply_to queue does not exist"
+                );
+            }
+            Some(if routed { "delivered" } else { "returned" })
+        }
+    };
+    if let Some(outcome) = outcome {
+        shared
+            .metrics
+            .replies_total
+            .with_label_values(&[shared.cfg.pool.as_str(), outcome])
+            .inc();
     }
     shared
         .metrics

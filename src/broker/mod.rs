@@ -2,5 +2,6 @@
 
 pub mod connection;
 pub mod publisher;
+pub mod reply_to;
 pub mod settler;
 pub mod topology;

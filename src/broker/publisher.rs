@@ -113,16 +113,19 @@ impl Publisher {
         }
     }
 
+    /// One confirmed publish; `Ok(false)` when a `mandatory` message came back
+    /// unroutable (the broker acks a returned message too).
     async fn try_publish(
         &self,
         exchange: &str,
         routing_key: &str,
         body: &[u8],
         props: BasicProperties,
-    ) -> Result<(), PublishError> {
+        mandatory: bool,
+    ) -> Result<bool, PublishError> {
         let ch = self.channel(true).await?;
         let result = async {
-            let confirm = publish(&ch, exchange, routing_key, body, props)
+            let confirm = publish(&ch, exchange, routing_key, body, props, mandatory)
                 .await?
                 .await?;
             // Only an explicit ack counts: a nack, or a channel that was somehow not in
@@ -130,7 +133,7 @@ impl Publisher {
             if !confirm.is_ack() {
                 return Err(PublishError::Nacked);
             }
-            Ok(())
+            Ok(confirm.take_message().is_none())
         }
         .await;
         if matches!(result, Err(PublishError::Amqp(_))) {
@@ -151,12 +154,42 @@ impl Publisher {
         body: &[u8],
         props: impl Fn() -> BasicProperties,
     ) -> Result<(), PublishError> {
+        self.publish_with_retries(exchange, routing_key, body, &props, false)
+            .await
+            .map(|_| ())
+    }
+
+    /// Like [`Publisher::publish_confirmed`] on the default exchange, optionally
+    /// `mandatory`: then `Ok(false)` when no queue of that name exists (the reply was
+    /// returned, not delivered). For replies, whose queue may be gone with its client.
+    pub async fn publish_reply(
+        &self,
+        queue: &str,
+        mandatory: bool,
+        body: &[u8],
+        props: impl Fn() -> BasicProperties,
+    ) -> Result<bool, PublishError> {
+        self.publish_with_retries("", queue, body, &props, mandatory)
+            .await
+    }
+
+    async fn publish_with_retries(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        body: &[u8],
+        props: &impl Fn() -> BasicProperties,
+        mandatory: bool,
+    ) -> Result<bool, PublishError> {
         let mut delay = Duration::from_millis(100);
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match self.try_publish(exchange, routing_key, body, props()).await {
-                Ok(()) => return Ok(()),
+            match self
+                .try_publish(exchange, routing_key, body, props(), mandatory)
+                .await
+            {
+                Ok(routed) => return Ok(routed),
                 Err(err) if attempt < 5 => {
                     tracing::warn!(error = %err, attempt, exchange, routing_key, "publish failed, retrying");
                     tokio::time::sleep(delay).await;
@@ -177,7 +210,7 @@ impl Publisher {
         props: BasicProperties,
     ) -> Result<(), PublishError> {
         let ch = self.channel(false).await?;
-        if let Err(err) = publish(&ch, exchange, routing_key, body, props).await {
+        if let Err(err) = publish(&ch, exchange, routing_key, body, props, false).await {
             self.forget(&ch).await;
             return Err(err.into());
         }
@@ -196,18 +229,22 @@ impl Lanes {
     }
 }
 
-/// One `basic.publish` with default options.
+/// One `basic.publish`, `mandatory` or not.
 async fn publish(
     ch: &Channel,
     exchange: &str,
     routing_key: &str,
     body: &[u8],
     props: BasicProperties,
+    mandatory: bool,
 ) -> lapin::Result<PublisherConfirm> {
     ch.basic_publish(
         exchange.into(),
         routing_key.into(),
-        BasicPublishOptions::default(),
+        BasicPublishOptions {
+            mandatory,
+            ..BasicPublishOptions::default()
+        },
         body,
         props,
     )
