@@ -20,13 +20,33 @@ use guestkit_worker::{http, logging, worker};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Stack of the threads that parse AMQP frames (lapin's I/O loops, which std spawns
+/// with its default size). A job message's header table is the publisher's to shape,
+/// and the frame parser recurses once per nested table: with the broker's default
+/// `frame_max` (128 KiB) a header can nest about 21,800 tables, which took more than
+/// 256 MiB of stack in a debug build (the default 2 MiB overflowed at 200 levels and
+/// aborted the worker). The worker's own `frame_max` does not help: RabbitMQ forwards a
+/// header frame whole, whatever the consumer negotiated (seen here). Only address space
+/// is reserved; pages are touched on use.
+const FRAME_PARSER_STACK: usize = 1 << 30;
+
+/// Stack of the runtime's threads, where a delivery and its header tables are dropped
+/// (dropping nested tables recurses too: about 3 MiB for the deepest table in release).
+const RUNTIME_THREAD_STACK: usize = 64 << 20;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let daemon = cli.command.is_none();
+    if daemon {
+        reserve_frame_parser_stacks();
+    }
     logging::init(cli.config.log_format, &cli.config.log_level);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all();
+    if daemon {
+        builder.thread_stack_size(RUNTIME_THREAD_STACK);
+    }
+    let runtime = match builder.build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("cannot start the async runtime: {e}");
@@ -42,6 +62,21 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Makes every thread std spawns without an explicit size (lapin's I/O loops) get
+/// [`FRAME_PARSER_STACK`]. std reads `RUST_MIN_STACK` once, at the first spawn, and keeps
+/// it: so the variable is set (unless the operator set one), one thread is spawned to fix
+/// the value, and the variable is removed again, so child processes (inspections, with
+/// their address-space limit) keep std's default. Called first thing in `main`, while this
+/// is the only thread.
+fn reserve_frame_parser_stacks() {
+    if std::env::var_os("RUST_MIN_STACK").is_some() {
+        return;
+    }
+    std::env::set_var("RUST_MIN_STACK", FRAME_PARSER_STACK.to_string());
+    let _ = std::thread::spawn(|| ()).join();
+    std::env::remove_var("RUST_MIN_STACK");
 }
 
 async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
