@@ -14,6 +14,7 @@ PACKAGES=(
   debootstrap               # a real Debian tree for the OS oracle
   rpm sqlite3 db5.3-util    # real rpmdb.sqlite and Berkeley DB Packages databases
   chromium cmark-gfm        # headless check of the html report; an independent markdown parser
+  osinfo-db                 # libosinfo's own short ids: the osinfo oracle
   python3 python3-venv      # deploy-file validation, the pika publisher example
   curl ca-certificates
   libhivex-bin              # hivexget/hivexregedit: the independent registry-hive oracle

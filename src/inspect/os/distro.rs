@@ -14,18 +14,30 @@ use super::release::Release;
 pub fn osinfo(rel: &Release) -> Option<String> {
     let distro = rel.distro.as_deref()?;
     let (major, minor) = rel.version.unwrap_or((0, 0));
+    let stream = rel
+        .product_name
+        .as_deref()
+        .is_some_and(|n| n.contains("Stream"));
     let id = match distro {
+        "centos" if stream && major >= 8 => format!("centos-stream{major}"),
         "centos" if major >= 8 => format!("centos{major}"),
         "centos" if major == 7 => "centos7.0".to_string(),
-        "centos" if major == 6 => format!("centos6.{minor}"),
+        "centos" if major == 5 || major == 6 => format!("centos{major}.{minor}"),
         "centos" => return None,
-        "rocky" | "almalinux" | "circle" if major >= 8 => format!("{distro}{major}"),
+        "rocky" | "almalinux" if major >= 8 => format!("{distro}{major}"),
+        "circle" if major >= 8 => format!("circle{major}.{minor}"),
         "rocky" | "almalinux" | "circle" => return None,
         "debian" if major >= 4 => format!("debian{major}"),
+        "debian" if major >= 1 => format!("debian{major}.{minor}"),
         "debian" => return None,
         "fedora" | "mageia" => format!("{distro}{major}"),
+        // libosinfo names the SLE 15 family `sle` (server and desktop alike).
+        "sles" if major >= 15 && minor == 0 => format!("sle{major}"),
+        "sles" if major >= 15 => format!("sle{major}sp{minor}"),
         "sles" if minor == 0 => format!("sles{major}"),
         "sles" => format!("sles{major}sp{minor}"),
+        "rhel" if major == 3 && minor == 0 => "rhel3".to_string(),
+        "oraclelinux" if major > 0 => format!("ol{major}.{minor}"),
         "ubuntu" => format!("ubuntu{major}.{minor:02}"),
         "archlinux" | "gentoo" | "voidlinux" => distro.to_string(),
         "altlinux" if major >= 8 => format!("alt{major}.{minor}"),
@@ -158,7 +170,10 @@ mod tests {
             ("alpine", Some((3, 19)), Some("alpinelinux3.19")),
             ("archlinux", None, Some("archlinux")),
             ("opensuse", Some((15, 5)), Some("opensuse15.5")),
-            ("sles", Some((15, 0)), Some("sles15")),
+            ("sles", Some((15, 0)), Some("sle15")),
+            ("sles", Some((15, 4)), Some("sle15sp4")),
+            ("oraclelinux", Some((8, 4)), Some("ol8.4")),
+            ("circle", Some((8, 5)), Some("circle8.5")),
             ("sles", Some((12, 5)), Some("sles12sp5")),
             ("debian", None, None),
             ("pop", None, None),
@@ -202,6 +217,137 @@ mod tests {
         assert_eq!(
             (package_format(&r), package_management(&r)),
             (Some("rpm"), None)
+        );
+    }
+}
+
+/// Every id [`osinfo`] gives for a release libosinfo knows must be one of libosinfo's own
+/// ids: read from the `osinfo-db` Debian package's XML (`<short-id>`, `<distro>`,
+/// `<version>`), so an invented id cannot slip in. Releases newer than the installed
+/// database cannot be checked this way; the unit cases above cover those.
+#[cfg(test)]
+mod libosinfo_db {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    const DB: &str = "/usr/share/osinfo/os";
+
+    /// Our distro name for a libosinfo `<distro>`, where we report that distro at all.
+    fn ours(db_distro: &str) -> Option<&'static str> {
+        Some(match db_distro {
+            "almalinux" => "almalinux",
+            "alpinelinux" => "alpine",
+            "altlinux" | "alt" => "altlinux",
+            "archlinux" => "archlinux",
+            "centos" => "centos",
+            "circle" => "circle",
+            "debian" => "debian",
+            "fedora" => "fedora",
+            "gentoo" => "gentoo",
+            "mageia" => "mageia",
+            "ol" => "oraclelinux",
+            "opensuse" => "opensuse",
+            "rhel" => "rhel",
+            "rocky" => "rocky",
+            "scientificlinux" => "scientificlinux",
+            "sle" | "sles" => "sles",
+            "ubuntu" => "ubuntu",
+            "voidlinux" => "voidlinux",
+            _ => return None,
+        })
+    }
+
+    fn tag<'a>(xml: &'a str, name: &str) -> Vec<&'a str> {
+        let open = format!("<{name}>");
+        let close = format!("</{name}>");
+        xml.split(open.as_str())
+            .skip(1)
+            .filter_map(|rest| rest.split(close.as_str()).next())
+            .collect()
+    }
+
+    /// (distro, version text, product name, short ids) of every OS in the database.
+    fn entries() -> Vec<(String, Option<String>, Option<String>, Vec<String>)> {
+        let vendors = std::fs::read_dir(DB)
+            .unwrap_or_else(|e| panic!("{DB}: {e} (install the osinfo-db Debian package)"));
+        let mut out = Vec::new();
+        for vendor in vendors {
+            for file in std::fs::read_dir(vendor.unwrap().path()).unwrap() {
+                let path = file.unwrap().path();
+                if path.extension().is_none_or(|e| e != "xml") {
+                    continue;
+                }
+                let xml = std::fs::read_to_string(&path).unwrap();
+                // The OS's own fields come before its media and trees.
+                let head = xml.split("<media").next().unwrap_or(&xml);
+                let distro = tag(head, "distro").first().map(|s| s.to_string());
+                let Some(distro) = distro else { continue };
+                out.push((
+                    distro,
+                    tag(head, "version").first().map(|s| s.to_string()),
+                    tag(head, "name").first().map(|s| s.to_string()),
+                    tag(head, "short-id")
+                        .iter()
+                        .map(|s| s.to_string())
+                        .collect(),
+                ));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn every_id_we_give_for_a_known_release_is_libosinfos() {
+        let entries = entries();
+        let all: BTreeSet<&str> = entries
+            .iter()
+            .flat_map(|e| e.3.iter().map(String::as_str))
+            .collect();
+        assert!(all.len() > 500, "only {} ids read from {DB}", all.len());
+        let mut checked = 0;
+        let mut wrong = Vec::new();
+        for (db_distro, version, name, ids) in &entries {
+            let Some(distro) = ours(db_distro) else {
+                continue;
+            };
+            let version = match version.as_deref() {
+                None => None,
+                Some(v) => match super::super::text::major_minor(v) {
+                    Some(v) => Some(v),
+                    // "unknown", "testing", "8-unknown", "p9": not a release we report.
+                    None => continue,
+                },
+            };
+            if version.is_none() && !matches!(distro, "archlinux" | "gentoo" | "voidlinux") {
+                continue;
+            }
+            // Placeholders for releases libosinfo does not know yet.
+            if version.is_some_and(|(major, _)| major == 0)
+                || name.as_deref().is_some_and(|n| n.contains("Unknown"))
+            {
+                continue;
+            }
+            let rel = Release {
+                distro: Some(distro.to_string()),
+                version,
+                product_name: name.clone(),
+                ..Release::default()
+            };
+            checked += 1;
+            match osinfo(&rel) {
+                Some(id) if all.contains(id.as_str()) => {}
+                got => wrong.push(format!(
+                    "{db_distro} {version:?} {name:?} (libosinfo: {ids:?}): we say {got:?}"
+                )),
+            }
+        }
+        assert!(checked > 300, "only {checked} releases checked");
+        assert!(
+            wrong.is_empty(),
+            "{} of {checked}:\n{}",
+            wrong.len(),
+            wrong.join("\n")
         );
     }
 }
