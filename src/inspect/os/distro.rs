@@ -14,10 +14,12 @@ use super::release::Release;
 pub fn osinfo(rel: &Release) -> Option<String> {
     let distro = rel.distro.as_deref()?;
     let (major, minor) = rel.version.unwrap_or((0, 0));
-    let stream = rel
-        .product_name
-        .as_deref()
-        .is_some_and(|n| n.contains("Stream"));
+    let named = |word: &str| {
+        rel.product_name
+            .as_deref()
+            .is_some_and(|n| n.contains(word))
+    };
+    let stream = named("Stream");
     let id = match distro {
         "centos" if stream && major >= 8 => format!("centos-stream{major}"),
         "centos" if major >= 8 => format!("centos{major}"),
@@ -31,6 +33,8 @@ pub fn osinfo(rel: &Release) -> Option<String> {
         "debian" if major >= 1 => format!("debian{major}.{minor}"),
         "debian" => return None,
         "fedora" | "mageia" => format!("{distro}{major}"),
+        // Rolling: its VERSION_ID is a date, not a release.
+        "opensuse" if named("Tumbleweed") => "opensusetumbleweed".to_string(),
         // libosinfo names the SLE 15 family `sle` (server and desktop alike).
         "sles" if major >= 15 && minor == 0 => format!("sle{major}"),
         "sles" if major >= 15 => format!("sle{major}sp{minor}"),
@@ -180,6 +184,29 @@ mod tests {
         ];
         for (d, v, want) in cases {
             assert_eq!(osinfo(&rel(d, v)).as_deref(), want, "{d} {v:?}");
+        }
+    }
+
+    #[test]
+    fn rolling_and_stream_releases_are_told_by_their_name() {
+        let named = |d: &str, v, name: &str| Release {
+            product_name: Some(name.into()),
+            ..rel(d, Some(v))
+        };
+        let cases = [
+            (
+                named("opensuse", (20241120, 0), "openSUSE Tumbleweed"),
+                "opensusetumbleweed",
+            ),
+            (named("centos", (9, 0), "CentOS Stream 9"), "centos-stream9"),
+            (named("centos", (8, 0), "CentOS Linux 8"), "centos8"),
+            (
+                named("opensuse", (15, 5), "openSUSE Leap 15.5"),
+                "opensuse15.5",
+            ),
+        ];
+        for (r, want) in cases {
+            assert_eq!(osinfo(&r).as_deref(), Some(want), "{r:?}");
         }
     }
 
