@@ -777,7 +777,13 @@ fn arch_like_mbr_pacman_device_names() {
             os.osinfo.as_deref(),
             os.package_management.as_deref()
         ),
-        (Some("archlinux"), None, Some("archlinux"), Some("pacman"))
+        // Rolling: 0.0, as virt-inspector reports it.
+        (
+            Some("archlinux"),
+            Some(0),
+            Some("archlinux"),
+            Some("pacman")
+        )
     );
     assert_eq!(os.arch.as_deref(), Some(host_arch().as_str()));
     let mps: Vec<(&str, &str)> = os

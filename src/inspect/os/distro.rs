@@ -53,6 +53,25 @@ pub fn osinfo(rel: &Release) -> Option<String> {
     Some(id)
 }
 
+/// The version to report: the release's own, but 0.0 for rolling distributions, which
+/// have none (Arch, Gentoo, Void) or only a snapshot date (openSUSE Tumbleweed), as
+/// virt-inspector reports them.
+pub fn version(rel: &Release) -> Option<(u32, u32)> {
+    let rolling = match rel.distro.as_deref() {
+        Some("archlinux" | "gentoo" | "voidlinux") => true,
+        Some("opensuse") => rel
+            .product_name
+            .as_deref()
+            .is_some_and(|n| n.contains("Tumbleweed")),
+        _ => false,
+    };
+    if rolling {
+        Some((0, 0))
+    } else {
+        rel.version
+    }
+}
+
 /// Package families a distro belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Family {
@@ -185,6 +204,20 @@ mod tests {
         for (d, v, want) in cases {
             assert_eq!(osinfo(&rel(d, v)).as_deref(), want, "{d} {v:?}");
         }
+    }
+
+    #[test]
+    fn rolling_distributions_are_version_0_0() {
+        assert_eq!(version(&rel("archlinux", None)), Some((0, 0)));
+        assert_eq!(version(&rel("voidlinux", None)), Some((0, 0)));
+        assert_eq!(version(&rel("gentoo", Some((2, 15)))), Some((0, 0)));
+        let tumbleweed = Release {
+            product_name: Some("openSUSE Tumbleweed".into()),
+            ..rel("opensuse", Some((20241120, 0)))
+        };
+        assert_eq!(version(&tumbleweed), Some((0, 0)));
+        assert_eq!(version(&rel("opensuse", Some((15, 5)))), Some((15, 5)));
+        assert_eq!(version(&rel("debian", None)), None);
     }
 
     #[test]

@@ -31,14 +31,15 @@ pub fn inspect(
 
     let rel = release::detect(&mut ctx);
     let package_format = distro::package_format(&rel);
+    let version = distro::version(&rel);
     let mut os = OperatingSystem {
         root: root.device.clone(),
         os_type: "linux".into(),
         distro: rel.distro.clone(),
         product_name: rel.product_name.clone(),
         product_variant: rel.product_variant.clone(),
-        major_version: rel.version.map(|v| v.0),
-        minor_version: rel.version.map(|v| v.1),
+        major_version: version.map(|v| v.0),
+        minor_version: version.map(|v| v.1),
         arch: arch::detect(&mut ctx),
         hostname: hostname::detect(&mut ctx),
         osinfo: distro::osinfo(&rel),
