@@ -6,7 +6,7 @@
 //! and child computed by this file. Plus hostile descriptors and parents, and the Debian
 //! fixture's OS report, identical in every format.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use guestkit_worker::inspect::image::{self, ImageError, ImageFormat, OpenedImage};
@@ -147,5 +147,54 @@ fn multi_extent_vmdk_matches_qemu_img() {
             std::os::unix::fs::FileExt::read_exact_at(&oracle, &mut theirs, off).unwrap();
             assert!(ours == theirs, "{sub}: {n} bytes at {off} differ from the source disk");
         }
+    }
+}
+
+/// The Debian fixture (GPT, ESP, ext4 root; see `fixtures/debian-disk.sh`) converted by
+/// qemu-img to every format: the inspection report is identical to the qcow2 one apart
+/// from the `image` section, which names the format.
+#[test]
+fn debian_report_is_identical_in_every_format() {
+    use guestkit_worker::inspect::pipeline::{self, InspectOptions};
+    let dir = tempdir();
+    let d = dir.path();
+    run(Command::new(crate::common::fixtures().join("debian-disk.sh"))
+        .arg("bookworm")
+        .arg(crate::common::fixture_cache())
+        .arg(d));
+    let qcow2 = d.join("disk.qcow2");
+    let inspect = |image: &Path| {
+        let opts = InspectOptions {
+            image_roots: vec![d.to_path_buf()],
+            ..Default::default()
+        };
+        let (mut report, stats) = pipeline::inspect_with_stats(image, &opts)
+            .unwrap_or_else(|e| panic!("inspect {}: {e}", image.display()));
+        let format = std::mem::take(&mut report.image.format);
+        report.image = Default::default();
+        (serde_json::to_value(&report).unwrap(), format, stats.bytes_read)
+    };
+    let (expected, _, qcow2_bytes) = inspect(&qcow2);
+    assert!(
+        expected["operating_systems"][0]["applications"].as_array().is_some_and(|a| a.len() > 50),
+        "the fixture's report has its packages"
+    );
+    let src = qcow2.to_str().unwrap();
+    for (name, fmt, opts) in [
+        ("d-sparse.vmdk", "vmdk", "subformat=monolithicSparse"),
+        ("d-stream.vmdk", "vmdk", "subformat=streamOptimized"),
+        ("d-flat.vmdk", "vmdk", "subformat=monolithicFlat"),
+        ("d.vhd", "vpc", "subformat=dynamic,force_size=on"),
+        ("d.vhdx", "vhdx", "subformat=dynamic"),
+        ("d.vdi", "vdi", "static=off"),
+    ] {
+        let out = d.join(name);
+        qemu_img(&["convert", "-f", "qcow2", "-O", fmt, "-o", opts, src, out.to_str().unwrap()]);
+        let (report, format, bytes) = inspect(&out);
+        assert_eq!(format, fmt, "{name}");
+        eprintln!("{name:>14}: {bytes} guest bytes read (qcow2: {qcow2_bytes})");
+        assert!(report == expected, "{name}: report differs from qcow2's:\n{}\nvs\n{}",
+            serde_json::to_string_pretty(&report).unwrap(),
+            serde_json::to_string_pretty(&expected).unwrap());
     }
 }
