@@ -198,3 +198,151 @@ fn debian_report_is_identical_in_every_format() {
             serde_json::to_string_pretty(&expected).unwrap());
     }
 }
+
+/// Builds `parent.raw` (random data and holes) and `child.raw` (other data in a few
+/// places, zeros elsewhere) of `size` bytes in `dir`.
+fn parent_and_child(dir: &Path, size: u64) {
+    sh(&format!(
+        r#"cd '{}'
+        truncate -s {size} parent.raw child.raw
+        put() {{ head -c $3 /dev/urandom | dd of=$1 bs=64k iflag=fullblock oflag=seek_bytes seek=$2 conv=notrunc status=none; }}
+        put parent.raw 0 3000000; put parent.raw 5000000 2500000; put parent.raw $(({size} - 4096)) 4096
+        put child.raw 1048576 70000; put child.raw 4194304 2097152; put child.raw 9437184 512"#,
+        dir.display()
+    ));
+}
+
+/// The expected guest bytes of a differencing image: `child.raw` where `from_child`
+/// says (per `unit`-byte unit), `parent.raw` elsewhere.
+fn compose(dir: &Path, unit: u64, from_child: impl Fn(u64) -> bool) -> Vec<u8> {
+    let parent = std::fs::read(dir.join("parent.raw")).unwrap();
+    let child = std::fs::read(dir.join("child.raw")).unwrap();
+    let mut out = parent.clone();
+    for (i, chunk) in out.chunks_mut(unit as usize).enumerate() {
+        if from_child(i as u64) {
+            let at = i * unit as usize;
+            chunk.copy_from_slice(&child[at..at + chunk.len()]);
+        }
+    }
+    out
+}
+
+fn read_all(img: &OpenedImage) -> Vec<u8> {
+    let mut buf = vec![0u8; img.virtual_size as usize];
+    for (i, chunk) in buf.chunks_mut(1_000_003).enumerate() {
+        img.source.read_exact_at(i as u64 * 1_000_003, chunk).unwrap();
+    }
+    buf
+}
+
+fn be32(b: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes(b[at..at + 4].try_into().unwrap())
+}
+
+/// One's-complement byte sum of a VHD footer or dynamic header.
+fn vhd_checksum(b: &mut [u8], at: usize) {
+    b[at..at + 4].fill(0);
+    let sum = b.iter().fold(0u32, |a, &x| a.wrapping_add(u32::from(x)));
+    b[at..at + 4].copy_from_slice(&(!sum).to_be_bytes());
+}
+
+/// A differencing VHD made from qemu's dynamic VHD of `child.raw`: footer type 4, the
+/// parent's unique id and a relative W2ru locator in the dynamic header, and one block's
+/// sector bitmap partly cleared (those sectors read from the parent).
+#[test]
+fn differencing_vhd_composes_parent_and_child() {
+    let tmp = tempdir();
+    let dir = tmp.path();
+    let size = 12 << 20;
+    parent_and_child(dir, size);
+    let d = |n: &str| dir.join(n).to_str().unwrap().to_string();
+    for n in ["parent", "child"] {
+        qemu_img(&["convert", "-f", "raw", "-O", "vpc", "-o", "subformat=dynamic,force_size=on", &d(&format!("{n}.raw")), &d(&format!("{n}.vhd"))]);
+    }
+    let parent = std::fs::read(dir.join("parent.vhd")).unwrap();
+    let parent_id: [u8; 16] = parent[68..84].try_into().unwrap();
+    let mut c = std::fs::read(dir.join("child.vhd")).unwrap();
+    let footer_at = c.len() - 512;
+    let dyn_at = u64::from_be_bytes(c[16..24].try_into().unwrap()) as usize;
+    let bat_at = u64::from_be_bytes(c[dyn_at + 16..dyn_at + 24].try_into().unwrap()) as usize;
+    let block = be32(&c, dyn_at + 32) as u64;
+    let entries = be32(&c, dyn_at + 28) as usize;
+    let bat: Vec<u32> = (0..entries).map(|i| be32(&c, bat_at + 4 * i)).collect();
+    // Clear the bitmap bits of sectors 8..16 of the first allocated block.
+    let (first_block, first_sector) = bat.iter().enumerate().find(|(_, &e)| e != u32::MAX).map(|(i, &e)| (i as u64, e as usize)).unwrap();
+    c[first_sector * 512 + 1] = 0;
+    // The locator's data goes where the footer was; the footer moves one sector on.
+    let name: Vec<u8> = ".\\parent.vhd".encode_utf16().flat_map(|u| u.to_le_bytes()).collect();
+    let mut footer = c[footer_at..].to_vec();
+    c.truncate(footer_at);
+    let mut loc = vec![0u8; 512];
+    loc[..name.len()].copy_from_slice(&name);
+    c.extend(&loc);
+    let h = dyn_at;
+    c[h + 40..h + 56].copy_from_slice(&parent_id);
+    c[h + 576..h + 580].copy_from_slice(b"W2ru");
+    c[h + 580..h + 584].copy_from_slice(&1u32.to_be_bytes());
+    c[h + 584..h + 588].copy_from_slice(&(name.len() as u32).to_be_bytes());
+    c[h + 592..h + 600].copy_from_slice(&(footer_at as u64).to_be_bytes());
+    vhd_checksum(&mut c[h..h + 1024], 36);
+    footer[60..64].copy_from_slice(&4u32.to_be_bytes());
+    vhd_checksum(&mut footer, 64);
+    c[..512].copy_from_slice(&footer);
+    c.extend(&footer);
+    std::fs::write(dir.join("diff.vhd"), &c).unwrap();
+
+    let img = open(&dir.join("diff.vhd"), Some("vpc"), dir).unwrap();
+    assert_eq!(img.backing_chain, vec![dir.join("parent.vhd").canonicalize().unwrap()]);
+    let expected = compose(dir, 512, |s| {
+        let b = s * 512 / block;
+        bat[b as usize] != u32::MAX && !(b == first_block && (8..16).contains(&(s % (block / 512))))
+    });
+    assert!(read_all(&img) == expected, "differencing VHD differs from parent+child");
+
+    // A parent with another unique id is refused, never silently mixed.
+    let mut other = parent.clone();
+    let n = other.len();
+    let mut foot = other[n - 512..].to_vec();
+    foot[68] ^= 1;
+    vhd_checksum(&mut foot, 64);
+    other[n - 512..].copy_from_slice(&foot);
+    other[..512].copy_from_slice(&foot);
+    std::fs::write(dir.join("parent.vhd"), &other).unwrap();
+    match open(&dir.join("diff.vhd"), None, dir) {
+        Err(ImageError::ParentMismatch { .. }) => {}
+        Err(e) => panic!("wrong error {e}"),
+        Ok(_) => panic!("opened with the wrong parent"),
+    }
+}
+
+/// A differencing VDI made from qemu's dynamic VDI of `child.raw`: type 4 and the
+/// parent's creation UUID as link UUID; the parent is found by UUID in the directory.
+#[test]
+fn differencing_vdi_composes_parent_and_child() {
+    let tmp = tempdir();
+    let dir = tmp.path();
+    let size = 12 << 20;
+    parent_and_child(dir, size);
+    let d = |n: &str| dir.join(n).to_str().unwrap().to_string();
+    for n in ["parent", "child"] {
+        qemu_img(&["convert", "-f", "raw", "-O", "vdi", &d(&format!("{n}.raw")), &d(&format!("{n}.vdi"))]);
+    }
+    let parent = std::fs::read(dir.join("parent.vdi")).unwrap();
+    let mut c = std::fs::read(dir.join("child.vdi")).unwrap();
+    let le32 = |b: &[u8], at: usize| u32::from_le_bytes(b[at..at + 4].try_into().unwrap());
+    c[0x4c..0x50].copy_from_slice(&4u32.to_le_bytes());
+    c[0x1a8..0x1b8].copy_from_slice(&parent[0x188..0x198]);
+    std::fs::write(dir.join("diff.vdi"), &c).unwrap();
+    let (bmap, block) = (le32(&c, 0x154) as usize, le32(&c, 0x178) as u64);
+    let img = open(&dir.join("diff.vdi"), Some("vdi"), dir).unwrap();
+    assert_eq!(img.backing_chain, vec![dir.join("parent.vdi").canonicalize().unwrap()]);
+    let expected = compose(dir, block, |b| le32(&c, bmap + 4 * b as usize) < 0xffff_fffe);
+    assert!(read_all(&img) == expected, "differencing VDI differs from parent+child");
+    // No VDI with the link UUID next to it: a typed error.
+    std::fs::remove_file(dir.join("parent.vdi")).unwrap();
+    match open(&dir.join("diff.vdi"), None, dir) {
+        Err(ImageError::Unsupported { format: "vdi", message }) => assert!(message.contains("no parent VDI"), "{message}"),
+        Err(e) => panic!("wrong error {e}"),
+        Ok(_) => panic!("opened without its parent"),
+    }
+}
