@@ -346,3 +346,106 @@ fn differencing_vdi_composes_parent_and_child() {
         Ok(_) => panic!("opened without its parent"),
     }
 }
+
+/// Descriptors naming extents outside the roots (absolute, `..`, a symlink), ESXi-only
+/// subformats, delta disks whose parent loops or has another CID, and a VHDX with an
+/// active log: typed errors, and nothing outside the roots is opened.
+#[test]
+fn hostile_descriptors_and_parents_are_refused() {
+    let tmp = tempdir();
+    let root = tmp.path().join("root");
+    let outside = tmp.path().join("outside");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(outside.join("secret.img"), vec![0x5eu8; 1 << 20]).unwrap();
+    std::os::unix::fs::symlink(outside.join("secret.img"), root.join("link.img")).unwrap();
+    let descriptor = |name: &str, extent: &str, kind: &str| {
+        let text = format!(
+            "# Disk DescriptorFile\nversion=1\nCID=12345678\nparentCID=ffffffff\ncreateType=\"monolithicFlat\"\nRW 2048 {kind} \"{extent}\" 0\n"
+        );
+        std::fs::write(root.join(name), text).unwrap();
+        root.join(name)
+    };
+    let secret = outside.join("secret.img");
+    for (name, extent) in [
+        ("abs.vmdk", secret.to_str().unwrap()),
+        ("dotdot.vmdk", "../outside/secret.img"),
+        ("link.vmdk", "link.img"),
+        ("etc.vmdk", "/etc/passwd"),
+    ] {
+        match open(&descriptor(name, extent, "FLAT"), Some("vmdk"), &root) {
+            Err(ImageError::ExtentOutsideRoots { .. }) => {}
+            Err(e) => panic!("{name}: wrong error {e}"),
+            Ok(_) => panic!("{name}: read an extent outside the roots"),
+        }
+    }
+    // Inside the roots the same kind of descriptor opens.
+    std::fs::write(root.join("inside.img"), vec![0x11u8; 1 << 20]).unwrap();
+    let ok = open(&descriptor("ok.vmdk", "inside.img", "FLAT"), Some("vmdk"), &root).unwrap();
+    assert_eq!(ok.virtual_size, 1 << 20);
+    for kind in ["SESPARSE", "VMFSSPARSE", "VMFSRDM"] {
+        match open(&descriptor("esx.vmdk", "inside.img", kind), None, &root) {
+            Err(ImageError::Unsupported { format: "vmdk", message }) => assert!(message.contains(kind), "{message}"),
+            Err(e) => panic!("{kind}: wrong error {e}"),
+            Ok(_) => panic!("{kind}: opened"),
+        }
+    }
+
+    // Delta disks: a loop (a -> b -> a) and a parent whose CID changed.
+    let r = |n: &str| root.join(n).to_str().unwrap().to_string();
+    qemu_img(&["create", "-f", "vmdk", &r("base.vmdk"), "1M"]);
+    qemu_img(&["create", "-f", "vmdk", "-b", "base.vmdk", "-F", "vmdk", &r("a.vmdk")]);
+    qemu_img(&["create", "-f", "vmdk", "-b", "a.vmdk", "-F", "vmdk", &r("b.vmdk")]);
+    assert_eq!(open(&root.join("b.vmdk"), None, &root).unwrap().backing_chain.len(), 2);
+    // The embedded descriptor is plain text: point a's parent at b (same length names).
+    let mut a = std::fs::read(root.join("a.vmdk")).unwrap();
+    let at = a.windows(25).position(|w| w == b"parentFileNameHint=\"base.").unwrap() + 20;
+    a[at..at + 10].copy_from_slice(b"b.vmdk\"   ");
+    let cid_b = String::from_utf8_lossy(&std::fs::read(root.join("b.vmdk")).unwrap()).split("CID=").nth(1).unwrap()[..8].to_string();
+    let pat = a.windows(10).position(|w| w == b"parentCID=").unwrap() + 10;
+    a[pat..pat + 8].copy_from_slice(cid_b.as_bytes());
+    std::fs::write(root.join("a.vmdk"), &a).unwrap();
+    match open(&root.join("b.vmdk"), None, &root) {
+        Err(ImageError::BackingLoop { .. }) => {}
+        Err(e) => panic!("loop: wrong error {e}"),
+        Ok(_) => panic!("opened a looping chain"),
+    }
+    qemu_img(&["create", "-f", "vmdk", "-b", "base.vmdk", "-F", "vmdk", &r("c.vmdk")]);
+    let mut c = std::fs::read(root.join("c.vmdk")).unwrap();
+    let pat = c.windows(10).position(|w| w == b"parentCID=").unwrap() + 10;
+    c[pat..pat + 8].copy_from_slice(b"0badc0de");
+    std::fs::write(root.join("c.vmdk"), &c).unwrap();
+    match open(&root.join("c.vmdk"), None, &root) {
+        Err(ImageError::ParentMismatch { .. }) => {}
+        Err(e) => panic!("CID: wrong error {e}"),
+        Ok(_) => panic!("opened a delta disk over a changed parent"),
+    }
+
+    // VHDX with a log GUID in its current header: refused, never read around the log.
+    qemu_img(&["create", "-f", "vhdx", &r("log.vhdx"), "8M"]);
+    let mut v = std::fs::read(root.join("log.vhdx")).unwrap();
+    for h in [64 << 10, 128 << 10] {
+        v[h + 48] = 0x42;
+        v[h + 4..h + 8].fill(0);
+        let crc = crc32c(&v[h..h + 4096]);
+        v[h + 4..h + 8].copy_from_slice(&crc.to_le_bytes());
+    }
+    std::fs::write(root.join("log.vhdx"), &v).unwrap();
+    match open(&root.join("log.vhdx"), None, &root) {
+        Err(ImageError::NeedsLogReplay { .. }) => {}
+        Err(e) => panic!("vhdx log: wrong error {e}"),
+        Ok(_) => panic!("opened a vhdx with an active log"),
+    }
+}
+
+/// CRC-32C written out here (bitwise), independent of the reader's table.
+fn crc32c(data: &[u8]) -> u32 {
+    let mut c = !0u32;
+    for &b in data {
+        c ^= u32::from(b);
+        for _ in 0..8 {
+            c = if c & 1 != 0 { (c >> 1) ^ 0x82f6_3b78 } else { c >> 1 };
+        }
+    }
+    !c
+}
