@@ -86,6 +86,27 @@ pub fn open(
     })
 }
 
+/// Opens an image held by any [`ReadAt`] (the fuzz targets and the mutation tests use
+/// memory) without touching the filesystem: extent files are refused, and a parent is
+/// left unattached, so reading what it would hold is an error.
+pub fn open_source(src: Arc<dyn ReadAt>) -> Result<(ImageFormat, Arc<dyn ReadAt>), ImageError> {
+    let format = detect(src.as_ref())?;
+    let opened: Arc<dyn ReadAt> = match format {
+        ImageFormat::Raw => src,
+        ImageFormat::Qcow2 => Arc::new(Qcow2::from_source(src)?),
+        ImageFormat::Vmdk => Arc::new(vmdk::Vmdk::open(src, |_| {
+            Err(ImageError::Unsupported {
+                format: "vmdk",
+                message: "extent files cannot be opened from memory".into(),
+            })
+        })?),
+        ImageFormat::Vhd => Arc::new(vhd::Vhd::from_source(src)?),
+        ImageFormat::Vhdx => Arc::new(vhdx::Vhdx::from_source(src)?),
+        ImageFormat::Vdi => Arc::new(vdi::Vdi::from_source(src)?),
+    };
+    Ok((format, opened))
+}
+
 /// What an image is known by, so a child image can check that the parent it found is the
 /// one it was made from (a parent edited or replaced since would give mixed guest data).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

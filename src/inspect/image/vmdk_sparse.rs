@@ -35,7 +35,8 @@ const MAX_GTES: u32 = 65536;
 const MAX_GD_ENTRIES: u64 = 2 << 20;
 /// Memory for decompressed grains per extent.
 const GRAIN_CACHE_BYTES: u64 = 8 << 20;
-const GT_CACHE: usize = 1024;
+/// Memory for loaded grain tables per extent (2 KiB each with the usual 512 entries).
+const GT_CACHE_BYTES: u64 = 8 << 20;
 
 pub(crate) fn corrupt(offset: u64, message: impl Into<String>) -> ImageError {
     ImageError::Corrupt {
@@ -178,7 +179,7 @@ impl SparseExtent {
             file,
             len,
             gd,
-            gts: TableCache::new(GT_CACHE),
+            gts: TableCache::new((GT_CACHE_BYTES / (u64::from(header.gtes_per_gt) * 4)) as usize),
             grains: TableCache::new(grain_slots),
             parent: Parent::None,
             header,
