@@ -521,3 +521,121 @@ fn mutated_metadata_gives_bytes_or_typed_errors() {
     eprintln!("mutations: {opened} opened, {errors} typed errors");
     assert!(opened > 0 && errors > 0, "mutations exercised neither path");
 }
+
+/// GUID text (`{XXXXXXXX-XXXX-XXXX-XXXX-XXXXXXXXXXXX}`) of on-disk GUID bytes.
+fn guid_text(g: &[u8]) -> String {
+    let le = |r: std::ops::Range<usize>| g[r].iter().rev().map(|b| format!("{b:02X}")).collect::<String>();
+    let be = |r: std::ops::Range<usize>| g[r].iter().map(|b| format!("{b:02X}")).collect::<String>();
+    format!("{{{}-{}-{}-{}-{}}}", le(0..4), le(4..6), le(6..8), be(8..10), be(10..16))
+}
+
+fn le32(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(b[at..at + 4].try_into().unwrap())
+}
+
+fn le64(b: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(b[at..at + 8].try_into().unwrap())
+}
+
+/// A differencing VHDX made from qemu's dynamic VHDX of `child.raw`: the has-parent flag,
+/// a parent locator (linkage = the parent's data write GUID, relative path), and one
+/// block turned partially present with a sector bitmap whose sectors 8..16 are clear.
+#[test]
+fn differencing_vhdx_composes_parent_and_child() {
+    let tmp = tempdir();
+    let dir = tmp.path();
+    parent_and_child(dir, 12 << 20);
+    let d = |n: &str| dir.join(n).to_str().unwrap().to_string();
+    for n in ["parent", "child"] {
+        qemu_img(&["convert", "-f", "raw", "-O", "vhdx", "-o", "subformat=dynamic,block_size=1M", &d(&format!("{n}.raw")), &d(&format!("{n}.vhdx"))]);
+    }
+    let parent = std::fs::read(dir.join("parent.vhdx")).unwrap();
+    // The current header: the higher sequence number (both are valid in qemu's files).
+    let h = [64usize << 10, 128 << 10].into_iter().max_by_key(|&h| le64(&parent, h + 8)).unwrap();
+    let linkage = guid_text(&parent[h + 32..h + 48]);
+    let mut c = std::fs::read(dir.join("child.vhdx")).unwrap();
+    let region = |c: &[u8], first: u8| {
+        (0..le32(c, (192 << 10) + 8) as usize)
+            .map(|i| (192 << 10) + 16 + 32 * i)
+            .find(|&e| c[e] == first)
+            .map(|e| le64(c, e + 16) as usize)
+            .unwrap()
+    };
+    let (bat, meta) = (region(&c, 0x66), region(&c, 0x06));
+    // File parameters (CAA16737-...): set "has parent".
+    let count = u16::from_le_bytes([c[meta + 10], c[meta + 11]]) as usize;
+    let params = (0..count).map(|i| meta + 32 + 32 * i).find(|&e| c[e..e + 4] == [0x37, 0x67, 0xa1, 0xca]).unwrap();
+    let params_at = meta + le32(&c, params + 16) as usize;
+    c[params_at + 4] |= 2;
+    // The parent locator item, at 512 KiB into the metadata region.
+    let utf16 = |s: &str| s.encode_utf16().flat_map(|u| u.to_le_bytes()).collect::<Vec<u8>>();
+    let pairs = [("parent_linkage", linkage.clone()), ("relative_path", ".\\parent.vhdx".to_string())];
+    let mut item = vec![0xb7, 0xef, 0x4a, 0xb0, 0x9e, 0xd1, 0x81, 0x4a, 0xb7, 0x89, 0x25, 0xb8, 0xe9, 0x44, 0x59, 0x13, 0, 0];
+    item.extend((pairs.len() as u16).to_le_bytes());
+    let mut strings: Vec<u8> = Vec::new();
+    let base = item.len() + 12 * pairs.len();
+    for (k, v) in &pairs {
+        let (k, v) = (utf16(k), utf16(v));
+        let ko = base + strings.len();
+        strings.extend(&k);
+        let vo = base + strings.len();
+        strings.extend(&v);
+        item.extend((ko as u32).to_le_bytes());
+        item.extend((vo as u32).to_le_bytes());
+        item.extend((k.len() as u16).to_le_bytes());
+        item.extend((v.len() as u16).to_le_bytes());
+    }
+    item.extend(strings);
+    let item_at = meta + (512 << 10);
+    c[item_at..item_at + item.len()].copy_from_slice(&item);
+    let e = meta + 32 + 32 * count;
+    c[e..e + 16].copy_from_slice(&[0x2d, 0x5f, 0xd3, 0xa8, 0x0b, 0xb3, 0x4d, 0x45, 0xab, 0xf7, 0xd3, 0xd8, 0x48, 0x34, 0xab, 0x0c]);
+    c[e + 16..e + 20].copy_from_slice(&(512u32 << 10).to_le_bytes());
+    c[e + 20..e + 24].copy_from_slice(&(item.len() as u32).to_le_bytes());
+    c[e + 24..e + 28].copy_from_slice(&4u32.to_le_bytes()); // required
+    c[meta + 10..meta + 12].copy_from_slice(&(count as u16 + 1).to_le_bytes());
+    // Block states: the first present block becomes partially present; the chunk's
+    // sector bitmap (BAT entry 4096 with 1 MiB blocks) is appended, MiB aligned.
+    let blocks = 12;
+    let state = |c: &[u8], b: usize| le64(c, bat + 8 * b) & 7;
+    let partial = (0..blocks).find(|&b| state(&c, b) == 6).unwrap();
+    let present: Vec<bool> = (0..blocks).map(|b| state(&c, b) == 6).collect();
+    // qemu marks the blocks it skipped as zero (state 2); in a child they are the
+    // parent's (state 0, not present).
+    for b in 0..blocks {
+        match state(&c, b) {
+            2 => c[bat + 8 * b..bat + 8 * b + 8].fill(0),
+            0 | 6 => {}
+            s => panic!("block {b} in state {s}"),
+        }
+    }
+    c[bat + 8 * partial] |= 7;
+    let bitmap_at = c.len().div_ceil(1 << 20) * (1 << 20);
+    c.resize(bitmap_at + (1 << 20), 0);
+    for b in 0..blocks {
+        c[bitmap_at + 256 * b..bitmap_at + 256 * (b + 1)].fill(0xff);
+    }
+    c[bitmap_at + 256 * partial + 1] = 0; // sectors 8..16
+    c[bat + 8 * 4096..bat + 8 * 4097].copy_from_slice(&(bitmap_at as u64 | 6).to_le_bytes());
+    std::fs::write(dir.join("diff.vhdx"), &c).unwrap();
+
+    let img = open(&dir.join("diff.vhdx"), Some("vhdx"), dir).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(img.backing_chain, vec![dir.join("parent.vhdx").canonicalize().unwrap()]);
+    let expected = compose(dir, 512, |s| {
+        let b = (s / 2048) as usize;
+        present[b] && !(b == partial && (8..16).contains(&(s % 2048)))
+    });
+    assert!(read_all(&img) == expected, "differencing VHDX differs from parent+child");
+
+    // Another parent_linkage: refused.
+    let wrong = linkage.replace(&linkage[1..3], if &linkage[1..3] == "00" { "11" } else { "00" });
+    let lv = utf16(&linkage);
+    let at = c.windows(lv.len()).position(|w| w == lv).unwrap();
+    c[at..at + lv.len()].copy_from_slice(&utf16(&wrong));
+    std::fs::write(dir.join("diff.vhdx"), &c).unwrap();
+    match open(&dir.join("diff.vhdx"), None, dir) {
+        Err(ImageError::ParentMismatch { .. }) => {}
+        Err(e) => panic!("wrong error {e}"),
+        Ok(_) => panic!("opened over another parent"),
+    }
+}
