@@ -104,10 +104,30 @@ fn format_fixtures(qcow2: &Path) -> Vec<(&'static str, PathBuf)> {
     let dir = qcow2.parent().unwrap();
     let specs = [
         ("raw", "raw", "", "disk.raw"),
-        ("vmdk monolithicSparse", "vmdk", "subformat=monolithicSparse", "disk-sparse.vmdk"),
-        ("vmdk streamOptimized", "vmdk", "subformat=streamOptimized", "disk-stream.vmdk"),
-        ("vmdk monolithicFlat", "vmdk", "subformat=monolithicFlat", "disk-flat.vmdk"),
-        ("vhd dynamic", "vpc", "subformat=dynamic,force_size=on", "disk.vhd"),
+        (
+            "vmdk monolithicSparse",
+            "vmdk",
+            "subformat=monolithicSparse",
+            "disk-sparse.vmdk",
+        ),
+        (
+            "vmdk streamOptimized",
+            "vmdk",
+            "subformat=streamOptimized",
+            "disk-stream.vmdk",
+        ),
+        (
+            "vmdk monolithicFlat",
+            "vmdk",
+            "subformat=monolithicFlat",
+            "disk-flat.vmdk",
+        ),
+        (
+            "vhd dynamic",
+            "vpc",
+            "subformat=dynamic,force_size=on",
+            "disk.vhd",
+        ),
         ("vhdx dynamic", "vhdx", "subformat=dynamic", "disk.vhdx"),
         ("vdi dynamic", "vdi", "static=off", "disk.vdi"),
     ];
@@ -116,7 +136,11 @@ fn format_fixtures(qcow2: &Path) -> Vec<(&'static str, PathBuf)> {
         .map(|&(name, fmt, opts, file)| {
             let path = dir.join(file);
             if !path.exists() {
-                let opts = if opts.is_empty() { String::new() } else { format!("-o {opts}") };
+                let opts = if opts.is_empty() {
+                    String::new()
+                } else {
+                    format!("-o {opts}")
+                };
                 sh(&format!(
                     "qemu-img convert -f qcow2 -O {fmt} {opts} {} {}.tmp && mv {}.tmp {}",
                     qcow2.display(),

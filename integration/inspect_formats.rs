@@ -20,14 +20,30 @@ fn open(path: &Path, fmt: Option<&str>, root: &Path) -> Result<OpenedImage, Imag
 }
 
 /// Compares `name` (opened as `format`, with `chain_len` parents) with qemu's raw view.
-fn check_against_qemu(dir: &Path, name: &str, format: ImageFormat, chain_len: usize) -> Result<(), String> {
+fn check_against_qemu(
+    dir: &Path,
+    name: &str,
+    format: ImageFormat,
+    chain_len: usize,
+) -> Result<(), String> {
     let path = dir.join(name);
     // The format is given: qemu probes a fixed VHD (footer only) as raw.
     let oracle = dir.join("oracle.raw");
-    qemu_img(&["convert", "-f", format.as_str(), "-O", "raw", path.to_str().unwrap(), oracle.to_str().unwrap()]);
+    qemu_img(&[
+        "convert",
+        "-f",
+        format.as_str(),
+        "-O",
+        "raw",
+        path.to_str().unwrap(),
+        oracle.to_str().unwrap(),
+    ]);
     let img = open(&path, Some(format.as_str()), dir).map_err(|e| format!("open: {e}"))?;
     if img.format != format || img.backing_chain.len() != chain_len {
-        return Err(format!("format {} chain {:?}", img.format, img.backing_chain));
+        return Err(format!(
+            "format {} chain {:?}",
+            img.format, img.backing_chain
+        ));
     }
     let (result, took) = compare(img.source.as_ref(), &oracle);
     let result = result.and_then(|ours| {
@@ -65,14 +81,52 @@ fn every_qemu_subformat_matches_qemu_img() {
         // Each in its own directory: extent files are named after the descriptor.
         std::fs::create_dir(dir.join(sub)).unwrap();
         let name = format!("{sub}/disk.vmdk");
-        qemu_img(&["convert", "-f", "raw", "-O", "vmdk", "-o", &format!("subformat={sub}"), raw, &d(&name)]);
+        qemu_img(&[
+            "convert",
+            "-f",
+            "raw",
+            "-O",
+            "vmdk",
+            "-o",
+            &format!("subformat={sub}"),
+            raw,
+            &d(&name),
+        ]);
         cases.push((name, ImageFormat::Vmdk, 0));
     }
     // VMDK delta disks: a child of a monolithicSparse parent, and a grandchild.
-    qemu_img(&["create", "-f", "vmdk", "-b", "monolithicSparse/disk.vmdk", "-F", "vmdk", &d("delta.vmdk")]);
-    qemu_io_vmdk(&dir.join("delta.vmdk"), &["write -P 0x44 0 64k", "write -P 0x55 2M 1M", "write -P 0x5a 63M 3k"]);
-    qemu_img(&["create", "-f", "vmdk", "-b", "delta.vmdk", "-F", "vmdk", &d("delta2.vmdk")]);
-    qemu_io_vmdk(&dir.join("delta2.vmdk"), &["write -P 0x66 32k 64k", "write -P 0x77 40M 100k"]);
+    qemu_img(&[
+        "create",
+        "-f",
+        "vmdk",
+        "-b",
+        "monolithicSparse/disk.vmdk",
+        "-F",
+        "vmdk",
+        &d("delta.vmdk"),
+    ]);
+    qemu_io_vmdk(
+        &dir.join("delta.vmdk"),
+        &[
+            "write -P 0x44 0 64k",
+            "write -P 0x55 2M 1M",
+            "write -P 0x5a 63M 3k",
+        ],
+    );
+    qemu_img(&[
+        "create",
+        "-f",
+        "vmdk",
+        "-b",
+        "delta.vmdk",
+        "-F",
+        "vmdk",
+        &d("delta2.vmdk"),
+    ]);
+    qemu_io_vmdk(
+        &dir.join("delta2.vmdk"),
+        &["write -P 0x66 32k 64k", "write -P 0x77 40M 100k"],
+    );
     cases.push(("delta.vmdk".into(), ImageFormat::Vmdk, 1));
     cases.push(("delta2.vmdk".into(), ImageFormat::Vmdk, 2));
     for (name, fmt, opts) in [
@@ -80,7 +134,11 @@ fn every_qemu_subformat_matches_qemu_img() {
         ("fixed.vhd", "vpc", "subformat=fixed"),
         ("dynamic.vhdx", "vhdx", "subformat=dynamic"),
         ("dynamic-1m.vhdx", "vhdx", "subformat=dynamic,block_size=1M"),
-        ("dynamic-8m-4k.vhdx", "vhdx", "subformat=dynamic,block_size=8M,log_size=1M"),
+        (
+            "dynamic-8m-4k.vhdx",
+            "vhdx",
+            "subformat=dynamic,block_size=8M,log_size=1M",
+        ),
         ("fixed.vhdx", "vhdx", "subformat=fixed"),
         ("dynamic.vdi", "vdi", "static=off"),
         ("static.vdi", "vdi", "static=on"),
@@ -99,7 +157,10 @@ fn every_qemu_subformat_matches_qemu_img() {
     // The chain is reported nearest first, as canonical paths.
     let top = open(&dir.join("delta2.vmdk"), None, dir).unwrap();
     let canon = |n: &str| dir.join(n).canonicalize().unwrap();
-    assert_eq!(top.backing_chain, vec![canon("delta.vmdk"), canon("monolithicSparse/disk.vmdk")]);
+    assert_eq!(
+        top.backing_chain,
+        vec![canon("delta.vmdk"), canon("monolithicSparse/disk.vmdk")]
+    );
 }
 
 fn qemu_io_vmdk(image: &Path, cmds: &[&str]) {
@@ -123,13 +184,25 @@ fn multi_extent_vmdk_matches_qemu_img() {
     let marks = [0u64, (2048 << 20) - 3000, (4096 << 20) - 5000, size - 70000];
     let mut script = format!("cd '{}' && truncate -s {size} big.raw\n", dir.display());
     for m in marks {
-        script += &format!("head -c 70000 /dev/urandom | dd of=big.raw bs=1 seek={m} conv=notrunc status=none\n");
+        script += &format!(
+            "head -c 70000 /dev/urandom | dd of=big.raw bs=1 seek={m} conv=notrunc status=none\n"
+        );
     }
     sh(&script);
     for sub in ["twoGbMaxExtentSparse", "twoGbMaxExtentFlat"] {
         std::fs::create_dir(dir.join(sub)).unwrap();
         let out = dir.join(sub).join("big.vmdk");
-        qemu_img(&["convert", "-f", "raw", "-O", "vmdk", "-o", &format!("subformat={sub}"), dir.join("big.raw").to_str().unwrap(), out.to_str().unwrap()]);
+        qemu_img(&[
+            "convert",
+            "-f",
+            "raw",
+            "-O",
+            "vmdk",
+            "-o",
+            &format!("subformat={sub}"),
+            dir.join("big.raw").to_str().unwrap(),
+            out.to_str().unwrap(),
+        ]);
         let extents = std::fs::read_dir(dir.join(sub)).unwrap().count() - 1;
         assert_eq!(extents, 3, "{sub}");
         let img = open(&out, Some("vmdk"), dir).unwrap();
@@ -143,9 +216,14 @@ fn multi_extent_vmdk_matches_qemu_img() {
         }
         for (off, n) in ranges {
             let (mut ours, mut theirs) = (vec![0u8; n], vec![0u8; n]);
-            img.source.read_exact_at(off, &mut ours).unwrap_or_else(|e| panic!("{sub} at {off}: {e}"));
+            img.source
+                .read_exact_at(off, &mut ours)
+                .unwrap_or_else(|e| panic!("{sub} at {off}: {e}"));
             std::os::unix::fs::FileExt::read_exact_at(&oracle, &mut theirs, off).unwrap();
-            assert!(ours == theirs, "{sub}: {n} bytes at {off} differ from the source disk");
+            assert!(
+                ours == theirs,
+                "{sub}: {n} bytes at {off} differ from the source disk"
+            );
         }
     }
 }
@@ -158,10 +236,12 @@ fn debian_report_is_identical_in_every_format() {
     use guestkit_worker::inspect::pipeline::{self, InspectOptions};
     let dir = tempdir();
     let d = dir.path();
-    run(Command::new(crate::common::fixtures().join("debian-disk.sh"))
-        .arg("bookworm")
-        .arg(crate::common::fixture_cache())
-        .arg(d));
+    run(
+        Command::new(crate::common::fixtures().join("debian-disk.sh"))
+            .arg("bookworm")
+            .arg(crate::common::fixture_cache())
+            .arg(d),
+    );
     let qcow2 = d.join("disk.qcow2");
     let inspect = |image: &Path| {
         let opts = InspectOptions {
@@ -172,11 +252,17 @@ fn debian_report_is_identical_in_every_format() {
             .unwrap_or_else(|e| panic!("inspect {}: {e}", image.display()));
         let format = std::mem::take(&mut report.image.format);
         report.image = Default::default();
-        (serde_json::to_value(&report).unwrap(), format, stats.bytes_read)
+        (
+            serde_json::to_value(&report).unwrap(),
+            format,
+            stats.bytes_read,
+        )
     };
     let (expected, _, qcow2_bytes) = inspect(&qcow2);
     assert!(
-        expected["operating_systems"][0]["applications"].as_array().is_some_and(|a| a.len() > 50),
+        expected["operating_systems"][0]["applications"]
+            .as_array()
+            .is_some_and(|a| a.len() > 50),
         "the fixture's report has its packages"
     );
     let src = qcow2.to_str().unwrap();
@@ -189,13 +275,26 @@ fn debian_report_is_identical_in_every_format() {
         ("d.vdi", "vdi", "static=off"),
     ] {
         let out = d.join(name);
-        qemu_img(&["convert", "-f", "qcow2", "-O", fmt, "-o", opts, src, out.to_str().unwrap()]);
+        qemu_img(&[
+            "convert",
+            "-f",
+            "qcow2",
+            "-O",
+            fmt,
+            "-o",
+            opts,
+            src,
+            out.to_str().unwrap(),
+        ]);
         let (report, format, bytes) = inspect(&out);
         assert_eq!(format, fmt, "{name}");
         eprintln!("{name:>14}: {bytes} guest bytes read (qcow2: {qcow2_bytes})");
-        assert!(report == expected, "{name}: report differs from qcow2's:\n{}\nvs\n{}",
+        assert!(
+            report == expected,
+            "{name}: report differs from qcow2's:\n{}\nvs\n{}",
             serde_json::to_string_pretty(&report).unwrap(),
-            serde_json::to_string_pretty(&expected).unwrap());
+            serde_json::to_string_pretty(&expected).unwrap()
+        );
     }
 }
 
@@ -230,7 +329,9 @@ fn compose(dir: &Path, unit: u64, from_child: impl Fn(u64) -> bool) -> Vec<u8> {
 fn read_all(img: &OpenedImage) -> Vec<u8> {
     let mut buf = vec![0u8; img.virtual_size as usize];
     for (i, chunk) in buf.chunks_mut(1_000_003).enumerate() {
-        img.source.read_exact_at(i as u64 * 1_000_003, chunk).unwrap();
+        img.source
+            .read_exact_at(i as u64 * 1_000_003, chunk)
+            .unwrap();
     }
     buf
 }
@@ -257,7 +358,17 @@ fn differencing_vhd_composes_parent_and_child() {
     parent_and_child(dir, size);
     let d = |n: &str| dir.join(n).to_str().unwrap().to_string();
     for n in ["parent", "child"] {
-        qemu_img(&["convert", "-f", "raw", "-O", "vpc", "-o", "subformat=dynamic,force_size=on", &d(&format!("{n}.raw")), &d(&format!("{n}.vhd"))]);
+        qemu_img(&[
+            "convert",
+            "-f",
+            "raw",
+            "-O",
+            "vpc",
+            "-o",
+            "subformat=dynamic,force_size=on",
+            &d(&format!("{n}.raw")),
+            &d(&format!("{n}.vhd")),
+        ]);
     }
     let parent = std::fs::read(dir.join("parent.vhd")).unwrap();
     let parent_id: [u8; 16] = parent[68..84].try_into().unwrap();
@@ -269,10 +380,18 @@ fn differencing_vhd_composes_parent_and_child() {
     let entries = be32(&c, dyn_at + 28) as usize;
     let bat: Vec<u32> = (0..entries).map(|i| be32(&c, bat_at + 4 * i)).collect();
     // Clear the bitmap bits of sectors 8..16 of the first allocated block.
-    let (first_block, first_sector) = bat.iter().enumerate().find(|(_, &e)| e != u32::MAX).map(|(i, &e)| (i as u64, e as usize)).unwrap();
+    let (first_block, first_sector) = bat
+        .iter()
+        .enumerate()
+        .find(|(_, &e)| e != u32::MAX)
+        .map(|(i, &e)| (i as u64, e as usize))
+        .unwrap();
     c[first_sector * 512 + 1] = 0;
     // The locator's data goes where the footer was; the footer moves one sector on.
-    let name: Vec<u8> = ".\\parent.vhd".encode_utf16().flat_map(|u| u.to_le_bytes()).collect();
+    let name: Vec<u8> = ".\\parent.vhd"
+        .encode_utf16()
+        .flat_map(|u| u.to_le_bytes())
+        .collect();
     let mut footer = c[footer_at..].to_vec();
     c.truncate(footer_at);
     let mut loc = vec![0u8; 512];
@@ -292,12 +411,18 @@ fn differencing_vhd_composes_parent_and_child() {
     std::fs::write(dir.join("diff.vhd"), &c).unwrap();
 
     let img = open(&dir.join("diff.vhd"), Some("vpc"), dir).unwrap();
-    assert_eq!(img.backing_chain, vec![dir.join("parent.vhd").canonicalize().unwrap()]);
+    assert_eq!(
+        img.backing_chain,
+        vec![dir.join("parent.vhd").canonicalize().unwrap()]
+    );
     let expected = compose(dir, 512, |s| {
         let b = s * 512 / block;
         bat[b as usize] != u32::MAX && !(b == first_block && (8..16).contains(&(s % (block / 512))))
     });
-    assert!(read_all(&img) == expected, "differencing VHD differs from parent+child");
+    assert!(
+        read_all(&img) == expected,
+        "differencing VHD differs from parent+child"
+    );
 
     // A parent with another unique id is refused, never silently mixed.
     let mut other = parent.clone();
@@ -325,7 +450,15 @@ fn differencing_vdi_composes_parent_and_child() {
     parent_and_child(dir, size);
     let d = |n: &str| dir.join(n).to_str().unwrap().to_string();
     for n in ["parent", "child"] {
-        qemu_img(&["convert", "-f", "raw", "-O", "vdi", &d(&format!("{n}.raw")), &d(&format!("{n}.vdi"))]);
+        qemu_img(&[
+            "convert",
+            "-f",
+            "raw",
+            "-O",
+            "vdi",
+            &d(&format!("{n}.raw")),
+            &d(&format!("{n}.vdi")),
+        ]);
     }
     let parent = std::fs::read(dir.join("parent.vdi")).unwrap();
     let mut c = std::fs::read(dir.join("child.vdi")).unwrap();
@@ -335,13 +468,24 @@ fn differencing_vdi_composes_parent_and_child() {
     std::fs::write(dir.join("diff.vdi"), &c).unwrap();
     let (bmap, block) = (le32(&c, 0x154) as usize, le32(&c, 0x178) as u64);
     let img = open(&dir.join("diff.vdi"), Some("vdi"), dir).unwrap();
-    assert_eq!(img.backing_chain, vec![dir.join("parent.vdi").canonicalize().unwrap()]);
-    let expected = compose(dir, block, |b| le32(&c, bmap + 4 * b as usize) < 0xffff_fffe);
-    assert!(read_all(&img) == expected, "differencing VDI differs from parent+child");
+    assert_eq!(
+        img.backing_chain,
+        vec![dir.join("parent.vdi").canonicalize().unwrap()]
+    );
+    let expected = compose(dir, block, |b| {
+        le32(&c, bmap + 4 * b as usize) < 0xffff_fffe
+    });
+    assert!(
+        read_all(&img) == expected,
+        "differencing VDI differs from parent+child"
+    );
     // No VDI with the link UUID next to it: a typed error.
     std::fs::remove_file(dir.join("parent.vdi")).unwrap();
     match open(&dir.join("diff.vdi"), None, dir) {
-        Err(ImageError::Unsupported { format: "vdi", message }) => assert!(message.contains("no parent VDI"), "{message}"),
+        Err(ImageError::Unsupported {
+            format: "vdi",
+            message,
+        }) => assert!(message.contains("no parent VDI"), "{message}"),
         Err(e) => panic!("wrong error {e}"),
         Ok(_) => panic!("opened without its parent"),
     }
@@ -381,11 +525,19 @@ fn hostile_descriptors_and_parents_are_refused() {
     }
     // Inside the roots the same kind of descriptor opens.
     std::fs::write(root.join("inside.img"), vec![0x11u8; 1 << 20]).unwrap();
-    let ok = open(&descriptor("ok.vmdk", "inside.img", "FLAT"), Some("vmdk"), &root).unwrap();
+    let ok = open(
+        &descriptor("ok.vmdk", "inside.img", "FLAT"),
+        Some("vmdk"),
+        &root,
+    )
+    .unwrap();
     assert_eq!(ok.virtual_size, 1 << 20);
     for kind in ["SESPARSE", "VMFSSPARSE", "VMFSRDM"] {
         match open(&descriptor("esx.vmdk", "inside.img", kind), None, &root) {
-            Err(ImageError::Unsupported { format: "vmdk", message }) => assert!(message.contains(kind), "{message}"),
+            Err(ImageError::Unsupported {
+                format: "vmdk",
+                message,
+            }) => assert!(message.contains(kind), "{message}"),
             Err(e) => panic!("{kind}: wrong error {e}"),
             Ok(_) => panic!("{kind}: opened"),
         }
@@ -394,14 +546,46 @@ fn hostile_descriptors_and_parents_are_refused() {
     // Delta disks: a loop (a -> b -> a) and a parent whose CID changed.
     let r = |n: &str| root.join(n).to_str().unwrap().to_string();
     qemu_img(&["create", "-f", "vmdk", &r("base.vmdk"), "1M"]);
-    qemu_img(&["create", "-f", "vmdk", "-b", "base.vmdk", "-F", "vmdk", &r("a.vmdk")]);
-    qemu_img(&["create", "-f", "vmdk", "-b", "a.vmdk", "-F", "vmdk", &r("b.vmdk")]);
-    assert_eq!(open(&root.join("b.vmdk"), None, &root).unwrap().backing_chain.len(), 2);
+    qemu_img(&[
+        "create",
+        "-f",
+        "vmdk",
+        "-b",
+        "base.vmdk",
+        "-F",
+        "vmdk",
+        &r("a.vmdk"),
+    ]);
+    qemu_img(&[
+        "create",
+        "-f",
+        "vmdk",
+        "-b",
+        "a.vmdk",
+        "-F",
+        "vmdk",
+        &r("b.vmdk"),
+    ]);
+    assert_eq!(
+        open(&root.join("b.vmdk"), None, &root)
+            .unwrap()
+            .backing_chain
+            .len(),
+        2
+    );
     // The embedded descriptor is plain text: point a's parent at b (same length names).
     let mut a = std::fs::read(root.join("a.vmdk")).unwrap();
-    let at = a.windows(25).position(|w| w == b"parentFileNameHint=\"base.").unwrap() + 20;
+    let at = a
+        .windows(25)
+        .position(|w| w == b"parentFileNameHint=\"base.")
+        .unwrap()
+        + 20;
     a[at..at + 10].copy_from_slice(b"b.vmdk\"   ");
-    let cid_b = String::from_utf8_lossy(&std::fs::read(root.join("b.vmdk")).unwrap()).split("CID=").nth(1).unwrap()[..8].to_string();
+    let cid_b = String::from_utf8_lossy(&std::fs::read(root.join("b.vmdk")).unwrap())
+        .split("CID=")
+        .nth(1)
+        .unwrap()[..8]
+        .to_string();
     let pat = a.windows(10).position(|w| w == b"parentCID=").unwrap() + 10;
     a[pat..pat + 8].copy_from_slice(cid_b.as_bytes());
     std::fs::write(root.join("a.vmdk"), &a).unwrap();
@@ -410,7 +594,16 @@ fn hostile_descriptors_and_parents_are_refused() {
         Err(e) => panic!("loop: wrong error {e}"),
         Ok(_) => panic!("opened a looping chain"),
     }
-    qemu_img(&["create", "-f", "vmdk", "-b", "base.vmdk", "-F", "vmdk", &r("c.vmdk")]);
+    qemu_img(&[
+        "create",
+        "-f",
+        "vmdk",
+        "-b",
+        "base.vmdk",
+        "-F",
+        "vmdk",
+        &r("c.vmdk"),
+    ]);
     let mut c = std::fs::read(root.join("c.vmdk")).unwrap();
     let pat = c.windows(10).position(|w| w == b"parentCID=").unwrap() + 10;
     c[pat..pat + 8].copy_from_slice(b"0badc0de");
@@ -444,7 +637,11 @@ fn crc32c(data: &[u8]) -> u32 {
     for &b in data {
         c ^= u32::from(b);
         for _ in 0..8 {
-            c = if c & 1 != 0 { (c >> 1) ^ 0x82f6_3b78 } else { c >> 1 };
+            c = if c & 1 != 0 {
+                (c >> 1) ^ 0x82f6_3b78
+            } else {
+                c >> 1
+            };
         }
     }
     !c
@@ -476,12 +673,25 @@ fn mutated_metadata_gives_bytes_or_typed_errors() {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let (mut opened, mut errors) = (0, 0);
     for (name, fmt, opts) in variants {
-        qemu_img(&["convert", "-f", "raw", "-O", fmt, "-o", opts, &d("m.raw"), &d(name)]);
+        qemu_img(&[
+            "convert",
+            "-f",
+            "raw",
+            "-O",
+            fmt,
+            "-o",
+            opts,
+            &d("m.raw"),
+            &d(name),
+        ]);
         let pristine = std::fs::read(dir.join(name)).unwrap();
         let len = pristine.len() as u64;
         // Metadata lives in the first 64 KiB (headers, VMDK GD/GTs, VHD BAT, VDI map), at
         // the end (footers, streamOptimized GD/GTs), and for VHDX in its regions.
-        let mut regions = vec![(0u64, 65536.min(len)), (len.saturating_sub(70000), 70000.min(len))];
+        let mut regions = vec![
+            (0u64, 65536.min(len)),
+            (len.saturating_sub(70000), 70000.min(len)),
+        ];
         if fmt == "vhdx" {
             regions.extend([(64 << 10, 4096), (128 << 10, 4096), (192 << 10, 128)]);
             for i in 0..2 {
@@ -495,7 +705,11 @@ fn mutated_metadata_gives_bytes_or_typed_errors() {
             let mut bytes = pristine.clone();
             for _ in 0..1 + rng.below(4) {
                 let (start, n) = regions[rng.below(regions.len() as u64) as usize];
-                let at = if round % 10 == 0 { rng.below(len) } else { start + rng.below(n) };
+                let at = if round % 10 == 0 {
+                    rng.below(len)
+                } else {
+                    start + rng.below(n)
+                };
                 bytes[at as usize] = rng.byte();
             }
             match image::open_source(Arc::new(MemSource(bytes))) {
@@ -524,9 +738,22 @@ fn mutated_metadata_gives_bytes_or_typed_errors() {
 
 /// GUID text (`{XXXXXXXX-XXXX-XXXX-XXXX-XXXXXXXXXXXX}`) of on-disk GUID bytes.
 fn guid_text(g: &[u8]) -> String {
-    let le = |r: std::ops::Range<usize>| g[r].iter().rev().map(|b| format!("{b:02X}")).collect::<String>();
-    let be = |r: std::ops::Range<usize>| g[r].iter().map(|b| format!("{b:02X}")).collect::<String>();
-    format!("{{{}-{}-{}-{}-{}}}", le(0..4), le(4..6), le(6..8), be(8..10), be(10..16))
+    let le = |r: std::ops::Range<usize>| {
+        g[r].iter()
+            .rev()
+            .map(|b| format!("{b:02X}"))
+            .collect::<String>()
+    };
+    let be =
+        |r: std::ops::Range<usize>| g[r].iter().map(|b| format!("{b:02X}")).collect::<String>();
+    format!(
+        "{{{}-{}-{}-{}-{}}}",
+        le(0..4),
+        le(4..6),
+        le(6..8),
+        be(8..10),
+        be(10..16)
+    )
 }
 
 fn le32(b: &[u8], at: usize) -> u32 {
@@ -547,11 +774,24 @@ fn differencing_vhdx_composes_parent_and_child() {
     parent_and_child(dir, 12 << 20);
     let d = |n: &str| dir.join(n).to_str().unwrap().to_string();
     for n in ["parent", "child"] {
-        qemu_img(&["convert", "-f", "raw", "-O", "vhdx", "-o", "subformat=dynamic,block_size=1M", &d(&format!("{n}.raw")), &d(&format!("{n}.vhdx"))]);
+        qemu_img(&[
+            "convert",
+            "-f",
+            "raw",
+            "-O",
+            "vhdx",
+            "-o",
+            "subformat=dynamic,block_size=1M",
+            &d(&format!("{n}.raw")),
+            &d(&format!("{n}.vhdx")),
+        ]);
     }
     let parent = std::fs::read(dir.join("parent.vhdx")).unwrap();
     // The current header: the higher sequence number (both are valid in qemu's files).
-    let h = [64usize << 10, 128 << 10].into_iter().max_by_key(|&h| le64(&parent, h + 8)).unwrap();
+    let h = [64usize << 10, 128 << 10]
+        .into_iter()
+        .max_by_key(|&h| le64(&parent, h + 8))
+        .unwrap();
     let linkage = guid_text(&parent[h + 32..h + 48]);
     let mut c = std::fs::read(dir.join("child.vhdx")).unwrap();
     let region = |c: &[u8], first: u8| {
@@ -564,13 +804,26 @@ fn differencing_vhdx_composes_parent_and_child() {
     let (bat, meta) = (region(&c, 0x66), region(&c, 0x06));
     // File parameters (CAA16737-...): set "has parent".
     let count = u16::from_le_bytes([c[meta + 10], c[meta + 11]]) as usize;
-    let params = (0..count).map(|i| meta + 32 + 32 * i).find(|&e| c[e..e + 4] == [0x37, 0x67, 0xa1, 0xca]).unwrap();
+    let params = (0..count)
+        .map(|i| meta + 32 + 32 * i)
+        .find(|&e| c[e..e + 4] == [0x37, 0x67, 0xa1, 0xca])
+        .unwrap();
     let params_at = meta + le32(&c, params + 16) as usize;
     c[params_at + 4] |= 2;
     // The parent locator item, at 512 KiB into the metadata region.
-    let utf16 = |s: &str| s.encode_utf16().flat_map(|u| u.to_le_bytes()).collect::<Vec<u8>>();
-    let pairs = [("parent_linkage", linkage.clone()), ("relative_path", ".\\parent.vhdx".to_string())];
-    let mut item = vec![0xb7, 0xef, 0x4a, 0xb0, 0x9e, 0xd1, 0x81, 0x4a, 0xb7, 0x89, 0x25, 0xb8, 0xe9, 0x44, 0x59, 0x13, 0, 0];
+    let utf16 = |s: &str| {
+        s.encode_utf16()
+            .flat_map(|u| u.to_le_bytes())
+            .collect::<Vec<u8>>()
+    };
+    let pairs = [
+        ("parent_linkage", linkage.clone()),
+        ("relative_path", ".\\parent.vhdx".to_string()),
+    ];
+    let mut item = vec![
+        0xb7, 0xef, 0x4a, 0xb0, 0x9e, 0xd1, 0x81, 0x4a, 0xb7, 0x89, 0x25, 0xb8, 0xe9, 0x44, 0x59,
+        0x13, 0, 0,
+    ];
     item.extend((pairs.len() as u16).to_le_bytes());
     let mut strings: Vec<u8> = Vec::new();
     let base = item.len() + 12 * pairs.len();
@@ -589,7 +842,10 @@ fn differencing_vhdx_composes_parent_and_child() {
     let item_at = meta + (512 << 10);
     c[item_at..item_at + item.len()].copy_from_slice(&item);
     let e = meta + 32 + 32 * count;
-    c[e..e + 16].copy_from_slice(&[0x2d, 0x5f, 0xd3, 0xa8, 0x0b, 0xb3, 0x4d, 0x45, 0xab, 0xf7, 0xd3, 0xd8, 0x48, 0x34, 0xab, 0x0c]);
+    c[e..e + 16].copy_from_slice(&[
+        0x2d, 0x5f, 0xd3, 0xa8, 0x0b, 0xb3, 0x4d, 0x45, 0xab, 0xf7, 0xd3, 0xd8, 0x48, 0x34, 0xab,
+        0x0c,
+    ]);
     c[e + 16..e + 20].copy_from_slice(&(512u32 << 10).to_le_bytes());
     c[e + 20..e + 24].copy_from_slice(&(item.len() as u32).to_le_bytes());
     c[e + 24..e + 28].copy_from_slice(&4u32.to_le_bytes()); // required
@@ -620,15 +876,24 @@ fn differencing_vhdx_composes_parent_and_child() {
     std::fs::write(dir.join("diff.vhdx"), &c).unwrap();
 
     let img = open(&dir.join("diff.vhdx"), Some("vhdx"), dir).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(img.backing_chain, vec![dir.join("parent.vhdx").canonicalize().unwrap()]);
+    assert_eq!(
+        img.backing_chain,
+        vec![dir.join("parent.vhdx").canonicalize().unwrap()]
+    );
     let expected = compose(dir, 512, |s| {
         let b = (s / 2048) as usize;
         present[b] && !(b == partial && (8..16).contains(&(s % 2048)))
     });
-    assert!(read_all(&img) == expected, "differencing VHDX differs from parent+child");
+    assert!(
+        read_all(&img) == expected,
+        "differencing VHDX differs from parent+child"
+    );
 
     // Another parent_linkage: refused.
-    let wrong = linkage.replace(&linkage[1..3], if &linkage[1..3] == "00" { "11" } else { "00" });
+    let wrong = linkage.replace(
+        &linkage[1..3],
+        if &linkage[1..3] == "00" { "11" } else { "00" },
+    );
     let lv = utf16(&linkage);
     let at = c.windows(lv.len()).position(|w| w == lv).unwrap();
     c[at..at + lv.len()].copy_from_slice(&utf16(&wrong));

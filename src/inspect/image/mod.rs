@@ -181,8 +181,7 @@ impl Chain {
         outside: impl Fn(String) -> ImageError,
     ) -> Result<PathBuf, ImageError> {
         let shown = String::from_utf8_lossy(name).into_owned();
-        if name.is_empty() || name.starts_with(b"json:") || name.windows(3).any(|w| w == b"://")
-        {
+        if name.is_empty() || name.starts_with(b"json:") || name.windows(3).any(|w| w == b"://") {
             return Err(ImageError::Unsupported {
                 format,
                 message: format!("file name {shown:?} is not a local path"),

@@ -64,7 +64,9 @@ impl Parent {
             }
             Parent::NotAttached => Err(ImageError::Unsupported {
                 format,
-                message: format!("guest offset {guest:#x} is in the parent image, which is not opened"),
+                message: format!(
+                    "guest offset {guest:#x} is in the parent image, which is not opened"
+                ),
             }),
             Parent::Attached(p) => {
                 let avail = p.size().saturating_sub(guest).min(out.len() as u64) as usize;

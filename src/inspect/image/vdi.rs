@@ -86,8 +86,11 @@ impl VdiHeader {
         if !(MIN_BLOCK..=MAX_BLOCK).contains(&h.block_size) || !h.block_size.is_power_of_two() {
             return Err(corrupt(0x178, format!("block size {}", h.block_size)));
         }
-        if h.block_extra > MAX_BLOCK || h.block_extra % 512 != 0 {
-            return Err(corrupt(0x17c, format!("block extra data {}", h.block_extra)));
+        if h.block_extra > MAX_BLOCK || !h.block_extra.is_multiple_of(512) {
+            return Err(corrupt(
+                0x17c,
+                format!("block extra data {}", h.block_extra),
+            ));
         }
         let needed = h.disk_size.div_ceil(u64::from(h.block_size));
         if u64::from(h.blocks) < needed {
@@ -106,8 +109,7 @@ impl VdiHeader {
                 limit: MAX_BLOCKS * 4,
             });
         }
-        if h.offset_bmap < HEADER_LEN || h.offset_data < h.offset_bmap + u64::from(h.blocks) * 4
-        {
+        if h.offset_bmap < HEADER_LEN || h.offset_data < h.offset_bmap + u64::from(h.blocks) * 4 {
             return Err(corrupt(
                 0x154,
                 "block map and data offsets overlap the header or each other",
@@ -133,10 +135,7 @@ impl Vdi {
         let header = VdiHeader::parse(&head)?;
         let len = u64::from(header.blocks) * 4;
         if header.offset_bmap + len > file.size() {
-            return Err(corrupt(
-                0x154,
-                "block map runs past the end of the file",
-            ));
+            return Err(corrupt(0x154, "block map runs past the end of the file"));
         }
         let raw = read_vec(file.as_ref(), header.offset_bmap, len, MAX_BLOCKS * 4)?;
         let map: Vec<u32> = raw.chunks_exact(4).map(|c| le32(c, 0)).collect();

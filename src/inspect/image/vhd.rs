@@ -209,9 +209,7 @@ impl Vhd {
                 if virtual_size > size - FOOTER_LEN {
                     return Err(corrupt(
                         size - FOOTER_LEN + 48,
-                        format!(
-                            "fixed disk of {virtual_size} bytes in a file of {size} bytes"
-                        ),
+                        format!("fixed disk of {virtual_size} bytes in a file of {size} bytes"),
                     ));
                 }
                 (None, Parent::None)
@@ -247,8 +245,14 @@ impl Vhd {
         virtual_size: u64,
     ) -> Result<Dynamic, ImageError> {
         let at = footer.data_offset;
-        if at.checked_add(DYN_HEADER_LEN).is_none_or(|e| e > file.size()) {
-            return Err(corrupt(16, format!("dynamic header offset {at:#x} is past the end")));
+        if at
+            .checked_add(DYN_HEADER_LEN)
+            .is_none_or(|e| e > file.size())
+        {
+            return Err(corrupt(
+                16,
+                format!("dynamic header offset {at:#x} is past the end"),
+            ));
         }
         let raw = read_vec(file, at, DYN_HEADER_LEN, DYN_HEADER_LEN)?;
         let header = VhdDynamicHeader::parse(&raw, at)?;
@@ -331,20 +335,34 @@ impl Vhd {
         for code in [b"W2ru", b"W2ku", b"MacX"] {
             for l in d.header.locators.iter().filter(|l| &l.code == code) {
                 if l.len > MAX_LOCATOR
-                    || l.offset.checked_add(u64::from(l.len)).is_none_or(|e| e > self.file.size())
+                    || l.offset
+                        .checked_add(u64::from(l.len))
+                        .is_none_or(|e| e > self.file.size())
                 {
                     return Err(corrupt(l.offset, "parent locator runs past the end"));
                 }
-                let raw = read_vec(self.file.as_ref(), l.offset, u64::from(l.len), u64::from(MAX_LOCATOR))?;
+                let raw = read_vec(
+                    self.file.as_ref(),
+                    l.offset,
+                    u64::from(l.len),
+                    u64::from(MAX_LOCATOR),
+                )?;
                 let text = if code == b"MacX" {
-                    let s = String::from_utf8_lossy(&raw).trim_end_matches('\0').to_string();
+                    let s = String::from_utf8_lossy(&raw)
+                        .trim_end_matches('\0')
+                        .to_string();
                     match s.strip_prefix("file://") {
                         Some(p) => p.to_string(),
                         None => continue,
                     }
                 } else {
-                    let units: Vec<u16> = raw.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();
-                    String::from_utf16_lossy(&units).trim_end_matches('\0').replace('\\', "/")
+                    let units: Vec<u16> = raw
+                        .chunks_exact(2)
+                        .map(|c| u16::from_le_bytes([c[0], c[1]]))
+                        .collect();
+                    String::from_utf16_lossy(&units)
+                        .trim_end_matches('\0')
+                        .replace('\\', "/")
                 };
                 let text = text.strip_prefix("./").unwrap_or(&text).to_string();
                 let drive = text.as_bytes().get(1) == Some(&b':');
@@ -387,7 +405,11 @@ impl BlockMap for Vhd {
             read_vec(self.file.as_ref(), block, d.bitmap_len, d.bitmap_len)
         })?;
         // Bit set (most significant first): this block has the sector; clear: the parent.
-        let bit = |sector: u64| bitmap.get((sector / 8) as usize).is_some_and(|b| b >> (7 - sector % 8) & 1 == 1);
+        let bit = |sector: u64| {
+            bitmap
+                .get((sector / 8) as usize)
+                .is_some_and(|b| b >> (7 - sector % 8) & 1 == 1)
+        };
         let first = within / SECTOR;
         let state = bit(first);
         let mut end = first + 1;
@@ -428,14 +450,23 @@ pub(crate) fn open(
             .unwrap_or_default();
         let mut last = None;
         for name in vhd.parent_candidates()? {
-            match chain.open_backing(path, "vpc", &name, Some("vpc"), depth + 1, Identity::Vhd(expected)) {
+            match chain.open_backing(
+                path,
+                "vpc",
+                &name,
+                Some("vpc"),
+                depth + 1,
+                Identity::Vhd(expected),
+            ) {
                 Ok((parent, _)) => {
                     vhd.attach_parent(parent);
                     last = None;
                     break;
                 }
                 // A locator naming a missing file (another machine's path): try the next.
-                Err(ImageError::Io { path, source }) if source.kind() == std::io::ErrorKind::NotFound => {
+                Err(ImageError::Io { path, source })
+                    if source.kind() == std::io::ErrorKind::NotFound =>
+                {
                     last = Some(ImageError::Io { path, source });
                 }
                 Err(e) => return Err(e),
@@ -444,7 +475,10 @@ pub(crate) fn open(
         if matches!(vhd.parent, Parent::NotAttached) {
             return Err(last.unwrap_or_else(|| ImageError::Unsupported {
                 format: "vpc",
-                message: format!("differencing disk {} names no usable parent", path.display()),
+                message: format!(
+                    "differencing disk {} names no usable parent",
+                    path.display()
+                ),
             }));
         }
     }

@@ -79,10 +79,17 @@ impl Vhdx {
         let (bat_at, bat_len) = regions.bat;
         let needed = entries * 8;
         if needed > bat_len {
-            return Err(corrupt(bat_at, format!("BAT region of {bat_len} bytes cannot hold {entries} entries")));
+            return Err(corrupt(
+                bat_at,
+                format!("BAT region of {bat_len} bytes cannot hold {entries} entries"),
+            ));
         }
         if needed > MAX_BAT_BYTES {
-            return Err(ImageError::TooLarge { what: "vhdx BAT", size: needed, limit: MAX_BAT_BYTES });
+            return Err(ImageError::TooLarge {
+                what: "vhdx BAT",
+                size: needed,
+                limit: MAX_BAT_BYTES,
+            });
         }
         if bat_at.checked_add(needed).is_none_or(|e| e > file.size()) {
             return Err(corrupt(bat_at, "BAT runs past the end of the file"));
@@ -91,7 +98,11 @@ impl Vhdx {
         let bat: Vec<u64> = raw.chunks_exact(8).map(|c| le64(c, 0)).collect();
         let v = Vhdx {
             bitmaps: TableCache::new(BITMAP_CACHE),
-            parent: if meta.has_parent { Parent::NotAttached } else { Parent::None },
+            parent: if meta.has_parent {
+                Parent::NotAttached
+            } else {
+                Parent::None
+            },
             file,
             header,
             meta,
@@ -116,7 +127,7 @@ impl Vhdx {
             let i = i as u64;
             let state = e & 7;
             let host = e >> 20 << 20;
-            let is_bitmap = (i + 1) % (self.chunk_ratio + 1) == 0;
+            let is_bitmap = (i + 1).is_multiple_of(self.chunk_ratio + 1);
             let present = if is_bitmap {
                 state == BITMAP_PRESENT
             } else {
@@ -124,14 +135,22 @@ impl Vhdx {
                     FULLY_PRESENT => true,
                     PARTIALLY_PRESENT if self.meta.has_parent => true,
                     NOT_PRESENT | UNDEFINED | ZERO | UNMAPPED => false,
-                    _ => return Err(corrupt(bat_at + 8 * i, format!("BAT entry {i} has state {state}"))),
+                    _ => {
+                        return Err(corrupt(
+                            bat_at + 8 * i,
+                            format!("BAT entry {i} has state {state}"),
+                        ))
+                    }
                 }
             };
             if !present {
                 continue;
             }
             if host >= self.file.size() || host < MIB {
-                return Err(corrupt(bat_at + 8 * i, format!("BAT entry {i} points to {host:#x}, outside the file's data")));
+                return Err(corrupt(
+                    bat_at + 8 * i,
+                    format!("BAT entry {i} points to {host:#x}, outside the file's data"),
+                ));
             }
             if is_bitmap {
                 reserved.push((host, MIB));
@@ -180,22 +199,34 @@ impl BlockMap for Vhdx {
                 let bm_index = chunk * (self.chunk_ratio + 1) + self.chunk_ratio;
                 let bm = self.bat.get(bm_index as usize).copied().unwrap_or(0);
                 if bm & 7 != BITMAP_PRESENT {
-                    return Err(corrupt(host, format!("block {block} is partially present but its sector bitmap is not")));
+                    return Err(corrupt(
+                        host,
+                        format!("block {block} is partially present but its sector bitmap is not"),
+                    ));
                 }
                 let sector = u64::from(self.meta.logical_sector);
                 let per_block = bs / sector;
                 // This block's part of the chunk's bitmap: one bit per sector, LSB first.
                 let bm_at = (bm >> 20 << 20) + (block % self.chunk_ratio) * per_block / 8;
                 let len = per_block / 8;
-                let bits = self.bitmaps.get(bm_at, || read_vec(self.file.as_ref(), bm_at, len, MIB))?;
-                let bit = |s: u64| bits.get((s / 8) as usize).is_some_and(|b| b >> (s % 8) & 1 == 1);
+                let bits = self
+                    .bitmaps
+                    .get(bm_at, || read_vec(self.file.as_ref(), bm_at, len, MIB))?;
+                let bit = |s: u64| {
+                    bits.get((s / 8) as usize)
+                        .is_some_and(|b| b >> (s % 8) & 1 == 1)
+                };
                 let first = within / sector;
                 let state = bit(first);
                 let mut end = first + 1;
                 while end < per_block && bit(end) == state {
                     end += 1;
                 }
-                let run = if state { Run::Host(host + within) } else { Run::Parent };
+                let run = if state {
+                    Run::Host(host + within)
+                } else {
+                    Run::Parent
+                };
                 (run, end * sector - within)
             }
             ZERO | UNMAPPED => (Run::Zero, rest),
@@ -264,12 +295,21 @@ pub(crate) fn open(
             .filter(|v| !v.is_empty() && v.as_bytes().get(1) != Some(&b':') && !v.starts_with("//"))
             .collect();
         for name in candidates {
-            match chain.open_backing(path, "vhdx", name.as_bytes(), Some("vhdx"), depth + 1, Identity::Vhdx(linkage)) {
+            match chain.open_backing(
+                path,
+                "vhdx",
+                name.as_bytes(),
+                Some("vhdx"),
+                depth + 1,
+                Identity::Vhdx(linkage),
+            ) {
                 Ok((parent, _)) => {
                     vhdx.attach_parent(parent);
                     break;
                 }
-                Err(ImageError::Io { path, source }) if source.kind() == std::io::ErrorKind::NotFound => {
+                Err(ImageError::Io { path, source })
+                    if source.kind() == std::io::ErrorKind::NotFound =>
+                {
                     last = Some(ImageError::Io { path, source });
                 }
                 Err(e) => return Err(e),
@@ -278,7 +318,10 @@ pub(crate) fn open(
         if matches!(vhdx.parent, Parent::NotAttached) {
             return Err(last.unwrap_or_else(|| ImageError::Unsupported {
                 format: "vhdx",
-                message: format!("differencing disk {} names no usable parent path", path.display()),
+                message: format!(
+                    "differencing disk {} names no usable parent path",
+                    path.display()
+                ),
             }));
         }
     }

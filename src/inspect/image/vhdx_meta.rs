@@ -33,15 +33,60 @@ const fn guid(d1: u32, d2: u16, d3: u16, d4: [u8; 8]) -> [u8; 16] {
     ]
 }
 
-pub const BAT_REGION: [u8; 16] = guid(0x2dc2_7766, 0xf623, 0x4200, [0x9d, 0x64, 0x11, 0x5e, 0x9b, 0xfd, 0x4a, 0x08]);
-pub const METADATA_REGION: [u8; 16] = guid(0x8b7c_a206, 0x4790, 0x4b9a, [0xb8, 0xfe, 0x57, 0x5f, 0x05, 0x0f, 0x88, 0x6e]);
-const FILE_PARAMETERS: [u8; 16] = guid(0xcaa1_6737, 0xfa36, 0x4d43, [0xb3, 0xb6, 0x33, 0xf0, 0xaa, 0x44, 0xe7, 0x6b]);
-const VIRTUAL_DISK_SIZE: [u8; 16] = guid(0x2fa5_4224, 0xcd1b, 0x4876, [0xb2, 0x11, 0x5d, 0xbe, 0xd8, 0x3b, 0xf4, 0xb8]);
-const VIRTUAL_DISK_ID: [u8; 16] = guid(0xbeca_12ab, 0xb2e6, 0x4523, [0x93, 0xef, 0xc3, 0x09, 0xe0, 0x00, 0xc7, 0x46]);
-const LOGICAL_SECTOR: [u8; 16] = guid(0x8141_bf1d, 0xa96f, 0x4709, [0xba, 0x47, 0xf2, 0x33, 0xa8, 0xfa, 0xab, 0x5f]);
-const PHYSICAL_SECTOR: [u8; 16] = guid(0xcda3_48c7, 0x445d, 0x4471, [0x9c, 0xc9, 0xe9, 0x88, 0x52, 0x51, 0xc5, 0x56]);
-const PARENT_LOCATOR: [u8; 16] = guid(0xa8d3_5f2d, 0xb30b, 0x454d, [0xab, 0xf7, 0xd3, 0xd8, 0x48, 0x34, 0xab, 0x0c]);
-const VHDX_PARENT_TYPE: [u8; 16] = guid(0xb04a_efb7, 0xd19e, 0x4a81, [0xb7, 0x89, 0x25, 0xb8, 0xe9, 0x44, 0x59, 0x13]);
+pub const BAT_REGION: [u8; 16] = guid(
+    0x2dc2_7766,
+    0xf623,
+    0x4200,
+    [0x9d, 0x64, 0x11, 0x5e, 0x9b, 0xfd, 0x4a, 0x08],
+);
+pub const METADATA_REGION: [u8; 16] = guid(
+    0x8b7c_a206,
+    0x4790,
+    0x4b9a,
+    [0xb8, 0xfe, 0x57, 0x5f, 0x05, 0x0f, 0x88, 0x6e],
+);
+const FILE_PARAMETERS: [u8; 16] = guid(
+    0xcaa1_6737,
+    0xfa36,
+    0x4d43,
+    [0xb3, 0xb6, 0x33, 0xf0, 0xaa, 0x44, 0xe7, 0x6b],
+);
+const VIRTUAL_DISK_SIZE: [u8; 16] = guid(
+    0x2fa5_4224,
+    0xcd1b,
+    0x4876,
+    [0xb2, 0x11, 0x5d, 0xbe, 0xd8, 0x3b, 0xf4, 0xb8],
+);
+const VIRTUAL_DISK_ID: [u8; 16] = guid(
+    0xbeca_12ab,
+    0xb2e6,
+    0x4523,
+    [0x93, 0xef, 0xc3, 0x09, 0xe0, 0x00, 0xc7, 0x46],
+);
+const LOGICAL_SECTOR: [u8; 16] = guid(
+    0x8141_bf1d,
+    0xa96f,
+    0x4709,
+    [0xba, 0x47, 0xf2, 0x33, 0xa8, 0xfa, 0xab, 0x5f],
+);
+const PHYSICAL_SECTOR: [u8; 16] = guid(
+    0xcda3_48c7,
+    0x445d,
+    0x4471,
+    [0x9c, 0xc9, 0xe9, 0x88, 0x52, 0x51, 0xc5, 0x56],
+);
+const PARENT_LOCATOR: [u8; 16] = guid(
+    0xa8d3_5f2d,
+    0xb30b,
+    0x454d,
+    [0xab, 0xf7, 0xd3, 0xd8, 0x48, 0x34, 0xab, 0x0c],
+);
+const VHDX_PARENT_TYPE: [u8; 16] = guid(
+    0xb04a_efb7,
+    0xd19e,
+    0x4a81,
+    [0xb7, 0x89, 0x25, 0xb8, 0xe9, 0x44, 0x59, 0x13],
+);
 
 pub(crate) fn corrupt(offset: u64, message: impl Into<String>) -> ImageError {
     ImageError::Corrupt {
@@ -67,7 +112,11 @@ const CRC32C_TABLE: [u32; 256] = {
         let mut c = i as u32;
         let mut k = 0;
         while k < 8 {
-            c = if c & 1 != 0 { 0x82f6_3b78 ^ (c >> 1) } else { c >> 1 };
+            c = if c & 1 != 0 {
+                0x82f6_3b78 ^ (c >> 1)
+            } else {
+                c >> 1
+            };
             k += 1;
         }
         t[i] = c;
@@ -167,7 +216,10 @@ impl Regions {
             let range = (le64(b, e + 16), u64::from(le32(b, e + 24)));
             let required = le32(b, e + 28) & 1 != 0;
             if range.0 % MIB != 0 || range.1 % MIB != 0 || range.0 < MIB {
-                return Err(corrupt(at + e as u64, "region is not MiB aligned or overlaps the headers"));
+                return Err(corrupt(
+                    at + e as u64,
+                    "region is not MiB aligned or overlaps the headers",
+                ));
             }
             match id {
                 BAT_REGION => bat = Some(range),
@@ -178,7 +230,10 @@ impl Regions {
         }
         match (bat, metadata) {
             (Some(bat), Some(metadata)) => Ok(Regions { bat, metadata }),
-            _ => Err(corrupt(at, "region table lacks the BAT or the metadata region")),
+            _ => Err(corrupt(
+                at,
+                "region table lacks the BAT or the metadata region",
+            )),
         }
     }
 }
@@ -200,7 +255,10 @@ pub struct Metadata {
 impl Metadata {
     pub fn read(file: &dyn ReadAt, (at, len): (u64, u64)) -> Result<Metadata, ImageError> {
         if len > MAX_METADATA || at.checked_add(len).is_none_or(|e| e > file.size()) {
-            return Err(corrupt(at, "metadata region is too large or past the end of the file"));
+            return Err(corrupt(
+                at,
+                "metadata region is too large or past the end of the file",
+            ));
         }
         let b = read_vec(file, at, len, MAX_METADATA)?;
         if field(&b, 0, 8) != b"metadata" {
@@ -219,23 +277,42 @@ impl Metadata {
             let flags = le32(&b, e + 24);
             let data = field(&b, off, n);
             if data.len() != n || (n > 0 && off < 64 * 1024) {
-                return Err(corrupt(at + e as u64, "metadata item outside the metadata region"));
+                return Err(corrupt(
+                    at + e as u64,
+                    "metadata item outside the metadata region",
+                ));
             }
             items.push((id, data, flags & 4 != 0));
         }
         let get = |id: [u8; 16]| items.iter().find(|(i, _, _)| *i == id).map(|(_, d, _)| *d);
-        let known = [FILE_PARAMETERS, VIRTUAL_DISK_SIZE, VIRTUAL_DISK_ID, LOGICAL_SECTOR, PHYSICAL_SECTOR, PARENT_LOCATOR];
-        if let Some((id, _, _)) = items.iter().find(|(id, _, req)| *req && !known.contains(id)) {
-            return Err(unsupported(format!("unknown required metadata item {id:02x?}")));
+        let known = [
+            FILE_PARAMETERS,
+            VIRTUAL_DISK_SIZE,
+            VIRTUAL_DISK_ID,
+            LOGICAL_SECTOR,
+            PHYSICAL_SECTOR,
+            PARENT_LOCATOR,
+        ];
+        if let Some((id, _, _)) = items
+            .iter()
+            .find(|(id, _, req)| *req && !known.contains(id))
+        {
+            return Err(unsupported(format!(
+                "unknown required metadata item {id:02x?}"
+            )));
         }
-        let need = |id: [u8; 16], what: &str| get(id).ok_or_else(|| corrupt(at, format!("metadata lacks the {what}")));
+        let need = |id: [u8; 16], what: &str| {
+            get(id).ok_or_else(|| corrupt(at, format!("metadata lacks the {what}")))
+        };
         let params = need(FILE_PARAMETERS, "file parameters")?;
         let m = Metadata {
             block_size: le32(params, 0),
             leave_blocks_allocated: le32(params, 4) & 1 != 0,
             has_parent: le32(params, 4) & 2 != 0,
             virtual_size: le64(need(VIRTUAL_DISK_SIZE, "virtual disk size")?, 0),
-            disk_id: get(VIRTUAL_DISK_ID).map(|d| array(d, 0)).unwrap_or_default(),
+            disk_id: get(VIRTUAL_DISK_ID)
+                .map(|d| array(d, 0))
+                .unwrap_or_default(),
             logical_sector: le32(need(LOGICAL_SECTOR, "logical sector size")?, 0),
             physical_sector: le32(need(PHYSICAL_SECTOR, "physical sector size")?, 0),
             parent: match get(PARENT_LOCATOR) {
@@ -248,11 +325,14 @@ impl Metadata {
             return Err(corrupt(at, format!("block size {bs}")));
         }
         if !matches!(m.logical_sector, 512 | 4096) || !matches!(m.physical_sector, 512 | 4096) {
-            return Err(corrupt(at, format!("sector sizes {}/{}", m.logical_sector, m.physical_sector)));
+            return Err(corrupt(
+                at,
+                format!("sector sizes {}/{}", m.logical_sector, m.physical_sector),
+            ));
         }
         if m.virtual_size == 0
             || m.virtual_size > MAX_VIRTUAL_SIZE
-            || m.virtual_size % u64::from(m.logical_sector) != 0
+            || !m.virtual_size.is_multiple_of(u64::from(m.logical_sector))
         {
             return Err(corrupt(at, format!("virtual size {}", m.virtual_size)));
         }
@@ -264,7 +344,10 @@ impl Metadata {
 
     /// The value of a parent locator key.
     pub fn parent_value(&self, key: &str) -> Option<&str> {
-        self.parent.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.parent
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -276,10 +359,13 @@ fn parse_locator(d: &[u8]) -> Result<Vec<(String, String)>, String> {
     let count = le16(d, 18) as usize;
     let utf16 = |off: usize, len: usize| -> Result<String, String> {
         let raw = field(d, off, len);
-        if raw.len() != len || len % 2 != 0 {
+        if raw.len() != len || !len.is_multiple_of(2) {
             return Err("parent locator entry outside its item".into());
         }
-        let units: Vec<u16> = raw.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();
+        let units: Vec<u16> = raw
+            .chunks_exact(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]))
+            .collect();
         Ok(String::from_utf16_lossy(&units))
     };
     (0..count)
@@ -309,7 +395,10 @@ mod tests {
     fn guid_layout() {
         // 2DC27766-F623-4200-9D64-115E9BFD4A08 as stored.
         assert_eq!(&BAT_REGION[..4], &[0x66, 0x77, 0xc2, 0x2d]);
-        assert_eq!(&BAT_REGION[8..], &[0x9d, 0x64, 0x11, 0x5e, 0x9b, 0xfd, 0x4a, 0x08]);
+        assert_eq!(
+            &BAT_REGION[8..],
+            &[0x9d, 0x64, 0x11, 0x5e, 0x9b, 0xfd, 0x4a, 0x08]
+        );
     }
 
     #[test]
@@ -322,7 +411,10 @@ mod tests {
         d.extend(6u16.to_le_bytes());
         d.extend("ab".encode_utf16().flat_map(|u| u.to_le_bytes()));
         d.extend("xyz".encode_utf16().flat_map(|u| u.to_le_bytes()));
-        assert_eq!(parse_locator(&d).unwrap(), vec![("ab".into(), "xyz".into())]);
+        assert_eq!(
+            parse_locator(&d).unwrap(),
+            vec![("ab".into(), "xyz".into())]
+        );
         d.truncate(38);
         assert!(parse_locator(&d).is_err());
     }

@@ -31,11 +31,14 @@ const UNSUPPORTED_TYPES: &[&str] = &[
     "custom",
 ];
 
+/// Turns an extent file name into the opened (resolved and confined) file.
+type OpenExtent<'a> = dyn FnMut(&[u8]) -> Result<Arc<dyn ReadAt>, ImageError> + 'a;
+
 enum ExtentData {
     /// A flat file (or window of one).
     Flat(Slice),
     Zero,
-    Sparse(SparseExtent),
+    Sparse(Box<SparseExtent>),
 }
 
 struct Extent {
@@ -75,7 +78,7 @@ impl Vmdk {
                     extents: vec![Extent {
                         start: 0,
                         len: size,
-                        data: ExtentData::Sparse(sparse),
+                        data: ExtentData::Sparse(Box::new(sparse)),
                     }],
                     size,
                     descriptor,
@@ -103,7 +106,7 @@ impl Vmdk {
 
     fn from_descriptor(
         descriptor: Descriptor,
-        open_extent: &mut dyn FnMut(&[u8]) -> Result<Arc<dyn ReadAt>, ImageError>,
+        open_extent: &mut OpenExtent<'_>,
     ) -> Result<Vmdk, ImageError> {
         if descriptor.extents.is_empty() {
             return Err(corrupt(0, "descriptor lists no extents"));
@@ -125,12 +128,15 @@ impl Vmdk {
                         .ok_or_else(|| corrupt(0, "flat extent offset overflows"))?;
                     let shown = String::from_utf8_lossy(&line.file).into_owned();
                     ExtentData::Flat(Slice::new(f, at, len).map_err(|_| {
-                        corrupt(0, format!("flat extent {shown:?} is shorter than its {len} bytes"))
+                        corrupt(
+                            0,
+                            format!("flat extent {shown:?} is shorter than its {len} bytes"),
+                        )
                     })?)
                 }
                 ExtentKind::Sparse => {
                     let f = open_extent(&line.file)?;
-                    ExtentData::Sparse(SparseExtent::open(f, Some(len))?)
+                    ExtentData::Sparse(Box::new(SparseExtent::open(f, Some(len))?))
                 }
             };
             extents.push(Extent { start, len, data });

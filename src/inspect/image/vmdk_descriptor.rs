@@ -93,7 +93,8 @@ impl Descriptor {
             };
             let value = unquote(value);
             let hex = |v: &str| {
-                u32::from_str_radix(v, 16).map_err(|_| bad(format!("{} is not a hex CID", key.trim())))
+                u32::from_str_radix(v, 16)
+                    .map_err(|_| bad(format!("{} is not a hex CID", key.trim())))
             };
             match key.trim() {
                 "createType" => d.create_type = value.to_string(),
@@ -139,7 +140,7 @@ impl Descriptor {
             let close = q
                 .find('"')
                 .ok_or_else(|| bad(format!("unterminated file name in {line:?}")))?;
-            (q[..close].as_bytes().to_vec(), q[close + 1..].trim())
+            (q.as_bytes()[..close].to_vec(), q[close + 1..].trim())
         } else if kind == ExtentKind::Zero {
             (Vec::new(), rest)
         } else {

@@ -90,10 +90,16 @@ impl SparseHeader {
             || h.grain_sectors > MAX_GRAIN_SECTORS
             || !h.grain_sectors.is_power_of_two()
         {
-            return Err(corrupt(at + 20, format!("grain size of {} sectors", h.grain_sectors)));
+            return Err(corrupt(
+                at + 20,
+                format!("grain size of {} sectors", h.grain_sectors),
+            ));
         }
         if h.gtes_per_gt == 0 || h.gtes_per_gt > MAX_GTES {
-            return Err(corrupt(at + 44, format!("{} entries per grain table", h.gtes_per_gt)));
+            return Err(corrupt(
+                at + 44,
+                format!("{} entries per grain table", h.gtes_per_gt),
+            ));
         }
         if h.flags & FLAG_COMPRESSED != 0 && h.compress_algorithm != 1 {
             return Err(ImageError::Unsupported {
@@ -144,7 +150,10 @@ impl SparseExtent {
             let raw = read_vec(file.as_ref(), size - 2 * SECTOR, SECTOR, SECTOR)?;
             header = SparseHeader::parse(&raw, size - 2 * SECTOR)?;
             if header.gd_offset == GD_AT_END {
-                return Err(corrupt(size - 2 * SECTOR + 56, "footer has no grain directory offset"));
+                return Err(corrupt(
+                    size - 2 * SECTOR + 56,
+                    "footer has no grain directory offset",
+                ));
             }
         }
         let capacity = header
@@ -190,7 +199,10 @@ impl SparseExtent {
         let at = sector.checked_mul(SECTOR).filter(|&a| a > 0);
         let Some(at) = at.filter(|a| a.checked_add(entries * 4).is_some_and(|e| e <= file.size()))
         else {
-            return Err(corrupt(56, format!("grain directory at sector {sector} is outside the file")));
+            return Err(corrupt(
+                56,
+                format!("grain directory at sector {sector} is outside the file"),
+            ));
         };
         let raw = read_vec(file, at, entries * 4, MAX_GD_ENTRIES * 4)?;
         Ok(raw.chunks_exact(4).map(|c| le32(c, 0)).collect())
@@ -203,7 +215,10 @@ impl SparseExtent {
 
     /// A descriptor embedded in this extent, if any (bounded by the caller's cap).
     pub fn embedded_descriptor(&self, max: u64) -> Result<Option<Vec<u8>>, ImageError> {
-        let (at, len) = (self.header.descriptor_offset, self.header.descriptor_sectors);
+        let (at, len) = (
+            self.header.descriptor_offset,
+            self.header.descriptor_sectors,
+        );
         if at == 0 || len == 0 {
             return Ok(None);
         }
@@ -230,12 +245,19 @@ impl SparseExtent {
             ));
         }
         self.gts
-            .get(at, || read_vec(self.file.as_ref(), at, len, u64::from(MAX_GTES) * 4))
+            .get(at, || {
+                read_vec(self.file.as_ref(), at, len, u64::from(MAX_GTES) * 4)
+            })
             .map(Some)
     }
 
     /// Inflates the grain whose marker is at `sector` into `out` (one grain).
-    fn inflate_grain(&self, sector: u64, grain_start: u64, out: &mut [u8]) -> Result<(), ImageError> {
+    fn inflate_grain(
+        &self,
+        sector: u64,
+        grain_start: u64,
+        out: &mut [u8],
+    ) -> Result<(), ImageError> {
         let at = sector * SECTOR;
         let size = self.file.size();
         let grain = self.header.grain_bytes();
@@ -249,7 +271,10 @@ impl SparseExtent {
             if lba != grain_start / SECTOR {
                 return Err(corrupt(
                     at,
-                    format!("grain marker says sector {lba}, the grain table says {}", grain_start / SECTOR),
+                    format!(
+                        "grain marker says sector {lba}, the grain table says {}",
+                        grain_start / SECTOR
+                    ),
                 ));
             }
             (at + 12, u64::from(le32(&marker, 8)))
@@ -257,7 +282,10 @@ impl SparseExtent {
             (at, (size - at.min(size)).min(2 * grain))
         };
         if data_len > 2 * grain || data_at.checked_add(data_len).is_none_or(|e| e > size) {
-            return Err(corrupt(at, format!("compressed grain of {data_len} bytes is impossible here")));
+            return Err(corrupt(
+                at,
+                format!("compressed grain of {data_len} bytes is impossible here"),
+            ));
         }
         let input = read_vec(self.file.as_ref(), data_at, data_len, 2 * grain)?;
         let mut state = Box::<DecompressorOxide>::default();
@@ -270,8 +298,13 @@ impl SparseExtent {
                 out[written..].fill(0);
                 Ok(())
             }
-            TINFLStatus::HasMoreOutput => Err(corrupt(at, "compressed grain inflates past the grain size")),
-            other => Err(corrupt(at, format!("deflate error {other:?} after {written} bytes"))),
+            TINFLStatus::HasMoreOutput => {
+                Err(corrupt(at, "compressed grain inflates past the grain size"))
+            }
+            other => Err(corrupt(
+                at,
+                format!("deflate error {other:?} after {written} bytes"),
+            )),
         }
     }
 }
@@ -361,7 +394,11 @@ pub(crate) mod tests {
 
     #[test]
     fn grains() {
-        let e = SparseExtent::open(Arc::new(MemSource(extent([16, 0, 1, 8], FLAG_ZERO_GRAIN))), None).unwrap();
+        let e = SparseExtent::open(
+            Arc::new(MemSource(extent([16, 0, 1, 8], FLAG_ZERO_GRAIN))),
+            None,
+        )
+        .unwrap();
         assert_eq!(e.size(), 16384);
         let mut b = vec![9u8; 16384];
         e.read_exact_at(0, &mut b).unwrap();
