@@ -614,7 +614,7 @@ fn hostile_descriptors_and_parents_are_refused() {
         Ok(_) => panic!("opened a delta disk over a changed parent"),
     }
 
-    // VHDX with a log GUID in its current header: refused, never read around the log.
+    // VHDX whose log holds entries: refused, never read around the log.
     qemu_img(&["create", "-f", "vhdx", &r("log.vhdx"), "8M"]);
     let mut v = std::fs::read(root.join("log.vhdx")).unwrap();
     for h in [64 << 10, 128 << 10] {
@@ -623,6 +623,25 @@ fn hostile_descriptors_and_parents_are_refused() {
         let crc = crc32c(&v[h..h + 4096]);
         v[h + 4..h + 8].copy_from_slice(&crc.to_le_bytes());
     }
+    // A log GUID alone (no valid entry of it) is an empty log: qemu opens such a file.
+    std::fs::write(root.join("log.vhdx"), &v).unwrap();
+    assert_eq!(
+        open(&root.join("log.vhdx"), None, &root)
+            .unwrap()
+            .virtual_size,
+        8 << 20
+    );
+    // One valid entry of that GUID in the log: it must be replayed first.
+    let h = 64 << 10;
+    let log_at = u64::from_le_bytes(v[h + 72..h + 80].try_into().unwrap()) as usize;
+    let mut entry = vec![0u8; 4096];
+    entry[0..4].copy_from_slice(b"loge");
+    entry[8..12].copy_from_slice(&4096u32.to_le_bytes());
+    entry[16..24].copy_from_slice(&7u64.to_le_bytes());
+    entry[32..48].copy_from_slice(&v[h + 48..h + 64]);
+    let crc = crc32c(&entry);
+    entry[4..8].copy_from_slice(&crc.to_le_bytes());
+    v[log_at..log_at + 4096].copy_from_slice(&entry);
     std::fs::write(root.join("log.vhdx"), &v).unwrap();
     match open(&root.join("log.vhdx"), None, &root) {
         Err(ImageError::NeedsLogReplay { .. }) => {}

@@ -57,13 +57,10 @@ impl Vhdx {
             return Err(corrupt(0, "no vhdxfile identifier"));
         }
         let header = VhdxHeader::read(file.as_ref())?;
-        if header.log_guid != [0; 16] {
+        if let Some(message) = pending_log(file.as_ref(), &header)? {
             return Err(ImageError::NeedsLogReplay {
                 path: Default::default(),
-                message: format!(
-                    "log of {} bytes at {:#x} is active (log GUID set)",
-                    header.log_length, header.log_offset
-                ),
+                message,
             });
         }
         let regions = Regions::read(file.as_ref())?;
@@ -244,6 +241,47 @@ impl ReadAt for Vhdx {
         check_range(offset, buf.len(), self.meta.virtual_size)?;
         read_mapped(self, self.file.as_ref(), &self.parent, offset, buf)
     }
+}
+
+/// Logs scanned for entries; a larger active log is refused without looking.
+const MAX_LOG_SCAN: u64 = 64 * MIB;
+const LOG_SECTOR: u64 = 4096;
+
+/// Why the log must be replayed, or `None` when it holds nothing to replay: no log GUID,
+/// or no valid entry of that GUID anywhere in the log (a log left empty by a clean
+/// close, as qemu reads it).
+fn pending_log(file: &dyn ReadAt, h: &VhdxHeader) -> Result<Option<String>, ImageError> {
+    if h.log_guid == [0; 16] {
+        return Ok(None);
+    }
+    let (at, len) = (h.log_offset, u64::from(h.log_length));
+    if len > MAX_LOG_SCAN || at.checked_add(len).is_none_or(|e| e > file.size()) {
+        return Ok(Some(format!(
+            "an active log of {len} bytes at {at:#x} (not scanned)"
+        )));
+    }
+    let log = read_vec(file, at, len, MAX_LOG_SCAN)?;
+    for start in (0..len).step_by(LOG_SECTOR as usize) {
+        let e = &log[start as usize..];
+        let entry_len = u64::from(crate::inspect::bytes::le32(e, 8));
+        let valid = e.starts_with(b"loge")
+            && crate::inspect::bytes::array::<16>(e, 32) == h.log_guid
+            && entry_len >= LOG_SECTOR
+            && entry_len.is_multiple_of(LOG_SECTOR)
+            && entry_len <= e.len() as u64
+            && {
+                let mut copy = e[..entry_len as usize].to_vec();
+                copy[4..8].fill(0);
+                super::vhdx_meta::crc32c(&copy) == crate::inspect::bytes::le32(e, 4)
+            };
+        if valid {
+            return Ok(Some(format!(
+                "the log at {at:#x} holds valid entries (sequence {}) that were never applied",
+                le64(e, 16)
+            )));
+        }
+    }
+    Ok(None)
 }
 
 /// Parses `{xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx}` into the GUID's on-disk bytes.
