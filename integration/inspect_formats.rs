@@ -631,14 +631,18 @@ fn hostile_descriptors_and_parents_are_refused() {
             .virtual_size,
         8 << 20
     );
-    // One valid entry of that GUID in the log: it must be replayed first.
+    // One valid entry of that GUID whose data descriptor has no data sector: it cannot
+    // be replayed, so the image is refused.
     let h = 64 << 10;
     let log_at = u64::from_le_bytes(v[h + 72..h + 80].try_into().unwrap()) as usize;
     let mut entry = vec![0u8; 4096];
     entry[0..4].copy_from_slice(b"loge");
     entry[8..12].copy_from_slice(&4096u32.to_le_bytes());
     entry[16..24].copy_from_slice(&7u64.to_le_bytes());
+    entry[24..28].copy_from_slice(&1u32.to_le_bytes());
     entry[32..48].copy_from_slice(&v[h + 48..h + 64]);
+    entry[64..68].copy_from_slice(b"desc");
+    entry[64 + 24..64 + 32].copy_from_slice(&7u64.to_le_bytes());
     let crc = crc32c(&entry);
     entry[4..8].copy_from_slice(&crc.to_le_bytes());
     v[log_at..log_at + 4096].copy_from_slice(&entry);
@@ -921,5 +925,93 @@ fn differencing_vhdx_composes_parent_and_child() {
         Err(ImageError::ParentMismatch { .. }) => {}
         Err(e) => panic!("wrong error {e}"),
         Ok(_) => panic!("opened over another parent"),
+    }
+}
+
+/// A VHDX left with a log entry that rewrites one 4 KiB sector of a data block: the
+/// entry is replayed in memory (the file is not changed) and the guest sees the new
+/// bytes; the same entry with a torn data sector is refused.
+#[test]
+fn vhdx_log_is_replayed_in_memory() {
+    let tmp = tempdir();
+    let dir = tmp.path();
+    sh(&format!(
+        "cd '{}' && head -c 8388608 /dev/urandom > l.raw",
+        dir.display()
+    ));
+    let (raw, vhdx) = (dir.join("l.raw"), dir.join("l.vhdx"));
+    qemu_img(&[
+        "convert",
+        "-f",
+        "raw",
+        "-O",
+        "vhdx",
+        "-o",
+        "subformat=dynamic,block_size=1M",
+        raw.to_str().unwrap(),
+        vhdx.to_str().unwrap(),
+    ]);
+    let mut v = std::fs::read(&vhdx).unwrap();
+    let guid = [0x42u8; 16];
+    for h in [64usize << 10, 128 << 10] {
+        v[h + 48..h + 64].copy_from_slice(&guid);
+        v[h + 4..h + 8].fill(0);
+        let crc = crc32c(&v[h..h + 4096]);
+        v[h + 4..h + 8].copy_from_slice(&crc.to_le_bytes());
+    }
+    let bat = (0..le32(&v, (192 << 10) + 8) as usize)
+        .map(|i| (192 << 10) + 16 + 32 * i)
+        .find(|&e| v[e] == 0x66)
+        .map(|e| le64(&v, e + 16) as usize)
+        .unwrap();
+    let block = (0..8).find(|&b| le64(&v, bat + 8 * b) & 7 == 6).unwrap();
+    let host = le64(&v, bat + 8 * block) >> 20 << 20;
+    let new: Vec<u8> = (0..4096u32).map(|i| (i * 31 + 7) as u8).collect();
+    let entry = |seq_low: u32| {
+        let mut e = vec![0u8; 8192];
+        e[0..4].copy_from_slice(b"loge");
+        e[8..12].copy_from_slice(&8192u32.to_le_bytes());
+        e[16..24].copy_from_slice(&5u64.to_le_bytes());
+        e[24..28].copy_from_slice(&1u32.to_le_bytes());
+        e[32..48].copy_from_slice(&guid);
+        e[64..68].copy_from_slice(b"desc");
+        e[68..72].copy_from_slice(&new[4092..]);
+        e[72..80].copy_from_slice(&new[..8]);
+        e[80..88].copy_from_slice(&host.to_le_bytes());
+        e[88..96].copy_from_slice(&5u64.to_le_bytes());
+        e[4096..4100].copy_from_slice(b"data");
+        e[4104..8188].copy_from_slice(&new[8..4092]);
+        e[8188..8192].copy_from_slice(&seq_low.to_le_bytes());
+        let crc = crc32c(&e);
+        e[4..8].copy_from_slice(&crc.to_le_bytes());
+        e
+    };
+    let log_at = le64(&v, (64 << 10) + 72) as usize;
+    v[log_at..log_at + 8192].copy_from_slice(&entry(5));
+    std::fs::write(&vhdx, &v).unwrap();
+    let before = sha256sum(&vhdx);
+    let img = open(&vhdx, Some("vhdx"), dir).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        img.warnings.iter().any(|w| w.contains("replayed")),
+        "{:?}",
+        img.warnings
+    );
+    let mut expected = std::fs::read(&raw).unwrap();
+    let g = block * (1 << 20);
+    expected[g..g + 4096].copy_from_slice(&new);
+    assert!(
+        read_all(&img) == expected,
+        "replayed VHDX differs from the source with the logged write"
+    );
+    assert_eq!(sha256sum(&vhdx), before, "the image file was modified");
+    // A torn data sector (its sequence number differs from the entry's): refused.
+    v[log_at..log_at + 8192].copy_from_slice(&entry(6));
+    std::fs::write(&vhdx, &v).unwrap();
+    match open(&vhdx, None, dir) {
+        Err(ImageError::NeedsLogReplay { message, .. }) => {
+            assert!(message.contains("torn"), "{message}")
+        }
+        Err(e) => panic!("wrong error {e}"),
+        Ok(_) => panic!("opened with a torn log entry"),
     }
 }

@@ -16,6 +16,7 @@ mod read_map;
 pub mod vdi;
 pub mod vhd;
 pub mod vhdx;
+mod vhdx_log;
 mod vhdx_meta;
 pub mod vmdk;
 mod vmdk_descriptor;
@@ -258,6 +259,11 @@ impl Chain {
             });
         }
         Ok((source, canonical))
+    }
+
+    /// Adds a line to the report's warnings.
+    pub(crate) fn warn(&mut self, message: String) {
+        self.warnings.push(message);
     }
 
     fn inside_roots(&self, path: &Path) -> bool {

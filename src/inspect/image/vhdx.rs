@@ -3,15 +3,16 @@
 //! entries, and for differencing disks sector-bitmap entries: one after every
 //! `chunk_ratio` payload entries) and the read path.
 //!
-//! A disk whose header names a log (a non-zero log GUID) may have writes that were never
-//! applied to the BAT or the blocks. We never write the file, and reading around the log
-//! would return stale data, so such a disk is refused with
-//! [`ImageError::NeedsLogReplay`].
+//! A disk whose log holds valid entries has writes that were never applied to the BAT or
+//! the blocks. We never write the file: the log is replayed in memory (`vhdx_log.rs`) and
+//! every read of the file goes through the replayed pages; a log that cannot be replayed
+//! is refused with [`ImageError::NeedsLogReplay`], never read around.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use super::read_map::{check_no_overlap, read_mapped, BlockMap, Parent, Run, TableCache};
+use super::vhdx_log;
 use super::vhdx_meta::{corrupt, Metadata, Regions, VhdxHeader};
 use super::{Chain, Identity, ImageError, RawImage};
 use crate::inspect::bytes::le64;
@@ -40,6 +41,8 @@ pub struct Vhdx {
     meta: Metadata,
     bat: Vec<u64>,
     chunk_ratio: u64,
+    /// Log entries replayed in memory at open (0 for a clean image).
+    replayed: usize,
     bitmaps: TableCache,
     parent: Parent,
 }
@@ -57,12 +60,20 @@ impl Vhdx {
             return Err(corrupt(0, "no vhdxfile identifier"));
         }
         let header = VhdxHeader::read(file.as_ref())?;
-        if let Some(message) = pending_log(file.as_ref(), &header)? {
-            return Err(ImageError::NeedsLogReplay {
-                path: Default::default(),
-                message,
-            });
-        }
+        let mut replayed = 0;
+        let file: Arc<dyn ReadAt> = match vhdx_log::replay(file.as_ref(), &header)? {
+            None => file,
+            Some(Ok(log)) => {
+                replayed = log.entries;
+                Arc::new(vhdx_log::Overlay::new(file, log))
+            }
+            Some(Err(message)) => {
+                return Err(ImageError::NeedsLogReplay {
+                    path: Default::default(),
+                    message,
+                })
+            }
+        };
         let regions = Regions::read(file.as_ref())?;
         let meta = Metadata::read(file.as_ref(), regions.metadata)?;
         let bs = u64::from(meta.block_size);
@@ -105,6 +116,7 @@ impl Vhdx {
             meta,
             bat,
             chunk_ratio,
+            replayed,
         };
         v.check_bat(regions)?;
         Ok(v)
@@ -243,47 +255,6 @@ impl ReadAt for Vhdx {
     }
 }
 
-/// Logs scanned for entries; a larger active log is refused without looking.
-const MAX_LOG_SCAN: u64 = 64 * MIB;
-const LOG_SECTOR: u64 = 4096;
-
-/// Why the log must be replayed, or `None` when it holds nothing to replay: no log GUID,
-/// or no valid entry of that GUID anywhere in the log (a log left empty by a clean
-/// close, as qemu reads it).
-fn pending_log(file: &dyn ReadAt, h: &VhdxHeader) -> Result<Option<String>, ImageError> {
-    if h.log_guid == [0; 16] {
-        return Ok(None);
-    }
-    let (at, len) = (h.log_offset, u64::from(h.log_length));
-    if len > MAX_LOG_SCAN || at.checked_add(len).is_none_or(|e| e > file.size()) {
-        return Ok(Some(format!(
-            "an active log of {len} bytes at {at:#x} (not scanned)"
-        )));
-    }
-    let log = read_vec(file, at, len, MAX_LOG_SCAN)?;
-    for start in (0..len).step_by(LOG_SECTOR as usize) {
-        let e = &log[start as usize..];
-        let entry_len = u64::from(crate::inspect::bytes::le32(e, 8));
-        let valid = e.starts_with(b"loge")
-            && crate::inspect::bytes::array::<16>(e, 32) == h.log_guid
-            && entry_len >= LOG_SECTOR
-            && entry_len.is_multiple_of(LOG_SECTOR)
-            && entry_len <= e.len() as u64
-            && {
-                let mut copy = e[..entry_len as usize].to_vec();
-                copy[4..8].fill(0);
-                super::vhdx_meta::crc32c(&copy) == crate::inspect::bytes::le32(e, 4)
-            };
-        if valid {
-            return Ok(Some(format!(
-                "the log at {at:#x} holds valid entries (sequence {}) that were never applied",
-                le64(e, 16)
-            )));
-        }
-    }
-    Ok(None)
-}
-
 /// Parses `{xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx}` into the GUID's on-disk bytes.
 fn parse_guid(s: &str) -> Option<[u8; 16]> {
     let hex: String = s.trim_matches(['{', '}']).split('-').collect();
@@ -318,6 +289,13 @@ pub(crate) fn open(
         e => e,
     })?;
     let identity = Identity::Vhdx(vhdx.header.data_write_guid);
+    if vhdx.replayed > 0 {
+        chain.warn(format!(
+            "vhdx image {} was not closed cleanly: {} log entries were replayed in memory",
+            path.display(),
+            vhdx.replayed
+        ));
+    }
     if vhdx.meta.has_parent {
         let linkage = vhdx
             .meta
