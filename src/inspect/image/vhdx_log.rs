@@ -59,7 +59,7 @@ pub fn replay(
         return Ok(None);
     }
     let (at, len) = (h.log_offset, u64::from(h.log_length));
-    if len > MAX_LOG || len < PAGE || !len.is_multiple_of(PAGE) {
+    if !(PAGE..=MAX_LOG).contains(&len) || !len.is_multiple_of(PAGE) {
         return Ok(Some(Err(format!(
             "log of {len} bytes cannot be replayed in memory"
         ))));
