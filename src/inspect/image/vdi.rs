@@ -230,7 +230,7 @@ pub(crate) fn open(
     let identity = Identity::Vdi(vdi.header.uuid_create);
     if vdi.is_differencing() {
         let link = vdi.header.uuid_link;
-        let name = find_by_uuid(path, &link)?;
+        let name = find_by_uuid(chain, path, &link)?;
         let (parent, _) = chain.open_backing(
             path,
             "vdi",
@@ -245,7 +245,11 @@ pub(crate) fn open(
 }
 
 /// The file name, in the directory of `child`, of the VDI whose creation UUID is `uuid`.
-fn find_by_uuid(child: &Path, uuid: &[u8; 16]) -> Result<std::ffi::OsString, ImageError> {
+fn find_by_uuid(
+    chain: &Chain,
+    child: &Path,
+    uuid: &[u8; 16],
+) -> Result<std::ffi::OsString, ImageError> {
     let dir = child.parent().unwrap_or(Path::new("."));
     let not_found = || ImageError::Unsupported {
         format: "vdi",
@@ -269,9 +273,13 @@ fn find_by_uuid(child: &Path, uuid: &[u8; 16]) -> Result<std::ffi::OsString, Ima
         if !is_vdi || Some(name.as_os_str()) == own {
             continue;
         }
-        // Symlinks are followed here only to read 512 bytes; the chosen name is then
-        // confined to the roots by `open_backing` before it is opened as the parent.
-        let Ok(candidate) = RawImage::open(&dir.join(&name)) else {
+        // Confined before even its header is read: a symlink out of the roots is skipped.
+        let Ok(canonical) = chain.confine(child, "vdi", name.as_encoded_bytes(), |path| {
+            ImageError::BackingOutsideRoots { path }
+        }) else {
+            continue;
+        };
+        let Ok(candidate) = RawImage::open(&canonical) else {
             continue;
         };
         let mut head = [0u8; HEADER_LEN as usize];
