@@ -19,6 +19,8 @@ use super::{Chain, Identity, ImageError, RawImage};
 use crate::inspect::source::{check_range, read_vec, ReadAt, Slice};
 
 const SECTOR: u64 = 512;
+/// Grain directories of all extents together (each is loaded whole).
+const MAX_GD_TOTAL: u64 = 32 << 20;
 /// createType values naming ESXi-only subformats we do not read.
 const UNSUPPORTED_TYPES: &[&str] = &[
     "vmfsSparse",
@@ -113,6 +115,7 @@ impl Vmdk {
         }
         let mut extents = Vec::with_capacity(descriptor.extents.len());
         let mut start = 0u64;
+        let mut gd_total = 0u64;
         for line in &descriptor.extents {
             let len = line
                 .sectors
@@ -136,7 +139,16 @@ impl Vmdk {
                 }
                 ExtentKind::Sparse => {
                     let f = open_extent(&line.file)?;
-                    ExtentData::Sparse(Box::new(SparseExtent::open(f, Some(len))?))
+                    let extent = SparseExtent::open_shared(f, Some(len), descriptor.extents.len())?;
+                    gd_total += extent.gd_bytes();
+                    if gd_total > MAX_GD_TOTAL {
+                        return Err(ImageError::TooLarge {
+                            what: "vmdk grain directories",
+                            size: gd_total,
+                            limit: MAX_GD_TOTAL,
+                        });
+                    }
+                    ExtentData::Sparse(Box::new(extent))
                 }
             };
             extents.push(Extent { start, len, data });

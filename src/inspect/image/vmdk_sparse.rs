@@ -139,6 +139,17 @@ impl SparseExtent {
     /// Reads the header (the footer's copy for streamOptimized) and the grain directory.
     /// `len` is the extent's size in the descriptor (the capacity when there is none).
     pub fn open(file: Arc<dyn ReadAt>, len: Option<u64>) -> Result<SparseExtent, ImageError> {
+        Self::open_shared(file, len, 1)
+    }
+
+    /// Like [`SparseExtent::open`] for one of `extents` extents of a disk, which share the
+    /// cache memory of one (a descriptor may list thousands of extents).
+    pub fn open_shared(
+        file: Arc<dyn ReadAt>,
+        len: Option<u64>,
+        extents: usize,
+    ) -> Result<SparseExtent, ImageError> {
+        let share = extents.max(1) as u64;
         let raw = read_vec(file.as_ref(), 0, SECTOR, SECTOR)?;
         let mut header = SparseHeader::parse(&raw, 0)?;
         if header.gd_offset == GD_AT_END {
@@ -183,12 +194,13 @@ impl SparseExtent {
             }
             Err(e) => return Err(e),
         };
-        let grain_slots = (GRAIN_CACHE_BYTES / header.grain_bytes()).max(2) as usize;
+        let grain_slots = (GRAIN_CACHE_BYTES / share / header.grain_bytes()).max(1) as usize;
+        let gt_slots = GT_CACHE_BYTES / share / (u64::from(header.gtes_per_gt) * 4);
         Ok(SparseExtent {
             file,
             len,
             gd,
-            gts: TableCache::new((GT_CACHE_BYTES / (u64::from(header.gtes_per_gt) * 4)) as usize),
+            gts: TableCache::new(gt_slots as usize),
             grains: TableCache::new(grain_slots),
             parent: Parent::None,
             header,
@@ -206,6 +218,11 @@ impl SparseExtent {
         };
         let raw = read_vec(file, at, entries * 4, MAX_GD_ENTRIES * 4)?;
         Ok(raw.chunks_exact(4).map(|c| le32(c, 0)).collect())
+    }
+
+    /// Bytes of the loaded grain directory.
+    pub fn gd_bytes(&self) -> u64 {
+        self.gd.len() as u64 * 4
     }
 
     /// Sets what unallocated grains read (the parent at this extent's guest offset).
