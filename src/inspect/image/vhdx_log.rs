@@ -266,3 +266,41 @@ impl ReadAt for Overlay {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inspect::source::MemSource;
+
+    #[test]
+    fn overlay_patches_pages_and_extends_the_file() {
+        let mut pages = BTreeMap::new();
+        pages.insert(4096, Some(vec![7u8; 4096].into_boxed_slice()));
+        pages.insert(12288, None);
+        pages.insert(16384, Some(vec![9u8; 4096].into_boxed_slice()));
+        let log = Replayed {
+            pages,
+            size: 20480,
+            entries: 1,
+        };
+        let o = Overlay::new(Arc::new(MemSource(vec![1u8; 14000])), log);
+        let mut buf = vec![0u8; 20480];
+        o.read_exact_at(0, &mut buf).unwrap();
+        assert!(buf[..4096].iter().all(|&b| b == 1));
+        assert!(buf[4096..8192].iter().all(|&b| b == 7));
+        assert!(buf[8192..12288].iter().all(|&b| b == 1));
+        assert!(buf[12288..16384].iter().all(|&b| b == 0));
+        assert!(buf[16384..].iter().all(|&b| b == 9));
+        let mut small = [0u8; 10];
+        o.read_exact_at(8190, &mut small).unwrap();
+        assert_eq!(small, [7, 7, 1, 1, 1, 1, 1, 1, 1, 1]);
+        assert!(o.read_exact_at(20475, &mut small).is_err());
+    }
+
+    #[test]
+    fn circular_entries_wrap() {
+        let log: Vec<u8> = (0..8192u32).map(|i| (i / 4096) as u8).collect();
+        let e = circular(&log, 4096 + 4094, 4);
+        assert_eq!(e, [1, 1, 0, 0]);
+    }
+}
