@@ -28,12 +28,12 @@ for spec in vmdk:subformat=monolithicSparse vmdk:subformat=streamOptimized vpc:s
   qemu-img convert -q -f raw -O "$fmt" -o "$opts" "$work/base.raw" "$work/$name"
   head -c 1048576 "$work/$name" > "$out/image_formats/$name"
 done
-# Whole images of a 512 KiB disk: a fixed VHD keeps its footer, a dynamic VHD its BAT
-# and blocks, a VDI with no block allocated its map (one allocated VDI block is 1 MiB).
+# Whole images of a 512 KiB disk: a fixed VHD keeps its footer, an empty dynamic VHD its
+# footer, header and BAT (no block: one is 2 MiB), a VDI its map (one block is 1 MiB).
 head -c 524288 "$work/base.raw" > "$work/small.raw"
 truncate -s 524288 "$work/empty.raw"
 qemu-img convert -q -f raw -O vpc -o subformat=fixed "$work/small.raw" "$out/image_formats/vpc-fixed"
-qemu-img convert -q -f raw -O vpc -o subformat=dynamic,block_size=262144 "$work/small.raw" "$out/image_formats/vpc-dynamic-small"
+qemu-img convert -q -f raw -O vpc -o subformat=dynamic "$work/empty.raw" "$out/image_formats/vpc-dynamic-empty"
 qemu-img convert -q -f raw -O vdi "$work/empty.raw" "$out/image_formats/vdi-empty"
 
 # partition tables on a 1 MiB disk: GPT and MBR with logical partitions.
