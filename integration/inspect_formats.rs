@@ -430,6 +430,22 @@ fn differencing_vhd_composes_parent_and_child() {
         "differencing VHD differs from parent+child"
     );
 
+    // A locator leading out of the roots (`..`) is refused before the file is opened.
+    let mut escape = c.clone();
+    let name: Vec<u8> = "..\\parent.vhd"
+        .encode_utf16()
+        .flat_map(|u| u.to_le_bytes())
+        .collect();
+    escape[footer_at..footer_at + name.len()].copy_from_slice(&name);
+    escape[h + 584..h + 588].copy_from_slice(&(name.len() as u32).to_be_bytes());
+    vhd_checksum(&mut escape[h..h + 1024], 36);
+    std::fs::write(dir.join("escape.vhd"), &escape).unwrap();
+    match open(&dir.join("escape.vhd"), None, dir) {
+        Err(ImageError::BackingOutsideRoots { .. }) => {}
+        Err(e) => panic!("escape: wrong error {e}"),
+        Ok(_) => panic!("escape: opened a parent outside the roots"),
+    }
+
     // A parent with another unique id is refused, never silently mixed.
     let mut other = parent.clone();
     let n = other.len();
