@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=fuzz/corpus
-mkdir -p "$out"/{qcow2,partition,probe,packages}
+mkdir -p "$out"/{qcow2,partition,probe,packages,image_formats}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
@@ -18,6 +18,23 @@ qemu-img convert -q -c -O qcow2 "$work/base.raw" "$out/qcow2/zlib.qcow2"
 qemu-img convert -q -c -O qcow2 -o compression_type=zstd "$work/base.raw" "$out/qcow2/zstd.qcow2"
 qemu-img convert -q -O qcow2 -o extended_l2=on,cluster_size=128k "$work/base.raw" "$out/qcow2/extl2.qcow2"
 qemu-img convert -q -O qcow2 -o compat=0.10 "$work/base.raw" "$out/qcow2/v2.qcow2"
+
+# image_formats: every subformat qemu-img writes of the same small disk. VHDX files are
+# at least 3 MiB (MiB-aligned regions), so their seed is the first MiB: headers and
+# region table, for the fuzzer to point at data it builds.
+for spec in vmdk:subformat=monolithicSparse vmdk:subformat=streamOptimized vpc:subformat=dynamic \
+            vdi:static=off vhdx:subformat=dynamic,block_size=1M; do
+  fmt=${spec%%:*}; opts=${spec#*:}; name="${fmt}-${opts//[=,]/-}"
+  qemu-img convert -q -f raw -O "$fmt" -o "$opts" "$work/base.raw" "$work/$name"
+  head -c 1048576 "$work/$name" > "$out/image_formats/$name"
+done
+# Whole images of a 512 KiB disk: a fixed VHD keeps its footer, an empty dynamic VHD its
+# footer, header and BAT (no block: one is 2 MiB), a VDI its map (one block is 1 MiB).
+head -c 524288 "$work/base.raw" > "$work/small.raw"
+truncate -s 524288 "$work/empty.raw"
+qemu-img convert -q -f raw -O vpc -o subformat=fixed "$work/small.raw" "$out/image_formats/vpc-fixed"
+qemu-img convert -q -f raw -O vpc -o subformat=dynamic "$work/empty.raw" "$out/image_formats/vpc-dynamic-empty"
+qemu-img convert -q -f raw -O vdi "$work/empty.raw" "$out/image_formats/vdi-empty"
 
 # partition tables on a 1 MiB disk: GPT and MBR with logical partitions.
 truncate -s 1M "$work/gpt.img" "$work/mbr.img"

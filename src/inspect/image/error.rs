@@ -52,4 +52,10 @@ pub enum ImageError {
     BackingLoop { path: PathBuf },
     #[error("backing chain deeper than {limit} images")]
     BackingChainTooDeep { limit: usize },
+    #[error("{format} extent file {path} is not inside any image root")]
+    ExtentOutsideRoots { format: &'static str, path: String },
+    #[error("parent image {path} is not the one its child was made from: {message}")]
+    ParentMismatch { path: PathBuf, message: String },
+    #[error("vhdx image {path} has a log that must be replayed before it can be read: {message}")]
+    NeedsLogReplay { path: PathBuf, message: String },
 }

@@ -1,0 +1,275 @@
+//! The read path shared by the block-table formats (VHD, VHDX, VDI and VMDK extents): a
+//! format only says what one guest byte maps to (file data, zeros, or the parent) and for
+//! how many bytes; this file turns that into reads, merging runs so a contiguous image
+//! becomes one large read, and reads the parent of a differencing image.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use super::ImageError;
+use crate::inspect::source::ReadAt;
+
+/// What a run of guest bytes reads from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Run {
+    /// The image file, at this offset.
+    Host(u64),
+    /// Zeros.
+    Zero,
+    /// The parent image at the same guest offset (zeros without a parent).
+    Parent,
+    /// Stored compressed; the format reads it with [`BlockMap::read_compressed`] (the
+    /// value is the format's own key, for example a grain's sector).
+    Compressed(u64),
+}
+
+/// A format's mapping from guest bytes to [`Run`]s.
+pub(crate) trait BlockMap: Send + Sync {
+    fn format(&self) -> &'static str;
+    /// The run at guest byte `guest` and how many bytes from it on share it (at least 1).
+    fn map(&self, guest: u64) -> Result<(Run, u64), ImageError>;
+    /// Reads `out` at `guest` from the compressed unit `key` returned by `map`.
+    fn read_compressed(&self, key: u64, guest: u64, out: &mut [u8]) -> Result<(), ImageError> {
+        let _ = (key, out);
+        Err(ImageError::Unsupported {
+            format: self.format(),
+            message: format!("compressed data at guest offset {guest:#x}"),
+        })
+    }
+}
+
+/// The parent of a differencing image, as far as reads are concerned.
+pub(crate) enum Parent {
+    /// Not a differencing image: unallocated blocks are zeros.
+    None,
+    /// A differencing image whose parent was not attached (parsed from memory, for
+    /// example): reading an unallocated block is an error, never silent zeros.
+    NotAttached,
+    Attached(Arc<dyn ReadAt>),
+}
+
+impl Parent {
+    /// Reads `out` at `guest` from the parent; bytes past the parent's end are zeros (a
+    /// child may be larger than its parent, as with qcow2).
+    pub(crate) fn read(
+        &self,
+        format: &'static str,
+        guest: u64,
+        out: &mut [u8],
+    ) -> Result<(), ImageError> {
+        match self {
+            Parent::None => {
+                out.fill(0);
+                Ok(())
+            }
+            Parent::NotAttached => Err(ImageError::Unsupported {
+                format,
+                message: format!(
+                    "guest offset {guest:#x} is in the parent image, which is not opened"
+                ),
+            }),
+            Parent::Attached(p) => {
+                let avail = p.size().saturating_sub(guest).min(out.len() as u64) as usize;
+                let (head, tail) = out.split_at_mut(avail);
+                if !head.is_empty() {
+                    p.read_exact_at(guest, head)?;
+                }
+                tail.fill(0);
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Reads guest bytes `[offset, offset + buf.len())` (already range-checked by the caller)
+/// through `map`, from `file` and `parent`.
+pub(crate) fn read_mapped(
+    map: &dyn BlockMap,
+    file: &dyn ReadAt,
+    parent: &Parent,
+    offset: u64,
+    buf: &mut [u8],
+) -> Result<(), ImageError> {
+    let mut done = 0usize;
+    while done < buf.len() {
+        let guest = offset + done as u64;
+        let want = (buf.len() - done) as u64;
+        let (run, first) = map.map(guest)?;
+        let mut len = first.clamp(1, want);
+        while len < want && !matches!(run, Run::Compressed(_)) {
+            let (next, next_len) = map.map(guest + len)?;
+            let continues = match (run, next) {
+                (Run::Host(h), Run::Host(n)) => h.checked_add(len) == Some(n),
+                (Run::Zero, Run::Zero) | (Run::Parent, Run::Parent) => true,
+                _ => false,
+            };
+            if !continues {
+                break;
+            }
+            len = (len + next_len.max(1)).min(want);
+        }
+        let out = &mut buf[done..done + len as usize];
+        match run {
+            Run::Host(host) => {
+                if host.checked_add(len).is_none_or(|end| end > file.size()) {
+                    return Err(ImageError::Corrupt {
+                        format: map.format(),
+                        offset: host,
+                        message: format!(
+                            "guest offset {guest:#x} maps to {len} bytes at {host:#x}, past the end of the file ({} bytes)",
+                            file.size()
+                        ),
+                    });
+                }
+                file.read_exact_at(host, out)?;
+            }
+            Run::Zero => out.fill(0),
+            Run::Parent => parent.read(map.format(), guest, out)?,
+            Run::Compressed(key) => map.read_compressed(key, guest, out)?,
+        }
+        done += len as usize;
+    }
+    Ok(())
+}
+
+/// A view of `inner` shifted by `start` bytes, for the extents of a VMDK: an extent's
+/// unallocated grain reads its parent at the extent's guest offset, not its own.
+pub(crate) struct Shifted {
+    pub(crate) inner: Arc<dyn ReadAt>,
+    pub(crate) start: u64,
+}
+
+impl ReadAt for Shifted {
+    fn size(&self) -> u64 {
+        self.inner.size().saturating_sub(self.start)
+    }
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), ImageError> {
+        crate::inspect::source::check_range(offset, buf.len(), self.size())?;
+        self.inner.read_exact_at(self.start + offset, buf)
+    }
+}
+
+/// A small cache of loaded tables or bitmaps keyed by file offset; emptied when full, which
+/// is enough for the mostly sequential access of an inspection and keeps memory bounded.
+pub(crate) struct TableCache {
+    inner: Mutex<HashMap<u64, Arc<[u8]>>>,
+    capacity: usize,
+}
+
+impl TableCache {
+    pub(crate) fn new(capacity: usize) -> TableCache {
+        TableCache {
+            inner: Mutex::new(HashMap::new()),
+            capacity: capacity.max(1),
+        }
+    }
+
+    /// The bytes at `key`, loaded with `load` on a miss (without holding the lock).
+    pub(crate) fn get(
+        &self,
+        key: u64,
+        load: impl FnOnce() -> Result<Vec<u8>, ImageError>,
+    ) -> Result<Arc<[u8]>, ImageError> {
+        if let Some(hit) = self.lock().get(&key) {
+            return Ok(hit.clone());
+        }
+        let value: Arc<[u8]> = load()?.into();
+        let mut inner = self.lock();
+        if inner.len() >= self.capacity {
+            inner.clear();
+        }
+        inner.insert(key, value.clone());
+        Ok(value)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<[u8]>>> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Checks that no two allocated blocks of a block table overlap each other or the
+/// metadata: `blocks` are (host offset, table index) pairs, each `span` bytes long, and
+/// `reserved` are the (start, len) ranges of headers and tables. A table with overlapping
+/// entries would make two guest blocks share (and later corrupt) the same data.
+pub(crate) fn check_no_overlap(
+    format: &'static str,
+    table_offset: u64,
+    mut blocks: Vec<(u64, u64)>,
+    span: u64,
+    reserved: &[(u64, u64)],
+) -> Result<(), ImageError> {
+    blocks.sort_unstable();
+    let overlap = |a: u64, b: u64, index: u64, what: &str| ImageError::Corrupt {
+        format,
+        offset: table_offset,
+        message: format!(
+            "block table entry {index} points to {b:#x}, overlapping {what} at {a:#x}"
+        ),
+    };
+    for pair in blocks.windows(2) {
+        let ((a, _), (b, index)) = (pair[0], pair[1]);
+        if b < a.saturating_add(span) {
+            return Err(overlap(a, b, index, "another block"));
+        }
+    }
+    for &(start, len) in reserved {
+        let end = start.saturating_add(len);
+        // The first block that ends after the reserved range starts.
+        let i = blocks.partition_point(|&(b, _)| b.saturating_add(span) <= start);
+        if let Some(&(b, index)) = blocks.get(i) {
+            if b < end {
+                return Err(overlap(start, b, index, "metadata"));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inspect::source::MemSource;
+
+    /// 4-byte blocks: block 0 at host 8, block 1 zero, block 2 parent, block 3 at host 12.
+    struct Fixed;
+    impl BlockMap for Fixed {
+        fn format(&self) -> &'static str {
+            "test"
+        }
+        fn map(&self, guest: u64) -> Result<(Run, u64), ImageError> {
+            let rest = 4 - guest % 4;
+            Ok(match guest / 4 {
+                0 => (Run::Host(8 + guest % 4), rest),
+                1 => (Run::Zero, rest),
+                2 => (Run::Parent, rest),
+                _ => (Run::Host(12 + guest % 4), rest),
+            })
+        }
+    }
+
+    #[test]
+    fn runs_merge_and_read() {
+        let file = MemSource((0u8..16).collect());
+        let parent = Parent::Attached(Arc::new(MemSource(vec![7u8; 10])));
+        let mut buf = [0xffu8; 16];
+        read_mapped(&Fixed, &file, &parent, 0, &mut buf).unwrap();
+        assert_eq!(buf, [8, 9, 10, 11, 0, 0, 0, 0, 7, 7, 0, 0, 12, 13, 14, 15]);
+        let mut buf = [0u8; 3];
+        assert!(read_mapped(&Fixed, &file, &Parent::NotAttached, 7, &mut buf).is_err());
+        let short = MemSource(vec![0u8; 14]);
+        let mut buf = [0u8; 4];
+        assert!(matches!(
+            read_mapped(&Fixed, &short, &Parent::None, 12, &mut buf),
+            Err(ImageError::Corrupt { .. })
+        ));
+    }
+
+    #[test]
+    fn overlaps() {
+        let ok = vec![(4096, 0), (8192, 1)];
+        check_no_overlap("t", 0, ok.clone(), 4096, &[(0, 4096)]).unwrap();
+        assert!(check_no_overlap("t", 0, vec![(4096, 0), (6000, 1)], 4096, &[]).is_err());
+        assert!(check_no_overlap("t", 0, ok.clone(), 4096, &[(9000, 10)]).is_err());
+        assert!(check_no_overlap("t", 0, ok, 4096, &[(0, 4097)]).is_err());
+    }
+}
