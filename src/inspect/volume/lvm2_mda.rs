@@ -91,9 +91,10 @@ pub fn committed_text(src: &dyn ReadAt, area: &Area) -> Result<Option<Vec<u8>>, 
 /// starts like a VG's text (`name {` then `id = `), read up to its NUL (wrapping once).
 /// Unverified: the caller parses them and prefers the highest seqno.
 pub fn older_copies(src: &dyn ReadAt, area: &Area) -> Result<Vec<Vec<u8>>, ImageError> {
-    let size = match header(src, area)? {
-        Some(h) => h.size,
-        None => area.size,
+    // The committed copy failed its checksum: never take it back as an "older" one.
+    let (size, committed) = match header(src, area)? {
+        Some(h) => (h.size, Some(h.offset)),
+        None => (area.size, None),
     };
     let size = size.min(MAX_SCAN).min(src.size().saturating_sub(area.offset));
     if size <= MDA_HEADER_SIZE {
@@ -107,7 +108,7 @@ pub fn older_copies(src: &dyn ReadAt, area: &Area) -> Result<Vec<Vec<u8>>, Image
         if out.len() >= MAX_COPIES {
             break;
         }
-        if !looks_like_vg_text(&ring[start..]) {
+        if committed == Some(MDA_HEADER_SIZE + start as u64) || !looks_like_vg_text(&ring[start..]) {
             continue;
         }
         let mut text = Vec::new();

@@ -149,7 +149,26 @@ fn assemble_vg(pvs: &[&FoundPv], out: &mut Assembled) {
     out.warnings.extend(overlaps(vg));
     let reader = lvm2_map::VgReader::new(vg, present);
     let snapshots = snapshot_origins(vg);
+    let mut reported = std::collections::HashSet::new();
     for lv in vg.lvs.iter().filter(|l| l.visible) {
+        // A snapshot is shown under its exception store's name (the hidden `snapN` LV
+        // of type `snapshot` is what the metadata marks visible).
+        let lv = match lv.segments.as_slice() {
+            [seg] if seg.seg_type == "snapshot" => {
+                match seg
+                    .cow_store
+                    .as_deref()
+                    .and_then(|c| vg.lvs.iter().find(|l| l.name == c))
+                {
+                    Some(cow) => cow,
+                    None => continue,
+                }
+            }
+            _ => lv,
+        };
+        if !reported.insert(lv.name.as_str()) {
+            continue;
+        }
         let device = format!("/dev/{}/{}", vg.name, lv.name);
         let mut lv_info = LogicalVolumeInfo {
             name: lv.name.clone(),
