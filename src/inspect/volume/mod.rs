@@ -268,3 +268,145 @@ fn overlaps(vg: &VgMeta) -> Vec<String> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inspect::source::MemSource;
+    use crate::inspect::volume::lvm2::lvm_crc;
+    use crate::inspect::volume::lvm2_mda::MDA_MAGIC;
+
+    const PV_UUID: &[u8; 32] = b"3lPhiIHt2NZM0INaHkyiiLP3JZvHH7lA";
+    const PV_ID: &str = "3lPhiI-Ht2N-ZM0I-NaHk-yiiL-P3JZ-vHH7lA";
+
+    /// A 4 MiB PV (label in sector 1, one metadata area at 4 KiB holding `text`, data
+    /// from 1 MiB) whose data bytes are their own offset mod 251.
+    fn pv(text: &str) -> Vec<u8> {
+        let mut d: Vec<u8> = (0..4u64 << 20).map(|i| (i % 251) as u8).collect();
+        d[..1 << 20].fill(0);
+        let s = 512;
+        d[s..s + 8].copy_from_slice(b"LABELONE");
+        d[s + 8..s + 16].copy_from_slice(&1u64.to_le_bytes());
+        d[s + 20..s + 24].copy_from_slice(&32u32.to_le_bytes());
+        d[s + 24..s + 32].copy_from_slice(b"LVM2 001");
+        d[s + 32..s + 64].copy_from_slice(PV_UUID);
+        d[s + 64..s + 72].copy_from_slice(&(4u64 << 20).to_le_bytes());
+        d[s + 72..s + 80].copy_from_slice(&(1u64 << 20).to_le_bytes());
+        d[s + 104..s + 112].copy_from_slice(&4096u64.to_le_bytes());
+        d[s + 112..s + 120].copy_from_slice(&(64u64 << 10).to_le_bytes());
+        let crc = lvm_crc(&d[s + 20..s + 512]);
+        d[s + 16..s + 20].copy_from_slice(&crc.to_le_bytes());
+        let m = 4096;
+        d[m + 4..m + 20].copy_from_slice(MDA_MAGIC);
+        d[m + 20..m + 24].copy_from_slice(&1u32.to_le_bytes());
+        d[m + 24..m + 32].copy_from_slice(&4096u64.to_le_bytes());
+        d[m + 32..m + 40].copy_from_slice(&(64u64 << 10).to_le_bytes());
+        d[m + 40..m + 48].copy_from_slice(&512u64.to_le_bytes());
+        d[m + 48..m + 56].copy_from_slice(&(text.len() as u64).to_le_bytes());
+        d[m + 56..m + 60].copy_from_slice(&lvm_crc(text.as_bytes()).to_le_bytes());
+        let crc = lvm_crc(&d[m + 4..m + 512]);
+        d[m..m + 4].copy_from_slice(&crc.to_le_bytes());
+        d[m + 512..m + 512 + text.len()].copy_from_slice(text.as_bytes());
+        d
+    }
+
+    fn vg_text(lvs: &str, pe_count: u64) -> String {
+        format!(
+            "vg0 {{\nid = \"VGID\"\nseqno = 1\nextent_size = 2048\nphysical_volumes {{\n\
+             pv0 {{ id = \"{PV_ID}\" pe_start = 2048 pe_count = {pe_count} }}\n}}\n\
+             logical_volumes {{\n{lvs}\n}}\n}}\n"
+        )
+    }
+
+    fn linear(name: &str, extent: u64, count: u64) -> String {
+        format!(
+            "{name} {{ id = \"{name}\" status = [\"VISIBLE\"] segment1 {{ start_extent = 0 \
+             extent_count = {count} type = \"striped\" stripe_count = 1 stripes = [\"pv0\", {extent}] }} }}"
+        )
+    }
+
+    fn assemble_one(text: &str) -> Assembled {
+        let src: Arc<dyn ReadAt> = Arc::new(MemSource(pv(text)));
+        assemble(&[BlockDevice {
+            name: "/dev/sda1".into(),
+            src,
+        }])
+    }
+
+    #[test]
+    fn linear_lv_reads_its_extents() {
+        let a = assemble_one(&vg_text(&linear("a", 1, 2), 3));
+        assert_eq!(a.warnings, Vec::<String>::new());
+        let lv = &a.devices[0];
+        assert_eq!(lv.name, "/dev/vg0/a");
+        assert_eq!(lv.src.size(), 2 << 20);
+        let mut buf = [0u8; 8];
+        lv.src.read_exact_at((1 << 20) - 4, &mut buf).unwrap();
+        let pv_off = (2u64 << 20) + (1 << 20) - 4;
+        let want: Vec<u8> = (pv_off..pv_off + 8).map(|i| (i % 251) as u8).collect();
+        assert_eq!(buf.to_vec(), want);
+    }
+
+    #[test]
+    fn overlapping_segments_are_a_warning() {
+        let lvs = format!("{}\n{}", linear("a", 0, 2), linear("b", 1, 2));
+        let a = assemble_one(&vg_text(&lvs, 3));
+        assert!(
+            a.warnings.iter().any(|w| w.contains("a and b both map extents 1..2 of pv0")),
+            "{:?}",
+            a.warnings
+        );
+        assert_eq!(a.devices.len(), 2);
+    }
+
+    #[test]
+    fn extents_past_the_pv_are_not_read() {
+        // Past the metadata's own pe_count, and past the device (pe_count lies).
+        for (lvs, pe_count) in [(linear("a", 2, 2), 3), (linear("a", 2, 5), 10)] {
+            let a = assemble_one(&vg_text(&lvs, pe_count));
+            assert!(a.devices.is_empty());
+            let lv = &a.volume_groups[0].logical_volumes[0];
+            assert!(!lv.readable);
+            assert!(
+                a.warnings.iter().any(|w| w.contains("past the end")),
+                "{:?}",
+                a.warnings
+            );
+        }
+    }
+
+    #[test]
+    fn lvs_stacked_on_themselves_are_refused() {
+        let lvs = "x { id = \"x\" status = [\"VISIBLE\"] segment1 { start_extent = 0 extent_count = 1 \
+                   type = \"mirror\" mirror_count = 1 mirrors = [\"y\", 0] } }\n\
+                   y { id = \"y\" status = [] segment1 { start_extent = 0 extent_count = 1 \
+                   type = \"raid0\" stripe_size = 128 raids = [\"x\"] } }\n\
+                   z { id = \"z\" status = [\"VISIBLE\"] segment1 { start_extent = 0 extent_count = 1 \
+                   type = \"cache\" origin = \"z\" } }";
+        let a = assemble_one(&vg_text(lvs, 3));
+        assert!(a.devices.is_empty());
+        let stacked = a
+            .warnings
+            .iter()
+            .filter(|w| w.contains("stacked on itself"))
+            .count();
+        assert_eq!(stacked, 2, "{:?}", a.warnings);
+    }
+
+    #[test]
+    fn unsupported_types_are_unreadable_lvs_not_failures() {
+        let lvs = format!(
+            "{}\nt {{ id = \"t\" status = [\"VISIBLE\"] segment1 {{ start_extent = 0 extent_count = 1 \
+             type = \"thin\" thin_pool = \"p\" }} }}",
+            linear("a", 0, 1)
+        );
+        let a = assemble_one(&vg_text(&lvs, 3));
+        let lvs = &a.volume_groups[0].logical_volumes;
+        assert_eq!(
+            lvs.iter()
+                .map(|l| (l.name.as_str(), l.segment_type.as_str(), l.readable))
+                .collect::<Vec<_>>(),
+            vec![("a", "linear", true), ("t", "thin", false)]
+        );
+    }
+}
