@@ -454,3 +454,155 @@ fn loop_metadata_lv_list_and_ring_fallback() {
     assert_eq!(lvs, list(&before));
     assert!(warnings.iter().any(|w| w.contains("older copy")), "{warnings:?}");
 }
+
+// ------------------------------------------------------------------ hostile metadata
+
+/// A PV whose first MiB (label, metadata area) is replaced by a mutated copy.
+struct Patched {
+    base: Arc<dyn ReadAt>,
+    head: Vec<u8>,
+}
+
+impl ReadAt for Patched {
+    fn size(&self) -> u64 {
+        self.base.size()
+    }
+    fn read_exact_at(
+        &self,
+        offset: u64,
+        buf: &mut [u8],
+    ) -> Result<(), guestkit_worker::inspect::image::ImageError> {
+        self.base.read_exact_at(offset, buf)?;
+        for (i, b) in buf.iter_mut().enumerate() {
+            if let Some(h) = self.head.get(offset as usize + i) {
+                *b = *h;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// LVM's CRC (CRC-32 from seed 0xf597a6cf, not inverted at the end).
+fn lvm_crc(data: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new_with_initial(!0xf597_a6cf);
+    h.update(data);
+    !h.finalize()
+}
+
+/// Rewrites the checksums a mutation broke, so the mutant reaches the parser and the
+/// mapper instead of stopping at a CRC check: label, area header, committed text.
+fn fix_checksums(head: &mut [u8]) {
+    let label = 512;
+    let crc = lvm_crc(&head[label + 20..label + 512]);
+    head[label + 16..label + 20].copy_from_slice(&crc.to_le_bytes());
+    let m = 4096;
+    let off = u64::from_le_bytes(head[m + 40..m + 48].try_into().unwrap()) as usize;
+    let len = u64::from_le_bytes(head[m + 48..m + 56].try_into().unwrap()) as usize;
+    if let Some(text) = m.checked_add(off).and_then(|s| head.get(s..s.checked_add(len)?)) {
+        let crc = lvm_crc(text);
+        head[m + 56..m + 60].copy_from_slice(&crc.to_le_bytes());
+    }
+    let crc = lvm_crc(&head[m + 4..m + 512]);
+    head[m..m + 4].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// Text-level edits that keep the syntax but make the VG hostile: overlapping and
+/// out-of-range extents, LVs naming themselves or each other, huge counts.
+const TEXT_EDITS: &[(&str, &str)] = &[
+    ("\"pv1\"", "\"pv0\""),
+    ("\"pv2\"", "\"pv3\""),
+    ("extent_count = 4", "extent_count = 4000000000"),
+    ("extent_count = 1", "extent_count = 9223372036854775807"),
+    ("start_extent = 0", "start_extent = 1"),
+    ("stripe_size = 128", "stripe_size = 0"),
+    ("stripe_size = 16", "stripe_size = 3"),
+    ("\"r1_rimage_0\"", "\"r1\""),
+    ("\"mir_mimage_1\"", "\"mir\""),
+    ("\"r5_rimage_1\"", "\"r5_rimage_2\""),
+    ("stripe_count = 1", "stripe_count = 1000"),
+    ("pe_count = ", "pe_count = 9"),
+    ("pe_start = 2048", "pe_start = 99999999999"),
+    ("extent_size = 2048", "extent_size = 1"),
+    ("type = \"raid5_ls\"", "type = \"raid5_ra\""),
+    ("type = \"striped\"", "type = \"raid10\""),
+    ("seqno = ", "seqno = 9"),
+    ("\n}\n", "\n"),
+    ("[", "[["),
+];
+
+#[test]
+fn mutated_lvm_metadata_gives_warnings_never_a_panic() {
+    let disks = layouts();
+    let pvs = pv_devices(&disks);
+    let heads: Vec<Vec<u8>> = pvs
+        .iter()
+        .map(|p| {
+            let mut h = vec![0u8; 1 << 20];
+            p.src.read_exact_at(0, &mut h).unwrap();
+            h
+        })
+        .collect();
+    let mut rng = crate::common::Rng(0x4c56_4d32);
+    let mut unreadable = 0;
+    let rounds = 400;
+    for round in 0..rounds {
+        let victim = rng.below(pvs.len() as u64) as usize;
+        let mut head = heads[victim].clone();
+        let m = 4096;
+        let off = u64::from_le_bytes(head[m + 40..m + 48].try_into().unwrap()) as usize;
+        let len = u64::from_le_bytes(head[m + 48..m + 56].try_into().unwrap()) as usize;
+        match round % 3 {
+            // Bytes of the label and the area header.
+            0 => {
+                for _ in 0..1 + rng.below(3) {
+                    let at = if rng.below(2) == 0 {
+                        512 + rng.below(512) as usize
+                    } else {
+                        m + rng.below(512) as usize
+                    };
+                    head[at] = rng.byte();
+                }
+            }
+            // Bytes of the metadata text.
+            1 => {
+                for _ in 0..1 + rng.below(4) {
+                    head[m + off + rng.below(len as u64) as usize] = rng.byte();
+                }
+            }
+            // A hostile but well-formed edit of the text (rewritten in place, padded).
+            _ => {
+                let text = String::from_utf8_lossy(&head[m + off..m + off + len]).into_owned();
+                let (from, to) = TEXT_EDITS[rng.below(TEXT_EDITS.len() as u64) as usize];
+                let edited = text.replacen(from, to, 1 + rng.below(3) as usize);
+                let room = (1 << 20) - (m + off);
+                let mut bytes = edited.into_bytes();
+                bytes.truncate(room - 1);
+                head[m + off..m + off + bytes.len()].copy_from_slice(&bytes);
+                head[m + 48..m + 56].copy_from_slice(&(bytes.len() as u64).to_le_bytes());
+            }
+        }
+        if rng.below(4) != 0 {
+            fix_checksums(&mut head);
+        }
+        let mut devices = pvs.clone();
+        devices[victim].src = Arc::new(Patched {
+            base: pvs[victim].src.clone(),
+            head,
+        });
+        let a = volume::assemble(&devices);
+        // Whatever was assembled reads (or fails with an error) at both ends.
+        for d in &a.devices {
+            let mut buf = vec![0u8; 4096.min(d.src.size() as usize)];
+            let _ = d.src.read_exact_at(0, &mut buf);
+            let _ = d.src.read_exact_at(d.src.size() - buf.len() as u64, &mut buf);
+            let _ = probe(d.src.as_ref());
+        }
+        unreadable += a
+            .volume_groups
+            .iter()
+            .flat_map(|g| &g.logical_volumes)
+            .filter(|l| !l.readable)
+            .count();
+    }
+    eprintln!("{rounds} mutants, {unreadable} unreadable LVs reported");
+}
