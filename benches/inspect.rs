@@ -54,7 +54,11 @@ fn guestfish_disks(script: &str, sizes: &str) -> Vec<PathBuf> {
         .arg(&tar)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
     (0..sizes.split(',').count())
         .map(|i| dir.join(format!("disk{i}.img")))
@@ -173,7 +177,12 @@ fn main() {
     let (lvm_ms, lvm_apps, lvm_bytes) = time_inspect_disks(&lvm);
     let (plain_ms, plain_apps, plain_bytes) = time_inspect_disks(&plain);
     for (name, ms, bytes, apps) in [
-        ("debian, plain partitions", plain_ms, plain_bytes, plain_apps),
+        (
+            "debian, plain partitions",
+            plain_ms,
+            plain_bytes,
+            plain_apps,
+        ),
         ("debian, LVM over 2 disks", lvm_ms, lvm_bytes, lvm_apps),
     ] {
         println!(

@@ -150,7 +150,9 @@ fn layouts_bytes_and_lv_list_match_lvm() {
 
     // Every LV's bytes against the device-mapper device's.
     let mut compared = 0u64;
-    for lv in ["lin", "gap", "str", "str4", "mir", "r1", "r10", "r5", "r4", "fs", "lv-dash"] {
+    for lv in [
+        "lin", "gap", "str", "str4", "mir", "r1", "r10", "r5", "r4", "fs", "lv-dash",
+    ] {
         let ours = device_of(&a, &format!("/dev/vgdata/{lv}"))
             .unwrap_or_else(|| panic!("{lv} not assembled: {:?}", a.warnings));
         let oracle = dir.join(format!("{lv}.bin"));
@@ -173,7 +175,10 @@ fn layouts_bytes_and_lv_list_match_lvm() {
         .arg(dir.join("fs.bin"))))
     .unwrap();
     assert!(blkid.contains(&format!("TYPE={}", fs.fs_type)), "{blkid}");
-    assert!(blkid.contains(&format!("UUID={}", fs.uuid.unwrap())), "{blkid}");
+    assert!(
+        blkid.contains(&format!("UUID={}", fs.uuid.unwrap())),
+        "{blkid}"
+    );
     assert!(blkid.contains("LABEL=lvfs"), "{blkid}");
 }
 
@@ -238,7 +243,11 @@ fn layouts_with_a_missing_disk_read_the_lvs_that_do_not_need_it() {
         .unwrap()
         .to_string();
     assert_eq!(vg.missing_physical_volumes, vec![sdc1_uuid]);
-    assert!(a.warnings.iter().any(|w| w.contains("missing")), "{:?}", a.warnings);
+    assert!(
+        a.warnings.iter().any(|w| w.contains("missing")),
+        "{:?}",
+        a.warnings
+    );
 
     let types: BTreeMap<String, String> = lvs_rows(&json(&dir.join("lvs.json")))
         .into_iter()
@@ -256,16 +265,28 @@ fn layouts_with_a_missing_disk_read_the_lvs_that_do_not_need_it() {
             _ if lv.segment_type == "snapshot" => false,
             _ => alternatives.iter().all(complete),
         };
-        assert_eq!(lv.readable, expected, "{}: {alternatives:?} {:?}", lv.name, a.warnings);
+        assert_eq!(
+            lv.readable, expected,
+            "{}: {alternatives:?} {:?}",
+            lv.name, a.warnings
+        );
         if lv.readable {
             let ours = device_of(&a, &lv.device).unwrap();
             let oracle = dir.join(format!("{}.bin", lv.name));
-            assert_eq!(sha256_of(ours.src.as_ref()), sha256sum(&oracle), "{}", lv.name);
+            assert_eq!(
+                sha256_of(ours.src.as_ref()),
+                sha256sum(&oracle),
+                "{}",
+                lv.name
+            );
             readable_seen += 1;
         }
     }
     assert!(readable_seen >= 3, "{:?}", vg.logical_volumes);
-    assert!(vg.logical_volumes.iter().any(|l| !l.readable && l.segment_type != "snapshot"));
+    assert!(vg
+        .logical_volumes
+        .iter()
+        .any(|l| !l.readable && l.segment_type != "snapshot"));
 }
 
 /// Replaces every device name of `os` with `rename`'s.
@@ -273,7 +294,11 @@ fn renamed(os: &OperatingSystem, rename: &BTreeMap<&str, &str>) -> OperatingSyst
     let r = |d: &String| rename.get(d.as_str()).map_or(d.clone(), |n| n.to_string());
     let mut os = os.clone();
     os.root = r(&os.root);
-    os.mountpoints = os.mountpoints.iter().map(|(k, v)| (k.clone(), r(v))).collect();
+    os.mountpoints = os
+        .mountpoints
+        .iter()
+        .map(|(k, v)| (k.clone(), r(v)))
+        .collect();
     os
 }
 
@@ -297,9 +322,11 @@ fn inspect(disks: &[PathBuf]) -> (Report, u64, std::time::Duration) {
 #[test]
 fn debian_on_lvm_across_two_disks_is_the_plain_partition_guest() {
     let tar = crate::common::fixture_cache().join("debian-bookworm.tar");
-    run(Command::new(crate::common::fixtures().join("debian-tree.sh"))
-        .arg("bookworm")
-        .arg(&tar));
+    run(
+        Command::new(crate::common::fixtures().join("debian-tree.sh"))
+            .arg("bookworm")
+            .arg(&tar),
+    );
     let lvm = guestfish_disks(DEBIAN_LVM, &[320, 192], &[&tar]);
     let plain = guestfish_disks(DEBIAN_PLAIN, &[448], &[&tar]);
     let (lvm_report, lvm_bytes, lvm_time) = inspect(&lvm);
@@ -309,7 +336,11 @@ fn debian_on_lvm_across_two_disks_is_the_plain_partition_guest() {
     );
     assert_eq!(lvm_report.warnings, Vec::<String>::new());
     assert_eq!(
-        lvm_report.disks.iter().map(|d| d.device.as_str()).collect::<Vec<_>>(),
+        lvm_report
+            .disks
+            .iter()
+            .map(|d| d.device.as_str())
+            .collect::<Vec<_>>(),
         vec!["/dev/sda", "/dev/sdb"]
     );
     let vg = &lvm_report.volume_groups[0];
@@ -324,7 +355,10 @@ fn debian_on_lvm_across_two_disks_is_the_plain_partition_guest() {
     assert_eq!(lvm_report.operating_systems.len(), 1);
     assert_eq!(plain_report.operating_systems.len(), 1);
     let lvm_os = &lvm_report.operating_systems[0];
-    assert_eq!(lvm_os, &renamed(&plain_report.operating_systems[0], &rename));
+    assert_eq!(
+        lvm_os,
+        &renamed(&plain_report.operating_systems[0], &rename)
+    );
     assert_eq!(lvm_os.mountpoints.len(), 5, "{:?}", lvm_os.mountpoints);
     assert!(lvm_os.applications.len() > 50);
     assert_eq!(lvm_os.hostname.as_deref(), Some("guestkit-lvm-test"));
@@ -391,7 +425,9 @@ fn lvm(devices: &[String], cmd: &str) -> String {
 #[test]
 fn loop_metadata_lv_list_and_ring_fallback() {
     let dir = tempdir();
-    let files: Vec<PathBuf> = (0..2).map(|i| dir.path().join(format!("pv{i}.img"))).collect();
+    let files: Vec<PathBuf> = (0..2)
+        .map(|i| dir.path().join(format!("pv{i}.img")))
+        .collect();
     for f in &files {
         std::fs::File::create(f).unwrap().set_len(32 << 20).unwrap();
     }
@@ -425,7 +461,13 @@ fn loop_metadata_lv_list_and_ring_fallback() {
     let list = |text: &str| -> BTreeSet<(String, String, String)> {
         lvs_rows(&serde_json::from_str(text).unwrap())
             .into_iter()
-            .map(|r| (r["lv_name"].clone(), r["lv_size"].clone(), r["segtype"].clone()))
+            .map(|r| {
+                (
+                    r["lv_name"].clone(),
+                    r["lv_size"].clone(),
+                    r["segtype"].clone(),
+                )
+            })
             .collect()
     };
     let ours = |files: &[PathBuf]| -> (BTreeSet<(String, String, String)>, Vec<String>) {
@@ -452,7 +494,10 @@ fn loop_metadata_lv_list_and_ring_fallback() {
     }
     let (lvs, warnings) = ours(&files);
     assert_eq!(lvs, list(&before));
-    assert!(warnings.iter().any(|w| w.contains("older copy")), "{warnings:?}");
+    assert!(
+        warnings.iter().any(|w| w.contains("older copy")),
+        "{warnings:?}"
+    );
 }
 
 // ------------------------------------------------------------------ hostile metadata
@@ -498,7 +543,10 @@ fn fix_checksums(head: &mut [u8]) {
     let m = 4096;
     let off = u64::from_le_bytes(head[m + 40..m + 48].try_into().unwrap()) as usize;
     let len = u64::from_le_bytes(head[m + 48..m + 56].try_into().unwrap()) as usize;
-    if let Some(text) = m.checked_add(off).and_then(|s| head.get(s..s.checked_add(len)?)) {
+    if let Some(text) = m
+        .checked_add(off)
+        .and_then(|s| head.get(s..s.checked_add(len)?))
+    {
         let crc = lvm_crc(text);
         head[m + 56..m + 60].copy_from_slice(&crc.to_le_bytes());
     }
@@ -594,7 +642,9 @@ fn mutated_lvm_metadata_gives_warnings_never_a_panic() {
         for d in &a.devices {
             let mut buf = vec![0u8; 4096.min(d.src.size() as usize)];
             let _ = d.src.read_exact_at(0, &mut buf);
-            let _ = d.src.read_exact_at(d.src.size() - buf.len() as u64, &mut buf);
+            let _ = d
+                .src
+                .read_exact_at(d.src.size() - buf.len() as u64, &mut buf);
             let _ = probe(d.src.as_ref());
         }
         unreadable += a
@@ -605,4 +655,52 @@ fn mutated_lvm_metadata_gives_warnings_never_a_panic() {
             .count();
     }
     eprintln!("{rounds} mutants, {unreadable} unreadable LVs reported");
+}
+
+// ------------------------------------------------------------------ thin provisioning
+
+const THIN: &str = include_str!("fixtures/lvm-thin.gf");
+
+#[test]
+fn thin_volumes_read_through_the_pool_btrees() {
+    let disks = guestfish_disks(THIN, &[64], &[]);
+    let dir = disks[0].parent().unwrap();
+    let a = volume::assemble(&pv_devices(&disks));
+    let vg = &a.volume_groups[0];
+    let rows = lvs_rows(&json(&dir.join("lvs.json")));
+    let ours: BTreeSet<(String, String, String)> = vg
+        .logical_volumes
+        .iter()
+        .map(|l| (l.name.clone(), l.size.to_string(), l.segment_type.clone()))
+        .collect();
+    let theirs: BTreeSet<(String, String, String)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["lv_name"].clone(),
+                r["lv_size"].clone(),
+                r["segtype"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(ours, theirs);
+    for lv in &vg.logical_volumes {
+        assert_eq!(
+            lv.readable,
+            lv.segment_type == "thin",
+            "{}: {:?}",
+            lv.name,
+            a.warnings
+        );
+    }
+    for lv in ["thin1", "thin2"] {
+        let ours = device_of(&a, &format!("/dev/vgthin/{lv}")).unwrap();
+        let oracle = dir.join(format!("{lv}.bin"));
+        assert_eq!(ours.src.size(), std::fs::metadata(&oracle).unwrap().len());
+        assert_eq!(sha256_of(ours.src.as_ref()), sha256sum(&oracle), "{lv}");
+    }
+    let fs = probe(device_of(&a, "/dev/vgthin/thin1").unwrap().src.as_ref())
+        .unwrap()
+        .unwrap();
+    assert_eq!((fs.fs_type, fs.label.as_deref()), ("ext4", Some("thinfs")));
 }

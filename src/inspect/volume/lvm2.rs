@@ -129,14 +129,16 @@ pub fn read_metadata(src: &dyn ReadAt, pv: &PvLabel) -> Result<Vec<MetadataCopy>
                 text,
                 verified: true,
             }),
-            None => out.extend(
-                mda::older_copies(src, area)?
-                    .into_iter()
-                    .map(|text| MetadataCopy {
-                        text,
-                        verified: false,
-                    }),
-            ),
+            None => {
+                out.extend(
+                    mda::older_copies(src, area)?
+                        .into_iter()
+                        .map(|text| MetadataCopy {
+                            text,
+                            verified: false,
+                        }),
+                )
+            }
         }
     }
     Ok(out)

@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::error::VolumeError;
+use super::lvm2_thin::ThinSource;
 use super::lvm2_vg::{AreaRef, LvMeta, Segment, VgMeta};
 use crate::inspect::bytes::{le32, le64, read_array};
 use crate::inspect::image::ImageError;
@@ -89,6 +90,11 @@ impl<'a> VgReader<'a> {
                     lv.name, seg.seg_type
                 ));
                 return self.open_lv(origin, stack, warnings);
+            }
+        }
+        if let [seg] = lv.segments.as_slice() {
+            if seg.seg_type == "thin" {
+                return self.open_thin(lv, seg, stack, warnings);
             }
         }
         let mut mapped = Vec::with_capacity(lv.segments.len());
@@ -185,7 +191,9 @@ impl<'a> VgReader<'a> {
                     _ => Layout::Parity(Parity::RightAsymmetric),
                 };
                 if seg.start_extent != 0 {
-                    return Err(unsupported(format!("{ty} segment not at the start of the LV")));
+                    return Err(unsupported(format!(
+                        "{ty} segment not at the start of the LV"
+                    )));
                 }
                 let data = match layout {
                     Layout::Stripe => n,
@@ -227,14 +235,62 @@ impl<'a> VgReader<'a> {
                 })
             }
             "zero" => Ok(Map::Zero),
-            "thin" | "thin-pool" => Err(unsupported(
-                "thin provisioning is not read yet (the pool's btrees are not mapped)".into(),
+            "thin" => Err(unsupported(
+                "a thin segment must be the LV's only one".into(),
             )),
-            other if other.starts_with("raid6") => Err(unsupported(format!(
-                "{other} layout is not read yet"
-            ))),
+            "thin-pool" => Err(unsupported(
+                "a thin pool holds thin volumes; it is not read itself".into(),
+            )),
+            other if other.starts_with("raid6") => {
+                Err(unsupported(format!("{other} layout is not read yet")))
+            }
             other => Err(unsupported(format!("segment type {other} is not read"))),
         }
+    }
+
+    /// A thin LV: its blocks looked up in its pool's metadata btrees.
+    fn open_thin(
+        &self,
+        lv: &LvMeta,
+        seg: &Segment,
+        stack: &mut Vec<String>,
+        warnings: &mut Vec<String>,
+    ) -> Result<Arc<dyn ReadAt>, VolumeError> {
+        let bad = |m: &str| VolumeError::Metadata(format!("{}: {m}", lv.name));
+        let pool_name = seg
+            .thin_pool
+            .as_deref()
+            .ok_or_else(|| bad("thin without thin_pool"))?;
+        let device_id = seg.device_id.ok_or_else(|| bad("thin without device_id"))?;
+        if stack.iter().any(|s| s == pool_name) {
+            return Err(VolumeError::Recursive(pool_name.to_string()));
+        }
+        let pool = *self
+            .lvs
+            .get(pool_name)
+            .ok_or_else(|| bad("thin pool not found"))?;
+        let [pseg] = pool.segments.as_slice() else {
+            return Err(bad("thin pool is not one thin-pool segment"));
+        };
+        if pseg.seg_type != "thin-pool" {
+            return Err(bad("thin_pool names an LV that is not a thin pool"));
+        }
+        let meta_name = pseg
+            .pool_metadata
+            .as_deref()
+            .ok_or_else(|| bad("pool without metadata LV"))?;
+        let data_name = pseg
+            .pool_data
+            .as_deref()
+            .ok_or_else(|| bad("pool without data LV"))?;
+        stack.push(pool_name.to_string());
+        let opened = self
+            .open_lv(meta_name, stack, warnings)
+            .and_then(|meta| Ok((meta, self.open_lv(data_name, stack, warnings)?)));
+        stack.pop();
+        let (meta, data) = opened?;
+        let thin = ThinSource::open(meta, data, device_id, lv.extents() * self.vg.extent_size)?;
+        Ok(Arc::new(thin))
     }
 
     /// The bytes behind one area of a segment: `len` bytes of a PV from an extent, or
@@ -253,10 +309,13 @@ impl<'a> VgReader<'a> {
                 let meta = self.vg.pvs.iter().find(|p| &p.key == pv).ok_or_else(|| {
                     VolumeError::Metadata(format!("{}: unknown physical volume {pv}", lv.name))
                 })?;
-                let src = self.pvs.get(pv.as_str()).ok_or_else(|| VolumeError::MissingPv {
-                    lv: lv.name.clone(),
-                    pv: meta.id.clone(),
-                })?;
+                let src = self
+                    .pvs
+                    .get(pv.as_str())
+                    .ok_or_else(|| VolumeError::MissingPv {
+                        lv: lv.name.clone(),
+                        pv: meta.id.clone(),
+                    })?;
                 let extents = len.div_ceil(es);
                 let end = extent.checked_add(extents).unwrap_or(u64::MAX);
                 let past = |count: u64| VolumeError::PastPv {
@@ -273,10 +332,9 @@ impl<'a> VgReader<'a> {
                     .checked_mul(es)
                     .and_then(|o| o.checked_add(meta.pe_start))
                     .ok_or_else(|| past(meta.pe_count))?;
-                Slice::new(src.clone(), offset, len).map_err(|_| {
-                    past(src.size().saturating_sub(meta.pe_start) / es)
-                })
-                .map(|s| Arc::new(s) as Arc<dyn ReadAt>)
+                Slice::new(src.clone(), offset, len)
+                    .map_err(|_| past(src.size().saturating_sub(meta.pe_start) / es))
+                    .map(|s| Arc::new(s) as Arc<dyn ReadAt>)
             }
             AreaRef::Lv { lv: sub, extent } => {
                 let src = self.open_lv(sub, stack, warnings)?;
@@ -297,7 +355,12 @@ impl<'a> VgReader<'a> {
 
     /// Whether the raid image at `position` is in sync according to its dm-raid
     /// superblock (`None`: no readable superblock, so no opinion).
-    fn image_in_sync(&self, meta: Option<&str>, position: usize, stack: &mut Vec<String>) -> Option<bool> {
+    fn image_in_sync(
+        &self,
+        meta: Option<&str>,
+        position: usize,
+        stack: &mut Vec<String>,
+    ) -> Option<bool> {
         let src = self.open_lv(meta?, stack, &mut Vec::new()).ok()?;
         let sb = read_array::<64>(src.as_ref(), 0).ok()??;
         if le32(&sb, 0) != DM_RAID_MAGIC {
@@ -451,7 +514,8 @@ impl ReadAt for LvSource {
                     let run = (chunk - within).min(left);
                     let (image, row) = layout.locate(c, images.len() as u64);
                     let at = row * chunk + within;
-                    images[image as usize].read_exact_at(at, &mut buf[done..done + run as usize])?;
+                    images[image as usize]
+                        .read_exact_at(at, &mut buf[done..done + run as usize])?;
                     run
                 }
             };

@@ -96,7 +96,9 @@ pub fn older_copies(src: &dyn ReadAt, area: &Area) -> Result<Vec<Vec<u8>>, Image
         Some(h) => (h.size, Some(h.offset)),
         None => (area.size, None),
     };
-    let size = size.min(MAX_SCAN).min(src.size().saturating_sub(area.offset));
+    let size = size
+        .min(MAX_SCAN)
+        .min(src.size().saturating_sub(area.offset));
     if size <= MDA_HEADER_SIZE {
         return Ok(Vec::new());
     }
@@ -108,7 +110,8 @@ pub fn older_copies(src: &dyn ReadAt, area: &Area) -> Result<Vec<Vec<u8>>, Image
         if out.len() >= MAX_COPIES {
             break;
         }
-        if committed == Some(MDA_HEADER_SIZE + start as u64) || !looks_like_vg_text(&ring[start..]) {
+        if committed == Some(MDA_HEADER_SIZE + start as u64) || !looks_like_vg_text(&ring[start..])
+        {
             continue;
         }
         let mut text = Vec::new();

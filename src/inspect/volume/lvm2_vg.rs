@@ -70,6 +70,11 @@ pub struct Segment {
     pub cow_store: Option<String>,
     /// thin: the pool LV.
     pub thin_pool: Option<String>,
+    /// thin: the device's id in the pool's metadata.
+    pub device_id: Option<u64>,
+    /// thin-pool: its metadata LV and its data LV.
+    pub pool_metadata: Option<String>,
+    pub pool_data: Option<String>,
 }
 
 /// Where a segment's area lives.
@@ -224,12 +229,21 @@ fn segment_from(
         origin: seg.str("origin").map(str::to_string),
         cow_store: seg.str("cow_store").map(str::to_string),
         thin_pool: seg.str("thin_pool").map(str::to_string),
+        device_id: seg.int("device_id").and_then(|i| u64::try_from(i).ok()),
+        pool_metadata: seg.str("metadata").map(str::to_string),
+        pool_data: seg.str("pool").map(str::to_string),
     };
     let list = |k: &str| seg.array(k).unwrap_or(&[]);
     if seg.get("stripes").is_some() {
-        s.areas = pairs(list("stripes"), &what, |pv, extent| AreaRef::Pv { pv, extent })?;
+        s.areas = pairs(list("stripes"), &what, |pv, extent| AreaRef::Pv {
+            pv,
+            extent,
+        })?;
     } else if seg.get("mirrors").is_some() {
-        s.areas = pairs(list("mirrors"), &what, |lv, extent| AreaRef::Lv { lv, extent })?;
+        s.areas = pairs(list("mirrors"), &what, |lv, extent| AreaRef::Lv {
+            lv,
+            extent,
+        })?;
     } else if let Some(raids) = seg.array("raids") {
         let names: Vec<String> = raids
             .iter()
@@ -311,7 +325,10 @@ contents = "Text Format Volume Group"
     #[test]
     fn model_of_a_vg() {
         let vg = from_text(&parse(TEXT.as_bytes()).unwrap()).unwrap();
-        assert_eq!((vg.name.as_str(), vg.seqno, vg.extent_size), ("vg0", 7, 4 << 20));
+        assert_eq!(
+            (vg.name.as_str(), vg.seqno, vg.extent_size),
+            ("vg0", 7, 4 << 20)
+        );
         assert_eq!(vg.pvs[0].pe_start, 1 << 20);
         let root = &vg.lvs[0];
         assert!(root.visible);
@@ -324,7 +341,10 @@ contents = "Text Format Volume Group"
             }]
         );
         assert!(!vg.lvs[1].visible);
-        assert_eq!(vg.lvs[2].segments[0].meta_areas, vec![Some("r1_rmeta_0".to_string())]);
+        assert_eq!(
+            vg.lvs[2].segments[0].meta_areas,
+            vec![Some("r1_rmeta_0".to_string())]
+        );
     }
 
     #[test]

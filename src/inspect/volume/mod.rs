@@ -14,6 +14,7 @@ pub mod lvm2;
 pub mod lvm2_map;
 pub mod lvm2_mda;
 pub mod lvm2_text;
+pub mod lvm2_thin;
 pub mod lvm2_vg;
 
 use std::collections::{BTreeMap, HashMap};
@@ -59,9 +60,10 @@ pub fn assemble(members: &[BlockDevice]) -> Assembled {
     for m in members {
         match read_pv(m) {
             Ok(Some(pv)) => found.push(pv),
-            Ok(None) => out
-                .warnings
-                .push(format!("{}: LVM2 physical volume in no volume group", m.name)),
+            Ok(None) => out.warnings.push(format!(
+                "{}: LVM2 physical volume in no volume group",
+                m.name
+            )),
             Err(e) => out
                 .warnings
                 .push(format!("{}: cannot read LVM2 metadata: {e}", m.name)),
@@ -199,9 +201,7 @@ fn assemble_vg(pvs: &[&FoundPv], out: &mut Assembled) {
                         src: opened.src,
                     });
                 }
-                Err(e) => out
-                    .warnings
-                    .push(format!("{device}: not read: {e}")),
+                Err(e) => out.warnings.push(format!("{device}: not read: {e}")),
             }
         }
         info.logical_volumes.push(lv_info);
@@ -352,7 +352,9 @@ mod tests {
         let lvs = format!("{}\n{}", linear("a", 0, 2), linear("b", 1, 2));
         let a = assemble_one(&vg_text(&lvs, 3));
         assert!(
-            a.warnings.iter().any(|w| w.contains("a and b both map extents 1..2 of pv0")),
+            a.warnings
+                .iter()
+                .any(|w| w.contains("a and b both map extents 1..2 of pv0")),
             "{:?}",
             a.warnings
         );
