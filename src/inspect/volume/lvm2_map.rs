@@ -126,7 +126,7 @@ impl<'a> VgReader<'a> {
         let ty = seg.seg_type.as_str();
         match ty {
             "striped" | "linear" => {
-                if n == 0 || seg.extent_count % n != 0 {
+                if n == 0 || !seg.extent_count.is_multiple_of(n) {
                     return Err(VolumeError::Metadata(format!(
                         "{}: {} extents do not divide into {n} stripes",
                         lv.name, seg.extent_count

@@ -262,7 +262,7 @@ fn segment_from(
                 .map(|lv| AreaRef::Lv { lv, extent: 0 })
                 .collect();
         } else {
-            if names.len() % 2 != 0 {
+            if !names.len().is_multiple_of(2) {
                 return Err(bad(format!("{what}: raids list is not meta/image pairs")));
             }
             for pair in names.chunks(2) {
@@ -286,7 +286,7 @@ fn pairs(
     what: &str,
     make: impl Fn(String, u64) -> AreaRef,
 ) -> Result<Vec<AreaRef>, VolumeError> {
-    if list.len() % 2 != 0 || list.len() > 2 * MAX_AREAS {
+    if !list.len().is_multiple_of(2) || list.len() > 2 * MAX_AREAS {
         return Err(bad(format!("{what}: malformed area list")));
     }
     list.chunks(2)
