@@ -202,3 +202,77 @@ impl ReadAt for ThinSource {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inspect::source::MemSource;
+
+    /// Pool metadata of `blocks` 4 KiB blocks: a superblock with 64 KiB data blocks whose
+    /// top-level tree is at block 1, then the nodes given as (block, flags, [(key,
+    /// value)]).
+    fn meta(nodes: &[(u64, u32, &[(u64, u64)])]) -> Arc<dyn ReadAt> {
+        let mut m = vec![0u8; 8 * BLOCK as usize];
+        m[32..40].copy_from_slice(&SUPERBLOCK_MAGIC.to_le_bytes());
+        m[320..328].copy_from_slice(&1u64.to_le_bytes());
+        m[336..340].copy_from_slice(&128u32.to_le_bytes());
+        m[340..344].copy_from_slice(&8u32.to_le_bytes());
+        for (block, flags, entries) in nodes {
+            let n = &mut m[(*block * BLOCK) as usize..][..BLOCK as usize];
+            let max = 16usize;
+            n[4..8].copy_from_slice(&flags.to_le_bytes());
+            n[8..16].copy_from_slice(&block.to_le_bytes());
+            n[16..20].copy_from_slice(&(entries.len() as u32).to_le_bytes());
+            n[20..24].copy_from_slice(&(max as u32).to_le_bytes());
+            n[24..28].copy_from_slice(&8u32.to_le_bytes());
+            for (i, (k, v)) in entries.iter().enumerate() {
+                n[32 + 8 * i..40 + 8 * i].copy_from_slice(&k.to_le_bytes());
+                let at = 32 + 8 * max + 8 * i;
+                n[at..at + 8].copy_from_slice(&v.to_le_bytes());
+            }
+        }
+        Arc::new(MemSource(m))
+    }
+
+    fn data() -> Arc<dyn ReadAt> {
+        Arc::new(MemSource(
+            (0..8u64 << 16).map(|i| (i / 65536) as u8 + 1).collect(),
+        ))
+    }
+
+    #[test]
+    fn mapped_blocks_read_from_the_pool_and_holes_are_zeros() {
+        // Device 7's tree at block 2: virtual block 1 -> data block 5 (time 3).
+        let m = meta(&[
+            (1, LEAF_NODE, &[(7, 2)]),
+            (2, LEAF_NODE, &[(1, (5 << 24) | 3)]),
+        ]);
+        let thin = ThinSource::open(m, data(), 7, 4 << 16).unwrap();
+        let mut buf = vec![0xaau8; 8];
+        thin.read_exact_at((2 << 16) - 4, &mut buf).unwrap();
+        assert_eq!(buf, [6, 6, 6, 6, 0, 0, 0, 0]);
+        assert!(thin.read_exact_at(4 << 16, &mut buf[..1]).is_err());
+    }
+
+    #[test]
+    fn loops_and_misplaced_nodes_are_errors() {
+        // An internal node pointing at itself: bounded by the depth limit.
+        let m = meta(&[(1, INTERNAL_NODE, &[(0, 1)])]);
+        let err = ThinSource::open(m, data(), 0, 1 << 16).err().unwrap();
+        assert!(err.to_string().contains("deeper"), "{err}");
+        // A node found at another block than the one it names.
+        let m = meta(&[(1, INTERNAL_NODE, &[(0, 3)]), (2, LEAF_NODE, &[(0, 2)])]);
+        let m2: Arc<dyn ReadAt> = {
+            let mut bytes = vec![0u8; 8 * BLOCK as usize];
+            m.read_exact_at(0, &mut bytes).unwrap();
+            let (a, b) = bytes.split_at_mut(3 * BLOCK as usize);
+            b[..BLOCK as usize].copy_from_slice(&a[2 * BLOCK as usize..]);
+            Arc::new(MemSource(bytes))
+        };
+        let err = ThinSource::open(m2, data(), 0, 1 << 16).err().unwrap();
+        assert!(err.to_string().contains("names block 2"), "{err}");
+        // An unknown device.
+        let m = meta(&[(1, LEAF_NODE, &[(7, 2)])]);
+        assert!(ThinSource::open(m, data(), 8, 1 << 16).is_err());
+    }
+}
