@@ -1,6 +1,7 @@
-//! The whole inspection of one disk image, layer by layer, into one [`Report`]:
-//! image format -> read budget -> partition table -> probe of every partition (or the
-//! whole disk) -> ext2/3/4 and vfat opened -> OS roots found and inspected.
+//! The whole inspection of one job's disks, layer by layer, into one [`Report`]:
+//! image format of each disk -> one shared read budget -> partition tables -> probe of
+//! every partition (or whole disk) -> volume layer (LVM VGs assembled across all disks,
+//! their LVs probed in turn) -> ext2/3/4 and vfat opened -> OS roots found and inspected.
 //!
 //! Only the image and the partition table can fail the job (without them there is
 //! nothing to report), and so can the read budget. Everything above is best effort: a
