@@ -211,7 +211,10 @@ mod tests {
     /// Pool metadata of `blocks` 4 KiB blocks: a superblock with 64 KiB data blocks whose
     /// top-level tree is at block 1, then the nodes given as (block, flags, [(key,
     /// value)]).
-    fn meta(nodes: &[(u64, u32, &[(u64, u64)])]) -> Arc<dyn ReadAt> {
+    /// A test node: its block, flags and (key, value) entries.
+    type Node<'a> = (u64, u32, &'a [(u64, u64)]);
+
+    fn meta(nodes: &[Node]) -> Arc<dyn ReadAt> {
         let mut m = vec![0u8; 8 * BLOCK as usize];
         m[32..40].copy_from_slice(&SUPERBLOCK_MAGIC.to_le_bytes());
         m[320..328].copy_from_slice(&1u64.to_le_bytes());
