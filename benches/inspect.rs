@@ -6,12 +6,16 @@
 //! maximum RSS of the real binary's `inspect` subcommand, from `/usr/bin/time`.
 //! Builds its fixtures with `integration/fixtures/debian-disk.sh` (debootstrap once per
 //! machine, cached in $HOME/.cache/guestkit-fixtures).
+//!
+//! Then the volume layer's cost: the same Debian tree on LVM across two disks
+//! (`debian-lvm.gf`: /, /usr, /var, /home as LVs) against plain partitions
+//! (`debian-plain.gf`), both built by guestfish and cached like the integration tests'.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use guestkit_worker::inspect::pipeline::{inspect_full, InspectOptions};
+use guestkit_worker::inspect::pipeline::{inspect_full, DiskSpec, InspectOptions};
 
 fn sh(script: &str) {
     let status = Command::new("bash")
@@ -21,16 +25,49 @@ fn sh(script: &str) {
     assert!(status.success(), "{script}");
 }
 
-fn fixtures() -> (PathBuf, PathBuf, PathBuf) {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    // The integration tests' cache (integration/common `fixture_cache`), so a machine
-    // builds the debootstrap tree once for both.
-    let cache = std::env::var_os("GUESTKIT_FIXTURE_CACHE")
+/// The integration tests' cache (integration/common `fixture_cache`), so a machine
+/// builds the debootstrap tree and the guestfish disks once for both.
+fn cache() -> PathBuf {
+    std::env::var_os("GUESTKIT_FIXTURE_CACHE")
         .map(PathBuf::from)
         .or_else(|| {
             std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/guestkit-fixtures"))
         })
-        .unwrap_or_else(|| root.join("target/fixture-cache"));
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/fixture-cache"))
+}
+
+/// Disks built by `guestfish-image.sh` from a script of `integration/fixtures` (the same
+/// cache key as the integration tests' `guestfish_disks`).
+fn guestfish_disks(script: &str, sizes: &str) -> Vec<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let cache = cache();
+    let tar = cache.join("debian-bookworm.tar");
+    sh(&format!(
+        "{} bookworm {}",
+        root.join("integration/fixtures/debian-tree.sh").display(),
+        tar.display()
+    ));
+    let out = Command::new(root.join("integration/fixtures/guestfish-image.sh"))
+        .arg(&cache)
+        .arg(root.join("integration/fixtures").join(script))
+        .arg(sizes)
+        .arg(&tar)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    (0..sizes.split(',').count())
+        .map(|i| dir.join(format!("disk{i}.img")))
+        .collect()
+}
+
+fn fixtures() -> (PathBuf, PathBuf, PathBuf) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let cache = cache();
     let dir = cache.join("bench-inspect");
     let qcow2 = dir.join("disk.qcow2");
     let big_raw = dir.join("disk-2t.raw");
@@ -50,8 +87,21 @@ fn fixtures() -> (PathBuf, PathBuf, PathBuf) {
 }
 
 fn time_inspect(path: &Path) -> (f64, usize, u64) {
+    time_inspect_disks(&[path.to_path_buf()])
+}
+
+/// Best of 7 in-process inspections of a job with these disks.
+fn time_inspect_disks(disks: &[PathBuf]) -> (f64, usize, u64) {
+    let path = &disks[0];
     let opts = InspectOptions {
         image_roots: vec![path.parent().unwrap().to_path_buf()],
+        extra_disks: disks[1..]
+            .iter()
+            .map(|p| DiskSpec {
+                path: p.clone(),
+                format: None,
+            })
+            .collect(),
         ..Default::default()
     };
     let first = inspect_full(path, &opts).expect("inspection");
@@ -189,4 +239,29 @@ fn main() {
             bytes as f64 / qcow2_bytes as f64
         );
     }
+
+    // The volume layer's cost: LVM over two disks against plain partitions.
+    let lvm = guestfish_disks("debian-lvm.gf", "320,192");
+    let plain = guestfish_disks("debian-plain.gf", "448");
+    let (lvm_ms, lvm_apps, lvm_bytes) = time_inspect_disks(&lvm);
+    let (plain_ms, plain_apps, plain_bytes) = time_inspect_disks(&plain);
+    for (name, ms, bytes, apps) in [
+        (
+            "debian, plain partitions",
+            plain_ms,
+            plain_bytes,
+            plain_apps,
+        ),
+        ("debian, LVM over 2 disks", lvm_ms, lvm_bytes, lvm_apps),
+    ] {
+        println!(
+            "{name:<30} inspect {ms:>7.1} ms  read {:>6.1} MiB  ({apps} packages)",
+            bytes as f64 / 1048576.0
+        );
+    }
+    println!(
+        "LVM / plain: time {:.2}x, bytes read {:.2}x (target <= 1.5x)",
+        lvm_ms / plain_ms,
+        lvm_bytes as f64 / plain_bytes as f64
+    );
 }

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=fuzz/corpus
-mkdir -p "$out"/{qcow2,partition,probe,packages,image_formats}
+mkdir -p "$out"/{qcow2,partition,probe,packages,image_formats,lvm_text,lvm_pv}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
@@ -52,6 +52,23 @@ cp "$work/vfat.img" "$out/probe/"; truncate -s 1M "$out/probe/vfat.img"
 truncate -s 1M "$work/swap.img"; mkswap -L seed "$work/swap.img" >/dev/null 2>&1; cp "$work/swap.img" "$out/probe/"
 truncate -s 300M "$work/xfs.img"; mkfs.xfs -q -f -L seed "$work/xfs.img"; head -c 1M "$work/xfs.img" > "$out/probe/xfs.img"
 truncate -s 120M "$work/btrfs.img"; mkfs.btrfs -q -f -L seed "$work/btrfs.img" >/dev/null 2>&1; head -c 1M "$work/btrfs.img" > "$out/probe/btrfs.img"
+
+# LVM2: two PVs on loop devices with linear (two segments) and striped LVs (metadata only:
+# --driverloaded n needs no device-mapper); the first MiB of a PV and the VG's text.
+truncate -s 16M "$work/pv0.img" "$work/pv1.img"
+if loop0=$(losetup -f --show "$work/pv0.img" 2>/dev/null) && loop1=$(losetup -f --show "$work/pv1.img" 2>/dev/null); then
+  cfg="devices { use_devicesfile=0 obtain_device_list_from_udev=0 filter=[\"a|^$loop0\$|\",\"a|^$loop1\$|\",\"r|.*|\"] } backup { backup=0 archive=0 } activation { udev_sync=0 udev_rules=0 }"
+  vg=gkseed$$
+  { pvcreate -y --config "$cfg" "$loop0" "$loop1" &&
+    vgcreate -s 1m --config "$cfg" "$vg" "$loop0" "$loop1" &&
+    lvcreate --driverloaded n -an -Zn -y --config "$cfg" -L 2m -n lin "$vg" &&
+    lvcreate --driverloaded n -an -Zn -y --config "$cfg" --type striped -i 2 -I 16k -L 4m -n str "$vg" &&
+    lvextend --driverloaded n -y --config "$cfg" -L 3m "$vg/lin" "$loop1" &&
+    vgcfgbackup --config "$cfg" -f "$out/lvm_text/vg.txt" "$vg"; } >/dev/null 2>&1 || true
+  losetup -d "$loop0" "$loop1"
+  head -c 1M "$work/pv0.img" > "$out/lvm_pv/pv0.img"
+  head -c 1M "$work/pv0.img" > "$out/probe/lvm2.img"
+fi
 
 # package databases: a slice of this machine's dpkg status, an empty rpmdb.sqlite.
 head -c 200000 /var/lib/dpkg/status > "$out/packages/dpkg-status"

@@ -17,7 +17,7 @@ use guestkit_worker::inspect::fs::probe::{probe, Probed};
 use guestkit_worker::inspect::image::RawImage;
 use guestkit_worker::inspect::partition::{read_table, PartitionTable, TableKind};
 use guestkit_worker::inspect::source::{ReadAt, Slice};
-use guestkit_worker::inspect::volume::lvm2;
+use guestkit_worker::inspect::volume::{lvm2, lvm2_text, lvm2_vg};
 
 use crate::common::{run, sh, tempdir, Rng};
 
@@ -581,15 +581,18 @@ fn lvm2_pv_matches_blkid_and_pvck() {
 
     let src = open(&img);
     let label = lvm2::detect(src.as_ref()).unwrap().unwrap();
-    let summary = lvm2::read_vg_summary(src.as_ref(), &label)
+    let copy = lvm2::read_metadata(src.as_ref(), &label)
         .unwrap()
+        .into_iter()
+        .find(|c| c.verified)
         .expect("VG metadata");
+    let summary = lvm2_vg::from_text(&lvm2_text::parse(&copy.text).unwrap()).unwrap();
     let metadata = tool(&format!(
         "pvck --dump metadata '{}' 2>/dev/null",
         img.display()
     ));
     assert_eq!(summary.name, vg);
-    assert_eq!(summary.uuid, field_of(&metadata, "id =").trim_matches('"'));
+    assert_eq!(summary.id, field_of(&metadata, "id =").trim_matches('"'));
     assert_eq!(summary.seqno, num(&field_of(&metadata, "seqno =")));
 }
 

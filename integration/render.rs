@@ -588,6 +588,7 @@ fn report() -> Report {
             backing_chain: vec!["/var/lib/guestkit/images/base/debian-12-generic-amd64.qcow2".into()],
             sha256: Some("9f2c5d8e1a7b4c3d6e0f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b9c8d".into()),
         },
+        disks: vec![],
         partition_table: Some("gpt".into()),
         partitions: vec![
             part(1, MIB, 512 * MIB, "C12A7328-F81F-11D2-BA4B-00A0C93EC93B", "EFI system partition"),
@@ -600,20 +601,27 @@ fn report() -> Report {
             name: "vg0".into(),
             uuid: "Xk3PqT-1bYc-Rz4D-e8Hn-Wm2V-q7La-9sFgJ0".into(),
             physical_volumes: vec!["/dev/sda5".into()],
+            missing_physical_volumes: vec![],
             logical_volumes: vec![
                 LogicalVolumeInfo {
                     name: "root".into(),
                     device: "/dev/vg0/root".into(),
+                    segment_type: "linear".into(),
+                    readable: true,
                     size: 20 * GIB,
                 },
                 LogicalVolumeInfo {
                     name: "var".into(),
                     device: "/dev/vg0/var".into(),
+                    segment_type: "linear".into(),
+                    readable: true,
                     size: 8 * GIB,
                 },
                 LogicalVolumeInfo {
                     name: "swap".into(),
                     device: "/dev/vg0/swap".into(),
+                    segment_type: "linear".into(),
+                    readable: true,
                     size: 2 * GIB,
                 },
             ],

@@ -167,6 +167,9 @@ pub struct InspectArgs {
     /// Assert the image format (`raw`, `qcow2`); a mismatch is an error.
     #[arg(long)]
     pub format: Option<String>,
+    /// A further disk of the same guest (`/dev/sdb`, `/dev/sdc`, ... in order); repeatable.
+    #[arg(long = "disk", value_name = "IMAGE")]
+    pub disks: Vec<PathBuf>,
     /// Output format of the report.
     #[arg(long, default_value = "json")]
     pub output: String,

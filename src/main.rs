@@ -143,7 +143,18 @@ async fn inspect_once(cfg: &Config, args: &InspectArgs) -> anyhow::Result<ExitCo
     if let Some(dir) = args.image.canonicalize()?.parent() {
         roots.push(dir.to_path_buf());
     }
-    let data = serde_json::json!({ "image": { "path": args.image, "format": args.format } });
+    for d in &args.disks {
+        if let Some(dir) = d.canonicalize()?.parent() {
+            roots.push(dir.to_path_buf());
+        }
+    }
+    let data = if args.disks.is_empty() {
+        serde_json::json!({ "image": { "path": args.image, "format": args.format } })
+    } else {
+        let mut disks = vec![serde_json::json!({ "path": args.image, "format": args.format })];
+        disks.extend(args.disks.iter().map(|d| serde_json::json!({ "path": d })));
+        serde_json::json!({ "disks": disks })
+    };
     let request = ImageRequest::from_data(&data, &roots).map_err(|e| anyhow::anyhow!(e.message))?;
     let started_at = chrono::Utc::now();
     let started = tokio::time::Instant::now();

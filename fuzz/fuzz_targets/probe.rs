@@ -19,6 +19,6 @@ fuzz_target!(|data: &[u8]| {
     let src = MemSource(data.to_vec());
     let _ = probe(&src);
     if let Ok(Some(pv)) = lvm2::detect(&src) {
-        let _ = lvm2::read_vg_summary(&src, &pv);
+        let _ = lvm2::read_metadata(&src, &pv);
     }
 });

@@ -6,6 +6,9 @@
 //! buffers of known size, so that case only guards against a mistake, never a hostile
 //! disk value. Shared by every layer: images, partition tables, volumes, filesystems.
 
+use crate::inspect::image::ImageError;
+use crate::inspect::source::ReadAt;
+
 /// The `len` bytes at `at`, or an empty slice when they are not all inside `b`.
 pub(crate) fn field(b: &[u8], at: usize, len: usize) -> &[u8] {
     at.checked_add(len)
@@ -77,6 +80,73 @@ pub(crate) fn uuid_be(g: &[u8; 16]) -> Option<String> {
         "{:02x}{:02x}{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}",
         g[0], g[1], g[2], g[3], g[4], g[5], g[6], g[7], g[8], g[9], g[10], g[11], g[12], g[13], g[14], g[15]
     ))
+}
+
+// Reads of small on-disk structures through a byte source, shared by the probe and the
+// volume layer.
+
+/// Reads `N` bytes at `offset`, or `None` when the source is too small to hold them
+/// (a small partition simply is not that filesystem).
+pub(crate) fn read_array<const N: usize>(
+    src: &dyn ReadAt,
+    offset: u64,
+) -> Result<Option<[u8; N]>, ImageError> {
+    if !fits(src, offset, N as u64) {
+        return Ok(None);
+    }
+    let mut buf = [0u8; N];
+    src.read_exact_at(offset, &mut buf)?;
+    Ok(Some(buf))
+}
+
+/// Reads `len` bytes at `offset` into a vector, or `None` when they are not inside the
+/// source. `len` must already be bounded by the caller.
+pub(crate) fn read_opt(
+    src: &dyn ReadAt,
+    offset: u64,
+    len: u64,
+) -> Result<Option<Vec<u8>>, ImageError> {
+    if !fits(src, offset, len) {
+        return Ok(None);
+    }
+    crate::inspect::source::read_vec(src, offset, len, len).map(Some)
+}
+
+fn fits(src: &dyn ReadAt, offset: u64, len: u64) -> bool {
+    offset.checked_add(len).is_some_and(|end| end <= src.size())
+}
+
+/// A label the way blkid stores one: up to the first NUL, trailing whitespace removed,
+/// absent when empty. Invalid UTF-8 is replaced, not rejected.
+pub(crate) fn label(raw: &[u8]) -> Option<String> {
+    let end = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
+    text(String::from_utf8_lossy(&raw[..end]).into_owned())
+}
+
+/// Trims trailing whitespace (blkid's rtrim) from an already decoded label.
+pub(crate) fn text(s: String) -> Option<String> {
+    let t = s.trim_end_matches([' ', '\t', '\n', '\r', '\x0b', '\x0c']);
+    (!t.is_empty()).then(|| t.to_string())
+}
+
+/// Decodes UTF-16 (little- or big-endian) code units up to the first NUL, then trims
+/// like [`text`] (NTFS, Joliet labels).
+pub(crate) fn utf16_label(raw: &[u8], big_endian: bool) -> Option<String> {
+    let units = raw
+        .chunks_exact(2)
+        .map(|c| {
+            if big_endian {
+                u16::from_be_bytes([c[0], c[1]])
+            } else {
+                u16::from_le_bytes([c[0], c[1]])
+            }
+        })
+        .take_while(|&u| u != 0);
+    text(
+        char::decode_utf16(units)
+            .map(|c| c.unwrap_or(char::REPLACEMENT_CHARACTER))
+            .collect(),
+    )
 }
 
 #[cfg(test)]

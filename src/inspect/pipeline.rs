@@ -1,6 +1,7 @@
-//! The whole inspection of one disk image, layer by layer, into one [`Report`]:
-//! image format -> read budget -> partition table -> probe of every partition (or the
-//! whole disk) -> ext2/3/4 and vfat opened -> OS roots found and inspected.
+//! The whole inspection of one job's disks, layer by layer, into one [`Report`]:
+//! image format of each disk -> one shared read budget -> partition tables -> probe of
+//! every partition (or whole disk) -> volume layer (LVM VGs assembled across all disks,
+//! their LVs probed in turn) -> ext2/3/4 and vfat opened -> OS roots found and inspected.
 //!
 //! Only the image and the partition table can fail the job (without them there is
 //! nothing to report), and so can the read budget. Everything above is best effort: a
@@ -10,7 +11,6 @@
 //! fails the job even when an upper layer turned it into a warning, since no fact read
 //! from a damaged image can be trusted.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -22,17 +22,34 @@ use super::fs::{FileSystem, FsError};
 use super::image::{self, ImageError};
 use super::os::{self, Include, Mountable};
 use super::partition::{self, PartitionError};
-use super::report::{FilesystemInfo, ImageInfo, PartitionInfo, Report, VolumeGroupInfo};
+use super::report::{DiskInfo, FilesystemInfo, ImageInfo, PartitionInfo, Report};
 use super::source::{Budgeted, CancelFlag, ReadAt, Slice};
-use super::volume::lvm2;
+use super::volume::{self, BlockDevice};
 
 /// Default cap on guest bytes read by one inspection. A full inspection of a typical
 /// guest reads tens of MiB; the cap only stops pathological images (or huge package
 /// databases, see `os/apps.rs`) from reading without end.
 pub const DEFAULT_READ_BUDGET: u64 = 4 * 1024 * 1024 * 1024;
 
-/// The device name of the whole disk; partitions append their number.
-const DISK: &str = "/dev/sda";
+/// Most disks in one job (`/dev/sda` .. `/dev/sdp`).
+pub const MAX_DISKS: usize = 16;
+/// Most rounds of volume assembly (LVM on MD on ... ): each round assembles the
+/// containers the previous one revealed.
+const MAX_VOLUME_ROUNDS: usize = 4;
+
+/// The guest name of disk `index`: `/dev/sda`, `/dev/sdb`, ...; partitions append their
+/// number.
+pub fn disk_name(index: usize) -> String {
+    format!("/dev/sd{}", char::from(b'a' + (index % 26) as u8))
+}
+
+/// A further disk of the job (the first is the `path` given to [`inspect`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiskSpec {
+    pub path: PathBuf,
+    /// Asserted format, like [`InspectOptions::asserted_format`] for the first disk.
+    pub format: Option<String>,
+}
 
 /// What to inspect and within which limits.
 #[derive(Debug, Clone)]
@@ -51,6 +68,8 @@ pub struct InspectOptions {
     pub read_budget: u64,
     /// Set by the worker when the job times out; reads stop at once.
     pub cancel: Option<CancelFlag>,
+    /// Disks after the first (`/dev/sdb`, ...), for guests spread over several disks.
+    pub extra_disks: Vec<DiskSpec>,
 }
 
 impl Default for InspectOptions {
@@ -65,6 +84,7 @@ impl Default for InspectOptions {
             include_security: true,
             read_budget: DEFAULT_READ_BUDGET,
             cancel: None,
+            extra_disks: Vec::new(),
         }
     }
 }
@@ -158,38 +178,66 @@ pub fn inspect_full(path: &Path, opts: &InspectOptions) -> Result<Inspection, In
         path: path.to_path_buf(),
         limit: opts.read_budget,
     };
-    let image_error = |source: ImageError| match source {
-        ImageError::BudgetExceeded { .. } => budget_error(),
-        source => InspectError::Image {
+    let mut specs = vec![DiskSpec {
+        path: path.to_path_buf(),
+        format: opts.asserted_format.clone(),
+    }];
+    specs.extend(opts.extra_disks.iter().cloned());
+    if specs.len() > MAX_DISKS {
+        return Err(InspectError::Image {
             path: path.to_path_buf(),
-            source,
-        },
-    };
-
-    let opened = image::open(path, opts.asserted_format.as_deref(), &opts.image_roots)
-        .map_err(image_error)?;
-    let mut report = Report {
-        image: ImageInfo {
-            path: path.display().to_string(),
-            format: opened.format.as_str().to_string(),
-            virtual_size: opened.virtual_size,
-            backing_chain: opened
-                .backing_chain
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect(),
-            sha256: None,
-        },
-        warnings: opened.warnings,
-        ..Report::default()
-    };
+            source: ImageError::TooLarge {
+                what: "disk count",
+                size: specs.len() as u64,
+                limit: MAX_DISKS as u64,
+            },
+        });
+    }
 
     let read = Arc::new(AtomicU64::new(0));
-    let faults = Arc::new(ImageFaults::new(opened.source));
-    let disk: Arc<dyn ReadAt> = Arc::new(
-        Budgeted::new(faults.clone(), read.clone(), opts.read_budget)
-            .with_cancel(opts.cancel.clone()),
-    );
+    let mut report = Report::default();
+    let mut all_faults = Vec::new();
+    let mut disks = Vec::new();
+    for (i, spec) in specs.iter().enumerate() {
+        let image_error = |source: ImageError| match source {
+            ImageError::BudgetExceeded { .. } => budget_error(),
+            source => InspectError::Image {
+                path: spec.path.clone(),
+                source,
+            },
+        };
+        let opened = image::open(&spec.path, spec.format.as_deref(), &opts.image_roots)
+            .map_err(image_error)?;
+        let backing_chain: Vec<String> = opened
+            .backing_chain
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        if i == 0 {
+            report.image = ImageInfo {
+                path: spec.path.display().to_string(),
+                format: opened.format.as_str().to_string(),
+                virtual_size: opened.virtual_size,
+                backing_chain: backing_chain.clone(),
+                sha256: None,
+            };
+        }
+        report.disks.push(DiskInfo {
+            device: disk_name(i),
+            path: spec.path.display().to_string(),
+            format: opened.format.as_str().to_string(),
+            virtual_size: opened.virtual_size,
+            backing_chain,
+        });
+        report.warnings.extend(opened.warnings);
+        let faults = Arc::new(ImageFaults::new(opened.source));
+        all_faults.push((spec.path.clone(), faults.clone()));
+        let disk: Arc<dyn ReadAt> = Arc::new(
+            Budgeted::new(faults, read.clone(), opts.read_budget).with_cancel(opts.cancel.clone()),
+        );
+        disks.push(disk);
+    }
+
     let over_budget = || read.load(Ordering::Relaxed) > opts.read_budget;
     let cancelled = || {
         opts.cancel
@@ -204,82 +252,66 @@ pub fn inspect_full(path: &Path, opts: &InspectOptions) -> Result<Inspection, In
             return Some(budget_error());
         }
         if cancelled() {
-            return Some(image_error(ImageError::Cancelled));
+            return Some(InspectError::Image {
+                path: path.to_path_buf(),
+                source: ImageError::Cancelled,
+            });
         }
-        faults.take().map(image_error)
+        all_faults.iter().find_map(|(p, f)| {
+            f.take().map(|source| InspectError::Image {
+                path: p.clone(),
+                source,
+            })
+        })
     };
-
-    let table = partition::read_table(disk.as_ref()).map_err(|source| match source {
-        PartitionError::Image(e) => image_error(e),
-        source => InspectError::Partition {
-            path: path.to_path_buf(),
-            source,
-        },
-    })?;
 
     // The block devices to probe: the partitions, or the whole disk without a table.
     let mut devices: Vec<(Mountable, Option<Arc<dyn ReadAt>>)> = Vec::new();
-    match table {
-        Some(table) => {
-            report.partition_table = Some(table.kind.as_str().to_string());
-            report.warnings.extend(table.warnings.iter().cloned());
-            if table.partitions.is_empty() {
-                // An empty table (or a stray signature): the disk itself may still hold
-                // a filesystem, as blkid would find it.
-                devices.push((Mountable::new(DISK), Some(disk.clone())));
-            }
-            for p in &table.partitions {
-                let device = format!("{DISK}{}", p.number);
-                report.partitions.push(PartitionInfo {
-                    device: device.clone(),
-                    number: p.number,
-                    start: p.start,
-                    size: p.size,
-                    part_type: p.part_type.clone(),
-                    name: p.name.clone(),
-                    bootable: p.bootable,
-                });
-                let mut m = Mountable::new(&device);
-                m.part_uuid = p.part_uuid.clone();
-                m.part_label = p.name.clone().filter(|n| !n.is_empty());
-                let src = if p.is_extended_container() {
-                    None
-                } else {
-                    match Slice::new(disk.clone(), p.start, p.size) {
-                        Ok(s) => Some(Arc::new(s) as Arc<dyn ReadAt>),
-                        Err(e) => {
-                            report.warnings.push(format!("{device}: not probed: {e}"));
-                            None
-                        }
-                    }
-                };
-                devices.push((m, src));
-            }
-        }
-        None => devices.push((Mountable::new(DISK), Some(disk.clone()))),
+    for (i, (disk, spec)) in disks.iter().zip(&specs).enumerate() {
+        let disk_dev = disk_name(i);
+        let table = partition::read_table(disk.as_ref()).map_err(|source| match source {
+            PartitionError::Image(ImageError::BudgetExceeded { .. }) => budget_error(),
+            PartitionError::Image(source) => InspectError::Image {
+                path: spec.path.clone(),
+                source,
+            },
+            source => InspectError::Partition {
+                path: spec.path.clone(),
+                source,
+            },
+        })?;
+        add_disk_devices(&disk_dev, disk, table, i == 0, &mut report, &mut devices);
     }
 
-    let mut groups: BTreeMap<String, VolumeGroupInfo> = BTreeMap::new();
     let mut mountables = Vec::with_capacity(devices.len());
+    let mut containers = Vec::new();
     for (mut m, src) in devices {
         if let Some(src) = src {
-            match probe(src.as_ref()) {
-                Ok(Some(found)) => {
-                    open_filesystem(&mut m, &found, &src, &mut report, &mut groups);
-                }
-                Ok(None) => {}
-                Err(ImageError::BudgetExceeded { .. }) => return Err(budget_error()),
-                Err(e) => report
-                    .warnings
-                    .push(format!("{}: cannot probe: {e}", m.device)),
-            }
+            probe_device(&mut m, &src, &mut report, &mut containers).map_err(|_| budget_error())?;
         }
         if let Some(e) = failed() {
             return Err(e);
         }
         mountables.push(m);
     }
-    report.volume_groups = groups.into_values().collect();
+    // Containers reveal more devices, which may be containers again.
+    for _ in 0..MAX_VOLUME_ROUNDS {
+        if containers.is_empty() {
+            break;
+        }
+        let assembled = volume::assemble(&std::mem::take(&mut containers));
+        report.volume_groups.extend(assembled.volume_groups);
+        report.warnings.extend(assembled.warnings);
+        for dev in assembled.devices {
+            let mut m = Mountable::new(&dev.name);
+            probe_device(&mut m, &dev.src, &mut report, &mut containers)
+                .map_err(|_| budget_error())?;
+            if let Some(e) = failed() {
+                return Err(e);
+            }
+            mountables.push(m);
+        }
+    }
 
     let include = Include {
         applications: opts.include_applications,
@@ -311,14 +343,85 @@ pub fn inspect_full(path: &Path, opts: &InspectOptions) -> Result<Inspection, In
     })
 }
 
-/// Records what the probe found on `m` and opens the filesystems we can read.
-fn open_filesystem(
+/// The devices of one disk: its partitions, or the disk itself without a table (or
+/// with an empty one: a stray signature, as blkid would see it).
+fn add_disk_devices(
+    disk_dev: &str,
+    disk: &Arc<dyn ReadAt>,
+    table: Option<partition::PartitionTable>,
+    first: bool,
+    report: &mut Report,
+    devices: &mut Vec<(Mountable, Option<Arc<dyn ReadAt>>)>,
+) {
+    let Some(table) = table else {
+        devices.push((Mountable::new(disk_dev), Some(disk.clone())));
+        return;
+    };
+    if first {
+        report.partition_table = Some(table.kind.as_str().to_string());
+    }
+    report.warnings.extend(table.warnings.iter().cloned());
+    if table.partitions.is_empty() {
+        devices.push((Mountable::new(disk_dev), Some(disk.clone())));
+    }
+    for p in &table.partitions {
+        let device = format!("{disk_dev}{}", p.number);
+        report.partitions.push(PartitionInfo {
+            device: device.clone(),
+            number: p.number,
+            start: p.start,
+            size: p.size,
+            part_type: p.part_type.clone(),
+            name: p.name.clone(),
+            bootable: p.bootable,
+        });
+        let mut m = Mountable::new(&device);
+        m.part_uuid = p.part_uuid.clone();
+        m.part_label = p.name.clone().filter(|n| !n.is_empty());
+        let src = if p.is_extended_container() {
+            None
+        } else {
+            match Slice::new(disk.clone(), p.start, p.size) {
+                Ok(s) => Some(Arc::new(s) as Arc<dyn ReadAt>),
+                Err(e) => {
+                    report.warnings.push(format!("{device}: not probed: {e}"));
+                    None
+                }
+            }
+        };
+        devices.push((m, src));
+    }
+}
+
+/// Probes one device, records what is on it, opens a filesystem we read, and queues a
+/// container for the volume layer. `Err` only when the read budget ran out.
+fn probe_device(
     m: &mut Mountable,
-    found: &Probed,
     src: &Arc<dyn ReadAt>,
     report: &mut Report,
-    groups: &mut BTreeMap<String, VolumeGroupInfo>,
-) {
+    containers: &mut Vec<BlockDevice>,
+) -> Result<(), ImageError> {
+    match probe(src.as_ref()) {
+        Ok(Some(found)) => {
+            open_filesystem(m, &found, src, report);
+            if found.fs_type == "LVM2_member" {
+                containers.push(BlockDevice {
+                    name: m.device.clone(),
+                    src: src.clone(),
+                });
+            }
+        }
+        Ok(None) => {}
+        Err(e @ ImageError::BudgetExceeded { .. }) => return Err(e),
+        Err(e) => report
+            .warnings
+            .push(format!("{}: cannot probe: {e}", m.device)),
+    }
+    Ok(())
+}
+
+/// Records what the probe found on `m` and opens the filesystems we can read.
+fn open_filesystem(m: &mut Mountable, found: &Probed, src: &Arc<dyn ReadAt>, report: &mut Report) {
     let fs_type = found.fs_type;
     report.filesystems.push(FilesystemInfo {
         device: m.device.clone(),
@@ -348,10 +451,6 @@ fn open_filesystem(
             ));
             None
         }
-        "LVM2_member" => {
-            lvm_member(m, src, report, groups);
-            None
-        }
         "crypto_LUKS" => {
             report.warnings.push(format!(
                 "{}: LUKS-encrypted volume: its contents are not inspected",
@@ -368,46 +467,6 @@ fn open_filesystem(
             m.device
         )),
         None => {}
-    }
-}
-
-/// Adds an LVM2 PV to its volume group. Logical volumes are not read yet (a later
-/// issue), so the group lists its PVs only, and a warning says roots on LVM are missed.
-fn lvm_member(
-    m: &Mountable,
-    src: &Arc<dyn ReadAt>,
-    report: &mut Report,
-    groups: &mut BTreeMap<String, VolumeGroupInfo>,
-) {
-    let summary = match lvm2::detect(src.as_ref()) {
-        Ok(Some(pv)) => lvm2::read_vg_summary(src.as_ref(), &pv),
-        Ok(None) => Ok(None),
-        Err(e) => Err(e),
-    };
-    match summary {
-        Ok(Some(vg)) => {
-            let g = groups
-                .entry(vg.uuid.clone())
-                .or_insert_with(|| VolumeGroupInfo {
-                    name: vg.name.clone(),
-                    uuid: vg.uuid.clone(),
-                    physical_volumes: Vec::new(),
-                    logical_volumes: Vec::new(),
-                });
-            g.physical_volumes.push(m.device.clone());
-            report.warnings.push(format!(
-                "{}: LVM2 physical volume of volume group {}: logical volumes are not read yet, so an OS \
-                 root on LVM is not inspected",
-                m.device, vg.name
-            ));
-        }
-        Ok(None) => report.warnings.push(format!(
-            "{}: LVM2 physical volume in no volume group",
-            m.device
-        )),
-        Err(e) => report
-            .warnings
-            .push(format!("{}: cannot read LVM2 metadata: {e}", m.device)),
     }
 }
 

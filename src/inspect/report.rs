@@ -11,6 +11,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Report {
     pub image: ImageInfo,
+    /// Every disk of the job, `/dev/sda` first (the one `image` describes).
+    pub disks: Vec<DiskInfo>,
     pub partition_table: Option<String>,
     pub partitions: Vec<PartitionInfo>,
     pub volume_groups: Vec<VolumeGroupInfo>,
@@ -27,6 +29,16 @@ pub struct ImageInfo {
     pub virtual_size: u64,
     pub backing_chain: Vec<String>,
     pub sha256: Option<String>,
+}
+
+/// One disk of the job.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct DiskInfo {
+    pub device: String,
+    pub path: String,
+    pub format: String,
+    pub virtual_size: u64,
+    pub backing_chain: Vec<String>,
 }
 
 /// One partition-table entry.
@@ -48,6 +60,8 @@ pub struct VolumeGroupInfo {
     pub name: String,
     pub uuid: String,
     pub physical_volumes: Vec<String>,
+    /// UUIDs of the PVs the metadata lists but no disk of the job holds.
+    pub missing_physical_volumes: Vec<String>,
     pub logical_volumes: Vec<LogicalVolumeInfo>,
 }
 
@@ -57,6 +71,10 @@ pub struct LogicalVolumeInfo {
     pub name: String,
     pub device: String,
     pub size: u64,
+    /// As `lvs -o segtype` shows it: `linear`, `striped`, `raid1`, `thin`, ...
+    pub segment_type: String,
+    /// Whether its bytes could be mapped (and so probed and read).
+    pub readable: bool,
 }
 
 /// A filesystem (or other recognised content: swap, LVM2 PV, LUKS) on a device.

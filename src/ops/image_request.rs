@@ -10,7 +10,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::{Invalid, OpError};
-use crate::inspect::pipeline::InspectOptions;
+use crate::inspect::pipeline::{DiskSpec, InspectOptions, MAX_DISKS};
 
 /// Formats a job may assert in `image.format` (qemu-img names).
 const KNOWN_FORMATS: &[&str] = &["raw", "qcow2", "vmdk", "vhd", "vpc", "vhdx", "vdi"];
@@ -22,6 +22,14 @@ struct ImageSpec {
     format: Option<String>,
     #[serde(default)]
     checksum: Option<String>,
+}
+
+/// One entry of `data.disks`.
+#[derive(Deserialize)]
+struct DiskEntry {
+    path: String,
+    #[serde(default)]
+    format: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -51,30 +59,47 @@ impl ImageRequest {
     /// a regular file inside one of `roots`: a path that escapes them (by `..` or a
     /// symlink) is rejected, never read.
     pub fn from_data(data: &Value, roots: &[PathBuf]) -> Result<ImageRequest, Invalid> {
-        let image = data
-            .get("image")
-            .ok_or_else(|| Invalid::payload("payload.data.image is required"))?;
-        let spec: ImageSpec = serde_json::from_value(image.clone())
-            .map_err(|e| Invalid::payload(format!("payload.data.image: {e}")))?;
+        let disks = disk_entries(data)?;
+        let spec: ImageSpec = match (data.get("image"), disks.first()) {
+            (Some(_), Some(_)) => {
+                return Err(Invalid::payload(
+                    "payload.data: give either image (one disk) or disks, not both",
+                ))
+            }
+            (Some(image), None) => serde_json::from_value(image.clone())
+                .map_err(|e| Invalid::payload(format!("payload.data.image: {e}")))?,
+            (None, Some(first)) => ImageSpec {
+                path: first.path.clone(),
+                format: first.format.clone(),
+                checksum: None,
+            },
+            (None, None) => {
+                return Err(Invalid::payload(
+                    "payload.data.image (or payload.data.disks) is required",
+                ))
+            }
+        };
         let opts: OptionsSpec = match data.get("options") {
             None | Some(Value::Null) => OptionsSpec::default(),
             Some(v) => serde_json::from_value(v.clone())
                 .map_err(|e| Invalid::payload(format!("payload.data.options: {e}")))?,
         };
-        if let Some(f) = &spec.format {
-            if !KNOWN_FORMATS.contains(&f.as_str()) {
-                return Err(Invalid::payload(format!(
-                    "payload.data.image.format {f:?} is not one of {}",
-                    KNOWN_FORMATS.join(", ")
-                )));
-            }
-        }
+        check_format(&spec.format, "payload.data.image.format")?;
         let sha256 = match &spec.checksum {
             None => None,
             Some(c) => Some(parse_checksum(c)?),
         };
         let path = resolve_in_roots(Path::new(&spec.path), roots)?;
+        let mut extra_disks = Vec::new();
+        for (i, d) in disks.iter().enumerate().skip(1) {
+            check_format(&d.format, &format!("payload.data.disks[{i}].format"))?;
+            extra_disks.push(DiskSpec {
+                path: resolve_in_roots(Path::new(&d.path), roots)?,
+                format: d.format.clone(),
+            });
+        }
         let options = InspectOptions {
+            extra_disks,
             image_roots: roots.to_vec(),
             asserted_format: spec.format,
             include_applications: opts.include_applications.unwrap_or(true),
@@ -111,6 +136,32 @@ impl ImageRequest {
             ));
         }
         Ok(Some(actual))
+    }
+}
+
+/// `data.disks`, when present: 1 to `MAX_DISKS` entries.
+fn disk_entries(data: &Value) -> Result<Vec<DiskEntry>, Invalid> {
+    let disks: Vec<DiskEntry> = match data.get("disks") {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(v) => serde_json::from_value(v.clone())
+            .map_err(|e| Invalid::payload(format!("payload.data.disks: {e}")))?,
+    };
+    if disks.is_empty() || disks.len() > MAX_DISKS {
+        return Err(Invalid::payload(format!(
+            "payload.data.disks must list 1 to {MAX_DISKS} disks, got {}",
+            disks.len()
+        )));
+    }
+    Ok(disks)
+}
+
+fn check_format(format: &Option<String>, field: &str) -> Result<(), Invalid> {
+    match format {
+        Some(f) if !KNOWN_FORMATS.contains(&f.as_str()) => Err(Invalid::payload(format!(
+            "{field} {f:?} is not one of {}",
+            KNOWN_FORMATS.join(", ")
+        ))),
+        _ => Ok(()),
     }
 }
 
@@ -216,6 +267,40 @@ mod tests {
         let err =
             ImageRequest::from_data(&json!({"image": {"path": root.path()}}), &roots).unwrap_err();
         assert!(err.message.contains("not a regular file"));
+
+        // Several disks: each confined to the roots like `image`.
+        let second = root.path().join("disk2.raw");
+        std::fs::write(&second, b"y").unwrap();
+        let req = ImageRequest::from_data(
+            &json!({"disks": [{"path": inside}, {"path": second, "format": "raw"}]}),
+            &roots,
+        )
+        .unwrap();
+        assert_eq!(req.path, inside.canonicalize().unwrap());
+        assert_eq!(
+            req.options.extra_disks,
+            vec![DiskSpec {
+                path: second.canonicalize().unwrap(),
+                format: Some("raw".into())
+            }]
+        );
+        let err = ImageRequest::from_data(
+            &json!({"disks": [{"path": inside}, {"path": secret}]}),
+            &roots,
+        )
+        .unwrap_err();
+        assert_eq!(err.reason, "image_outside_root");
+        for bad in [
+            json!({"disks": []}),
+            json!({"disks": [{"path": inside, "format": "iso"}, {"path": second, "format": "iso"}]}),
+            json!({"image": {"path": inside}, "disks": [{"path": second}]}),
+        ] {
+            assert_eq!(
+                ImageRequest::from_data(&bad, &roots).unwrap_err().reason,
+                "invalid_payload",
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -208,7 +208,8 @@ pub fn resolve<'a>(spec: &str, devices: &'a [Mountable]) -> Option<&'a Mountable
 
 /// Maps a guest kernel device name to ours. Block devices of the first disk, whatever
 /// the bus (`sda`, `hda`, `vda`, `xvda`, `nvme0n1`, `mmcblk0`), become `/dev/sda[N]`;
-/// other disks do not exist for us. `/dev/mapper/vg-lv` becomes `/dev/vg/lv`.
+/// `vdb`, `xvdc`, ... become the job's second, third disk (`/dev/sdb`, `/dev/sdc`).
+/// `/dev/mapper/vg-lv` becomes `/dev/vg/lv`.
 fn guest_device_name(spec: &str) -> Option<String> {
     let name = spec.strip_prefix("/dev/")?;
     if let Some(mapper) = name.strip_prefix("mapper/") {
@@ -221,7 +222,8 @@ fn guest_device_name(spec: &str) -> Option<String> {
             if disk.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
                 continue;
             }
-            return (disk == "a").then(|| format!("/dev/sda{part}"));
+            // The job's disks are sda, sdb, ... in order, whatever bus the guest used.
+            return (disk.len() == 1).then(|| format!("/dev/sd{disk}{part}"));
         }
     }
     for (prefix, disk0) in [("nvme", "0n1"), ("mmcblk", "0")] {
@@ -378,6 +380,16 @@ mod tests {
         assert_eq!(r("/dev/mapper/vg0-lv--data"), Some("/dev/vg0/lv-data"));
         assert_eq!(r("/dev/vg0/lv-data"), Some("/dev/vg0/lv-data"));
         assert_eq!(r("UUID=nope"), None);
+    }
+
+    #[test]
+    fn other_disks_of_the_job_resolve_by_letter() {
+        let devs = vec![dev("/dev/sdb1", "u", None, "p", None)];
+        let r = |s: &str| resolve(s, &devs).map(|d| d.device.as_str());
+        assert_eq!(r("/dev/vdb1"), Some("/dev/sdb1"));
+        assert_eq!(r("/dev/xvdb1"), Some("/dev/sdb1"));
+        assert_eq!(r("/dev/vdc1"), None);
+        assert_eq!(r("/dev/vdaa1"), None);
     }
 
     #[test]

@@ -4,8 +4,7 @@
 //! opaque container in the report. When the primary LUKS2 header is damaged, the
 //! secondary copy is looked for at the offsets LUKS2 allows, as blkid does.
 
-use crate::inspect::bytes::{be16, be64, field};
-use crate::inspect::fs::probe::{label, read_array};
+use crate::inspect::bytes::{be16, be64, field, label, read_array};
 use crate::inspect::image::ImageError;
 use crate::inspect::source::ReadAt;
 

@@ -1,12 +1,11 @@
 //! LVM2 physical volumes: the PV label (`LABELONE` in one of the first four sectors)
 //! and, from its metadata area, the volume group's name and UUID.
 //!
-//! Full VG metadata (logical volumes and their segments) is a later issue; what is read
-//! here is what `blkid` reports for a PV plus the VG identity, all bounded: the label is
-//! one sector, the metadata text is at most [`MAX_METADATA`] bytes.
+//! The label says where the PV's metadata areas are; `lvm2_mda` reads the text from them,
+//! `lvm2_text` parses it and `lvm2_vg` turns it into the volume group.
 
-use crate::inspect::bytes::{field, le32, le64};
-use crate::inspect::fs::probe::{read_array, read_opt};
+use super::lvm2_mda as mda;
+use crate::inspect::bytes::{field, le32, le64, read_array};
 use crate::inspect::image::ImageError;
 use crate::inspect::source::ReadAt;
 
@@ -17,10 +16,6 @@ const SECTOR: u64 = 512;
 const LABEL_SCAN_SECTORS: u64 = 4;
 /// LVM's CRC seed (its CRC is CRC-32 without the final inversion, from this seed).
 const CRC_SEED: u32 = 0xf597_a6cf;
-const MDA_MAGIC: &[u8; 16] = b" LVM2 x[5A%r0N*>";
-const MDA_HEADER_SIZE: u64 = 512;
-/// Largest metadata text read.
-pub const MAX_METADATA: u64 = 4 << 20;
 /// Most data or metadata areas listed in one PV header.
 const MAX_AREAS: usize = 8;
 
@@ -44,17 +39,8 @@ pub struct PvLabel {
     pub metadata_areas: Vec<Area>,
 }
 
-/// The volume group a PV belongs to, from its newest metadata.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VgSummary {
-    pub name: String,
-    /// VG UUID as written in the metadata (already dashed).
-    pub uuid: String,
-    pub seqno: u64,
-}
-
 /// LVM's CRC of `data`.
-fn lvm_crc(data: &[u8]) -> u32 {
+pub(crate) fn lvm_crc(data: &[u8]) -> u32 {
     // crc32fast keeps its state inverted: seeding it with !SEED and inverting the result
     // gives LVM's uninverted CRC.
     let mut h = crc32fast::Hasher::new_with_initial(!CRC_SEED);
@@ -123,118 +109,46 @@ fn dashed(raw: &[u8]) -> String {
     out
 }
 
-/// Reads the VG name, UUID and seqno from the first metadata area that holds valid
-/// metadata; `None` when the PV is not (yet) in a VG or no area checks out.
-pub fn read_vg_summary(src: &dyn ReadAt, pv: &PvLabel) -> Result<Option<VgSummary>, ImageError> {
+/// One copy of a VG's metadata text found in a metadata area.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetadataCopy {
+    pub text: Vec<u8>,
+    /// The committed copy whose checksum the area header vouches for; `false` for an
+    /// older copy found in the ring buffer after the committed one failed its checks.
+    pub verified: bool,
+}
+
+/// The metadata copies of every metadata area of `pv`: the committed text when its
+/// checksum verifies, else the older copies still in the area's ring buffer (newest
+/// first is not known before parsing; the caller picks by seqno).
+pub fn read_metadata(src: &dyn ReadAt, pv: &PvLabel) -> Result<Vec<MetadataCopy>, ImageError> {
+    let mut out = Vec::new();
     for area in &pv.metadata_areas {
-        if let Some(text) = metadata_text(src, area)? {
-            if let Some(vg) = parse_summary(&text) {
-                return Ok(Some(vg));
+        match mda::committed_text(src, area)? {
+            Some(text) => out.push(MetadataCopy {
+                text,
+                verified: true,
+            }),
+            None => {
+                out.extend(
+                    mda::older_copies(src, area)?
+                        .into_iter()
+                        .map(|text| MetadataCopy {
+                            text,
+                            verified: false,
+                        }),
+                )
             }
         }
     }
-    Ok(None)
-}
-
-/// The current metadata text of one metadata area (the ring buffer may wrap).
-fn metadata_text(src: &dyn ReadAt, area: &Area) -> Result<Option<Vec<u8>>, ImageError> {
-    let Some(h) = read_array::<512>(src, area.offset)? else {
-        return Ok(None);
-    };
-    if field(&h, 4, 16) != MDA_MAGIC
-        || lvm_crc(&h[4..]) != le32(&h, 0)
-        || le64(&h, 24) != area.offset
-    {
-        return Ok(None);
-    }
-    let mda_size = le64(&h, 32).min(area.size);
-    // The first raw location is the committed metadata.
-    let (offset, size, checksum) = (le64(&h, 40), le64(&h, 48), le32(&h, 56));
-    if size == 0 || size > MAX_METADATA || offset < MDA_HEADER_SIZE || offset >= mda_size {
-        return Ok(None);
-    }
-    let first = size.min(mda_size - offset);
-    let rest = size - first;
-    if rest > mda_size - MDA_HEADER_SIZE {
-        return Ok(None);
-    }
-    let Some(abs) = area.offset.checked_add(offset) else {
-        return Ok(None);
-    };
-    let Some(mut text) = read_opt(src, abs, first)? else {
-        return Ok(None);
-    };
-    if rest > 0 {
-        let Some(wrapped) = read_opt(src, area.offset + MDA_HEADER_SIZE, rest)? else {
-            return Ok(None);
-        };
-        text.extend_from_slice(&wrapped);
-    }
-    Ok((lvm_crc(&text) == checksum).then_some(text))
-}
-
-/// Picks `name { id = "..." seqno = N ... }` out of LVM's text metadata: the first
-/// top-level section is the VG; `id` and `seqno` are its direct fields.
-fn parse_summary(text: &[u8]) -> Option<VgSummary> {
-    let text = std::str::from_utf8(text.split(|&b| b == 0).next()?).ok()?;
-    let mut name = None;
-    let (mut uuid, mut seqno) = (None, None);
-    let mut depth = 0usize;
-    for raw in text.lines() {
-        let line = strip_comment(raw).trim();
-        if line.is_empty() {
-            continue;
-        }
-        if depth == 0 {
-            if let Some(section) = line.strip_suffix('{') {
-                if name.is_none() {
-                    name = Some(section.trim().to_string());
-                }
-            }
-        } else if depth == 1 && name.is_some() {
-            if let Some((key, value)) = line.split_once('=') {
-                match key.trim() {
-                    "id" => uuid = Some(value.trim().trim_matches('"').to_string()),
-                    "seqno" => seqno = value.trim().parse().ok(),
-                    _ => {}
-                }
-            }
-        }
-        for c in line.chars() {
-            match c {
-                '{' => depth += 1,
-                '}' => depth = depth.saturating_sub(1),
-                _ => {}
-            }
-        }
-        if depth == 0 && name.is_some() && uuid.is_some() {
-            break;
-        }
-    }
-    Some(VgSummary {
-        name: name.filter(|n| !n.is_empty())?,
-        uuid: uuid?,
-        seqno: seqno.unwrap_or(0),
-    })
-}
-
-/// Drops a `#` comment that is not inside a quoted string.
-fn strip_comment(line: &str) -> &str {
-    let mut quoted = false;
-    for (i, c) in line.char_indices() {
-        match c {
-            '"' => quoted = !quoted,
-            '#' if !quoted => return &line[..i],
-            _ => {}
-        }
-    }
-    line
+    Ok(out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::inspect::source::MemSource;
+    use crate::inspect::volume::lvm2_mda::MDA_MAGIC;
 
     const TEXT: &str = "vg0 {\nid = \"AAAAAA-BBBB-CCCC-DDDD-EEEE-FFFF-GGGGGG\"\nseqno = 3\n\
         physical_volumes {\npv0 {\nid = \"x\" # comment\n}\n}\n}\n# Generated by LVM2\n\
@@ -295,14 +209,13 @@ mod tests {
                 size: 8192
             }]
         );
-        let vg = read_vg_summary(&src, &label).unwrap().unwrap();
+        let copies = read_metadata(&src, &label).unwrap();
         assert_eq!(
-            vg,
-            VgSummary {
-                name: "vg0".into(),
-                uuid: "AAAAAA-BBBB-CCCC-DDDD-EEEE-FFFF-GGGGGG".into(),
-                seqno: 3
-            }
+            copies,
+            vec![MetadataCopy {
+                text: TEXT.as_bytes().to_vec(),
+                verified: true
+            }]
         );
     }
 
@@ -314,11 +227,17 @@ mod tests {
     }
 
     #[test]
-    fn corrupt_metadata_text_gives_no_summary() {
+    fn corrupt_metadata_text_falls_back_to_the_ring() {
+        // The committed copy is damaged; an older copy sits at the ring's start.
         let mut d = pv();
         d[4096 + 512] ^= 1;
+        let older = b"vg0 {\nid = \"AAAAAA\"\nseqno = 2\n}\n\0";
+        d[4096 + 1024..4096 + 1024 + older.len()].copy_from_slice(older);
         let src = MemSource(d);
         let label = detect(&src).unwrap().unwrap();
-        assert_eq!(read_vg_summary(&src, &label).unwrap(), None);
+        let copies = read_metadata(&src, &label).unwrap();
+        assert_eq!(copies.len(), 1, "{copies:?}");
+        assert!(!copies[0].verified);
+        assert_eq!(copies[0].text, &older[..older.len() - 1]);
     }
 }
