@@ -431,3 +431,252 @@ fn xfs_typed_errors() {
         "{err}"
     );
 }
+
+/// The kernel-made image: disk 0 is a clean v5 XFS with preallocated (unwritten)
+/// extents, holes, a file fragmented past the inode (B+tree data fork), hard links and
+/// a remote symlink; every file is also downloaded by guestfish (the oracle). Disk 1 is
+/// shut down with `xfs_io -x -c 'shutdown -f'` after writes: its log is dirty.
+fn kernel_disks() -> (Vec<std::path::PathBuf>, String) {
+    let long_target = format!("/{}", "r".repeat(900));
+    let mut script = format!(
+        r#"mkfs xfs /dev/sda
+mkfs xfs /dev/sdb label:dirtylog
+mount /dev/sda /
+write /small.txt "hello from the kernel\n"
+mkdir /dir
+ln /small.txt /hardlink
+ln /small.txt /dir/hardlink2
+fallocate64 /prealloc 1048576
+fallocate64 /mixed 1048576
+pwrite /mixed "written into a preallocated range" 500000
+touch /sparse
+truncate-size /sparse 10485760
+pwrite /sparse "start of the sparse file" 0
+pwrite /sparse "five MiB in" 5242880
+pwrite /sparse "end" 10485757
+ln-s {long_target} /remote_link
+ln-s small.txt /short_link
+touch /frag
+"#
+    );
+    for i in 0..150u64 {
+        script.push_str(&format!("pwrite /frag \"fragment {i:03}\" {}\n", i * 8192));
+    }
+    script.push_str(
+        r#"sync
+download /small.txt small.out
+download /hardlink hardlink.out
+download /prealloc prealloc.out
+download /mixed mixed.out
+download /sparse sparse.out
+download /frag frag.out
+find0 / find0.out
+mkdir /dirty
+mount /dev/sdb /dirty
+write /dirty/committed "written and synced before the crash\n"
+mkdir /dirty/newdir
+sync
+write /dirty/late "written after the last sync\n"
+debug sh "xfs_io -x -c 'shutdown -f' /sysroot/dirty"
+"#,
+    );
+    (guestfish_disks(&script, &[320, 320], &[]), long_target)
+}
+
+#[test]
+fn xfs_kernel_made_unwritten_holes_btree_hardlinks_and_dirty_log() {
+    let (disks, long_target) = kernel_disks();
+    let out = disks[0].parent().unwrap();
+    let img = &disks[0];
+
+    // xfs_db confirms the layouts under test.
+    let format = |p: &str| db_field(&xfs_db(img, &[&format!("path {p}"), "print core.format"]), "core.format");
+    assert!(format("/frag").starts_with("3 "), "/frag is not a B+tree fork");
+    assert!(format("/remote_link").starts_with("2 "), "/remote_link is not remote");
+    let prealloc = xfs_db(img, &["path /prealloc", "bmap"]);
+    assert!(prealloc.contains("flag 1"), "no unwritten extent: {prealloc}");
+    let sparse = xfs_db(img, &["path /sparse", "bmap"]);
+    assert!(sparse.lines().count() >= 2, "sparse file not sparse: {sparse}");
+
+    let fs = XfsFs::open(open_raw(img)).unwrap();
+    assert!(fs.warnings().is_empty(), "{:?}", fs.warnings());
+    for (path, oracle) in [
+        ("/small.txt", "small.out"),
+        ("/hardlink", "hardlink.out"),
+        ("/dir/hardlink2", "small.out"),
+        ("/prealloc", "prealloc.out"),
+        ("/mixed", "mixed.out"),
+        ("/sparse", "sparse.out"),
+        ("/frag", "frag.out"),
+    ] {
+        let want = std::fs::read(out.join(oracle)).unwrap();
+        let got = fs.read_file(path, 1 << 30).unwrap();
+        assert!(got == want, "{path}: {} bytes vs guestfish's {}", got.len(), want.len());
+        assert_eq!(fs.metadata(path).unwrap().size, want.len() as u64, "{path}");
+    }
+    assert!(fs.read_file("/prealloc", 1 << 30).unwrap().iter().all(|&b| b == 0));
+    assert_eq!(fs.read_link("/remote_link").unwrap(), long_target);
+    assert_eq!(fs.read_link("/short_link").unwrap(), "small.txt");
+
+    // Every path guestfish's find0 lists, and no other.
+    let listed = std::fs::read(out.join("find0.out")).unwrap();
+    let mut want: Vec<String> = listed
+        .split(|&b| b == 0)
+        .filter(|s| !s.is_empty())
+        .map(|s| format!("/{}", String::from_utf8_lossy(s)))
+        .collect();
+    want.sort();
+    let mut ours = Tree::new();
+    walk_ours(&fs, "", &mut ours);
+    let mut got: Vec<String> = ours.keys().cloned().collect();
+    got.sort();
+    // find0 ran before /dirty was made.
+    got.retain(|p| p != "/dirty");
+    assert_eq!(got, want);
+
+    // Disk 1: the dirty log. xfs_repair agrees it is dirty; we warn, and read what is on
+    // disk, which xfs_db (it never replays the log either) lists.
+    let dirty = &disks[1];
+    let repair = Command::new("xfs_repair").arg("-n").arg(dirty).output().unwrap();
+    let verdict = String::from_utf8_lossy(&repair.stderr);
+    assert!(verdict.contains("changes in a log"), "xfs_repair: {verdict}");
+    let fs = XfsFs::open(open_raw(dirty)).unwrap();
+    assert!(
+        fs.warnings().iter().any(|w| w.contains("log is dirty") && w.contains("not replayed")),
+        "{:?}",
+        fs.warnings()
+    );
+    let mut ours: Vec<String> = fs.read_dir("/").unwrap().into_iter().map(|e| e.name).collect();
+    ours.sort();
+    let db = xfs_db(dirty, &["ls /"]);
+    let mut on_disk: Vec<String> = db
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(5).map(str::to_string))
+        .filter(|n| n != "." && n != "..")
+        .collect();
+    on_disk.sort();
+    assert_eq!(ours, on_disk, "root of the dirty filesystem vs xfs_db");
+    // The clean disk's log is clean by xfs_repair's verdict too.
+    let clean = Command::new("xfs_repair").arg("-n").arg(img).output().unwrap();
+    assert!(!String::from_utf8_lossy(&clean.stderr).contains("changes in a log"));
+}
+
+// ------------------------------------------------------------------ RHEL-like guest
+
+fn put(root: &Path, rel: &str, content: impl AsRef<[u8]>) {
+    let p = root.join(rel.trim_start_matches('/'));
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, content).unwrap();
+}
+
+const ROOT_UUID: &str = "7c1f3e2a-9b8d-4c6e-a5f4-3d2c1b0a9e8f";
+const BOOT_UUID: &str = "0e9d8c7b-6a5f-4e3d-8c2b-1a0f9e8d7c6b";
+
+/// A Rocky-9-like guest: GPT, /boot ext4 (sda1), XFS root (sda2, protofile-made) with
+/// os-release, hostname, fstab by UUID and an rpm sqlite database. Returns the disk
+/// and the oracle's package list (`rpm -qa --dbpath` on the source tree).
+pub fn rhel_like_disk(dir: &Path) -> (std::path::PathBuf, Vec<String>) {
+    let r = dir.join("root");
+    put(
+        &r,
+        "/etc/os-release",
+        "NAME=\"Rocky Linux\"\nVERSION=\"9.3 (Blue Onyx)\"\nID=\"rocky\"\nID_LIKE=\"rhel centos fedora\"\n\
+         VERSION_ID=\"9.3\"\nPLATFORM_ID=\"platform:el9\"\nPRETTY_NAME=\"Rocky Linux 9.3 (Blue Onyx)\"\n",
+    );
+    put(&r, "/etc/redhat-release", "Rocky Linux release 9.3 (Blue Onyx)\n");
+    put(&r, "/etc/rocky-release", "Rocky Linux release 9.3 (Blue Onyx)\n");
+    put(&r, "/etc/hostname", "rocky9.example.com\n");
+    put(
+        &r,
+        "/etc/fstab",
+        format!(
+            "# /etc/fstab\nUUID={ROOT_UUID} /                       xfs     defaults        0 0\n\
+             UUID={BOOT_UUID} /boot                   ext4    defaults        1 2\n"
+        ),
+    );
+    put(&r, "/etc/passwd", "root:x:0:0:root:/root:/bin/bash\nrocky:x:1000:1000::/home/rocky:/bin/bash\n");
+    put(&r, "/etc/group", "root:x:0:\nwheel:x:10:rocky\n");
+    put(&r, "/etc/machine-id", "0123456789abcdef0123456789abcdef\n");
+    std::fs::create_dir_all(r.join("usr/bin")).unwrap();
+    std::fs::copy("/bin/sh", r.join("usr/bin/bash")).unwrap();
+    symlink("usr/bin", r.join("bin")).unwrap();
+    symlink("usr/lib64", r.join("lib64")).unwrap();
+    std::fs::create_dir_all(r.join("usr/lib64")).unwrap();
+    std::fs::create_dir_all(r.join("boot")).unwrap();
+    for i in 0..300 {
+        put(&r, &format!("/usr/share/doc/pkg{i:03}/README"), format!("package {i}\n"));
+    }
+    run(Command::new(crate::common::fixtures().join("rpm-db.sh"))
+        .arg(&r)
+        .arg(dir.join("rpmbuild")));
+    let out = run(Command::new("rpm")
+        .arg("--root")
+        .arg(&r)
+        .args(["--dbpath", "/usr/lib/sysimage/rpm", "-qa", "--qf", "%{NAME} %{VERSION}\\n"]));
+    let mut packages: Vec<String> = String::from_utf8(out).unwrap().lines().map(str::to_string).collect();
+    packages.sort();
+
+    let b = dir.join("boot");
+    put(&b, "/vmlinuz-5.14.0-362.8.1.el9_3.x86_64", "not a kernel");
+    put(&b, "/grub2/grub.cfg", "set default=0\n");
+
+    let proto = dir.join("root.proto");
+    std::fs::write(&proto, protofile(&r)).unwrap();
+    let root_img = dir.join("root.xfs");
+    let boot_img = dir.join("boot.ext4");
+    run(Command::new("truncate").args(["-s", "320M"]).arg(&root_img));
+    run(Command::new("mkfs.xfs")
+        .args(["-q", "-f", "-L", "root", "-m", &format!("uuid={ROOT_UUID}"), "-p"])
+        .arg(&proto)
+        .arg(&root_img));
+    run(Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-U", BOOT_UUID, "-L", "boot", "-d"])
+        .arg(&b)
+        .arg(&boot_img)
+        .arg("64M"));
+    let disk = dir.join("rocky9.raw");
+    crate::common::sh(&format!(
+        "truncate -s 400M {d}
+         printf 'label: gpt\\nstart=2048, size=131072, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, name=boot\\nstart=133120, size=655360, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, name=root\\n' | sfdisk -q {d}
+         dd if={b} of={d} bs=512 seek=2048 conv=notrunc,sparse status=none
+         dd if={x} of={d} bs=512 seek=133120 conv=notrunc,sparse status=none",
+        d = disk.display(),
+        b = boot_img.display(),
+        x = root_img.display()
+    ));
+    (disk, packages)
+}
+
+#[test]
+fn xfs_rhel_like_guest_is_fully_inspected() {
+    use guestkit_worker::inspect::pipeline::{inspect_with_stats, InspectOptions};
+    let dir = tempdir();
+    let (disk, packages) = rhel_like_disk(dir.path());
+    let opts = InspectOptions {
+        image_roots: vec![dir.path().to_path_buf()],
+        ..InspectOptions::default()
+    };
+    let (report, stats) = inspect_with_stats(&disk, &opts).unwrap();
+    assert_eq!(report.warnings, Vec::<String>::new());
+    let xfs = report.filesystems.iter().find(|f| f.device == "/dev/sda2").unwrap();
+    assert_eq!((xfs.fs_type.as_str(), xfs.uuid.as_deref()), ("xfs", Some(ROOT_UUID)));
+    assert_eq!(report.operating_systems.len(), 1, "{:#?}", report.operating_systems);
+    let os = &report.operating_systems[0];
+    assert_eq!(os.root, "/dev/sda2");
+    assert_eq!(
+        (os.distro.as_deref(), os.major_version, os.minor_version),
+        (Some("rocky"), Some(9), Some(3))
+    );
+    assert_eq!(os.hostname.as_deref(), Some("rocky9.example.com"));
+    let mps: Vec<(&str, &str)> = os.mountpoints.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    assert_eq!(mps, [("/", "/dev/sda2"), ("/boot", "/dev/sda1")]);
+    let mut ours: Vec<String> = os
+        .applications
+        .iter()
+        .map(|a| format!("{} {}", a.name, a.version))
+        .collect();
+    ours.sort();
+    assert_eq!(ours, packages);
+    assert_eq!(os.package_format.as_deref(), Some("rpm"));
+    eprintln!("rocky9 on xfs: {} bytes read", stats.bytes_read);
+}
