@@ -435,7 +435,7 @@ fn xfs_typed_errors() {
 /// The kernel-made image: disk 0 is a clean v5 XFS with preallocated (unwritten)
 /// extents, holes, a file fragmented past the inode (B+tree data fork), hard links and
 /// a remote symlink; every file is also downloaded by guestfish (the oracle). Disk 1 is
-/// shut down with `xfs_io -x -c 'shutdown -f'` after writes: its log is dirty.
+/// shut down with `xfs_io -x -c shutdown` after synced writes: its log is dirty.
 fn kernel_disks() -> (Vec<std::path::PathBuf>, String) {
     let long_target = format!("/{}", "r".repeat(900));
     let mut script = format!(
@@ -477,7 +477,7 @@ write /dirty/committed "written and synced before the crash\n"
 mkdir /dirty/newdir
 sync
 write /dirty/late "written after the last sync\n"
-debug sh "xfs_io -x -c 'shutdown -f' /sysroot/dirty"
+debug sh "xfs_io -x -r -c shutdown /sysroot/dirty"
 "#,
     );
     (guestfish_disks(&script, &[320, 320], &[]), long_target)
@@ -679,4 +679,177 @@ fn xfs_rhel_like_guest_is_fully_inspected() {
     assert_eq!(ours, packages);
     assert_eq!(os.package_format.as_deref(), Some("rpm"));
     eprintln!("rocky9 on xfs: {} bytes read", stats.bytes_read);
+}
+
+// ------------------------------------------------------------------ hostile images
+
+/// Byte offset of the data fork blocks / inode of `path` inside the XFS image, via xfs_db.
+fn db_daddr(img: &Path, what: &str) -> u64 {
+    let out = xfs_db(img, &[&format!("convert {what} daddr")]);
+    // "0x40 (64)"
+    out.split(['(', ')'])
+        .nth(1)
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("xfs_db convert {what}: {out}"))
+}
+
+fn db_inode(img: &Path, path: &str) -> u64 {
+    let out = xfs_db(img, &[&format!("path {path}"), "inode"]);
+    out.split_whitespace()
+        .last()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("xfs_db inode of {path}: {out}"))
+}
+
+/// Byte ranges (inside the filesystem) of the blocks mapped by `path`'s data fork.
+fn db_blocks(img: &Path, path: &str, blksize: u64) -> Vec<(u64, u64)> {
+    xfs_db(img, &[&format!("path {path}"), "bmap"])
+        .lines()
+        .filter_map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            let fsb = w.get(4)?.parse::<u64>().ok()?;
+            let count = w.get(7)?.parse::<u64>().ok()?;
+            Some((db_daddr(img, &format!("fsb {fsb}")) * 512, count.min(4) * blksize))
+        })
+        .collect()
+}
+
+#[test]
+fn xfs_mutated_metadata_never_panics_hangs_or_exhausts_memory() {
+    const RUN_TIMEOUT_S: u64 = 60;
+    const RUN_MEMORY_KB: u64 = 2 * 1024 * 1024;
+    let dir = tempdir();
+    let (disk, _) = rhel_like_disk(dir.path());
+    let xfs = dir.path().join("root.xfs");
+    let part = 133_120 * 512u64;
+
+    // Metadata ranges, from xfs_db: superblock, AGF, AGI, the root's inode cluster,
+    // /etc's inode, the leaf directory /usr/share/doc (inode and blocks), the rpm
+    // database's inode and the log's head.
+    let mut ranges: Vec<(u64, u64)> = vec![(0, 512), (512, 1024)];
+    for p in ["/", "/etc", "/usr/share/doc", "/usr/lib/sysimage/rpm/rpmdb.sqlite"] {
+        let ino = db_inode(&xfs, p);
+        ranges.push((db_daddr(&xfs, &format!("inode {ino}")) * 512, 512));
+    }
+    ranges.extend(db_blocks(&xfs, "/usr/share/doc", 4096));
+    let logstart = db_field(&xfs_db(&xfs, &["sb 0", "print logstart"]), "logstart");
+    ranges.push((db_daddr(&xfs, &format!("fsb {logstart}")) * 512, 4096));
+    assert!(ranges.len() >= 8, "{ranges:?}");
+
+    let bin = env!("CARGO_BIN_EXE_guestkit-worker");
+    let target = dir.path().join("mutated.raw");
+    run(Command::new("cp").arg("--sparse=always").arg(&disk).arg(&target));
+    let file = std::fs::OpenOptions::new().read(true).write(true).open(&target).unwrap();
+    use std::os::unix::fs::FileExt;
+    let inspect = || {
+        let out = Command::new("bash")
+            .arg("-c")
+            .arg(format!(
+                "ulimit -v {RUN_MEMORY_KB}; exec timeout {RUN_TIMEOUT_S} \"$0\" --log-level error inspect \"$1\""
+            ))
+            .arg(bin)
+            .arg(&target)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        match out.status.code() {
+            Some(0) => serde_json::from_slice::<serde_json::Value>(&out.stdout)
+                .map(|v| (true, v.to_string().contains("\"rocky\"")))
+                .map_err(|e| format!("report is not JSON: {e}")),
+            Some(1) if !stderr.contains("panicked") && stderr.contains("guestkit-worker: ") => {
+                Ok((false, false))
+            }
+            Some(124) => Err(format!("no answer within {RUN_TIMEOUT_S} s")),
+            code => Err(format!("exit {code:?}: {}", stderr.chars().take(600).collect::<String>())),
+        }
+    };
+    assert_eq!(inspect(), Ok((true, true)), "the untouched disk");
+
+    let mut rng = Rng(0x7f5f_0a11);
+    let (mut reports, mut rocky, mut errors) = (0, 0, 0);
+    let runs = 150;
+    for i in 0..runs {
+        let (start, len) = ranges[rng.below(ranges.len() as u64) as usize];
+        let mut saved = Vec::new();
+        for _ in 0..=rng.below(4) {
+            let at = part + start + rng.below(len);
+            let mut old = [0u8];
+            file.read_exact_at(&mut old, at).unwrap();
+            saved.push((at, old[0]));
+            file.write_all_at(&[rng.byte()], at).unwrap();
+        }
+        let result = inspect();
+        for (at, old) in saved.iter().rev() {
+            file.write_all_at(&[*old], *at).unwrap();
+        }
+        match result {
+            Ok((true, found)) => {
+                reports += 1;
+                rocky += usize::from(found);
+            }
+            Ok((false, _)) => errors += 1,
+            Err(why) => panic!("run {i} (bytes {saved:?}): {why}"),
+        }
+    }
+    eprintln!("xfs: {runs} mutations: {reports} reports ({rocky} still found Rocky), {errors} typed errors");
+}
+
+/// The text of the first `<tag>...</tag>` in `xml`.
+fn xml_text(xml: &str, tag: &str) -> Option<String> {
+    let start = xml.find(&format!("<{tag}>"))? + tag.len() + 2;
+    let end = start + xml[start..].find(&format!("</{tag}>"))?;
+    Some(xml[start..end].to_string())
+}
+
+#[test]
+fn xfs_rhel_like_guest_agrees_with_virt_inspector() {
+    use guestkit_worker::inspect::pipeline::{inspect, InspectOptions};
+    // The disk is kept (mkfs stamps times, so a rebuilt disk never hashes the same) and
+    // virt-inspector's XML is cached by the disk's hash: its TCG appliance is slow.
+    let cache = crate::common::fixture_cache().join("xfs-rhel-like-v1");
+    let disk = cache.join("rocky9.raw");
+    if !disk.exists() {
+        let work = tempdir();
+        let (built, _) = rhel_like_disk(work.path());
+        std::fs::create_dir_all(&cache).unwrap();
+        run(Command::new("cp").arg("--sparse=always").arg(&built).arg(cache.join("tmp.raw")));
+        std::fs::rename(cache.join("tmp.raw"), &disk).unwrap();
+    }
+    let hash = crate::common::sha256sum(&disk);
+    let xml_path = cache.join(format!("virt-inspector-{hash}.xml"));
+    if !xml_path.exists() {
+        let xml = run(Command::new("virt-inspector")
+            .env("LIBGUESTFS_BACKEND", "direct")
+            .env("LIBGUESTFS_BACKEND_SETTINGS", "force_tcg")
+            .args(["--format=raw", "-a"])
+            .arg(&disk));
+        std::fs::write(&xml_path, xml).unwrap();
+    }
+    let xml = std::fs::read_to_string(&xml_path).unwrap();
+
+    let opts = InspectOptions {
+        image_roots: vec![cache.clone()],
+        ..InspectOptions::default()
+    };
+    let report = inspect(&disk, &opts).unwrap();
+    let os = &report.operating_systems[0];
+    assert_eq!(Some(os.root.clone()), xml_text(&xml, "root"));
+    assert_eq!(os.distro, xml_text(&xml, "distro"));
+    assert_eq!(os.major_version.map(|v| v.to_string()), xml_text(&xml, "major_version"));
+    assert_eq!(os.minor_version.map(|v| v.to_string()), xml_text(&xml, "minor_version"));
+    assert_eq!(os.hostname, xml_text(&xml, "hostname"));
+    // <mountpoint dev="/dev/sda2">/</mountpoint>
+    let mut theirs: Vec<(String, String)> = xml
+        .split("<mountpoint dev=\"")
+        .skip(1)
+        .filter_map(|s| {
+            let (dev, rest) = s.split_once("\">")?;
+            let (mp, _) = rest.split_once("</mountpoint>")?;
+            Some((mp.to_string(), dev.to_string()))
+        })
+        .collect();
+    theirs.sort();
+    let ours: Vec<(String, String)> = os.mountpoints.clone().into_iter().collect();
+    assert_eq!(ours, theirs);
+    assert!(!theirs.is_empty());
 }
