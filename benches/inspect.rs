@@ -111,7 +111,10 @@ fn protofile(root: &Path) -> (String, usize) {
         format!("{kind}{u}{g}{:03o}", m & 0o777)
     }
     fn dir(path: &Path, out: &mut String, skipped: &mut usize) {
-        let mut entries: Vec<_> = std::fs::read_dir(path).unwrap().map(|e| e.unwrap()).collect();
+        let mut entries: Vec<_> = std::fs::read_dir(path)
+            .unwrap()
+            .map(|e| e.unwrap())
+            .collect();
         entries.sort_by_key(|e| e.file_name());
         for e in entries {
             let Some(name) = e.file_name().to_str().map(str::to_string) else {
@@ -134,11 +137,23 @@ fn protofile(root: &Path) -> (String, usize) {
                 out.push_str("$\n");
             } else if t.is_file() {
                 let p = e.path();
-                out.push_str(&format!("{name} {} {u} {g} {}\n", mode('-', m.mode()), p.display()));
+                out.push_str(&format!(
+                    "{name} {} {u} {g} {}\n",
+                    mode('-', m.mode()),
+                    p.display()
+                ));
             } else if t.is_char_device() {
-                out.push_str(&format!("{name} {} {u} {g} {}\n", mode('c', m.mode()), dev()));
+                out.push_str(&format!(
+                    "{name} {} {u} {g} {}\n",
+                    mode('c', m.mode()),
+                    dev()
+                ));
             } else if t.is_block_device() {
-                out.push_str(&format!("{name} {} {u} {g} {}\n", mode('b', m.mode()), dev()));
+                out.push_str(&format!(
+                    "{name} {} {u} {g} {}\n",
+                    mode('b', m.mode()),
+                    dev()
+                ));
             } else if t.is_fifo() {
                 out.push_str(&format!("{name} {} {u} {g}\n", mode('p', m.mode())));
             } else {
@@ -147,7 +162,12 @@ fn protofile(root: &Path) -> (String, usize) {
         }
     }
     let m = std::fs::metadata(root).unwrap();
-    let mut out = format!("/dev/null\n0 0\n{} {} {}\n", mode('d', m.mode()), m.uid(), m.gid());
+    let mut out = format!(
+        "/dev/null\n0 0\n{} {} {}\n",
+        mode('d', m.mode()),
+        m.uid(),
+        m.gid()
+    );
     let mut skipped = 0;
     dir(root, &mut out, &mut skipped);
     out.push_str("$\n");
@@ -204,7 +224,10 @@ fn main() {
         );
     }
     let (ext4, xfs, skipped) = ext4_and_xfs_disks();
-    for (name, path) in [("same tree, ext4 root (raw)", &ext4), ("same tree, xfs root (raw)", &xfs)] {
+    for (name, path) in [
+        ("same tree, ext4 root (raw)", &ext4),
+        ("same tree, xfs root (raw)", &xfs),
+    ] {
         let (ms, apps, bytes) = time_inspect(path);
         println!(
             "{name:<30} inspect {ms:>7.1} ms  read {:>6.1} MiB  ({apps} packages)",

@@ -56,7 +56,12 @@ fn write(path: &Path, data: &[u8], mode: u32, owner: Option<(u32, u32)>) {
 fn build_tree(root: &Path) {
     let mkdir = |p: &str| std::fs::create_dir_all(root.join(p)).unwrap();
     mkdir("a/b/c/d/e/f/g/h/i/j");
-    write(&root.join("a/b/c/d/e/f/g/h/i/j/deep.txt"), b"ten levels down\n", 0o644, None);
+    write(
+        &root.join("a/b/c/d/e/f/g/h/i/j/deep.txt"),
+        b"ten levels down\n",
+        0o644,
+        None,
+    );
     write(&root.join("empty.txt"), b"", 0o644, None);
     for (i, size) in [1usize, 100, 4095, 4096, 4097, 65536 + 7, (3 << 20) + 11]
         .into_iter()
@@ -73,7 +78,13 @@ fn build_tree(root: &Path) {
     write(&root.join("sgid"), b"#!/bin/sh\n", 0o2750, Some((0, 5)));
     write(&root.join("secret"), b"x\n", 0o600, Some((65534, 65534)));
     // 0, 5, 50, 200 and 5,000 entries: short form, short form, block, leaf, node.
-    for (dir, n) in [("d0", 0), ("d5", 5), ("d50", 50), ("d200", 200), ("d5000", 5000)] {
+    for (dir, n) in [
+        ("d0", 0),
+        ("d5", 5),
+        ("d50", 50),
+        ("d200", 200),
+        ("d5000", 5000),
+    ] {
         mkdir(dir);
         for i in 0..n {
             write(
@@ -86,9 +97,24 @@ fn build_tree(root: &Path) {
     }
     std::fs::set_permissions(root.join("d0"), std::fs::Permissions::from_mode(0o700)).unwrap();
     // Names of the maximum length, in a block and in a node directory.
-    write(&root.join("d5000").join("n".repeat(255)), b"long\n", 0o644, None);
-    write(&root.join("d50").join("m".repeat(255)), b"long\n", 0o644, None);
-    write(&root.join("café_日本.txt"), "utf-8 ✓\n".as_bytes(), 0o640, Some((7, 8)));
+    write(
+        &root.join("d5000").join("n".repeat(255)),
+        b"long\n",
+        0o644,
+        None,
+    );
+    write(
+        &root.join("d50").join("m".repeat(255)),
+        b"long\n",
+        0o644,
+        None,
+    );
+    write(
+        &root.join("café_日本.txt"),
+        "utf-8 ✓\n".as_bytes(),
+        0o640,
+        Some((7, 8)),
+    );
     symlink("a/b/c", root.join("rel_link")).unwrap();
     symlink("/etc/passwd", root.join("abs_link")).unwrap();
     symlink("../nowhere", root.join("a/dangling")).unwrap();
@@ -177,7 +203,11 @@ fn assert_same(label: &str, ours: &Tree, source: &Tree) {
                 Node::File { meta, data } => format!("file {meta:?} {} bytes", data.len()),
                 other => format!("{other:?}"),
             };
-            panic!("{label}: {path} differs: ours {} vs source {}", short(got), short(want));
+            panic!(
+                "{label}: {path} differs: ours {} vs source {}",
+                short(got),
+                short(want)
+            );
         }
     }
 }
@@ -193,7 +223,10 @@ fn protofile(root: &Path) -> String {
         )
     }
     fn dir(path: &Path, out: &mut String) {
-        let mut entries: Vec<_> = std::fs::read_dir(path).unwrap().map(|e| e.unwrap()).collect();
+        let mut entries: Vec<_> = std::fs::read_dir(path)
+            .unwrap()
+            .map(|e| e.unwrap())
+            .collect();
         entries.sort_by_key(|e| e.file_name());
         for e in entries {
             let m = std::fs::symlink_metadata(e.path()).unwrap();
@@ -294,7 +327,11 @@ const LAYOUTS: &[&str] = &["local", "local", "block", "leaf", "node"];
 /// directory layouts xfs_db must find in it.
 const VARIANTS: &[(&str, &[&str], &[&str])] = &[
     ("v5", &[], LAYOUTS),
-    ("v5-bigtime-nrext64", &["-m", "bigtime=1", "-i", "nrext64=1"], LAYOUTS),
+    (
+        "v5-bigtime-nrext64",
+        &["-m", "bigtime=1", "-i", "nrext64=1"],
+        LAYOUTS,
+    ),
     ("v5-nobigtime", &["-m", "bigtime=0"], LAYOUTS),
     // 200 entries fit one 16 KiB directory block.
     (
@@ -320,7 +357,10 @@ fn xfs_protofile_variants_match_the_source_tree() {
     walk_source(&src, "", &mut want);
     let proto = dir.path().join("proto");
     std::fs::write(&proto, protofile(&src)).unwrap();
-    let files = want.values().filter(|n| matches!(n, Node::File { .. })).count();
+    let files = want
+        .values()
+        .filter(|n| matches!(n, Node::File { .. }))
+        .count();
     let bytes: usize = want
         .values()
         .map(|n| match n {
@@ -361,7 +401,11 @@ fn xfs_protofile_variants_match_the_source_tree() {
             // mkfs.xfs 6.1's protofile code writes remote symlink blocks without the v5
             // header, which xfs_repair (and the kernel's verifier) reject: so do we.
             // Remote symlinks of v5 are compared on the kernel-made image instead.
-            let repair = Command::new("xfs_repair").arg("-n").arg(&img).output().unwrap();
+            let repair = Command::new("xfs_repair")
+                .arg("-n")
+                .arg(&img)
+                .output()
+                .unwrap();
             let verdict = String::from_utf8_lossy(&repair.stderr).to_string()
                 + &String::from_utf8_lossy(&repair.stdout);
             assert!(verdict.contains("bad symlink header"), "{name}: {verdict}");
@@ -369,7 +413,8 @@ fn xfs_protofile_variants_match_the_source_tree() {
                 panic!("{name}: no /a/long_link");
             };
             assert!(
-                target.starts_with("<error: corrupt xfs filesystem: symlink") && target.contains("bad magic"),
+                target.starts_with("<error: corrupt xfs filesystem: symlink")
+                    && target.contains("bad magic"),
                 "{name}: {target}"
             );
             *target = format!("/{}", "t".repeat(1000));
@@ -378,14 +423,28 @@ fn xfs_protofile_variants_match_the_source_tree() {
 
         // Directory sizes and the root's metadata, from xfs_db.
         for d in ["/d5", "/d50", "/d5000"] {
-            let size = db_field(&xfs_db(&img, &[&format!("path {d}"), "print core.size"]), "core.size");
-            assert_eq!(fs.metadata(d).unwrap().size.to_string(), size, "{name}: {d} size");
+            let size = db_field(
+                &xfs_db(&img, &[&format!("path {d}"), "print core.size"]),
+                "core.size",
+            );
+            assert_eq!(
+                fs.metadata(d).unwrap().size.to_string(),
+                size,
+                "{name}: {d} size"
+            );
         }
 
         // The probe agrees with blkid.
         let found = probe(open_raw(&img).as_ref()).unwrap().unwrap();
-        assert_eq!((found.uuid, found.label), blkid(&img), "{name}: probe vs blkid");
-        eprintln!("{name}: {files} files, {bytes} bytes and {} paths equal the source", want.len());
+        assert_eq!(
+            (found.uuid, found.label),
+            blkid(&img),
+            "{name}: probe vs blkid"
+        );
+        eprintln!(
+            "{name}: {files} files, {bytes} bytes and {} paths equal the source",
+            want.len()
+        );
     }
 }
 
@@ -401,16 +460,32 @@ fn xfs_typed_errors() {
     std::fs::write(&proto, protofile(&src)).unwrap();
     let img = dir.path().join("x.img");
     run(Command::new("truncate").args(["-s", "300M"]).arg(&img));
-    run(Command::new("mkfs.xfs").args(["-q", "-f", "-p"]).arg(&proto).arg(&img));
+    run(Command::new("mkfs.xfs")
+        .args(["-q", "-f", "-p"])
+        .arg(&proto)
+        .arg(&img));
     let fs = XfsFs::open(open_raw(&img)).unwrap();
-    assert!(matches!(fs.read_file("/missing", 10), Err(FsError::NotFound(_))));
-    assert!(matches!(fs.read_file("/d", 10), Err(FsError::IsADirectory(_))));
+    assert!(matches!(
+        fs.read_file("/missing", 10),
+        Err(FsError::NotFound(_))
+    ));
+    assert!(matches!(
+        fs.read_file("/d", 10),
+        Err(FsError::IsADirectory(_))
+    ));
     assert!(matches!(fs.read_dir("/f"), Err(FsError::NotADirectory(_))));
-    assert!(matches!(fs.read_file("/f/x", 10), Err(FsError::NotADirectory(_))));
+    assert!(matches!(
+        fs.read_file("/f/x", 10),
+        Err(FsError::NotADirectory(_))
+    ));
     assert!(matches!(fs.read_link("/f"), Err(FsError::NotASymlink(_))));
     assert!(matches!(
         fs.read_file("/f", 3),
-        Err(FsError::TooLarge { size: 4, limit: 3, .. })
+        Err(FsError::TooLarge {
+            size: 4,
+            limit: 3,
+            ..
+        })
     ));
     assert_eq!(fs.read_link("/l").unwrap(), "f");
     assert_eq!(fs.read_file("/d/../f", 10).unwrap(), b"data");
@@ -490,13 +565,30 @@ fn xfs_kernel_made_unwritten_holes_btree_hardlinks_and_dirty_log() {
     let img = &disks[0];
 
     // xfs_db confirms the layouts under test.
-    let format = |p: &str| db_field(&xfs_db(img, &[&format!("path {p}"), "print core.format"]), "core.format");
-    assert!(format("/frag").starts_with("3 "), "/frag is not a B+tree fork");
-    assert!(format("/remote_link").starts_with("2 "), "/remote_link is not remote");
+    let format = |p: &str| {
+        db_field(
+            &xfs_db(img, &[&format!("path {p}"), "print core.format"]),
+            "core.format",
+        )
+    };
+    assert!(
+        format("/frag").starts_with("3 "),
+        "/frag is not a B+tree fork"
+    );
+    assert!(
+        format("/remote_link").starts_with("2 "),
+        "/remote_link is not remote"
+    );
     let prealloc = xfs_db(img, &["path /prealloc", "bmap"]);
-    assert!(prealloc.contains("flag 1"), "no unwritten extent: {prealloc}");
+    assert!(
+        prealloc.contains("flag 1"),
+        "no unwritten extent: {prealloc}"
+    );
     let sparse = xfs_db(img, &["path /sparse", "bmap"]);
-    assert!(sparse.lines().count() >= 2, "sparse file not sparse: {sparse}");
+    assert!(
+        sparse.lines().count() >= 2,
+        "sparse file not sparse: {sparse}"
+    );
 
     let fs = XfsFs::open(open_raw(img)).unwrap();
     assert!(fs.warnings().is_empty(), "{:?}", fs.warnings());
@@ -511,10 +603,19 @@ fn xfs_kernel_made_unwritten_holes_btree_hardlinks_and_dirty_log() {
     ] {
         let want = std::fs::read(out.join(oracle)).unwrap();
         let got = fs.read_file(path, 1 << 30).unwrap();
-        assert!(got == want, "{path}: {} bytes vs guestfish's {}", got.len(), want.len());
+        assert!(
+            got == want,
+            "{path}: {} bytes vs guestfish's {}",
+            got.len(),
+            want.len()
+        );
         assert_eq!(fs.metadata(path).unwrap().size, want.len() as u64, "{path}");
     }
-    assert!(fs.read_file("/prealloc", 1 << 30).unwrap().iter().all(|&b| b == 0));
+    assert!(fs
+        .read_file("/prealloc", 1 << 30)
+        .unwrap()
+        .iter()
+        .all(|&b| b == 0));
     assert_eq!(fs.read_link("/remote_link").unwrap(), long_target);
     assert_eq!(fs.read_link("/short_link").unwrap(), "small.txt");
 
@@ -537,16 +638,30 @@ fn xfs_kernel_made_unwritten_holes_btree_hardlinks_and_dirty_log() {
     // Disk 1: the dirty log. xfs_repair agrees it is dirty; we warn, and read what is on
     // disk, which xfs_db (it never replays the log either) lists.
     let dirty = &disks[1];
-    let repair = Command::new("xfs_repair").arg("-n").arg(dirty).output().unwrap();
+    let repair = Command::new("xfs_repair")
+        .arg("-n")
+        .arg(dirty)
+        .output()
+        .unwrap();
     let verdict = String::from_utf8_lossy(&repair.stderr);
-    assert!(verdict.contains("changes in a log"), "xfs_repair: {verdict}");
+    assert!(
+        verdict.contains("changes in a log"),
+        "xfs_repair: {verdict}"
+    );
     let fs = XfsFs::open(open_raw(dirty)).unwrap();
     assert!(
-        fs.warnings().iter().any(|w| w.contains("log is dirty") && w.contains("not replayed")),
+        fs.warnings()
+            .iter()
+            .any(|w| w.contains("log is dirty") && w.contains("not replayed")),
         "{:?}",
         fs.warnings()
     );
-    let mut ours: Vec<String> = fs.read_dir("/").unwrap().into_iter().map(|e| e.name).collect();
+    let mut ours: Vec<String> = fs
+        .read_dir("/")
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
     ours.sort();
     let db = xfs_db(dirty, &["ls /"]);
     let mut on_disk: Vec<String> = db
@@ -557,7 +672,11 @@ fn xfs_kernel_made_unwritten_holes_btree_hardlinks_and_dirty_log() {
     on_disk.sort();
     assert_eq!(ours, on_disk, "root of the dirty filesystem vs xfs_db");
     // The clean disk's log is clean by xfs_repair's verdict too.
-    let clean = Command::new("xfs_repair").arg("-n").arg(img).output().unwrap();
+    let clean = Command::new("xfs_repair")
+        .arg("-n")
+        .arg(img)
+        .output()
+        .unwrap();
     assert!(!String::from_utf8_lossy(&clean.stderr).contains("changes in a log"));
 }
 
@@ -583,8 +702,16 @@ pub fn rhel_like_disk(dir: &Path) -> (std::path::PathBuf, Vec<String>) {
         "NAME=\"Rocky Linux\"\nVERSION=\"9.3 (Blue Onyx)\"\nID=\"rocky\"\nID_LIKE=\"rhel centos fedora\"\n\
          VERSION_ID=\"9.3\"\nPLATFORM_ID=\"platform:el9\"\nPRETTY_NAME=\"Rocky Linux 9.3 (Blue Onyx)\"\n",
     );
-    put(&r, "/etc/redhat-release", "Rocky Linux release 9.3 (Blue Onyx)\n");
-    put(&r, "/etc/rocky-release", "Rocky Linux release 9.3 (Blue Onyx)\n");
+    put(
+        &r,
+        "/etc/redhat-release",
+        "Rocky Linux release 9.3 (Blue Onyx)\n",
+    );
+    put(
+        &r,
+        "/etc/rocky-release",
+        "Rocky Linux release 9.3 (Blue Onyx)\n",
+    );
     put(&r, "/etc/hostname", "rocky9.example.com\n");
     put(
         &r,
@@ -594,7 +721,11 @@ pub fn rhel_like_disk(dir: &Path) -> (std::path::PathBuf, Vec<String>) {
              UUID={BOOT_UUID} /boot                   ext4    defaults        1 2\n"
         ),
     );
-    put(&r, "/etc/passwd", "root:x:0:0:root:/root:/bin/bash\nrocky:x:1000:1000::/home/rocky:/bin/bash\n");
+    put(
+        &r,
+        "/etc/passwd",
+        "root:x:0:0:root:/root:/bin/bash\nrocky:x:1000:1000::/home/rocky:/bin/bash\n",
+    );
     put(&r, "/etc/group", "root:x:0:\nwheel:x:10:rocky\n");
     put(&r, "/etc/machine-id", "0123456789abcdef0123456789abcdef\n");
     std::fs::create_dir_all(r.join("usr/bin")).unwrap();
@@ -604,16 +735,27 @@ pub fn rhel_like_disk(dir: &Path) -> (std::path::PathBuf, Vec<String>) {
     std::fs::create_dir_all(r.join("usr/lib64")).unwrap();
     std::fs::create_dir_all(r.join("boot")).unwrap();
     for i in 0..300 {
-        put(&r, &format!("/usr/share/doc/pkg{i:03}/README"), format!("package {i}\n"));
+        put(
+            &r,
+            &format!("/usr/share/doc/pkg{i:03}/README"),
+            format!("package {i}\n"),
+        );
     }
     run(Command::new(crate::common::fixtures().join("rpm-db.sh"))
         .arg(&r)
         .arg(dir.join("rpmbuild")));
-    let out = run(Command::new("rpm")
-        .arg("--root")
-        .arg(&r)
-        .args(["--dbpath", "/usr/lib/sysimage/rpm", "-qa", "--qf", "%{NAME} %{VERSION}\\n"]));
-    let mut packages: Vec<String> = String::from_utf8(out).unwrap().lines().map(str::to_string).collect();
+    let out = run(Command::new("rpm").arg("--root").arg(&r).args([
+        "--dbpath",
+        "/usr/lib/sysimage/rpm",
+        "-qa",
+        "--qf",
+        "%{NAME} %{VERSION}\\n",
+    ]));
+    let mut packages: Vec<String> = String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
     packages.sort();
 
     let b = dir.join("boot");
@@ -626,7 +768,15 @@ pub fn rhel_like_disk(dir: &Path) -> (std::path::PathBuf, Vec<String>) {
     let boot_img = dir.join("boot.ext4");
     run(Command::new("truncate").args(["-s", "320M"]).arg(&root_img));
     run(Command::new("mkfs.xfs")
-        .args(["-q", "-f", "-L", "root", "-m", &format!("uuid={ROOT_UUID}"), "-p"])
+        .args([
+            "-q",
+            "-f",
+            "-L",
+            "root",
+            "-m",
+            &format!("uuid={ROOT_UUID}"),
+            "-p",
+        ])
         .arg(&proto)
         .arg(&root_img));
     run(Command::new("mkfs.ext4")
@@ -658,9 +808,21 @@ fn xfs_rhel_like_guest_is_fully_inspected() {
     };
     let (report, stats) = inspect_with_stats(&disk, &opts).unwrap();
     assert_eq!(report.warnings, Vec::<String>::new());
-    let xfs = report.filesystems.iter().find(|f| f.device == "/dev/sda2").unwrap();
-    assert_eq!((xfs.fs_type.as_str(), xfs.uuid.as_deref()), ("xfs", Some(ROOT_UUID)));
-    assert_eq!(report.operating_systems.len(), 1, "{:#?}", report.operating_systems);
+    let xfs = report
+        .filesystems
+        .iter()
+        .find(|f| f.device == "/dev/sda2")
+        .unwrap();
+    assert_eq!(
+        (xfs.fs_type.as_str(), xfs.uuid.as_deref()),
+        ("xfs", Some(ROOT_UUID))
+    );
+    assert_eq!(
+        report.operating_systems.len(),
+        1,
+        "{:#?}",
+        report.operating_systems
+    );
     let os = &report.operating_systems[0];
     assert_eq!(os.root, "/dev/sda2");
     assert_eq!(
@@ -668,7 +830,11 @@ fn xfs_rhel_like_guest_is_fully_inspected() {
         (Some("rocky"), Some(9), Some(3))
     );
     assert_eq!(os.hostname.as_deref(), Some("rocky9.example.com"));
-    let mps: Vec<(&str, &str)> = os.mountpoints.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    let mps: Vec<(&str, &str)> = os
+        .mountpoints
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
     assert_eq!(mps, [("/", "/dev/sda2"), ("/boot", "/dev/sda1")]);
     let mut ours: Vec<String> = os
         .applications
@@ -709,7 +875,10 @@ fn db_blocks(img: &Path, path: &str, blksize: u64) -> Vec<(u64, u64)> {
             let w: Vec<&str> = l.split_whitespace().collect();
             let fsb = w.get(4)?.parse::<u64>().ok()?;
             let count = w.get(7)?.parse::<u64>().ok()?;
-            Some((db_daddr(img, &format!("fsb {fsb}")) * 512, count.min(4) * blksize))
+            Some((
+                db_daddr(img, &format!("fsb {fsb}")) * 512,
+                count.min(4) * blksize,
+            ))
         })
         .collect()
 }
@@ -727,7 +896,12 @@ fn xfs_mutated_metadata_never_panics_hangs_or_exhausts_memory() {
     // /etc's inode, the leaf directory /usr/share/doc (inode and blocks), the rpm
     // database's inode and the log's head.
     let mut ranges: Vec<(u64, u64)> = vec![(0, 512), (512, 1024)];
-    for p in ["/", "/etc", "/usr/share/doc", "/usr/lib/sysimage/rpm/rpmdb.sqlite"] {
+    for p in [
+        "/",
+        "/etc",
+        "/usr/share/doc",
+        "/usr/lib/sysimage/rpm/rpmdb.sqlite",
+    ] {
         let ino = db_inode(&xfs, p);
         ranges.push((db_daddr(&xfs, &format!("inode {ino}")) * 512, 512));
     }
@@ -738,8 +912,15 @@ fn xfs_mutated_metadata_never_panics_hangs_or_exhausts_memory() {
 
     let bin = env!("CARGO_BIN_EXE_guestkit-worker");
     let target = dir.path().join("mutated.raw");
-    run(Command::new("cp").arg("--sparse=always").arg(&disk).arg(&target));
-    let file = std::fs::OpenOptions::new().read(true).write(true).open(&target).unwrap();
+    run(Command::new("cp")
+        .arg("--sparse=always")
+        .arg(&disk)
+        .arg(&target));
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&target)
+        .unwrap();
     use std::os::unix::fs::FileExt;
     let inspect = || {
         let out = Command::new("bash")
@@ -760,7 +941,10 @@ fn xfs_mutated_metadata_never_panics_hangs_or_exhausts_memory() {
                 Ok((false, false))
             }
             Some(124) => Err(format!("no answer within {RUN_TIMEOUT_S} s")),
-            code => Err(format!("exit {code:?}: {}", stderr.chars().take(600).collect::<String>())),
+            code => Err(format!(
+                "exit {code:?}: {}",
+                stderr.chars().take(600).collect::<String>()
+            )),
         }
     };
     assert_eq!(inspect(), Ok((true, true)), "the untouched disk");
@@ -812,7 +996,10 @@ fn xfs_rhel_like_guest_agrees_with_virt_inspector() {
         let work = tempdir();
         let (built, _) = rhel_like_disk(work.path());
         std::fs::create_dir_all(&cache).unwrap();
-        run(Command::new("cp").arg("--sparse=always").arg(&built).arg(cache.join("tmp.raw")));
+        run(Command::new("cp")
+            .arg("--sparse=always")
+            .arg(&built)
+            .arg(cache.join("tmp.raw")));
         std::fs::rename(cache.join("tmp.raw"), &disk).unwrap();
     }
     let hash = crate::common::sha256sum(&disk);
@@ -835,8 +1022,14 @@ fn xfs_rhel_like_guest_agrees_with_virt_inspector() {
     let os = &report.operating_systems[0];
     assert_eq!(Some(os.root.clone()), xml_text(&xml, "root"));
     assert_eq!(os.distro, xml_text(&xml, "distro"));
-    assert_eq!(os.major_version.map(|v| v.to_string()), xml_text(&xml, "major_version"));
-    assert_eq!(os.minor_version.map(|v| v.to_string()), xml_text(&xml, "minor_version"));
+    assert_eq!(
+        os.major_version.map(|v| v.to_string()),
+        xml_text(&xml, "major_version")
+    );
+    assert_eq!(
+        os.minor_version.map(|v| v.to_string()),
+        xml_text(&xml, "minor_version")
+    );
     assert_eq!(os.hostname, xml_text(&xml, "hostname"));
     // <mountpoint dev="/dev/sda2">/</mountpoint>
     let mut theirs: Vec<(String, String)> = xml

@@ -269,9 +269,10 @@ impl FileSystem for XfsFs {
         let mut out = vec![0u8; i.size as usize];
         match i.format {
             Format::Local => {
-                let inline = i.fork.get(..out.len()).ok_or_else(|| {
-                    corrupt(format!("{path}: inline data larger than the inode"))
-                })?;
+                let inline = i
+                    .fork
+                    .get(..out.len())
+                    .ok_or_else(|| corrupt(format!("{path}: inline data larger than the inode")))?;
                 out.copy_from_slice(inline);
             }
             Format::Extents | Format::Btree => {
@@ -343,6 +344,123 @@ mod tests {
                 Err(other) => panic!("unexpected error for {len} bytes: {other}"),
                 Ok(_) => panic!("garbage of {len} bytes opened as xfs"),
             }
+        }
+    }
+
+    /// A 16 MiB v5 filesystem in memory (see `superblock::tests::sector`): root
+    /// directory 128 (block format, at block 20) with `loop` (itself), `file` (inode
+    /// 131, one extent) and `tree` (inode 132, a B+tree fork), and a zeroed log.
+    fn image(
+        file_fork: &[u8],
+        file_nextents: u32,
+        tree_block: impl Fn(&Superblock) -> Vec<u8>,
+    ) -> XfsFs {
+        use super::bmap::tests::record;
+        use super::dir_data::tests::block_dir;
+        use super::inode::tests::raw_inode;
+        let mut sector = superblock::tests::sector();
+        let crc = crc32c::checksum(&{
+            let mut s = sector.clone();
+            s[224..228].fill(0);
+            s
+        });
+        sector[224..228].copy_from_slice(&crc.to_le_bytes());
+        let sb = Superblock::parse(&sector).unwrap();
+        let mut img = vec![0u8; 4000 * 4096];
+        img[..512].copy_from_slice(&sector);
+        let mut put = |ino: u64, bytes: &[u8]| {
+            let at = sb.inode_offset(ino).unwrap() as usize;
+            img[at..at + bytes.len()].copy_from_slice(bytes);
+        };
+        let mut root = raw_inode(&sb, 128, 0o040755, 2, &record(0, 20, 1, false));
+        root[56..64].copy_from_slice(&4096u64.to_be_bytes());
+        root[76..80].copy_from_slice(&1u32.to_be_bytes());
+        fix_crc(&mut root);
+        put(128, &root);
+        let mut file = raw_inode(&sb, 131, 0o100644, 2, file_fork);
+        file[56..64].copy_from_slice(&100u64.to_be_bytes());
+        file[76..80].copy_from_slice(&file_nextents.to_be_bytes());
+        fix_crc(&mut file);
+        put(131, &file);
+        // B+tree root: level 2, one child at block 30.
+        let mut fork = vec![0u8; 336];
+        fork[..4].copy_from_slice(&[0, 2, 0, 1]);
+        fork[4..12].copy_from_slice(&0u64.to_be_bytes());
+        fork[4 + 20 * 8..4 + 21 * 8].copy_from_slice(&30u64.to_be_bytes());
+        let mut tree = raw_inode(&sb, 132, 0o100644, 3, &fork);
+        tree[56..64].copy_from_slice(&100u64.to_be_bytes());
+        tree[76..80].copy_from_slice(&1u32.to_be_bytes());
+        fix_crc(&mut tree);
+        put(132, &tree);
+        let dir = block_dir(
+            &sb,
+            128,
+            4096,
+            &[("loop", 128), ("file", 131), ("tree", 132)],
+        );
+        img[20 * 4096..21 * 4096].copy_from_slice(&dir);
+        img[30 * 4096..31 * 4096].copy_from_slice(&tree_block(&sb));
+        XfsFs::open(Arc::new(MemSource(img))).unwrap()
+    }
+
+    fn fix_crc(inode: &mut [u8]) {
+        inode[100..104].fill(0);
+        let crc = crc32c::checksum(inode);
+        inode[100..104].copy_from_slice(&crc.to_le_bytes());
+    }
+
+    /// A v5 bmbt node at block 30 of inode 132, level `level`, one child `child`.
+    fn bmbt_node(sb: &Superblock, level: u16, child: u64) -> Vec<u8> {
+        let mut b = vec![0u8; 4096];
+        b[..4].copy_from_slice(b"BMA3");
+        b[4..6].copy_from_slice(&level.to_be_bytes());
+        b[6..8].copy_from_slice(&1u16.to_be_bytes());
+        b[24..32].copy_from_slice(&(30u64 * 8).to_be_bytes());
+        b[40..56].copy_from_slice(&sb.meta_uuid);
+        b[56..64].copy_from_slice(&132u64.to_be_bytes());
+        let max = (4096 - 72) / 16;
+        b[72 + max * 8..72 + max * 8 + 8].copy_from_slice(&child.to_be_bytes());
+        let crc = crc32c::checksum(&b);
+        b[64..68].copy_from_slice(&crc.to_le_bytes());
+        b
+    }
+
+    #[test]
+    fn hostile_structures_are_typed_errors() {
+        use super::bmap::tests::record;
+        let fs = image(&record(0, 40, 1, false), 1, |sb| bmbt_node(sb, 1, 30));
+        let names: Vec<String> = fs
+            .read_dir("/")
+            .unwrap()
+            .into_iter()
+            .map(|e| e.name)
+            .collect();
+        assert_eq!(names, ["loop", "file", "tree"]);
+        assert_eq!(fs.read_file("/file", 1000).unwrap(), vec![0u8; 100]);
+        // A directory entry naming the directory itself.
+        let err = fs.read_dir("/loop").unwrap_err();
+        assert!(err.to_string().contains("own ancestor"), "{err}");
+        // A B+tree block that points back at itself.
+        let err = fs.read_file("/tree", 1000).unwrap_err();
+        assert!(err.to_string().contains("twice"), "{err}");
+        // A child at the wrong level.
+        let fs = image(&record(0, 40, 1, false), 1, |sb| bmbt_node(sb, 0, 30));
+        let err = fs.read_file("/tree", 1000).unwrap_err();
+        assert!(matches!(err, FsError::Corrupt { .. }), "{err}");
+        // An extent past the end of the device, and one over AG 1's headers.
+        for fsb in [4 << 10, 1 << 10] {
+            let fs = image(&record(0, fsb, 1, false), 1, |sb| bmbt_node(sb, 1, 30));
+            let err = fs.read_file("/file", 1000).unwrap_err();
+            assert!(matches!(err, FsError::Corrupt { fs: "xfs", .. }), "{err}");
+        }
+        // Absurd extent counts are refused before anything is allocated or read.
+        for n in [1000, u32::MAX] {
+            let fs = image(&record(0, 40, 1, false), n, |sb| bmbt_node(sb, 1, 30));
+            let err = fs.read_file("/file", 1000).unwrap_err();
+            assert!(
+                matches!(err, FsError::Corrupt { .. } | FsError::Unsupported { .. }),
+                "{err}"
+            );
         }
     }
 

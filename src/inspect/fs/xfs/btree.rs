@@ -64,8 +64,7 @@ pub(super) fn block<'a>(
     }
     if sb.crc() {
         verify_crc(buf, CRC_OFFSET, &here)?;
-        if be64(buf, 24) != daddr || be64(buf, 56) != ino || array::<16>(buf, 40) != sb.meta_uuid
-        {
+        if be64(buf, 24) != daddr || be64(buf, 56) != ino || array::<16>(buf, 40) != sb.meta_uuid {
             return Err(corrupt(format!(
                 "{here}: belongs elsewhere (address, owner or UUID differ)"
             )));

@@ -43,7 +43,9 @@ pub(super) fn for_each(
     if sb.crc() {
         verify_crc(block, CRC_OFFSET, &here)?;
         if be64(block, 40) != ino || array::<16>(block, 24) != sb.meta_uuid {
-            return Err(corrupt(format!("{here}: owned by another inode or filesystem")));
+            return Err(corrupt(format!(
+                "{here}: owned by another inode or filesystem"
+            )));
         }
     }
     let end = if is_block {
@@ -63,7 +65,9 @@ pub(super) fn for_each(
         if be16(block, pos) == FREE_TAG {
             let len = usize::from(be16(block, pos + 2));
             if len < 8 || len % 8 != 0 || pos + len > end {
-                return Err(corrupt(format!("{here}: free space of {len} bytes at {pos}")));
+                return Err(corrupt(format!(
+                    "{here}: free space of {len} bytes at {pos}"
+                )));
             }
             pos += len;
             continue;
@@ -96,8 +100,8 @@ pub(super) mod tests {
     use crate::inspect::fs::probe::crc32c;
 
     /// A v5 block-format directory block of `size` bytes for directory `ino` holding
-    /// `.`, `..` and `names` (inode numbers 1000, 1001, ...), ftype on.
-    pub fn block_dir(sb: &Superblock, ino: u64, size: usize, names: &[&str]) -> Vec<u8> {
+    /// `.`, `..` and `names` with their inode numbers, ftype on (all regular files).
+    pub fn block_dir(sb: &Superblock, ino: u64, size: usize, names: &[(&str, u64)]) -> Vec<u8> {
         let mut b = vec![0u8; size];
         b[..4].copy_from_slice(BLOCK_V5);
         b[24..40].copy_from_slice(&sb.meta_uuid);
@@ -105,7 +109,7 @@ pub(super) mod tests {
         let mut pos = HEADER_V5;
         let all: Vec<(&str, u64)> = [(".", ino), ("..", ino)]
             .into_iter()
-            .chain(names.iter().enumerate().map(|(i, n)| (*n, 1000 + i as u64)))
+            .chain(names.iter().copied())
             .collect();
         for (name, child) in &all {
             b[pos..pos + 8].copy_from_slice(&child.to_be_bytes());
@@ -127,7 +131,7 @@ pub(super) mod tests {
     #[test]
     fn lists_a_block_and_catches_damage() {
         let sb = Superblock::parse(&super::super::superblock::tests::sector()).unwrap();
-        let b = block_dir(&sb, 128, 4096, &["one", "two_longer_name"]);
+        let b = block_dir(&sb, 128, 4096, &[("one", 1000), ("two_longer_name", 1001)]);
         let mut names = Vec::new();
         for_each(&b, &sb, 128, 0, &mut |e| {
             names.push((String::from_utf8(e.name).unwrap(), e.ino));
@@ -136,7 +140,10 @@ pub(super) mod tests {
         .unwrap();
         assert_eq!(
             names,
-            [("one".to_string(), 1000), ("two_longer_name".to_string(), 1001)]
+            [
+                ("one".to_string(), 1000),
+                ("two_longer_name".to_string(), 1001)
+            ]
         );
         assert!(for_each(&b, &sb, 129, 0, &mut |_| true).is_err(), "owner");
         let mut bad = b.clone();

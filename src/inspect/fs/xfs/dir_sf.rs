@@ -69,7 +69,10 @@ mod tests {
         })
         .unwrap();
         assert_eq!(seen.len(), 2);
-        assert_eq!((seen[0].name.as_slice(), seen[0].ino, seen[0].ftype), (&b"a"[..], 200, Some(1)));
+        assert_eq!(
+            (seen[0].name.as_slice(), seen[0].ino, seen[0].ftype),
+            (&b"a"[..], 200, Some(1))
+        );
         assert_eq!((seen[1].name.as_slice(), seen[1].ino), (&b"bc"[..], 256));
         // Without ftype the same bytes misparse into an entry past the end.
         assert!(for_each(&d, d.len() as u64, false, 128, &mut |_| true).is_err());

@@ -70,7 +70,12 @@ impl Inode {
         let version = raw[4];
         match (sb.crc(), version) {
             (true, 3) | (false, 1 | 2) => {}
-            _ => return Err(bad(format!("version {version} on a v{} filesystem", sb.version))),
+            _ => {
+                return Err(bad(format!(
+                    "version {version} on a v{} filesystem",
+                    sb.version
+                )))
+            }
         }
         if version == 3 {
             verify_crc(raw, CRC_OFFSET, &format!("inode {ino}"))?;
@@ -99,7 +104,9 @@ impl Inode {
         let forkoff = usize::from(raw[82]) * 8;
         let fork_size = if forkoff == 0 { literal } else { forkoff };
         if fork_size > literal {
-            return Err(bad(format!("attribute fork offset {forkoff} past the inode")));
+            return Err(bad(format!(
+                "attribute fork offset {forkoff} past the inode"
+            )));
         }
         let size = be64(raw, 56);
         if size > i64::MAX as u64 {
@@ -156,7 +163,10 @@ pub(super) mod tests {
         let sb = Superblock::parse(&sector()).unwrap();
         let raw = raw_inode(&sb, 131, 0o100644, 2, &[1, 2, 3]);
         let i = Inode::parse(&raw, &sb, 131).unwrap();
-        assert_eq!((i.kind(), i.uid, i.gid, i.format), (FileKind::File, 1000, 100, Format::Extents));
+        assert_eq!(
+            (i.kind(), i.uid, i.gid, i.format),
+            (FileKind::File, 1000, 100, Format::Extents)
+        );
         assert_eq!(&i.fork[..3], &[1, 2, 3]);
         assert_eq!(i.fork.len(), 512 - 176);
         let err = Inode::parse(&raw, &sb, 132).unwrap_err();

@@ -110,7 +110,8 @@ struct Ring<'a> {
 impl Ring<'_> {
     fn block(&self, bb: u64) -> Result<[u8; BB as usize], FsError> {
         let mut b = [0u8; BB as usize];
-        self.src.read_exact_at(self.start + (bb % self.n) * BB, &mut b)?;
+        self.src
+            .read_exact_at(self.start + (bb % self.n) * BB, &mut b)?;
         Ok(b)
     }
 

@@ -128,7 +128,7 @@ impl Superblock {
         {
             return bad("inode size or inodes per block inconsistent");
         }
-        if ag_count == 0 || ag_blocks < 64 || ag_blocks > 1 << 31 {
+        if ag_count == 0 || !(64..=1 << 31).contains(&ag_blocks) {
             return bad("allocation group count or size out of range");
         }
         // agblklog is the rounded-up log2 of agblocks: an inode number's layout.
@@ -152,8 +152,7 @@ impl Superblock {
                 "superblock: mkfs did not finish (sb_inprogress set)".to_string(),
             ));
         }
-        let ftype;
-        match version {
+        let ftype = match version {
             4 => {
                 if versionnum & VERSION_DIRV2 == 0 {
                     return Err(unsupported(
@@ -168,7 +167,7 @@ impl Superblock {
                 if f2 & FEATURES2_CRC != 0 {
                     return bad("v4 superblock with the CRC feature");
                 }
-                ftype = f2 & FEATURES2_FTYPE != 0;
+                f2 & FEATURES2_FTYPE != 0
             }
             5 => {
                 if incompat & !INCOMPAT_KNOWN != 0 {
@@ -180,10 +179,10 @@ impl Superblock {
                 if inode_size < 512 {
                     return bad("v5 filesystem with inodes below 512 bytes");
                 }
-                ftype = incompat & INCOMPAT_FTYPE != 0;
+                incompat & INCOMPAT_FTYPE != 0
             }
             v => return Err(unsupported(format!("superblock version {v}"))),
-        }
+        };
         let uuid: [u8; 16] = array(sb, 32);
         let meta_uuid = if version == 5 && incompat & INCOMPAT_META_UUID != 0 {
             array(sb, 248)
