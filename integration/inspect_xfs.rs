@@ -490,6 +490,55 @@ fn xfs_typed_errors() {
     assert_eq!(fs.read_link("/l").unwrap(), "f");
     assert_eq!(fs.read_file("/d/../f", 10).unwrap(), b"data");
 
+    // A file flagged realtime (its data would be on the realtime device, which one
+    // partition never includes): refused, not read from the data device.
+    let rt = dir.path().join("rt.img");
+    let rtdev = dir.path().join("rtdev.img");
+    run(Command::new("truncate").args(["-s", "300M"]).arg(&rt));
+    run(Command::new("truncate").args(["-s", "64M"]).arg(&rtdev));
+    let mut rtdev_opt = std::ffi::OsString::from("rtdev=");
+    rtdev_opt.push(&rtdev);
+    run(Command::new("mkfs.xfs")
+        .args(["-q", "-f", "-r"])
+        .arg(&rtdev_opt)
+        .arg("-p")
+        .arg(&proto)
+        .arg(&rt));
+    run(Command::new("xfs_db")
+        .args(["-x", "-c", "path /f", "-c", "write core.realtime 1"])
+        .arg(&rt));
+    assert!(
+        db_field(
+            &xfs_db(&rt, &["path /f", "print core.realtime"]),
+            "core.realtime"
+        ) == "1"
+    );
+    let fs_rt = XfsFs::open(open_raw(&rt)).unwrap();
+    let err = fs_rt.read_file("/f", 10).unwrap_err();
+    assert!(
+        matches!(&err, FsError::Unsupported { fs: "xfs", message } if message.contains("realtime")),
+        "{err}"
+    );
+
+    // An external log: whether it is dirty cannot be known from this device.
+    let ext = dir.path().join("extlog.img");
+    let logdev = dir.path().join("logdev.img");
+    run(Command::new("truncate").args(["-s", "300M"]).arg(&ext));
+    run(Command::new("truncate").args(["-s", "80M"]).arg(&logdev));
+    let mut log_opt = std::ffi::OsString::from("size=64m,logdev=");
+    log_opt.push(&logdev);
+    run(Command::new("mkfs.xfs")
+        .args(["-q", "-f", "-l"])
+        .arg(&log_opt)
+        .arg("-p")
+        .arg(&proto)
+        .arg(&ext));
+    let err = XfsFs::open(open_raw(&ext)).err().unwrap();
+    assert!(
+        matches!(&err, FsError::Unsupported { fs: "xfs", message } if message.contains("external log")),
+        "{err}"
+    );
+
     // A flipped bit in the root inode: its CRC no longer matches.
     let root = db_field(&xfs_db(&img, &["sb 0", "print rootino"]), "rootino");
     let mut bytes = std::fs::read(&img).unwrap();
