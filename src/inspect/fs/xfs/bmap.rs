@@ -18,7 +18,8 @@ use crate::inspect::source::ReadAt;
 pub(super) const MAX_EXTENTS: u64 = 1 << 18;
 /// Most B+tree blocks one map walk reads.
 const MAX_TREE_BLOCKS: usize = 1 << 16;
-/// File offsets are 54-bit block numbers.
+/// File offsets are 54-bit block numbers, of at most 2^63 bytes: with 512-byte blocks
+/// the full 54 bits, fewer with larger blocks.
 const MAX_FILE_BLOCK: u64 = 1 << 54;
 
 /// One mapped run of a file.
@@ -42,7 +43,8 @@ fn decode(rec: &[u8], sb: &Superblock, ino: u64) -> Result<Extent, FsError> {
     let off = (l0 & 0x7fff_ffff_ffff_ffff) >> 9;
     let fsb = ((l0 & 0x1ff) << 43) | (l1 >> 21);
     let len = l1 & 0x1f_ffff;
-    if len == 0 || off + len > MAX_FILE_BLOCK {
+    // File byte offsets must fit in 63 bits (as the kernel's loff_t).
+    if len == 0 || off + len > MAX_FILE_BLOCK >> sb.block_log.saturating_sub(9) {
         return Err(corrupt(format!(
             "inode {ino}: extent at file block {off} of {len} blocks"
         )));

@@ -135,7 +135,11 @@ impl Superblock {
         if u64::from(ag_blk_log) != u64::from(64 - (ag_blocks - 1).leading_zeros()) {
             return bad("agblklog does not match agblocks");
         }
+        // Every byte offset computed later is at most dblocks x block size.
         if dblocks == 0
+            || dblocks
+                .checked_mul(block_size)
+                .is_none_or(|b| b > i64::MAX as u64)
             || dblocks > ag_count.saturating_mul(ag_blocks)
             || dblocks <= (ag_count - 1) * ag_blocks
         {
