@@ -11,9 +11,9 @@
 //! data blocks only (every layout keeps its entries there), so the hash leaves and free
 //! index of leaf and node directories are not needed.
 //!
-//! Every v5 checksum met on the way (superblock, AG headers, inodes, B+tree, directory
-//! and remote symlink blocks) is verified; a mismatch is [`FsError::Corrupt`] naming
-//! the structure. A dirty log is not replayed: files read as they are on disk, and
+//! Every v5 checksum met on the way (superblock, inodes, B+tree, directory and remote
+//! symlink blocks) is verified; a mismatch is [`FsError::Corrupt`] naming the structure
+//! (AG headers, which no read needs, only give a warning). A dirty log is not replayed: files read as they are on disk, and
 //! [`XfsFs::warnings`] says so. Realtime files and external logs are refused with
 //! [`FsError::Unsupported`].
 //!
