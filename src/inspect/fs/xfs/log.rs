@@ -127,3 +127,43 @@ impl Ring<'_> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::superblock::tests::sector;
+    use super::*;
+    use crate::inspect::source::MemSource;
+
+    /// The log of `sector()` (block 600, 100 blocks) with one record at its start:
+    /// a header block, then one data block holding an op header with `flags`.
+    fn image(num_ops: u32, flags: u8, records: bool) -> (MemSource, Superblock) {
+        let sb = Superblock::parse(&sector()).unwrap();
+        let mut img = vec![0u8; 4000 * 4096];
+        if records {
+            let at = 600 * 4096;
+            let h = &mut img[at..at + 512];
+            h[0..4].copy_from_slice(&RECORD_MAGIC.to_be_bytes());
+            h[4..8].copy_from_slice(&1u32.to_be_bytes());
+            h[8..12].copy_from_slice(&2u32.to_be_bytes());
+            h[12..16].copy_from_slice(&512u32.to_be_bytes());
+            h[40..44].copy_from_slice(&num_ops.to_be_bytes());
+            h[320..324].copy_from_slice(&HEADER_CYCLE_SIZE.to_be_bytes());
+            let d = &mut img[at + 512..at + 1024];
+            d[0..4].copy_from_slice(&1u32.to_be_bytes());
+            d[9] = flags;
+        }
+        (MemSource(img), sb)
+    }
+
+    #[test]
+    fn unmount_record_at_the_head_is_clean() {
+        let (src, sb) = image(1, UNMOUNT_TRANS, true);
+        assert_eq!(state(&src, &sb).unwrap(), LogState::Clean);
+        let (src, sb) = image(1, 0, true);
+        assert_eq!(state(&src, &sb).unwrap(), LogState::Dirty);
+        let (src, sb) = image(2, UNMOUNT_TRANS, true);
+        assert_eq!(state(&src, &sb).unwrap(), LogState::Dirty);
+        let (src, sb) = image(0, 0, false);
+        assert_eq!(state(&src, &sb).unwrap(), LogState::Clean, "zeroed log");
+    }
+}
