@@ -817,15 +817,9 @@ pub fn rhel_like_disk(dir: &Path, mkfs_args: &[&str]) -> (std::path::PathBuf, Ve
     let boot_img = dir.join("boot.ext4");
     run(Command::new("truncate").args(["-s", "320M"]).arg(&root_img));
     run(Command::new("mkfs.xfs")
-        .args([
-            "-q",
-            "-f",
-            "-L",
-            "root",
-            "-m",
-            &format!("uuid={ROOT_UUID}"),
-            "-p",
-        ])
+        .args(["-q", "-f", "-L", "root", "-m", &format!("uuid={ROOT_UUID}")])
+        .args(mkfs_args)
+        .arg("-p")
         .arg(&proto)
         .arg(&root_img));
     run(Command::new("mkfs.ext4")

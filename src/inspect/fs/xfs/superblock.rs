@@ -148,7 +148,7 @@ impl Superblock {
         if u64::from(ag_blk_log) + u64::from(inop_blog) > 56 {
             return bad("inode number layout too wide");
         }
-        if block_size << dir_blk_log > MAX_DIR_BLOCK || dir_blk_log > 16 {
+        if dir_blk_log > 16 || block_size << dir_blk_log > MAX_DIR_BLOCK {
             return bad("directory block size above 64 KiB");
         }
         if inprogress != 0 {
@@ -347,5 +347,11 @@ pub(super) mod tests {
         let mut s = sector();
         s[124] = 11;
         assert!(Superblock::parse(&s).is_err());
+        // A directory block log that would shift past 64 bits.
+        for log in [5u8, 64, 255] {
+            let mut s = sector();
+            s[192] = log;
+            assert!(Superblock::parse(&s).is_err(), "dirblklog {log}");
+        }
     }
 }
