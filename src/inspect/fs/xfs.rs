@@ -355,6 +355,19 @@ mod tests {
         file_nextents: u32,
         tree_block: impl Fn(&Superblock) -> Vec<u8>,
     ) -> XfsFs {
+        XfsFs::open(Arc::new(MemSource(image_bytes(
+            file_fork,
+            file_nextents,
+            tree_block,
+        ))))
+        .unwrap()
+    }
+
+    fn image_bytes(
+        file_fork: &[u8],
+        file_nextents: u32,
+        tree_block: impl Fn(&Superblock) -> Vec<u8>,
+    ) -> Vec<u8> {
         use super::bmap::tests::record;
         use super::dir_data::tests::block_dir;
         use super::inode::tests::raw_inode;
@@ -400,7 +413,44 @@ mod tests {
         );
         img[20 * 4096..21 * 4096].copy_from_slice(&dir);
         img[30 * 4096..31 * 4096].copy_from_slice(&tree_block(&sb));
-        XfsFs::open(Arc::new(MemSource(img))).unwrap()
+        img
+    }
+
+    #[test]
+    fn any_metadata_bytes_give_a_result_or_an_error() {
+        use super::bmap::tests::record;
+        // The sample image (its B+tree loops); bytes flipped in the superblock, the
+        // inode block, the directory block and the B+tree block.
+        let base = image_bytes(&record(0, 40, 1, false), 1, |sb| bmbt_node(sb, 1, 30));
+        let regions = [
+            (0usize, 512usize),
+            (16 * 4096, 4096),
+            (20 * 4096, 4096),
+            (30 * 4096, 4096),
+        ];
+        let mut seed = 0x1234_5678u32;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            seed as usize
+        };
+        for _ in 0..300 {
+            let mut img = base.clone();
+            for _ in 0..=next() % 4 {
+                let (start, len) = regions[next() % regions.len()];
+                img[start + next() % len] = next() as u8;
+            }
+            let Ok(fs) = XfsFs::open(Arc::new(MemSource(img))) else {
+                continue;
+            };
+            for path in ["/", "/loop"] {
+                let _ = fs.read_dir(path);
+            }
+            let _ = fs.read_file("/file", 1 << 20);
+            let _ = fs.read_file("/tree", 1 << 20);
+            let _ = fs.metadata("/tree");
+        }
     }
 
     fn fix_crc(inode: &mut [u8]) {

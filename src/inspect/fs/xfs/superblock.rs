@@ -338,6 +338,31 @@ pub(super) mod tests {
     }
 
     #[test]
+    fn any_superblock_bytes_give_a_result_or_an_error() {
+        let base = sector();
+        let mut seed = 0x9e37_79b9u32;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            seed
+        };
+        for _ in 0..20_000 {
+            let mut s = base.clone();
+            for _ in 0..=next() % 4 {
+                let at = next() as usize % 256;
+                s[at] = next() as u8;
+            }
+            if let Ok(sb) = Superblock::parse(&s) {
+                let (a, b) = (u64::from(next()), u64::from(next()));
+                let _ = sb.inode_offset(a << 20 | b);
+                let _ = sb.extent_offset(a << 32 | b, u64::from(next() % (1 << 21)));
+                let _ = sb.dir_block_size();
+            }
+        }
+    }
+
+    #[test]
     fn insane_fields_are_corrupt() {
         for (at, value) in [(4usize, 3000u32), (84, 0), (88, 0), (216, 0x8000)] {
             let mut s = sector();
