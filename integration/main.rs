@@ -11,6 +11,7 @@ mod inspect_os;
 mod inspect_packages;
 mod inspect_partition;
 mod inspect_robustness;
+mod inspect_xfs;
 mod profile;
 mod python_publisher;
 mod render;

@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex};
 use super::fs::ext4::Ext4Fs;
 use super::fs::probe::{probe, Probed};
 use super::fs::vfat::VfatFs;
+use super::fs::xfs::XfsFs;
 use super::fs::{FileSystem, FsError};
 use super::image::{self, ImageError};
 use super::os::{self, Include, Mountable};
@@ -443,7 +444,14 @@ fn open_filesystem(m: &mut Mountable, found: &Probed, src: &Arc<dyn ReadAt>, rep
             Arc::new(fs) as Arc<dyn FileSystem>
         })),
         "vfat" => Some(VfatFs::open(src.clone()).map(|fs| Arc::new(fs) as Arc<dyn FileSystem>)),
-        "xfs" | "btrfs" | "ntfs" => {
+        "xfs" => Some(XfsFs::open(src.clone()).map(|fs| {
+            // A dirty log that was not replayed, damaged AG headers.
+            for w in fs.warnings() {
+                report.warnings.push(format!("{}: {w}", m.device));
+            }
+            Arc::new(fs) as Arc<dyn FileSystem>
+        })),
+        "btrfs" | "ntfs" => {
             report.warnings.push(format!(
                 "{}: {fs_type} filesystem: reading {fs_type} is not supported yet; an OS root or a \
                  mounted filesystem there is not inspected",

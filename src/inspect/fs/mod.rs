@@ -4,6 +4,7 @@ mod error;
 pub mod ext4;
 pub mod probe;
 pub mod vfat;
+pub mod xfs;
 
 pub use error::FsError;
 
