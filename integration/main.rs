@@ -2,6 +2,7 @@
 //! One test binary (one link) with a module per area.
 
 mod common;
+mod inspect_btrfs;
 mod inspect_fs;
 mod inspect_image;
 mod inspect_os;

@@ -8,7 +8,7 @@
 //! a few pages per format and follows no chain further than a fixed bound.
 
 mod btrfs;
-mod crc32c;
+pub(crate) mod crc32c;
 mod ext;
 pub(crate) mod fat;
 mod iso9660;

@@ -1,0 +1,266 @@
+//! The btrfs oracle. `mkfs.btrfs --rootdir` images (single and DUP metadata, with and
+//! without no-holes) are walked through our reader and compared with the source tree:
+//! paths, kinds, sizes, bytes, symlink targets, mode/uid/gid as `stat` sees them, and the
+//! probe's uuid/label against `blkid -p`. A kernel-written image (guestfish: RAID1 over
+//! two disks, zlib/lzo/zstd compress-force, subvolumes with a default, a snapshot,
+//! prealloc and sparse files) is checked against the tar input and guestfish's own
+//! listings. A Fedora-like guest (root and home subvolumes, zstd) is fully inspected.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use guestkit_worker::inspect::fs::btrfs::BtrfsFs;
+use guestkit_worker::inspect::fs::probe::probe;
+use guestkit_worker::inspect::fs::{FileKind, FileSystem, FsError};
+use guestkit_worker::inspect::image::RawImage;
+use guestkit_worker::inspect::pipeline::{inspect_with_stats, InspectOptions};
+use guestkit_worker::inspect::source::{MemSource, ReadAt};
+
+use crate::common::{guestfish_disks, run, sh, tempdir, Rng};
+
+/// What one path is, as seen by either side.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Node {
+    Dir { meta: Option<(u32, u32, u32)> },
+    File { meta: Option<(u32, u32, u32)>, data: Vec<u8> },
+    Symlink { target: String },
+}
+
+type Tree = BTreeMap<String, Node>;
+
+fn pseudo_random(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// Text-like bytes that compress well.
+fn text(seed: u64, len: usize) -> Vec<u8> {
+    let words = ["alpha ", "beta ", "gamma\n", "delta ", "epsilon ", "zeta\n"];
+    let mut r = Rng(seed | 1);
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        out.extend_from_slice(words[r.below(6) as usize].as_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+fn write(path: &Path, data: &[u8], mode: u32) {
+    std::fs::write(path, data).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// The source tree: small (inline) and large files, text and random, a sparse file,
+/// symlinks (short and long), hard links, a directory of 3000 entries, long names,
+/// odd modes and owners.
+fn build_tree(root: &Path) {
+    let mkdir = |p: &str| std::fs::create_dir_all(root.join(p)).unwrap();
+    mkdir("a/b/c/d/e/f/g");
+    write(&root.join("a/b/c/d/e/f/g/deep.txt"), b"seven levels down\n", 0o644);
+    write(&root.join("empty"), b"", 0o600);
+    write(&root.join("inline.txt"), &text(1, 1500), 0o644);
+    write(&root.join("small-random.bin"), &pseudo_random(2, 3000), 0o640);
+    write(&root.join("text-1m.txt"), &text(3, 1 << 20), 0o644);
+    write(&root.join("random-3m.bin"), &pseudo_random(4, 3 << 20 | 123), 0o755);
+    write(&root.join("setuid"), b"#!/bin/sh\n", 0o4755);
+    // Sparse: a hole, some data, a hole to the end.
+    let f = std::fs::File::create(root.join("sparse")).unwrap();
+    f.set_len(8 << 20).unwrap();
+    use std::os::unix::fs::FileExt;
+    f.write_all_at(&pseudo_random(5, 10000), 3 << 20).unwrap();
+    drop(f);
+    std::fs::hard_link(root.join("text-1m.txt"), root.join("a/hardlink.txt")).unwrap();
+    std::fs::hard_link(root.join("inline.txt"), root.join("a/b/inline-link")).unwrap();
+    mkdir("big");
+    for i in 0..3000 {
+        write(&root.join(format!("big/entry-{i:05}")), format!("{i}\n").as_bytes(), 0o644);
+    }
+    let long = "L".repeat(255);
+    write(&root.join(&long), b"long name\n", 0o644);
+    mkdir(&format!("a/{}", "d".repeat(200)));
+    write(&root.join("ünïcödé ☃.txt"), "snow\n".as_bytes(), 0o644);
+    mkdir("private");
+    std::fs::set_permissions(root.join("private"), std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::os::unix::fs::chown(root.join("private"), Some(1000), Some(1001)).unwrap();
+    std::os::unix::fs::lchown(root.join("empty"), Some(42), Some(43)).unwrap();
+    symlink("a/b/c", root.join("rel_link")).unwrap();
+    symlink("/etc/passwd", root.join("abs_link")).unwrap();
+    symlink(format!("/{}", "t".repeat(300)), root.join("a/long_link")).unwrap();
+}
+
+fn walk_source(root: &Path, rel: &str, meta: bool, out: &mut Tree) {
+    for entry in std::fs::read_dir(root.join(rel.trim_start_matches('/'))).unwrap() {
+        let entry = entry.unwrap();
+        let path = format!("{rel}/{}", entry.file_name().to_str().unwrap());
+        let m = std::fs::symlink_metadata(entry.path()).unwrap();
+        let facts = meta.then_some((m.mode() & 0o7777, m.uid(), m.gid()));
+        let node = if m.file_type().is_symlink() {
+            Node::Symlink {
+                target: std::fs::read_link(entry.path()).unwrap().to_str().unwrap().into(),
+            }
+        } else if m.is_dir() {
+            walk_source(root, &path, meta, out);
+            Node::Dir { meta: facts }
+        } else {
+            Node::File {
+                meta: facts,
+                data: std::fs::read(entry.path()).unwrap(),
+            }
+        };
+        out.insert(path, node);
+    }
+}
+
+fn walk_ours(fs: &dyn FileSystem, dir: &str, meta: bool, skip: &[&str], out: &mut Tree) {
+    for entry in fs.read_dir(if dir.is_empty() { "/" } else { dir }).unwrap() {
+        let path = format!("{dir}/{}", entry.name);
+        if skip.contains(&path.as_str()) {
+            continue;
+        }
+        let m = fs.metadata(&path).unwrap();
+        assert_eq!(m.kind, entry.kind, "{path}: kind from read_dir vs metadata");
+        let facts = meta.then_some((m.mode, m.uid, m.gid));
+        let node = match m.kind {
+            FileKind::Dir => {
+                walk_ours(fs, &path, meta, skip, out);
+                Node::Dir { meta: facts }
+            }
+            FileKind::File => {
+                let data = fs.read_file(&path, 1 << 30).unwrap();
+                assert_eq!(data.len() as u64, m.size, "{path}: size");
+                Node::File { meta: facts, data }
+            }
+            FileKind::Symlink => {
+                let target = fs.read_link(&path).unwrap();
+                assert_eq!(target.len() as u64, m.size, "{path}: symlink size");
+                Node::Symlink { target }
+            }
+            FileKind::Other => panic!("{path}: unexpected special file"),
+        };
+        out.insert(path, node);
+    }
+}
+
+fn assert_same(label: &str, ours: &Tree, source: &Tree) {
+    let only_ours: Vec<_> = ours.keys().filter(|k| !source.contains_key(*k)).collect();
+    let only_source: Vec<_> = source.keys().filter(|k| !ours.contains_key(*k)).collect();
+    assert!(
+        only_ours.is_empty() && only_source.is_empty(),
+        "{label}: paths only in ours: {only_ours:?}; only in the source: {only_source:?}"
+    );
+    for (path, want) in source {
+        let got = &ours[path];
+        if got != want {
+            let short = |n: &Node| match n {
+                Node::File { meta, data } => format!("file {meta:?} {} bytes", data.len()),
+                other => format!("{other:?}"),
+            };
+            panic!("{label}: {path} differs: ours {} vs source {}", short(got), short(want));
+        }
+    }
+}
+
+fn open_raw(path: &Path) -> Arc<dyn ReadAt> {
+    Arc::new(RawImage::open(path).unwrap())
+}
+
+/// `blkid -p` value of one tag.
+fn blkid(img: &Path, tag: &str) -> Option<String> {
+    let out = Command::new("blkid")
+        .args(["-p", "-o", "value", "-s", tag])
+        .arg(img)
+        .output()
+        .unwrap();
+    let v = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    (!v.is_empty()).then_some(v)
+}
+
+fn source_tree() -> (tempfile::TempDir, PathBuf, Tree) {
+    let dir = tempdir();
+    let src = dir.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    build_tree(&src);
+    let mut tree = Tree::new();
+    walk_source(&src, "", true, &mut tree);
+    (dir, src, tree)
+}
+
+#[test]
+fn inspect_btrfs_mkfs_rootdir_oracle() {
+    let (dir, src, want) = source_tree();
+    let cases: [(&str, &[&str]); 4] = [
+        ("single", &["-m", "single", "-O", "no-holes"]),
+        ("dup", &["-m", "dup", "-O", "^no-holes"]),
+        ("dup-nodesize-4k", &["-m", "dup", "-n", "4096"]),
+        ("single-64k-nodes", &["-m", "single", "-n", "65536", "-O", "^no-holes"]),
+    ];
+    for (name, args) in cases {
+        let img = dir.path().join(format!("{name}.img"));
+        run(Command::new("truncate").arg("-s").arg("300M").arg(&img));
+        run(Command::new("mkfs.btrfs")
+            .args(["-q", "-f", "-L", name, "--rootdir"])
+            .arg(&src)
+            .args(args)
+            .arg(&img));
+        let src_dev = open_raw(&img);
+        let p = probe(src_dev.as_ref()).unwrap().unwrap();
+        assert_eq!(p.fs_type, "btrfs");
+        assert_eq!(p.uuid, blkid(&img, "UUID"), "{name}: uuid");
+        assert_eq!(p.label, blkid(&img, "LABEL"), "{name}: label");
+        let fs = BtrfsFs::open(&[src_dev]).unwrap();
+        assert_eq!(fs.default_subvolume(), 5);
+        let mut ours = Tree::new();
+        walk_ours(&fs, "", true, &[], &mut ours);
+        assert_same(name, &ours, &want);
+        let files = want.values().filter(|n| matches!(n, Node::File { .. })).count();
+        let bytes: usize = want
+            .values()
+            .map(|n| match n {
+                Node::File { data, .. } => data.len(),
+                _ => 0,
+            })
+            .sum();
+        eprintln!("btrfs {name}: {} paths, {files} files, {bytes} bytes equal", want.len());
+    }
+}
+
+#[test]
+fn inspect_btrfs_typed_errors() {
+    let (dir, src, _) = source_tree();
+    let img = dir.path().join("e.img");
+    run(Command::new("truncate").arg("-s").arg("300M").arg(&img));
+    run(Command::new("mkfs.btrfs").args(["-q", "-f", "--rootdir"]).arg(&src).arg(&img));
+    let fs = BtrfsFs::open(&[open_raw(&img)]).unwrap();
+    assert!(matches!(fs.read_file("/missing", 10), Err(FsError::NotFound(_))));
+    assert!(matches!(fs.read_file("/a", 10), Err(FsError::IsADirectory(_))));
+    assert!(matches!(fs.read_dir("/empty"), Err(FsError::NotADirectory(_))));
+    assert!(matches!(fs.read_file("/empty/x", 10), Err(FsError::NotADirectory(_))));
+    assert!(matches!(
+        fs.read_file("/text-1m.txt", 1000),
+        Err(FsError::TooLarge { size: 1048576, limit: 1000, .. })
+    ));
+    assert!(matches!(fs.read_link("/a"), Err(FsError::NotASymlink(_))));
+    let m = fs.metadata("/rel_link").unwrap();
+    assert_eq!(m.kind, FileKind::Symlink);
+    assert_eq!(fs.read_file("/a/../inline.txt", 1 << 20).unwrap().len(), 1500);
+    // A damaged primary superblock: the 64 MiB mirror is used.
+    let mut bytes = std::fs::read(&img).unwrap();
+    bytes[0x10000 + 0x200] ^= 0xff;
+    let fs = BtrfsFs::open(&[Arc::new(MemSource(bytes.clone())) as Arc<dyn ReadAt>]).unwrap();
+    assert!(fs.warnings()[0].contains("0x4000000"), "{:?}", fs.warnings());
+    assert_eq!(fs.read_file("/inline.txt", 1 << 20).unwrap(), text(1, 1500));
+    // No good superblock at all: a typed error.
+    bytes[0x400_0000 + 0x200] ^= 0xff;
+    let err = BtrfsFs::open(&[Arc::new(MemSource(bytes)) as Arc<dyn ReadAt>]).err().unwrap();
+    assert!(matches!(err, FsError::Corrupt { fs: "btrfs", .. }), "{err}");
+}

@@ -1,0 +1,283 @@
+//! The assembled filesystem: its devices, the chunk map over them, and verified tree
+//! blocks read through it (with a small cache), searched by key range.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use crate::inspect::fs::FsError;
+use crate::inspect::image::ImageError;
+use crate::inspect::source::ReadAt;
+
+use super::chunk::{ChunkMap, CHUNK_ITEM_KEY};
+use super::corrupt;
+use super::key::Key;
+use super::node::{Node, MAX_LEVEL};
+use super::superblock::{self, Superblock};
+
+/// Tree blocks kept parsed (at most 64 KiB each).
+const CACHED_NODES: usize = 1024;
+/// Most tree blocks one search may visit: a hostile tree whose pointers all lead to the
+/// same (cached) child must not make a search run for ever.
+const MAX_VISITS: usize = 200_000;
+
+/// The root of one tree: its top block and that block's level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tree {
+    pub bytenr: u64,
+    pub level: u8,
+}
+
+/// Devices, chunk map and node cache of one filesystem, shared by all its views.
+pub struct Volume {
+    pub sb: Superblock,
+    devices: HashMap<u64, Arc<dyn ReadAt>>,
+    chunks: ChunkMap,
+    cache: Mutex<HashMap<u64, Arc<Node>>>,
+}
+
+impl Volume {
+    /// Assembles the filesystem from its devices (one for most filesystems; every
+    /// member for a multi-device one). Returns warnings about mirrors used and missing
+    /// devices.
+    pub fn open(devices: &[Arc<dyn ReadAt>]) -> Result<(Volume, Vec<String>), FsError> {
+        let mut warnings = Vec::new();
+        let mut found: Vec<(Superblock, Arc<dyn ReadAt>)> = Vec::new();
+        for dev in devices {
+            let (sb, warn) = superblock::read(dev.as_ref())?;
+            warnings.extend(warn);
+            found.push((sb, dev.clone()));
+        }
+        // The newest superblock speaks for the filesystem.
+        let main = found
+            .iter()
+            .max_by_key(|(sb, _)| sb.generation)
+            .map(|(sb, _)| sb.clone())
+            .ok_or_else(|| corrupt("no device"))?;
+        let mut by_id: HashMap<u64, Arc<dyn ReadAt>> = HashMap::new();
+        for (sb, dev) in found {
+            if sb.fsid != main.fsid {
+                warnings.push("a device of another btrfs filesystem was left out".into());
+                continue;
+            }
+            by_id.entry(sb.devid).or_insert(dev);
+        }
+        if (by_id.len() as u64) < main.num_devices {
+            warnings.push(format!(
+                "btrfs filesystem has {} devices, {} present: data on missing devices is read \
+                 from other copies where the profile has them",
+                main.num_devices,
+                by_id.len()
+            ));
+        }
+        let chunks = ChunkMap::from_sys_array(&main.sys_chunk_array)?;
+        let mut vol = Volume {
+            sb: main,
+            devices: by_id,
+            chunks,
+            cache: Mutex::new(HashMap::new()),
+        };
+        vol.read_chunk_tree()?;
+        Ok((vol, warnings))
+    }
+
+    /// Completes the bootstrap chunk map from the chunk tree.
+    fn read_chunk_tree(&mut self) -> Result<(), FsError> {
+        let tree = Tree {
+            bytenr: self.sb.chunk_root,
+            level: self.sb.chunk_root_level,
+        };
+        let mut items = Vec::new();
+        self.search(
+            tree,
+            Key::new(0, CHUNK_ITEM_KEY, 0),
+            Key::new(u64::MAX, CHUNK_ITEM_KEY, u64::MAX),
+            &mut |k, d| {
+                if k.ty == CHUNK_ITEM_KEY {
+                    items.push((k.offset, d.to_vec()));
+                }
+                Ok(true)
+            },
+        )?;
+        for (start, data) in items {
+            self.chunks.insert_item(start, &data)?;
+        }
+        // Nodes cached while only the system chunks were known stay valid.
+        Ok(())
+    }
+
+    pub fn root_tree(&self) -> Tree {
+        Tree {
+            bytenr: self.sb.root,
+            level: self.sb.root_level,
+        }
+    }
+
+    /// Reads `buf.len()` bytes at logical `logical`, from any copy that can be read.
+    pub fn read_logical(&self, mut logical: u64, buf: &mut [u8]) -> Result<(), FsError> {
+        let mut pos = 0;
+        while pos < buf.len() {
+            let (copies, contiguous) = self.chunks.map(logical)?;
+            let n = (contiguous.min((buf.len() - pos) as u64)) as usize;
+            self.read_copies(&copies, logical, &mut buf[pos..pos + n], |_| Ok(()))?;
+            pos += n;
+            logical += n as u64;
+        }
+        Ok(())
+    }
+
+    /// Reads one of `copies` into `buf`, accepting the first that reads and passes
+    /// `check`. Budget exhaustion and cancellation stop at once.
+    fn read_copies(
+        &self,
+        copies: &[super::chunk::Physical],
+        logical: u64,
+        buf: &mut [u8],
+        mut check: impl FnMut(&[u8]) -> Result<(), FsError>,
+    ) -> Result<(), FsError> {
+        let mut first_err = None;
+        for p in copies {
+            let Some(dev) = self.devices.get(&p.devid) else {
+                first_err.get_or_insert(corrupt(format!(
+                    "logical {logical:#x} is on device {} which is not present",
+                    p.devid
+                )));
+                continue;
+            };
+            if p.offset.checked_add(buf.len() as u64).is_none_or(|e| e > dev.size()) {
+                first_err.get_or_insert(corrupt(format!(
+                    "logical {logical:#x} maps to {:#x} past the end of device {}",
+                    p.offset, p.devid
+                )));
+                continue;
+            }
+            match dev.read_exact_at(p.offset, buf) {
+                Ok(()) => match check(buf) {
+                    Ok(()) => return Ok(()),
+                    Err(e) => {
+                        first_err.get_or_insert(e);
+                    }
+                },
+                Err(e @ (ImageError::BudgetExceeded { .. } | ImageError::Cancelled)) => {
+                    return Err(e.into())
+                }
+                Err(e) => {
+                    first_err.get_or_insert(e.into());
+                }
+            }
+        }
+        Err(first_err.unwrap_or_else(|| corrupt(format!("no copy of logical {logical:#x}"))))
+    }
+
+    /// The verified tree block at `bytenr`, from the cache or any good copy.
+    pub fn node(&self, bytenr: u64) -> Result<Arc<Node>, FsError> {
+        if let Some(n) = self.lock_cache().get(&bytenr) {
+            return Ok(n.clone());
+        }
+        let size = self.sb.nodesize as usize;
+        let (copies, contiguous) = self.chunks.map(bytenr)?;
+        if contiguous < size as u64 {
+            return Err(corrupt(format!(
+                "tree block {bytenr:#x} crosses a chunk or stripe boundary"
+            )));
+        }
+        let mut buf = vec![0u8; size];
+        let mut parsed = None;
+        self.read_copies(&copies, bytenr, &mut buf, |b| {
+            parsed = Some(Node::parse(
+                b.to_vec(),
+                bytenr,
+                self.sb.csum_type,
+                &self.sb.metadata_fsid,
+            )?);
+            Ok(())
+        })?;
+        let node = Arc::new(parsed.ok_or_else(|| corrupt("unreadable tree block"))?);
+        let mut cache = self.lock_cache();
+        if cache.len() >= CACHED_NODES {
+            cache.clear();
+        }
+        cache.insert(bytenr, node.clone());
+        Ok(node)
+    }
+
+    fn lock_cache(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<Node>>> {
+        self.cache.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Calls `f` on every item of `tree` with `min <= key <= max`, in key order, until
+    /// it returns `false`.
+    pub fn search(
+        &self,
+        tree: Tree,
+        min: Key,
+        max: Key,
+        f: &mut dyn FnMut(Key, &[u8]) -> Result<bool, FsError>,
+    ) -> Result<(), FsError> {
+        if tree.level > MAX_LEVEL {
+            return Err(corrupt(format!("tree root at level {}", tree.level)));
+        }
+        let mut visits = 0;
+        self.walk(tree.bytenr, tree.level, min, max, f, &mut visits)
+            .map(|_| ())
+    }
+
+    /// One block of [`Volume::search`]; `Ok(false)` once `f` asked to stop.
+    fn walk(
+        &self,
+        bytenr: u64,
+        level: u8,
+        min: Key,
+        max: Key,
+        f: &mut dyn FnMut(Key, &[u8]) -> Result<bool, FsError>,
+        visits: &mut usize,
+    ) -> Result<bool, FsError> {
+        *visits += 1;
+        if *visits > MAX_VISITS {
+            return Err(corrupt(format!(
+                "a tree search visited more than {MAX_VISITS} blocks (a loop?)"
+            )));
+        }
+        let node = self.node(bytenr)?;
+        // Levels strictly decrease on the way down, so no path can come back to a block.
+        if node.level != level {
+            return Err(corrupt(format!(
+                "tree block {bytenr:#x} is at level {}, its parent expects {level}",
+                node.level
+            )));
+        }
+        if level == 0 {
+            for (i, (k, _)) in node.items.iter().enumerate() {
+                if *k > max {
+                    return Ok(false);
+                }
+                if *k >= min && !f(*k, node.item_data(i))? {
+                    return Ok(false);
+                }
+            }
+            return Ok(true);
+        }
+        for (i, (k, child)) in node.ptrs.iter().enumerate() {
+            if *k > max {
+                return Ok(false);
+            }
+            // Child i holds keys in [k, next key): skip it when all of them are < min.
+            if node.ptrs.get(i + 1).is_some_and(|(next, _)| *next <= min) {
+                continue;
+            }
+            if !self.walk(*child, level - 1, min, max, f, visits)? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// The data of the item with exactly `key`, if any.
+    pub fn get(&self, tree: Tree, key: Key) -> Result<Option<Vec<u8>>, FsError> {
+        let mut out = None;
+        self.search(tree, key, key, &mut |_, d| {
+            out = Some(d.to_vec());
+            Ok(false)
+        })?;
+        Ok(out)
+    }
+}
