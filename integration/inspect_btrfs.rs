@@ -264,3 +264,162 @@ fn inspect_btrfs_typed_errors() {
     let err = BtrfsFs::open(&[Arc::new(MemSource(bytes)) as Arc<dyn ReadAt>]).err().unwrap();
     assert!(matches!(err, FsError::Corrupt { fs: "btrfs", .. }), "{err}");
 }
+
+/// A deterministic tarball of `src` (the guestfish cache is keyed by its bytes).
+fn tarball(src: &Path, out: &Path) {
+    run(Command::new("tar")
+        .args(["--sort=name", "--mtime=@0", "--owner=0", "--group=0", "--numeric-owner", "-C"])
+        .arg(src)
+        .arg("-cf")
+        .arg(out)
+        .arg("."));
+}
+
+/// The guestfish-made filesystem: RAID1 data and metadata over two disks, the tree
+/// written three times under compress-force=zstd, zlib and lzo, subvolumes (one nested,
+/// one under a directory), a snapshot, vol1 as the default, a preallocated file with a
+/// write in its middle, a sparse file. The script prints its oracle listings
+/// (subvolume list, default, checksums) into the build log.
+const KERNEL_SCRIPT: &str = r#"mkfs-btrfs "/dev/sda /dev/sdb" datatype:raid1 metadata:raid1 label:gkraid
+mount-options "compress-force=zstd" /dev/sda /
+mkdir /zstd
+tar-in tree.tar /zstd
+umount /
+mount-options "compress-force=zlib" /dev/sda /
+mkdir /zlib
+tar-in tree.tar /zlib
+umount /
+mount-options "compress-force=lzo" /dev/sda /
+mkdir /lzo
+tar-in tree.tar /lzo
+btrfs-subvolume-create /vol1
+btrfs-subvolume-create /vol1/nested
+mkdir /dir
+btrfs-subvolume-create /dir/vol2
+write /vol1/a.txt "in vol1\n"
+write /vol1/nested/b.txt "nested\n"
+write /dir/vol2/c.txt "vol2\n"
+fallocate64 /prealloc 1048576
+pwrite /prealloc "abc" 100000
+touch /sparse
+truncate-size /sparse 10485760
+pwrite /sparse "X" 5000000
+btrfs-subvolume-snapshot /vol1 /snap1
+sync
+echo ==subvolumes==
+btrfs-subvolume-list /
+echo ==checksums==
+checksum sha256 /prealloc
+checksum sha256 /sparse
+checksum sha256 /zstd/text-1m.txt
+echo ==end==
+umount /
+mount /dev/sda /
+btrfs-subvolume-set-default 256 /
+echo ==default==
+btrfs-subvolume-get-default /
+umount /
+"#;
+
+fn kernel_image() -> (Vec<PathBuf>, String, Tree) {
+    let (dir, src, tree) = source_tree();
+    let tar = dir.path().join("tree.tar");
+    tarball(&src, &tar);
+    let disks = guestfish_disks(KERNEL_SCRIPT, &[300, 300], &[&tar]);
+    let log = std::fs::read_to_string(disks[0].parent().unwrap().join("log")).unwrap();
+    // tar keeps modes but not owners here: compare bytes, kinds and targets only.
+    let mut plain = Tree::new();
+    walk_source(&src, "", false, &mut plain);
+    let _ = tree;
+    (disks, log, plain)
+}
+
+/// The lines of the build log between `==name==` and the next marker.
+fn section<'a>(log: &'a str, name: &str) -> Vec<&'a str> {
+    log.lines()
+        .skip_while(|l| l.trim() != format!("=={name}=="))
+        .skip(1)
+        .take_while(|l| !l.starts_with("=="))
+        .collect()
+}
+
+#[test]
+fn inspect_btrfs_kernel_raid1_compression_subvolumes() {
+    let (disks, log, want) = kernel_image();
+    let devs: Vec<Arc<dyn ReadAt>> = disks.iter().map(|d| open_raw(d)).collect();
+    let fs = BtrfsFs::open(&devs).unwrap();
+    assert!(fs.warnings().is_empty(), "{:?}", fs.warnings());
+    let p = probe(devs[0].as_ref()).unwrap().unwrap();
+    assert_eq!(p.uuid, blkid(&disks[0], "UUID"));
+    assert_eq!(p.label.as_deref(), Some("gkraid"));
+
+    // Subvolumes as guestfish listed them: "id <n> ... path <p>" lines.
+    let mut listed: Vec<(u64, String)> = Vec::new();
+    for l in section(&log, "subvolumes") {
+        if let Some(v) = l.trim().strip_prefix("btrfssubvolume_id:") {
+            listed.push((v.trim().parse().unwrap(), String::new()));
+        }
+        if let Some(v) = l.trim().strip_prefix("btrfssubvolume_path:") {
+            listed.last_mut().unwrap().1 = v.trim().to_string();
+        }
+    }
+    let ours: Vec<(u64, String)> = fs
+        .subvolumes()
+        .unwrap()
+        .into_iter()
+        .map(|s| (s.id, s.path))
+        .collect();
+    assert_eq!(ours, listed, "subvolumes vs guestfish; log section: {:?}", section(&log, "subvolumes"));
+    assert!(ours.iter().any(|(_, p)| p == "dir/vol2"));
+    let default: u64 = section(&log, "default")[0].trim().parse().unwrap();
+    assert_eq!(fs.default_subvolume(), default);
+    assert_eq!(fs.subvolume_id(), 256);
+    assert_eq!(fs.read_file("/a.txt", 100).unwrap(), b"in vol1\n");
+    assert_eq!(fs.read_file("/nested/b.txt", 100).unwrap(), b"nested\n");
+
+    let top = fs.view(5).unwrap();
+    // Each compression's copy of the tree equals the tar input.
+    for algo in ["zstd", "zlib", "lzo"] {
+        let mut ours = Tree::new();
+        walk_ours(&top, &format!("/{algo}"), false, &[], &mut ours);
+        let ours: Tree = ours
+            .into_iter()
+            .map(|(k, v)| (k[algo.len() + 1..].to_string(), v))
+            .collect();
+        assert_same(algo, &ours, &want);
+    }
+    // Snapshot and the subvolume under a directory, entered through the top level.
+    assert_eq!(top.read_file("/snap1/a.txt", 100).unwrap(), b"in vol1\n");
+    assert_eq!(top.read_file("/dir/vol2/c.txt", 100).unwrap(), b"vol2\n");
+    assert_eq!(top.read_file("/vol1/nested/b.txt", 100).unwrap(), b"nested\n");
+
+    // Prealloc and sparse files against guestfish's checksums.
+    let sums: Vec<&str> = section(&log, "checksums");
+    let sha = |data: &[u8]| {
+        use sha2::{Digest, Sha256};
+        format!("{:x}", Sha256::digest(data))
+    };
+    let prealloc = top.read_file("/prealloc", 1 << 30).unwrap();
+    let mut expect = vec![0u8; 1 << 20];
+    expect[100000..100003].copy_from_slice(b"abc");
+    assert_eq!(prealloc, expect);
+    assert_eq!(sha(&prealloc), sums[0].trim());
+    let sparse = top.read_file("/sparse", 1 << 30).unwrap();
+    assert_eq!(sparse.len(), 10 << 20);
+    assert_eq!(sha(&sparse), sums[1].trim());
+    assert_eq!(
+        sha(&top.read_file("/zstd/text-1m.txt", 1 << 30).unwrap()),
+        sums[2].trim()
+    );
+
+    // RAID1 degraded: either disk alone still reads everything.
+    for one in &devs {
+        let fs = BtrfsFs::open(std::slice::from_ref(one)).unwrap();
+        assert!(fs.warnings().iter().any(|w| w.contains("2 devices, 1 present")));
+        let top = fs.view(5).unwrap();
+        let mut ours = Tree::new();
+        walk_ours(&top, "/zstd", false, &[], &mut ours);
+        assert_eq!(ours.len(), want.len());
+        assert_eq!(top.read_file("/zlib/random-3m.bin", 1 << 30).unwrap(), pseudo_random(4, 3 << 20 | 123));
+    }
+}

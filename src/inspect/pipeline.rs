@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use super::fs::btrfs::BtrfsFs;
 use super::fs::ext4::Ext4Fs;
 use super::fs::probe::{probe, Probed};
 use super::fs::vfat::VfatFs;
@@ -22,7 +23,10 @@ use super::fs::{FileSystem, FsError};
 use super::image::{self, ImageError};
 use super::os::{self, Include, Mountable};
 use super::partition::{self, PartitionError};
-use super::report::{FilesystemInfo, ImageInfo, PartitionInfo, Report, VolumeGroupInfo};
+use super::os::mountable::SubvolumeRef;
+use super::report::{
+    FilesystemInfo, ImageInfo, PartitionInfo, Report, SubvolumeInfo, VolumeGroupInfo,
+};
 use super::source::{Budgeted, CancelFlag, ReadAt, Slice};
 use super::volume::lvm2;
 
@@ -261,11 +265,16 @@ pub fn inspect_full(path: &Path, opts: &InspectOptions) -> Result<Inspection, In
 
     let mut groups: BTreeMap<String, VolumeGroupInfo> = BTreeMap::new();
     let mut mountables = Vec::with_capacity(devices.len());
+    // Btrfs members, opened once every device is probed (a filesystem may span several).
+    let mut btrfs_members: Vec<(usize, Arc<dyn ReadAt>)> = Vec::new();
     for (mut m, src) in devices {
         if let Some(src) = src {
             match probe(src.as_ref()) {
                 Ok(Some(found)) => {
                     open_filesystem(&mut m, &found, &src, &mut report, &mut groups);
+                    if found.fs_type == "btrfs" {
+                        btrfs_members.push((mountables.len(), src.clone()));
+                    }
                 }
                 Ok(None) => {}
                 Err(ImageError::BudgetExceeded { .. }) => return Err(budget_error()),
@@ -280,6 +289,10 @@ pub fn inspect_full(path: &Path, opts: &InspectOptions) -> Result<Inspection, In
         mountables.push(m);
     }
     report.volume_groups = groups.into_values().collect();
+    open_btrfs(&mut mountables, btrfs_members, &mut report);
+    if let Some(e) = failed() {
+        return Err(e);
+    }
 
     let include = Include {
         applications: opts.include_applications,
@@ -326,6 +339,7 @@ fn open_filesystem(
         uuid: found.uuid.clone(),
         label: found.label.clone(),
         size: found.size,
+        subvolumes: Vec::new(),
     });
     m.fs_type = Some(fs_type.to_string());
     m.uuid = found.uuid.clone();
@@ -340,7 +354,9 @@ fn open_filesystem(
             Arc::new(fs) as Arc<dyn FileSystem>
         })),
         "vfat" => Some(VfatFs::open(src.clone()).map(|fs| Arc::new(fs) as Arc<dyn FileSystem>)),
-        "xfs" | "btrfs" | "ntfs" => {
+        // Opened by `open_btrfs` once every device is probed.
+        "btrfs" => None,
+        "xfs" | "ntfs" => {
             report.warnings.push(format!(
                 "{}: {fs_type} filesystem: reading {fs_type} is not supported yet; an OS root or a \
                  mounted filesystem there is not inspected",
@@ -368,6 +384,92 @@ fn open_filesystem(
             m.device
         )),
         None => {}
+    }
+}
+
+/// Opens each btrfs filesystem from all its member devices (grouped by filesystem
+/// uuid), lists its subvolumes in the report, and adds one mountable per subvolume
+/// other than the default one, named `btrfsvol:<first member>/<path>` as libguestfs
+/// names them. The first member shows the default subvolume, as a plain mount would.
+fn open_btrfs(
+    mountables: &mut Vec<Mountable>,
+    members: Vec<(usize, Arc<dyn ReadAt>)>,
+    report: &mut Report,
+) {
+    let mut groups: BTreeMap<Option<String>, Vec<(usize, Arc<dyn ReadAt>)>> = BTreeMap::new();
+    for (i, src) in members {
+        groups.entry(mountables[i].uuid.clone()).or_default().push((i, src));
+    }
+    for (uuid, members) in groups {
+        let first = members[0].0;
+        let device = mountables[first].device.clone();
+        let srcs: Vec<Arc<dyn ReadAt>> = members.iter().map(|(_, s)| s.clone()).collect();
+        let fs = match BtrfsFs::open(&srcs) {
+            Ok(fs) => fs,
+            Err(e) => {
+                report
+                    .warnings
+                    .push(format!("{device}: cannot open btrfs filesystem: {e}"));
+                continue;
+            }
+        };
+        for w in fs.warnings() {
+            report.warnings.push(format!("{device}: {w}"));
+        }
+        let subvolumes = fs.subvolumes().unwrap_or_else(|e| {
+            report
+                .warnings
+                .push(format!("{device}: cannot list btrfs subvolumes: {e}"));
+            Vec::new()
+        });
+        for info in report
+            .filesystems
+            .iter_mut()
+            .filter(|f| f.fs_type == "btrfs" && f.uuid == uuid)
+        {
+            info.subvolumes = subvolumes
+                .iter()
+                .map(|s| SubvolumeInfo {
+                    id: s.id,
+                    path: s.path.clone(),
+                })
+                .collect();
+        }
+        let default = fs.default_subvolume();
+        let path_of = |id: u64| {
+            subvolumes
+                .iter()
+                .find(|s| s.id == id)
+                .map_or(String::new(), |s| s.path.clone())
+        };
+        let base = mountables[first].clone();
+        mountables[first].subvolume = Some(SubvolumeRef {
+            device: device.clone(),
+            id: default,
+            path: path_of(default),
+        });
+        for s in subvolumes.iter().filter(|s| s.id != default) {
+            match fs.view(s.id) {
+                Ok(view) => {
+                    let mut m = base.clone();
+                    m.device = format!("btrfsvol:{device}/{}", s.path);
+                    m.part_uuid = None;
+                    m.part_label = None;
+                    m.fs = Some(Arc::new(view));
+                    m.subvolume = Some(SubvolumeRef {
+                        device: device.clone(),
+                        id: s.id,
+                        path: s.path.clone(),
+                    });
+                    mountables.push(m);
+                }
+                Err(e) => report.warnings.push(format!(
+                    "{device}: btrfs subvolume {} ({}) cannot be read: {e}",
+                    s.path, s.id
+                )),
+            }
+        }
+        mountables[first].fs = Some(Arc::new(fs));
     }
 }
 

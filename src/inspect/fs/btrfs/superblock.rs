@@ -57,7 +57,8 @@ pub struct Superblock {
     pub csum_type: u16,
     /// This device's id (from the embedded device item).
     pub devid: u64,
-    #[cfg(test)]
+    /// Kept for tests and debugging; the probe reports the label.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub label: String,
     pub sys_chunk_array: Vec<u8>,
 }
@@ -150,7 +151,6 @@ pub fn parse(b: &[u8], at: u64) -> Result<Superblock, FsError> {
         root_level: b.get(0xc6).copied().unwrap_or(0),
         chunk_root_level: b.get(0xc7).copied().unwrap_or(0),
         devid: le64(b, 0xc9),
-        #[cfg(test)]
         label: String::from_utf8_lossy(&label_bytes[..end]).into_owned(),
         sys_chunk_array: field(b, SYS_CHUNK_ARRAY, array_size).to_vec(),
     })
