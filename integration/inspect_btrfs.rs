@@ -19,7 +19,7 @@ use guestkit_worker::inspect::image::RawImage;
 use guestkit_worker::inspect::pipeline::{inspect_with_stats, InspectOptions};
 use guestkit_worker::inspect::source::{MemSource, ReadAt};
 
-use crate::common::{guestfish_disks, run, sh, tempdir, Rng};
+use crate::common::{guestfish_disks, run, tempdir, Rng};
 
 /// What one path is, as seen by either side.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -422,4 +422,167 @@ fn inspect_btrfs_kernel_raid1_compression_subvolumes() {
         assert_eq!(ours.len(), want.len());
         assert_eq!(top.read_file("/zlib/random-3m.bin", 1 << 30).unwrap(), pseudo_random(4, 3 << 20 | 123));
     }
+}
+
+const FEDORA_BTRFS_UUID: &str = "5e3a1c2b-7d4f-4a6b-9c8d-0e1f2a3b4c5d";
+const FEDORA_BOOT_UUID: &str = "0b1c2d3e-4f50-4617-8293-a4b5c6d7e8f9";
+
+/// A Fedora-like guest as the installer lays it out: GPT, /boot ext4, btrfs with `root`
+/// and `home` subvolumes under zstd, fstab naming them with `subvol=`.
+fn fedora_image() -> PathBuf {
+    let dir = tempdir();
+    let root = dir.path().join("root");
+    let put = |rel: &str, content: &str| {
+        let p = root.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, content).unwrap();
+    };
+    put(
+        "usr/lib/os-release",
+        "NAME=\"Fedora Linux\"\nVERSION=\"39 (Workstation Edition)\"\nID=fedora\nVERSION_ID=39\n\
+         PRETTY_NAME=\"Fedora Linux 39 (Workstation Edition)\"\nVARIANT=\"Workstation Edition\"\n\
+         VARIANT_ID=workstation\n",
+    );
+    put("usr/bin/bash", &String::from_utf8_lossy(&text(9, 200_000)));
+    put("etc/hostname", "fedora-btrfs.example.com\n");
+    symlink("../usr/lib/os-release", root.join("etc/os-release")).unwrap();
+    symlink("usr/bin", root.join("bin")).unwrap();
+    put("etc/hosts", "127.0.0.1 localhost\n");
+    put(
+        "etc/fstab",
+        &format!(
+            "UUID={FEDORA_BTRFS_UUID} /     btrfs subvol=root,compress=zstd:1 0 0\n\
+             UUID={FEDORA_BOOT_UUID} /boot ext4  defaults 1 2\n\
+             UUID={FEDORA_BTRFS_UUID} /home btrfs subvol=home,compress=zstd:1 0 0\n"
+        ),
+    );
+    put("etc/passwd", "root:x:0:0:root:/root:/bin/bash\nfedora:x:1000:1000::/home/fedora:/bin/bash\n");
+    put("etc/machine-id", "5f3a9c1e7b2d4e6f8a0b1c2d3e4f5a6b\n");
+    std::fs::create_dir_all(root.join("home")).unwrap();
+    std::fs::create_dir_all(root.join("boot")).unwrap();
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(home.join("fedora")).unwrap();
+    std::fs::write(home.join("fedora/.bashrc"), "# user rc\n").unwrap();
+    let root_tar = dir.path().join("fedora-root.tar");
+    let home_tar = dir.path().join("fedora-home.tar");
+    tarball(&root, &root_tar);
+    tarball(&home, &home_tar);
+    let script = format!(
+        r##"part-init /dev/sda gpt
+part-add /dev/sda p 2048 206847
+part-add /dev/sda p 206848 -34
+mkfs ext4 /dev/sda1 label:boot
+set-uuid /dev/sda1 {FEDORA_BOOT_UUID}
+mkfs-btrfs /dev/sda2 label:fedora
+set-uuid /dev/sda2 {FEDORA_BTRFS_UUID}
+mount /dev/sda2 /
+btrfs-subvolume-create /root
+btrfs-subvolume-create /home
+umount /
+mount-options "compress-force=zstd,subvol=root" /dev/sda2 /
+tar-in fedora-root.tar /
+mount-options "compress-force=zstd,subvol=home" /dev/sda2 /home
+tar-in fedora-home.tar /home
+mount /dev/sda1 /boot
+write /boot/config-6.5.6-300.fc39.x86_64 "# kernel config\n"
+sync
+echo ==subvolumes==
+btrfs-subvolume-list /
+echo ==end==
+umount-all
+"##
+    );
+    guestfish_disks(&script, &[512], &[&root_tar, &home_tar]).remove(0)
+}
+
+/// virt-inspector's XML for `img`, cached by the image's hash (a TCG launch is slow).
+fn virt_inspector_xml(img: &Path) -> String {
+    let key = crate::common::sha256sum(img);
+    let cached = crate::common::fixture_cache().join(format!("virt-inspector-{}.xml", &key[..32]));
+    if let Ok(xml) = std::fs::read_to_string(&cached) {
+        return xml;
+    }
+    let out = run(Command::new("virt-inspector")
+        .env("LIBGUESTFS_BACKEND", "direct")
+        .env("LIBGUESTFS_BACKEND_SETTINGS", "force_tcg")
+        .args(["--no-applications", "--no-icon", "--format=raw", "-a"])
+        .arg(img));
+    let xml = String::from_utf8(out).unwrap();
+    std::fs::write(&cached, &xml).unwrap();
+    xml
+}
+
+/// The text of every `<tag>...</tag>` in `xml`.
+fn xml_texts(xml: &str, tag: &str) -> Vec<String> {
+    let open = format!("<{tag}>");
+    let close = format!("</{tag}>");
+    xml.split(&open)
+        .skip(1)
+        .filter_map(|s| s.split_once(&close).map(|(t, _)| t.to_string()))
+        .collect()
+}
+
+#[test]
+fn inspect_btrfs_fedora_like_guest() {
+    let img = fedora_image();
+    let (report, stats) = inspect_with_stats(&img, &InspectOptions::default()).unwrap();
+    eprintln!("fedora btrfs: {} bytes read", stats.bytes_read);
+    // The tree has no package database; nothing else may be amiss.
+    assert_eq!(
+        report.warnings,
+        vec!["btrfsvol:/dev/sda2/root: no rpm database (/var/lib/rpm/rpmdb.sqlite or Packages) found: applications not listed".to_string()]
+    );
+    assert_eq!(report.operating_systems.len(), 1, "{:?}", report.operating_systems);
+    let os = &report.operating_systems[0];
+    assert_eq!(os.root, "btrfsvol:/dev/sda2/root");
+    assert_eq!(
+        (os.distro.as_deref(), os.major_version, os.minor_version),
+        (Some("fedora"), Some(39), Some(0))
+    );
+    assert_eq!(os.hostname.as_deref(), Some("fedora-btrfs.example.com"));
+    let mps: Vec<(&str, &str)> = os.mountpoints.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    assert_eq!(
+        mps,
+        vec![
+            ("/", "btrfsvol:/dev/sda2/root"),
+            ("/boot", "/dev/sda1"),
+            ("/home", "btrfsvol:/dev/sda2/home")
+        ]
+    );
+    // The report's filesystem entry: uuid from blkid, subvolumes as guestfish listed.
+    let fs = report.filesystems.iter().find(|f| f.device == "/dev/sda2").unwrap();
+    assert_eq!(fs.fs_type, "btrfs");
+    let log = std::fs::read_to_string(img.parent().unwrap().join("log")).unwrap();
+    let listed: Vec<String> = section(&log, "subvolumes")
+        .iter()
+        .filter_map(|l| l.trim().strip_prefix("btrfssubvolume_path:").map(|p| p.trim().to_string()))
+        .collect();
+    let ours: Vec<String> = fs.subvolumes.iter().map(|s| s.path.clone()).collect();
+    assert_eq!(ours, listed);
+    assert_eq!(ours, vec!["root", "home"]);
+    assert!(report.filesystems.iter().filter(|f| f.device != "/dev/sda2").all(|f| f.subvolumes.is_empty()));
+    // Files of /home are read through the subvolume fstab names.
+    let inspection = guestkit_worker::inspect::pipeline::inspect_full(&img, &InspectOptions::default()).unwrap();
+    let guest = inspection.guest(&inspection.report.operating_systems[0]).unwrap();
+    assert_eq!(guest.read_file("/home/fedora/.bashrc", 100).unwrap(), b"# user rc\n");
+    assert_eq!(guest.read_file("/usr/bin/bash", 1 << 20).unwrap(), text(9, 200_000));
+
+    // virt-inspector (libguestfs with a real kernel) agrees.
+    let xml = virt_inspector_xml(&img);
+    assert_eq!(xml_texts(&xml, "root"), vec![os.root.clone()], "{xml}");
+    assert_eq!(xml_texts(&xml, "distro"), vec!["fedora".to_string()]);
+    assert_eq!(xml_texts(&xml, "major_version"), vec!["39".to_string()]);
+    assert_eq!(xml_texts(&xml, "hostname"), vec![os.hostname.clone().unwrap()]);
+    let mut theirs: Vec<(String, String)> = xml
+        .split("<mountpoint dev=\"")
+        .skip(1)
+        .filter_map(|s| {
+            let (dev, rest) = s.split_once("\">")?;
+            let (mp, _) = rest.split_once("</mountpoint>")?;
+            Some((mp.to_string(), dev.to_string()))
+        })
+        .collect();
+    theirs.sort();
+    let ours: Vec<(String, String)> = os.mountpoints.iter().map(|(a, b)| (a.clone(), b.clone())).collect();
+    assert_eq!(ours, theirs);
 }
