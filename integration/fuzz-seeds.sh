@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=fuzz/corpus
-mkdir -p "$out"/{qcow2,partition,probe,packages}
+mkdir -p "$out"/{qcow2,partition,probe,packages,btrfs}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
@@ -35,6 +35,31 @@ cp "$work/vfat.img" "$out/probe/"; truncate -s 1M "$out/probe/vfat.img"
 truncate -s 1M "$work/swap.img"; mkswap -L seed "$work/swap.img" >/dev/null 2>&1; cp "$work/swap.img" "$out/probe/"
 truncate -s 300M "$work/xfs.img"; mkfs.xfs -q -f -L seed "$work/xfs.img"; head -c 1M "$work/xfs.img" > "$out/probe/xfs.img"
 truncate -s 120M "$work/btrfs.img"; mkfs.btrfs -q -f -L seed "$work/btrfs.img" >/dev/null 2>&1; head -c 1M "$work/btrfs.img" > "$out/probe/btrfs.img"
+
+# btrfs: small trees under mkfs.btrfs --rootdir (single and DUP metadata, 4 KiB nodes
+# so trees have several levels), as the fuzz target's sparse form: every non-zero 4 KiB
+# block of the first 128 MiB as a u32 block number and its bytes.
+mkdir -p "$work/btree/dir"
+for i in $(seq 1 150); do printf 'file %s\n' "$i" > "$work/btree/dir/f$i"; done
+head -c 20000 /dev/urandom > "$work/btree/blob"; ln -s dir/f1 "$work/btree/link"
+sparse_blocks() {
+  python3 - "$1" "$2" <<'PY'
+import struct, sys
+src, dst = sys.argv[1], sys.argv[2]
+with open(src, 'rb') as f, open(dst, 'wb') as o:
+    for n in range(128 * 256):
+        b = f.read(4096)
+        if not b:
+            break
+        if any(b):
+            o.write(struct.pack('<I', n) + b)
+PY
+}
+for m in single dup; do
+  truncate -s 120M "$work/btrfs-$m.img"
+  mkfs.btrfs -q -f -n 4096 -m $m --rootdir "$work/btree" "$work/btrfs-$m.img" >/dev/null 2>&1
+  sparse_blocks "$work/btrfs-$m.img" "$out/btrfs/$m.blocks"
+done
 
 # package databases: a slice of this machine's dpkg status, an empty rpmdb.sqlite.
 head -c 200000 /var/lib/dpkg/status > "$out/packages/dpkg-status"

@@ -281,3 +281,106 @@ impl Volume {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inspect::fs::btrfs::chunk::tests::{chunk_item, sys_entry};
+    use crate::inspect::fs::btrfs::node::tests::{internal, leaf};
+    use crate::inspect::fs::btrfs::superblock::tests::seal;
+    use crate::inspect::source::MemSource;
+
+    const NODE: usize = 16384;
+    const FSID: [u8; 16] = [0x5a; 16];
+
+    /// A 1 MiB device mapped 1:1 by one system chunk; chunk tree: an empty leaf at
+    /// 0x20000; root tree at 0x30000 (level `root_level`), blocks placed by the caller.
+    fn image(root_level: u8, blocks: &[(usize, Vec<u8>)]) -> Vec<u8> {
+        let mut d = vec![0u8; 1 << 20];
+        let sb = &mut d[0x10000..0x11000];
+        sb[0x20..0x30].copy_from_slice(&FSID);
+        sb[0x30..0x38].copy_from_slice(&0x10000u64.to_le_bytes());
+        sb[0x40..0x48].copy_from_slice(b"_BHRfS_M");
+        sb[0x50..0x58].copy_from_slice(&0x30000u64.to_le_bytes());
+        sb[0x58..0x60].copy_from_slice(&0x20000u64.to_le_bytes());
+        sb[0x88] = 1;
+        sb[0x90..0x94].copy_from_slice(&4096u32.to_le_bytes());
+        sb[0x94..0x98].copy_from_slice(&(NODE as u32).to_le_bytes());
+        sb[0xc6] = root_level;
+        sb[0xc9] = 1; // devid
+        let arr = sys_entry(0, &chunk_item(1 << 20, 2, 0, &[(1, 0)]));
+        sb[0xa0..0xa4].copy_from_slice(&(arr.len() as u32).to_le_bytes());
+        sb[0x32b..0x32b + arr.len()].copy_from_slice(&arr);
+        seal(sb);
+        let chunk_leaf = leaf(0x20000, &FSID, NODE, &[]);
+        d[0x20000..0x20000 + NODE].copy_from_slice(&chunk_leaf);
+        for (at, b) in blocks {
+            d[*at..*at + b.len()].copy_from_slice(b);
+        }
+        d
+    }
+
+    fn open(d: Vec<u8>) -> Volume {
+        Volume::open(&[Arc::new(MemSource(d)) as Arc<dyn ReadAt>]).unwrap().0
+    }
+
+    fn search_all(vol: &Volume) -> Result<usize, FsError> {
+        let mut n = 0;
+        vol.search(
+            vol.root_tree(),
+            Key::new(0, 0, 0),
+            Key::new(u64::MAX, u8::MAX, u64::MAX),
+            &mut |_, _| {
+                n += 1;
+                Ok(true)
+            },
+        )?;
+        Ok(n)
+    }
+
+    #[test]
+    fn a_two_level_tree_is_searched_in_order() {
+        let k = |i| Key::new(i, 1, 0);
+        let root = internal(0x30000, &FSID, NODE, 1, &[(k(1), 0x40000), (k(10), 0x50000)]);
+        let a = leaf(0x40000, &FSID, NODE, &[(k(1), vec![1]), (k(2), vec![2])]);
+        let b = leaf(0x50000, &FSID, NODE, &[(k(10), vec![10]), (k(11), vec![11])]);
+        let vol = open(image(1, &[(0x30000, root), (0x40000, a), (0x50000, b)]));
+        assert_eq!(search_all(&vol).unwrap(), 4);
+        assert_eq!(vol.get(vol.root_tree(), k(11)).unwrap(), Some(vec![11]));
+        assert_eq!(vol.get(vol.root_tree(), k(3)).unwrap(), None);
+        let mut seen = Vec::new();
+        vol.search(vol.root_tree(), k(2), k(10), &mut |k, _| {
+            seen.push(k.objectid);
+            Ok(true)
+        })
+        .unwrap();
+        assert_eq!(seen, vec![2, 10]);
+    }
+
+    #[test]
+    fn a_node_pointing_to_itself_is_corrupt() {
+        let root = internal(0x30000, &FSID, NODE, 1, &[(Key::new(1, 1, 0), 0x30000)]);
+        let vol = open(image(1, &[(0x30000, root)]));
+        let err = search_all(&vol).unwrap_err();
+        assert!(err.to_string().contains("level"), "{err}");
+        // An address outside every chunk.
+        let root = internal(0x30000, &FSID, NODE, 1, &[(Key::new(1, 1, 0), 5 << 20)]);
+        let err = search_all(&open(image(1, &[(0x30000, root)]))).unwrap_err();
+        assert!(err.to_string().contains("in no chunk"), "{err}");
+    }
+
+    #[test]
+    fn a_fan_out_onto_one_block_hits_the_visit_cap() {
+        // Every pointer of two levels leads to the same blocks: 480 x 480 visits of a
+        // cached leaf, which must stop at the cap instead of running for ages.
+        let ptrs = |to: u64| -> Vec<(Key, u64)> {
+            (0..480).map(|i| (Key::new(i, 1, 0), to)).collect()
+        };
+        let root = internal(0x30000, &FSID, NODE, 2, &ptrs(0x40000));
+        let mid = internal(0x40000, &FSID, NODE, 1, &ptrs(0x50000));
+        let l = leaf(0x50000, &FSID, NODE, &[(Key::new(0, 1, 0), vec![0])]);
+        let vol = open(image(2, &[(0x30000, root), (0x40000, mid), (0x50000, l)]));
+        let err = search_all(&vol).unwrap_err();
+        assert!(err.to_string().contains("visited more than"), "{err}");
+    }
+}
