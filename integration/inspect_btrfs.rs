@@ -24,9 +24,16 @@ use crate::common::{guestfish_disks, run, tempdir, Rng};
 /// What one path is, as seen by either side.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Node {
-    Dir { meta: Option<(u32, u32, u32)> },
-    File { meta: Option<(u32, u32, u32)>, data: Vec<u8> },
-    Symlink { target: String },
+    Dir {
+        meta: Option<(u32, u32, u32)>,
+    },
+    File {
+        meta: Option<(u32, u32, u32)>,
+        data: Vec<u8>,
+    },
+    Symlink {
+        target: String,
+    },
 }
 
 type Tree = BTreeMap<String, Node>;
@@ -66,12 +73,24 @@ fn write(path: &Path, data: &[u8], mode: u32) {
 fn build_tree(root: &Path) {
     let mkdir = |p: &str| std::fs::create_dir_all(root.join(p)).unwrap();
     mkdir("a/b/c/d/e/f/g");
-    write(&root.join("a/b/c/d/e/f/g/deep.txt"), b"seven levels down\n", 0o644);
+    write(
+        &root.join("a/b/c/d/e/f/g/deep.txt"),
+        b"seven levels down\n",
+        0o644,
+    );
     write(&root.join("empty"), b"", 0o600);
     write(&root.join("inline.txt"), &text(1, 1500), 0o644);
-    write(&root.join("small-random.bin"), &pseudo_random(2, 3000), 0o640);
+    write(
+        &root.join("small-random.bin"),
+        &pseudo_random(2, 3000),
+        0o640,
+    );
     write(&root.join("text-1m.txt"), &text(3, 1 << 20), 0o644);
-    write(&root.join("random-3m.bin"), &pseudo_random(4, 3 << 20 | 123), 0o755);
+    write(
+        &root.join("random-3m.bin"),
+        &pseudo_random(4, 3 << 20 | 123),
+        0o755,
+    );
     write(&root.join("setuid"), b"#!/bin/sh\n", 0o4755);
     // Sparse: a hole, some data, a hole to the end.
     let f = std::fs::File::create(root.join("sparse")).unwrap();
@@ -83,7 +102,11 @@ fn build_tree(root: &Path) {
     std::fs::hard_link(root.join("inline.txt"), root.join("a/b/inline-link")).unwrap();
     mkdir("big");
     for i in 0..3000 {
-        write(&root.join(format!("big/entry-{i:05}")), format!("{i}\n").as_bytes(), 0o644);
+        write(
+            &root.join(format!("big/entry-{i:05}")),
+            format!("{i}\n").as_bytes(),
+            0o644,
+        );
     }
     let long = "L".repeat(255);
     write(&root.join(&long), b"long name\n", 0o644);
@@ -106,7 +129,11 @@ fn walk_source(root: &Path, rel: &str, meta: bool, out: &mut Tree) {
         let facts = meta.then_some((m.mode() & 0o7777, m.uid(), m.gid()));
         let node = if m.file_type().is_symlink() {
             Node::Symlink {
-                target: std::fs::read_link(entry.path()).unwrap().to_str().unwrap().into(),
+                target: std::fs::read_link(entry.path())
+                    .unwrap()
+                    .to_str()
+                    .unwrap()
+                    .into(),
             }
         } else if m.is_dir() {
             walk_source(root, &path, meta, out);
@@ -165,7 +192,11 @@ fn assert_same(label: &str, ours: &Tree, source: &Tree) {
                 Node::File { meta, data } => format!("file {meta:?} {} bytes", data.len()),
                 other => format!("{other:?}"),
             };
-            panic!("{label}: {path} differs: ours {} vs source {}", short(got), short(want));
+            panic!(
+                "{label}: {path} differs: ours {} vs source {}",
+                short(got),
+                short(want)
+            );
         }
     }
 }
@@ -202,7 +233,10 @@ fn inspect_btrfs_mkfs_rootdir_oracle() {
         ("single", &["-m", "single", "-O", "no-holes"]),
         ("dup", &["-m", "dup", "-O", "^no-holes"]),
         ("dup-nodesize-4k", &["-m", "dup", "-n", "4096"]),
-        ("single-64k-nodes", &["-m", "single", "-n", "65536", "-O", "^no-holes"]),
+        (
+            "single-64k-nodes",
+            &["-m", "single", "-n", "65536", "-O", "^no-holes"],
+        ),
     ];
     for (name, args) in cases {
         let img = dir.path().join(format!("{name}.img"));
@@ -222,7 +256,10 @@ fn inspect_btrfs_mkfs_rootdir_oracle() {
         let mut ours = Tree::new();
         walk_ours(&fs, "", true, &[], &mut ours);
         assert_same(name, &ours, &want);
-        let files = want.values().filter(|n| matches!(n, Node::File { .. })).count();
+        let files = want
+            .values()
+            .filter(|n| matches!(n, Node::File { .. }))
+            .count();
         let bytes: usize = want
             .values()
             .map(|n| match n {
@@ -230,7 +267,10 @@ fn inspect_btrfs_mkfs_rootdir_oracle() {
                 _ => 0,
             })
             .sum();
-        eprintln!("btrfs {name}: {} paths, {files} files, {bytes} bytes equal", want.len());
+        eprintln!(
+            "btrfs {name}: {} paths, {files} files, {bytes} bytes equal",
+            want.len()
+        );
     }
 }
 
@@ -239,36 +279,71 @@ fn inspect_btrfs_typed_errors() {
     let (dir, src, _) = source_tree();
     let img = dir.path().join("e.img");
     run(Command::new("truncate").arg("-s").arg("300M").arg(&img));
-    run(Command::new("mkfs.btrfs").args(["-q", "-f", "--rootdir"]).arg(&src).arg(&img));
+    run(Command::new("mkfs.btrfs")
+        .args(["-q", "-f", "--rootdir"])
+        .arg(&src)
+        .arg(&img));
     let fs = BtrfsFs::open(&[open_raw(&img)]).unwrap();
-    assert!(matches!(fs.read_file("/missing", 10), Err(FsError::NotFound(_))));
-    assert!(matches!(fs.read_file("/a", 10), Err(FsError::IsADirectory(_))));
-    assert!(matches!(fs.read_dir("/empty"), Err(FsError::NotADirectory(_))));
-    assert!(matches!(fs.read_file("/empty/x", 10), Err(FsError::NotADirectory(_))));
+    assert!(matches!(
+        fs.read_file("/missing", 10),
+        Err(FsError::NotFound(_))
+    ));
+    assert!(matches!(
+        fs.read_file("/a", 10),
+        Err(FsError::IsADirectory(_))
+    ));
+    assert!(matches!(
+        fs.read_dir("/empty"),
+        Err(FsError::NotADirectory(_))
+    ));
+    assert!(matches!(
+        fs.read_file("/empty/x", 10),
+        Err(FsError::NotADirectory(_))
+    ));
     assert!(matches!(
         fs.read_file("/text-1m.txt", 1000),
-        Err(FsError::TooLarge { size: 1048576, limit: 1000, .. })
+        Err(FsError::TooLarge {
+            size: 1048576,
+            limit: 1000,
+            ..
+        })
     ));
     assert!(matches!(fs.read_link("/a"), Err(FsError::NotASymlink(_))));
     let m = fs.metadata("/rel_link").unwrap();
     assert_eq!(m.kind, FileKind::Symlink);
-    assert_eq!(fs.read_file("/a/../inline.txt", 1 << 20).unwrap().len(), 1500);
+    assert_eq!(
+        fs.read_file("/a/../inline.txt", 1 << 20).unwrap().len(),
+        1500
+    );
     // A damaged primary superblock: the 64 MiB mirror is used.
     let mut bytes = std::fs::read(&img).unwrap();
     bytes[0x10000 + 0x200] ^= 0xff;
     let fs = BtrfsFs::open(&[Arc::new(MemSource(bytes.clone())) as Arc<dyn ReadAt>]).unwrap();
-    assert!(fs.warnings()[0].contains("0x4000000"), "{:?}", fs.warnings());
+    assert!(
+        fs.warnings()[0].contains("0x4000000"),
+        "{:?}",
+        fs.warnings()
+    );
     assert_eq!(fs.read_file("/inline.txt", 1 << 20).unwrap(), text(1, 1500));
     // No good superblock at all: a typed error.
     bytes[0x400_0000 + 0x200] ^= 0xff;
-    let err = BtrfsFs::open(&[Arc::new(MemSource(bytes)) as Arc<dyn ReadAt>]).err().unwrap();
+    let err = BtrfsFs::open(&[Arc::new(MemSource(bytes)) as Arc<dyn ReadAt>])
+        .err()
+        .unwrap();
     assert!(matches!(err, FsError::Corrupt { fs: "btrfs", .. }), "{err}");
 }
 
 /// A deterministic tarball of `src` (the guestfish cache is keyed by its bytes).
 fn tarball(src: &Path, out: &Path) {
     run(Command::new("tar")
-        .args(["--sort=name", "--mtime=@0", "--owner=0", "--group=0", "--numeric-owner", "-C"])
+        .args([
+            "--sort=name",
+            "--mtime=@0",
+            "--owner=0",
+            "--group=0",
+            "--numeric-owner",
+            "-C",
+        ])
         .arg(src)
         .arg("-cf")
         .arg(out)
@@ -369,7 +444,12 @@ fn inspect_btrfs_kernel_raid1_compression_subvolumes() {
         .into_iter()
         .map(|s| (s.id, s.path))
         .collect();
-    assert_eq!(ours, listed, "subvolumes vs guestfish; log section: {:?}", section(&log, "subvolumes"));
+    assert_eq!(
+        ours,
+        listed,
+        "subvolumes vs guestfish; log section: {:?}",
+        section(&log, "subvolumes")
+    );
     assert!(ours.iter().any(|(_, p)| p == "dir/vol2"));
     let default: u64 = section(&log, "default")[0].trim().parse().unwrap();
     assert_eq!(fs.default_subvolume(), default);
@@ -391,7 +471,10 @@ fn inspect_btrfs_kernel_raid1_compression_subvolumes() {
     // Snapshot and the subvolume under a directory, entered through the top level.
     assert_eq!(top.read_file("/snap1/a.txt", 100).unwrap(), b"in vol1\n");
     assert_eq!(top.read_file("/dir/vol2/c.txt", 100).unwrap(), b"vol2\n");
-    assert_eq!(top.read_file("/vol1/nested/b.txt", 100).unwrap(), b"nested\n");
+    assert_eq!(
+        top.read_file("/vol1/nested/b.txt", 100).unwrap(),
+        b"nested\n"
+    );
 
     // Prealloc and sparse files against guestfish's checksums.
     let sums: Vec<&str> = section(&log, "checksums");
@@ -415,12 +498,18 @@ fn inspect_btrfs_kernel_raid1_compression_subvolumes() {
     // RAID1 degraded: either disk alone still reads everything.
     for one in &devs {
         let fs = BtrfsFs::open(std::slice::from_ref(one)).unwrap();
-        assert!(fs.warnings().iter().any(|w| w.contains("2 devices, 1 present")));
+        assert!(fs
+            .warnings()
+            .iter()
+            .any(|w| w.contains("2 devices, 1 present")));
         let top = fs.view(5).unwrap();
         let mut ours = Tree::new();
         walk_ours(&top, "/zstd", false, &[], &mut ours);
         assert_eq!(ours.len(), want.len());
-        assert_eq!(top.read_file("/zlib/random-3m.bin", 1 << 30).unwrap(), pseudo_random(4, 3 << 20 | 123));
+        assert_eq!(
+            top.read_file("/zlib/random-3m.bin", 1 << 30).unwrap(),
+            pseudo_random(4, 3 << 20 | 123)
+        );
     }
 }
 
@@ -456,7 +545,10 @@ fn fedora_image() -> PathBuf {
              UUID={FEDORA_BTRFS_UUID} /home btrfs subvol=home,compress=zstd:1 0 0\n"
         ),
     );
-    put("etc/passwd", "root:x:0:0:root:/root:/bin/bash\nfedora:x:1000:1000::/home/fedora:/bin/bash\n");
+    put(
+        "etc/passwd",
+        "root:x:0:0:root:/root:/bin/bash\nfedora:x:1000:1000::/home/fedora:/bin/bash\n",
+    );
     put("etc/machine-id", "5f3a9c1e7b2d4e6f8a0b1c2d3e4f5a6b\n");
     std::fs::create_dir_all(root.join("home")).unwrap();
     std::fs::create_dir_all(root.join("boot")).unwrap();
@@ -532,7 +624,12 @@ fn inspect_btrfs_fedora_like_guest() {
         report.warnings,
         vec!["btrfsvol:/dev/sda2/root: no rpm database (/var/lib/rpm/rpmdb.sqlite or Packages) found: applications not listed".to_string()]
     );
-    assert_eq!(report.operating_systems.len(), 1, "{:?}", report.operating_systems);
+    assert_eq!(
+        report.operating_systems.len(),
+        1,
+        "{:?}",
+        report.operating_systems
+    );
     let os = &report.operating_systems[0];
     assert_eq!(os.root, "btrfsvol:/dev/sda2/root");
     assert_eq!(
@@ -540,7 +637,11 @@ fn inspect_btrfs_fedora_like_guest() {
         (Some("fedora"), Some(39), Some(0))
     );
     assert_eq!(os.hostname.as_deref(), Some("fedora-btrfs.example.com"));
-    let mps: Vec<(&str, &str)> = os.mountpoints.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    let mps: Vec<(&str, &str)> = os
+        .mountpoints
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
     assert_eq!(
         mps,
         vec![
@@ -550,29 +651,53 @@ fn inspect_btrfs_fedora_like_guest() {
         ]
     );
     // The report's filesystem entry: uuid from blkid, subvolumes as guestfish listed.
-    let fs = report.filesystems.iter().find(|f| f.device == "/dev/sda2").unwrap();
+    let fs = report
+        .filesystems
+        .iter()
+        .find(|f| f.device == "/dev/sda2")
+        .unwrap();
     assert_eq!(fs.fs_type, "btrfs");
     let log = std::fs::read_to_string(img.parent().unwrap().join("log")).unwrap();
     let listed: Vec<String> = section(&log, "subvolumes")
         .iter()
-        .filter_map(|l| l.trim().strip_prefix("btrfssubvolume_path:").map(|p| p.trim().to_string()))
+        .filter_map(|l| {
+            l.trim()
+                .strip_prefix("btrfssubvolume_path:")
+                .map(|p| p.trim().to_string())
+        })
         .collect();
     let ours: Vec<String> = fs.subvolumes.iter().map(|s| s.path.clone()).collect();
     assert_eq!(ours, listed);
     assert_eq!(ours, vec!["root", "home"]);
-    assert!(report.filesystems.iter().filter(|f| f.device != "/dev/sda2").all(|f| f.subvolumes.is_empty()));
+    assert!(report
+        .filesystems
+        .iter()
+        .filter(|f| f.device != "/dev/sda2")
+        .all(|f| f.subvolumes.is_empty()));
     // Files of /home are read through the subvolume fstab names.
-    let inspection = guestkit_worker::inspect::pipeline::inspect_full(&img, &InspectOptions::default()).unwrap();
-    let guest = inspection.guest(&inspection.report.operating_systems[0]).unwrap();
-    assert_eq!(guest.read_file("/home/fedora/.bashrc", 100).unwrap(), b"# user rc\n");
-    assert_eq!(guest.read_file("/usr/bin/bash", 1 << 20).unwrap(), text(9, 200_000));
+    let inspection =
+        guestkit_worker::inspect::pipeline::inspect_full(&img, &InspectOptions::default()).unwrap();
+    let guest = inspection
+        .guest(&inspection.report.operating_systems[0])
+        .unwrap();
+    assert_eq!(
+        guest.read_file("/home/fedora/.bashrc", 100).unwrap(),
+        b"# user rc\n"
+    );
+    assert_eq!(
+        guest.read_file("/usr/bin/bash", 1 << 20).unwrap(),
+        text(9, 200_000)
+    );
 
     // virt-inspector (libguestfs with a real kernel) agrees.
     let xml = virt_inspector_xml(&img);
     assert_eq!(xml_texts(&xml, "root"), vec![os.root.clone()], "{xml}");
     assert_eq!(xml_texts(&xml, "distro"), vec!["fedora".to_string()]);
     assert_eq!(xml_texts(&xml, "major_version"), vec!["39".to_string()]);
-    assert_eq!(xml_texts(&xml, "hostname"), vec![os.hostname.clone().unwrap()]);
+    assert_eq!(
+        xml_texts(&xml, "hostname"),
+        vec![os.hostname.clone().unwrap()]
+    );
     let mut theirs: Vec<(String, String)> = xml
         .split("<mountpoint dev=\"")
         .skip(1)
@@ -583,7 +708,11 @@ fn inspect_btrfs_fedora_like_guest() {
         })
         .collect();
     theirs.sort();
-    let ours: Vec<(String, String)> = os.mountpoints.iter().map(|(a, b)| (a.clone(), b.clone())).collect();
+    let ours: Vec<(String, String)> = os
+        .mountpoints
+        .iter()
+        .map(|(a, b)| (a.clone(), b.clone()))
+        .collect();
     assert_eq!(ours, theirs);
 }
 
@@ -593,7 +722,11 @@ fn crc32c(data: &[u8]) -> u32 {
     for &b in data {
         crc ^= u32::from(b);
         for _ in 0..8 {
-            crc = if crc & 1 != 0 { (crc >> 1) ^ 0x82f6_3b78 } else { crc >> 1 };
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0x82f6_3b78
+            } else {
+                crc >> 1
+            };
         }
     }
     !crc
@@ -632,7 +765,9 @@ fn walk_tolerant(fs: &dyn FileSystem, dir: &str, depth: usize, errors: &mut usiz
         let path = format!("{dir}/{}", e.name);
         match fs.metadata(&path) {
             Ok(m) if m.kind == FileKind::Dir => walk_tolerant(fs, &path, depth + 1, errors),
-            Ok(m) if m.kind == FileKind::Symlink => *errors += fs.read_link(&path).is_err() as usize,
+            Ok(m) if m.kind == FileKind::Symlink => {
+                *errors += fs.read_link(&path).is_err() as usize
+            }
             Ok(_) => *errors += fs.read_file(&path, 64 << 20).is_err() as usize,
             Err(_) => *errors += 1,
         }
@@ -670,7 +805,11 @@ fn small_image(dir: &Path) -> Vec<u8> {
     let src = dir.join("small");
     std::fs::create_dir_all(src.join("many")).unwrap();
     for i in 0..400 {
-        std::fs::write(src.join(format!("many/file-{i:04}")), text(i, 100 + i as usize * 7)).unwrap();
+        std::fs::write(
+            src.join(format!("many/file-{i:04}")),
+            text(i, 100 + i as usize * 7),
+        )
+        .unwrap();
     }
     std::fs::write(src.join("big.bin"), pseudo_random(7, 300_000)).unwrap();
     symlink("many/file-0001", src.join("link")).unwrap();
@@ -696,8 +835,15 @@ fn inspect_btrfs_hostile_trees() {
     let fs = BtrfsFs::open(&[recorder.clone() as Arc<dyn ReadAt>]).unwrap();
     walk_tolerant(&fs, "", 0, &mut 0);
     let seen = recorder.seen.lock().unwrap().clone();
-    let blocks: Vec<usize> = tree_blocks(&base).into_iter().filter(|o| seen.contains(&(*o as u64))).collect();
-    let internal: Vec<usize> = blocks.iter().copied().filter(|&o| base[o + 0x64] > 0).collect();
+    let blocks: Vec<usize> = tree_blocks(&base)
+        .into_iter()
+        .filter(|o| seen.contains(&(*o as u64)))
+        .collect();
+    let internal: Vec<usize> = blocks
+        .iter()
+        .copied()
+        .filter(|&o| base[o + 0x64] > 0)
+        .collect();
     assert!(!internal.is_empty(), "the image should have internal nodes");
     let mut clean = 0;
     walk_tolerant(&open_mem(base.clone()).unwrap(), "", 0, &mut clean);
@@ -729,7 +875,10 @@ fn inspect_btrfs_hostile_trees() {
             Ok(fs) => walk_tolerant(&fs, "", 0, &mut errors),
             Err(_) => errors += 1,
         }
-        assert!(errors > 0, "a leaf at {o:#x} with a wrong level went unnoticed");
+        assert!(
+            errors > 0,
+            "a leaf at {o:#x} with a wrong level went unnoticed"
+        );
     }
 
     // The bootstrap chunk pointing past the end of the device.
@@ -737,7 +886,9 @@ fn inspect_btrfs_hostile_trees() {
     let stripe_off = 0x10000 + 0x32b + 17 + 48 + 8;
     img[stripe_off..stripe_off + 8].copy_from_slice(&(1u64 << 40).to_le_bytes());
     reseal(&mut img[0x10000..0x11000]);
-    let err = open_mem(img).err().expect("a chunk outside the device must fail");
+    let err = open_mem(img)
+        .err()
+        .expect("a chunk outside the device must fail");
     assert!(err.to_string().contains("past the end"), "{err}");
 
     // Random damage inside re-sealed tree blocks (so it reaches the item parsers):

@@ -21,9 +21,9 @@ use super::fs::probe::{probe, Probed};
 use super::fs::vfat::VfatFs;
 use super::fs::{FileSystem, FsError};
 use super::image::{self, ImageError};
+use super::os::mountable::SubvolumeRef;
 use super::os::{self, Include, Mountable};
 use super::partition::{self, PartitionError};
-use super::os::mountable::SubvolumeRef;
 use super::report::{
     FilesystemInfo, ImageInfo, PartitionInfo, Report, SubvolumeInfo, VolumeGroupInfo,
 };
@@ -266,7 +266,7 @@ pub fn inspect_full(path: &Path, opts: &InspectOptions) -> Result<Inspection, In
     let mut groups: BTreeMap<String, VolumeGroupInfo> = BTreeMap::new();
     let mut mountables = Vec::with_capacity(devices.len());
     // Btrfs members, opened once every device is probed (a filesystem may span several).
-    let mut btrfs_members: Vec<(usize, Arc<dyn ReadAt>)> = Vec::new();
+    let mut btrfs_members: BtrfsMembers = Vec::new();
     for (mut m, src) in devices {
         if let Some(src) = src {
             match probe(src.as_ref()) {
@@ -387,18 +387,20 @@ fn open_filesystem(
     }
 }
 
+/// Btrfs member devices: index in the mountables and byte source.
+type BtrfsMembers = Vec<(usize, Arc<dyn ReadAt>)>;
+
 /// Opens each btrfs filesystem from all its member devices (grouped by filesystem
 /// uuid), lists its subvolumes in the report, and adds one mountable per subvolume
 /// other than the default one, named `btrfsvol:<first member>/<path>` as libguestfs
 /// names them. The first member shows the default subvolume, as a plain mount would.
-fn open_btrfs(
-    mountables: &mut Vec<Mountable>,
-    members: Vec<(usize, Arc<dyn ReadAt>)>,
-    report: &mut Report,
-) {
-    let mut groups: BTreeMap<Option<String>, Vec<(usize, Arc<dyn ReadAt>)>> = BTreeMap::new();
+fn open_btrfs(mountables: &mut Vec<Mountable>, members: BtrfsMembers, report: &mut Report) {
+    let mut groups: BTreeMap<Option<String>, BtrfsMembers> = BTreeMap::new();
     for (i, src) in members {
-        groups.entry(mountables[i].uuid.clone()).or_default().push((i, src));
+        groups
+            .entry(mountables[i].uuid.clone())
+            .or_default()
+            .push((i, src));
     }
     for (uuid, members) in groups {
         let first = members[0].0;

@@ -138,7 +138,9 @@ impl BtrfsFs {
             Key::new(LAST_FREE, u8::MAX, u64::MAX),
             &mut |k, d| {
                 if k.ty == ROOT_BACKREF && parents.len() < MAX_SUBVOLUMES {
-                    parents.entry(k.objectid).or_insert((k.offset, RootRef::parse(d)?));
+                    parents
+                        .entry(k.objectid)
+                        .or_insert((k.offset, RootRef::parse(d)?));
                 }
                 Ok(true)
             },
@@ -188,7 +190,9 @@ impl BtrfsFs {
         let mut parts = Vec::new();
         while ino != ROOT_DIR {
             if parts.len() > MAX_DEPTH {
-                return Err(corrupt(format!("directory {ino} of subvolume {tree} is too deep (a loop?)")));
+                return Err(corrupt(format!(
+                    "directory {ino} of subvolume {tree} is too deep (a loop?)"
+                )));
             }
             let mut found = None;
             self.shared.vol.search(
@@ -248,24 +252,29 @@ impl BtrfsFs {
             .shared
             .vol
             .get(t, Key::new(loc.ino, INODE_ITEM, 0))?
-            .ok_or_else(|| corrupt(format!("inode {} of subvolume {} is missing", loc.ino, loc.tree)))?;
+            .ok_or_else(|| {
+                corrupt(format!(
+                    "inode {} of subvolume {} is missing",
+                    loc.ino, loc.tree
+                ))
+            })?;
         Inode::parse(&data)
     }
 
     /// Where the entry `name` of directory `dir` leads.
     fn lookup(&self, dir: Loc, name: &str) -> Result<Option<Loc>, FsError> {
         let t = self.tree(dir.tree)?;
-        let Some(data) = self.shared.vol.get(
-            t,
-            Key::new(dir.ino, DIR_ITEM, name_hash(name.as_bytes())),
-        )?
+        let Some(data) = self
+            .shared
+            .vol
+            .get(t, Key::new(dir.ino, DIR_ITEM, name_hash(name.as_bytes())))?
         else {
             return Ok(None);
         };
         let entry = dir_entries(&data)?
             .into_iter()
             .find(|e| e.name == name.as_bytes());
-        Ok(entry.map(|e| target(dir, &e.location)).transpose()?)
+        entry.map(|e| target(dir, &e.location)).transpose()
     }
 
     /// Walks `path` from this view's root.
@@ -276,7 +285,10 @@ impl BtrfsFs {
         if path.len() > MAX_PATH_BYTES {
             return Err(FsError::Unsupported {
                 fs: "btrfs",
-                message: format!("path of {} bytes is longer than {MAX_PATH_BYTES}", path.len()),
+                message: format!(
+                    "path of {} bytes is longer than {MAX_PATH_BYTES}",
+                    path.len()
+                ),
             });
         }
         let root = Loc {
@@ -399,7 +411,9 @@ fn target(dir: Loc, location: &Key) -> Result<Loc, FsError> {
             tree: location.objectid,
             ino: ROOT_DIR,
         }),
-        t => Err(corrupt(format!("directory entry points at an item of type {t}"))),
+        t => Err(corrupt(format!(
+            "directory entry points at an item of type {t}"
+        ))),
     }
 }
 
@@ -475,7 +489,8 @@ impl FileSystem for BtrfsFs {
                 limit,
             });
         }
-        self.read_data(loc, inode.size).map_err(|e| in_path(e, path))
+        self.read_data(loc, inode.size)
+            .map_err(|e| in_path(e, path))
     }
 
     fn read_link(&self, path: &str) -> Result<String, FsError> {
@@ -486,7 +501,9 @@ impl FileSystem for BtrfsFs {
         if inode.size > MAX_PATH_BYTES as u64 {
             return Err(corrupt(format!("{path}: symlink of {} bytes", inode.size)));
         }
-        let bytes = self.read_data(loc, inode.size).map_err(|e| in_path(e, path))?;
+        let bytes = self
+            .read_data(loc, inode.size)
+            .map_err(|e| in_path(e, path))?;
         Ok(String::from_utf8_lossy(&bytes).into_owned())
     }
 }

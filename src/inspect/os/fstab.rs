@@ -465,7 +465,11 @@ mod tests {
         assert!(!out.mountpoints.contains_key("/gone"));
         assert_eq!(g.read_file("/home/user/.profile", 10).unwrap(), b"x");
         assert_eq!(out.warnings.len(), 1, "{:?}", out.warnings);
-        assert!(out.warnings[0].contains("subvol=nope"), "{:?}", out.warnings);
+        assert!(
+            out.warnings[0].contains("subvol=nope"),
+            "{:?}",
+            out.warnings
+        );
     }
 
     #[test]

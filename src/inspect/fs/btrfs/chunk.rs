@@ -43,8 +43,12 @@ pub enum Profile {
     /// Every stripe is a full copy (single, DUP, RAID1, RAID1C3, RAID1C4).
     Mirrored,
     Raid0,
-    Raid10 { sub_stripes: u16 },
-    Raid56 { parity: u16 },
+    Raid10 {
+        sub_stripes: u16,
+    },
+    Raid56 {
+        parity: u16,
+    },
 }
 
 /// One chunk: `length` logical bytes from its key's offset.
@@ -220,11 +224,15 @@ fn parse_chunk(b: &[u8]) -> Result<(Chunk, usize), FsError> {
         })
         .collect();
     let _uuid: [u8; 16] = array(b, CHUNK_FIXED + 16);
-    let bad = |what: &str| corrupt(format!("{what} chunk with {num} stripes, {sub} sub-stripes"));
+    let bad = |what: &str| {
+        corrupt(format!(
+            "{what} chunk with {num} stripes, {sub} sub-stripes"
+        ))
+    };
     let profile = if ty & RAID0 != 0 {
         Profile::Raid0
     } else if ty & RAID10 != 0 {
-        if sub < 2 || num % sub != 0 {
+        if sub < 2 || !num.is_multiple_of(sub) {
             return Err(bad("RAID10"));
         }
         Profile::Raid10 { sub_stripes: sub }
@@ -290,7 +298,13 @@ pub(crate) mod tests {
         ));
         let mut map = ChunkMap::from_sys_array(&arr).unwrap();
         let (p, left) = map.map((1 << 20) + 10).unwrap();
-        assert_eq!(p, vec![Physical { devid: 1, offset: (5 << 20) + 10 }]);
+        assert_eq!(
+            p,
+            vec![Physical {
+                devid: 1,
+                offset: (5 << 20) + 10
+            }]
+        );
         assert_eq!(left, (1 << 20) - 10);
         let (p, _) = map.map(4 << 20).unwrap();
         assert_eq!(p.len(), 2);
@@ -305,10 +319,22 @@ pub(crate) mod tests {
         )
         .unwrap();
         let (p, left) = map.map((16 << 20) + 2 * 65536 + 5).unwrap();
-        assert_eq!(p, vec![Physical { devid: 1, offset: 65536 + 5 }]);
+        assert_eq!(
+            p,
+            vec![Physical {
+                devid: 1,
+                offset: 65536 + 5
+            }]
+        );
         assert_eq!(left, 65536 - 5);
         let (p, _) = map.map((16 << 20) + 65536).unwrap();
-        assert_eq!(p, vec![Physical { devid: 2, offset: 1 << 20 }]);
+        assert_eq!(
+            p,
+            vec![Physical {
+                devid: 2,
+                offset: 1 << 20
+            }]
+        );
 
         // RAID10 of four: pairs (1,2) and (3,4).
         map.insert_item(
@@ -317,14 +343,14 @@ pub(crate) mod tests {
         )
         .unwrap();
         let (p, _) = map.map((32 << 20) + 65536).unwrap();
-        assert_eq!(
-            p.iter().map(|p| p.devid).collect::<Vec<_>>(),
-            vec![3, 4]
-        );
+        assert_eq!(p.iter().map(|p| p.devid).collect::<Vec<_>>(), vec![3, 4]);
 
         // Overlaps are corrupt; the same chunk again is fine.
         assert!(map
-            .insert_item(16 << 20, &chunk_item(1 << 20, 1 | RAID0, 0, &[(1, 0), (2, 1 << 20)]))
+            .insert_item(
+                16 << 20,
+                &chunk_item(1 << 20, 1 | RAID0, 0, &[(1, 0), (2, 1 << 20)])
+            )
             .is_ok());
         assert!(map
             .insert_item((16 << 20) + 4096, &chunk_item(4096, 1, 0, &[(1, 0)]))

@@ -92,8 +92,8 @@ fn unlzo(input: &[u8], out: &mut [u8], sector: usize) -> Result<(), FsError> {
             .ok_or_else(|| corrupt(format!("lzo segment of {seg} bytes overruns the extent")))?;
         pos += seg;
         let want = (out.len() - done).min(sector);
-        let bytes = lzo::decompress(data, sector)
-            .map_err(|e| corrupt(format!("lzo extent: {e}")))?;
+        let bytes =
+            lzo::decompress(data, sector).map_err(|e| corrupt(format!("lzo extent: {e}")))?;
         let n = bytes.len().min(want);
         out[done..done + n].copy_from_slice(&bytes[..n]);
         done += n;

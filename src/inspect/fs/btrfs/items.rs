@@ -269,10 +269,17 @@ mod tests {
         b[45..53].copy_from_slice(&8192u64.to_le_bytes());
         assert!(matches!(
             FileExtent::parse(&b).unwrap().body,
-            ExtentBody::Regular { disk_bytenr: 4096, num_bytes: 8192, .. }
+            ExtentBody::Regular {
+                disk_bytenr: 4096,
+                num_bytes: 8192,
+                ..
+            }
         ));
         b[16] = 9;
-        assert!(matches!(FileExtent::parse(&b), Err(FsError::Unsupported { .. })));
+        assert!(matches!(
+            FileExtent::parse(&b),
+            Err(FsError::Unsupported { .. })
+        ));
         b[16] = 0;
         assert!(FileExtent::parse(&b[..30]).is_err());
         b[20] = 5;

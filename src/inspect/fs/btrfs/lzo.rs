@@ -114,12 +114,20 @@ pub fn decompress(input: &[u8], max_out: usize) -> Result<Vec<u8>, LzoError> {
             let low = usize::from(inp.byte()?);
             copy_match(&mut out, 1 + ((t >> 2) & 7) + (low << 3), (t >> 5) + 1)?;
         } else if t >= 32 {
-            let len = if t & 31 == 0 { inp.long_length(31)? } else { t & 31 } + 2;
+            let len = if t & 31 == 0 {
+                inp.long_length(31)?
+            } else {
+                t & 31
+            } + 2;
             let d = inp.le16()?;
             next = d & 3;
             copy_match(&mut out, 1 + (d >> 2), len)?;
         } else {
-            let len = if t & 7 == 0 { inp.long_length(7)? } else { t & 7 } + 2;
+            let len = if t & 7 == 0 {
+                inp.long_length(7)?
+            } else {
+                t & 7
+            } + 2;
             let d = inp.le16()?;
             next = d & 3;
             let dist = ((t & 8) << 11) + (d >> 2);

@@ -67,7 +67,10 @@ impl Node {
                 let off = le32(&data, at + 17) as usize;
                 let size = le32(&data, at + 21) as usize;
                 let start = HEADER_SIZE + off;
-                if items.last().is_some_and(|(prev, _): &(Key, _)| *prev >= key) {
+                if items
+                    .last()
+                    .is_some_and(|(prev, _): &(Key, _)| *prev >= key)
+                {
                     return Err(bad(format!("item {i} is out of order")));
                 }
                 match start.checked_add(size) {
@@ -87,7 +90,10 @@ impl Node {
             for i in 0..nritems {
                 let at = HEADER_SIZE + i * PTR_SIZE;
                 let key = Key::parse(&data[at..]).ok_or_else(|| bad("truncated pointer".into()))?;
-                if ptrs.last().is_some_and(|(prev, _): &(Key, u64)| *prev >= key) {
+                if ptrs
+                    .last()
+                    .is_some_and(|(prev, _): &(Key, u64)| *prev >= key)
+                {
                     return Err(bad(format!("pointer {i} is out of order")));
                 }
                 ptrs.push((key, le64(&data, at + 17)));
@@ -115,7 +121,12 @@ pub(crate) mod tests {
     use super::*;
 
     /// Builds a checksummed leaf of `size` bytes with `items`.
-    pub(crate) fn leaf(bytenr: u64, fsid: &[u8; 16], size: usize, items: &[(Key, Vec<u8>)]) -> Vec<u8> {
+    pub(crate) fn leaf(
+        bytenr: u64,
+        fsid: &[u8; 16],
+        size: usize,
+        items: &[(Key, Vec<u8>)],
+    ) -> Vec<u8> {
         let mut b = vec![0u8; size];
         b[0x20..0x30].copy_from_slice(fsid);
         b[0x30..0x38].copy_from_slice(&bytenr.to_le_bytes());
@@ -134,7 +145,13 @@ pub(crate) mod tests {
     }
 
     /// Builds a checksummed internal node at `level`.
-    pub(crate) fn internal(bytenr: u64, fsid: &[u8; 16], size: usize, level: u8, ptrs: &[(Key, u64)]) -> Vec<u8> {
+    pub(crate) fn internal(
+        bytenr: u64,
+        fsid: &[u8; 16],
+        size: usize,
+        level: u8,
+        ptrs: &[(Key, u64)],
+    ) -> Vec<u8> {
         let mut b = vec![0u8; size];
         b[0x20..0x30].copy_from_slice(fsid);
         b[0x30..0x38].copy_from_slice(&bytenr.to_le_bytes());

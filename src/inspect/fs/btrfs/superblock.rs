@@ -78,7 +78,9 @@ pub fn read(src: &dyn ReadAt) -> Result<(Superblock, Option<String>), FsError> {
                 let warn = (i > 0).then(|| {
                     format!(
                         "btrfs primary superblock is damaged ({}); using the copy at {off:#x}",
-                        first_err.as_ref().map_or(String::new(), |e: &FsError| e.to_string())
+                        first_err
+                            .as_ref()
+                            .map_or(String::new(), |e: &FsError| e.to_string())
                     )
                 });
                 return Ok((sb, warn));
@@ -112,18 +114,14 @@ pub fn parse(b: &[u8], at: u64) -> Result<Superblock, FsError> {
     if !sectorsize.is_power_of_two() || !(4096..=65536).contains(&sectorsize) {
         return Err(corrupt(format!("sector size {sectorsize}")));
     }
-    if !nodesize.is_power_of_two() || !(4096..=65536).contains(&nodesize) || nodesize < sectorsize
-    {
+    if !nodesize.is_power_of_two() || !(4096..=65536).contains(&nodesize) || nodesize < sectorsize {
         return Err(corrupt(format!("node size {nodesize}")));
     }
     let incompat = le64(b, 0xbc);
     if incompat & !INCOMPAT_KNOWN != 0 {
         return Err(FsError::Unsupported {
             fs: "btrfs",
-            message: format!(
-                "incompatible features {:#x}",
-                incompat & !INCOMPAT_KNOWN
-            ),
+            message: format!("incompatible features {:#x}", incompat & !INCOMPAT_KNOWN),
         });
     }
     let array_size = le32(b, 0xa0) as usize;
@@ -184,7 +182,10 @@ pub(crate) mod tests {
         let mut disk = vec![0u8; 0x400_0000 + SUPER_SIZE];
         disk[0x1_0000..0x1_0000 + SUPER_SIZE].copy_from_slice(&sample());
         let (sb, warn) = read(&MemSource(disk.clone())).unwrap();
-        assert_eq!((sb.label.as_str(), sb.nodesize, warn), ("test", 16384, None));
+        assert_eq!(
+            (sb.label.as_str(), sb.nodesize, warn),
+            ("test", 16384, None)
+        );
 
         // A damaged primary: the mirror at 64 MiB is used, with a warning.
         let mut mirror = sample();

@@ -20,6 +20,9 @@ const CACHED_NODES: usize = 1024;
 /// same (cached) child must not make a search run for ever.
 const MAX_VISITS: usize = 200_000;
 
+/// What a search calls on each item (key, data); `Ok(false)` stops the search.
+pub type ItemFn<'a> = dyn FnMut(Key, &[u8]) -> Result<bool, FsError> + 'a;
+
 /// The root of one tree: its top block and that block's level.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Tree {
@@ -143,7 +146,10 @@ impl Volume {
                 )));
                 continue;
             };
-            if p.offset.checked_add(buf.len() as u64).is_none_or(|e| e > dev.size()) {
+            if p.offset
+                .checked_add(buf.len() as u64)
+                .is_none_or(|e| e > dev.size())
+            {
                 first_err.get_or_insert(corrupt(format!(
                     "logical {logical:#x} maps to {:#x} past the end of device {}",
                     p.offset, p.devid
@@ -211,7 +217,7 @@ impl Volume {
         tree: Tree,
         min: Key,
         max: Key,
-        f: &mut dyn FnMut(Key, &[u8]) -> Result<bool, FsError>,
+        f: &mut ItemFn<'_>,
     ) -> Result<(), FsError> {
         if tree.level > MAX_LEVEL {
             return Err(corrupt(format!("tree root at level {}", tree.level)));
@@ -228,7 +234,7 @@ impl Volume {
         level: u8,
         min: Key,
         max: Key,
-        f: &mut dyn FnMut(Key, &[u8]) -> Result<bool, FsError>,
+        f: &mut ItemFn<'_>,
         visits: &mut usize,
     ) -> Result<bool, FsError> {
         *visits += 1;
@@ -321,7 +327,9 @@ mod tests {
     }
 
     fn open(d: Vec<u8>) -> Volume {
-        Volume::open(&[Arc::new(MemSource(d)) as Arc<dyn ReadAt>]).unwrap().0
+        Volume::open(&[Arc::new(MemSource(d)) as Arc<dyn ReadAt>])
+            .unwrap()
+            .0
     }
 
     fn search_all(vol: &Volume) -> Result<usize, FsError> {
@@ -341,9 +349,20 @@ mod tests {
     #[test]
     fn a_two_level_tree_is_searched_in_order() {
         let k = |i| Key::new(i, 1, 0);
-        let root = internal(0x30000, &FSID, NODE, 1, &[(k(1), 0x40000), (k(10), 0x50000)]);
+        let root = internal(
+            0x30000,
+            &FSID,
+            NODE,
+            1,
+            &[(k(1), 0x40000), (k(10), 0x50000)],
+        );
         let a = leaf(0x40000, &FSID, NODE, &[(k(1), vec![1]), (k(2), vec![2])]);
-        let b = leaf(0x50000, &FSID, NODE, &[(k(10), vec![10]), (k(11), vec![11])]);
+        let b = leaf(
+            0x50000,
+            &FSID,
+            NODE,
+            &[(k(10), vec![10]), (k(11), vec![11])],
+        );
         let vol = open(image(1, &[(0x30000, root), (0x40000, a), (0x50000, b)]));
         assert_eq!(search_all(&vol).unwrap(), 4);
         assert_eq!(vol.get(vol.root_tree(), k(11)).unwrap(), Some(vec![11]));
@@ -373,9 +392,8 @@ mod tests {
     fn a_fan_out_onto_one_block_hits_the_visit_cap() {
         // Every pointer of two levels leads to the same blocks: 480 x 480 visits of a
         // cached leaf, which must stop at the cap instead of running for ages.
-        let ptrs = |to: u64| -> Vec<(Key, u64)> {
-            (0..480).map(|i| (Key::new(i, 1, 0), to)).collect()
-        };
+        let ptrs =
+            |to: u64| -> Vec<(Key, u64)> { (0..480).map(|i| (Key::new(i, 1, 0), to)).collect() };
         let root = internal(0x30000, &FSID, NODE, 2, &ptrs(0x40000));
         let mid = internal(0x40000, &FSID, NODE, 1, &ptrs(0x50000));
         let l = leaf(0x50000, &FSID, NODE, &[(Key::new(0, 1, 0), vec![0])]);

@@ -25,8 +25,7 @@ pub(super) fn probe(src: &dyn ReadAt) -> Result<Option<Probed>, ImageError> {
             continue;
         }
         // Other checksum types (xxhash, sha256, blake2) are accepted unchecked.
-        if le16(&sb, 0xc4) == CSUM_TYPE_CRC32C && crc32c::checksum(&sb[0x20..]) != le32(&sb, 0)
-        {
+        if le16(&sb, 0xc4) == CSUM_TYPE_CRC32C && crc32c::checksum(&sb[0x20..]) != le32(&sb, 0) {
             continue;
         }
         return Ok(Some(found(&sb)));
@@ -75,7 +74,11 @@ mod tests {
         m[..4].copy_from_slice(&crc.to_le_bytes());
         big[0x400_0000..].copy_from_slice(&m);
         assert_eq!(
-            probe(&MemSource(big.clone())).unwrap().unwrap().label.as_deref(),
+            probe(&MemSource(big.clone()))
+                .unwrap()
+                .unwrap()
+                .label
+                .as_deref(),
             Some("mool")
         );
         // No primary magic at all: nothing, whatever the mirrors say.
