@@ -917,3 +917,86 @@ fn inspect_btrfs_hostile_trees() {
     }
     eprintln!("btrfs mutations: 120 rounds, {opened} opened");
 }
+
+/// Striped profiles, written by the kernel: one GPT disk with four partitions holding one
+/// btrfs filesystem, data RAID10 and metadata RAID0 over them.
+const STRIPED_SCRIPT: &str = r#"part-init /dev/sda gpt
+part-add /dev/sda p 2048 411647
+part-add /dev/sda p 411648 821247
+part-add /dev/sda p 821248 1230847
+part-add /dev/sda p 1230848 1640447
+mkfs-btrfs "/dev/sda1 /dev/sda2 /dev/sda3 /dev/sda4" datatype:raid10 metadata:raid0 label:striped
+mount /dev/sda1 /
+tar-in tree.tar /
+sync
+umount /
+"#;
+
+#[test]
+fn inspect_btrfs_kernel_raid10_raid0_across_partitions() {
+    let (dir, src, _) = source_tree();
+    let tar = dir.path().join("tree.tar");
+    tarball(&src, &tar);
+    let disk = guestfish_disks(STRIPED_SCRIPT, &[820], &[&tar]).remove(0);
+    let mut want = Tree::new();
+    walk_source(&src, "", false, &mut want);
+
+    // Through the pipeline: the four members are found, grouped by uuid and opened
+    // once, on the first member.
+    let inspection =
+        guestkit_worker::inspect::pipeline::inspect_full(&disk, &InspectOptions::default())
+            .unwrap();
+    let r = &inspection.report;
+    let members: Vec<&str> = r
+        .filesystems
+        .iter()
+        .filter(|f| f.fs_type == "btrfs")
+        .map(|f| f.device.as_str())
+        .collect();
+    assert_eq!(
+        members,
+        ["/dev/sda1", "/dev/sda2", "/dev/sda3", "/dev/sda4"]
+    );
+    assert!(
+        !r.warnings.iter().any(|w| w.contains("btrfs")),
+        "{:?}",
+        r.warnings
+    );
+    let fs = inspection.devices[0]
+        .fs
+        .clone()
+        .expect("first member readable");
+    assert!(inspection.devices[1..].iter().all(|m| m.fs.is_none()));
+    let mut ours = Tree::new();
+    walk_ours(fs.as_ref(), "", false, &[], &mut ours);
+    assert_same("raid10/raid0", &ours, &want);
+
+    // With a member missing, RAID0 metadata cannot be read whole: typed errors (at
+    // open or while walking), never a wrong tree.
+    let whole = open_raw(&disk);
+    let parts: Vec<Arc<dyn ReadAt>> = r
+        .partitions
+        .iter()
+        .map(|p| {
+            Arc::new(
+                guestkit_worker::inspect::source::Slice::new(whole.clone(), p.start, p.size)
+                    .unwrap(),
+            ) as Arc<dyn ReadAt>
+        })
+        .collect();
+    match BtrfsFs::open(&parts[..3]) {
+        Err(err) => assert!(matches!(err, FsError::Corrupt { fs: "btrfs", .. }), "{err}"),
+        Ok(fs) => {
+            assert!(fs
+                .warnings()
+                .iter()
+                .any(|w| w.contains("4 devices, 3 present")));
+            let mut errors = 0;
+            walk_tolerant(&fs, "", 0, &mut errors);
+            assert!(
+                errors > 0,
+                "a RAID0 filesystem missing a member read without error"
+            );
+        }
+    }
+}

@@ -14,8 +14,8 @@ use super::key::Key;
 use super::node::{Node, MAX_LEVEL};
 use super::superblock::{self, Superblock};
 
-/// Tree blocks kept parsed (at most 64 KiB each).
-const CACHED_NODES: usize = 1024;
+/// Bytes of tree blocks kept parsed (1024 blocks of the default 16 KiB).
+const CACHE_BYTES: usize = 16 << 20;
 /// Most tree blocks one search may visit: a hostile tree whose pointers all lead to the
 /// same (cached) child must not make a search run for ever.
 const MAX_VISITS: usize = 200_000;
@@ -199,7 +199,7 @@ impl Volume {
         })?;
         let node = Arc::new(parsed.ok_or_else(|| corrupt("unreadable tree block"))?);
         let mut cache = self.lock_cache();
-        if cache.len() >= CACHED_NODES {
+        if cache.len() >= CACHE_BYTES / size {
             cache.clear();
         }
         cache.insert(bytenr, node.clone());
