@@ -6,6 +6,8 @@
 //!
 //! Times are in-process (the library, best of 7 after a warm-up); peak memory is the
 //! maximum RSS of the real binary's `inspect` subcommand, from `/usr/bin/time`.
+//! Then the same OS tree as a whole-disk ext4 and a whole-disk btrfs filesystem (raw),
+//! side by side: time and guest bytes read per filesystem reader.
 //! Builds its fixtures with `integration/fixtures/debian-disk.sh` (debootstrap once per
 //! machine, cached in $HOME/.cache/guestkit-fixtures).
 //!
@@ -86,6 +88,28 @@ fn fixtures() -> (PathBuf, PathBuf, PathBuf) {
         ));
     }
     (qcow2, big_raw, big_qcow2)
+}
+
+/// The Debian tree of the fixture as whole-disk ext4 and btrfs raw images.
+fn fs_images(qcow2: &Path) -> Vec<(&'static str, PathBuf)> {
+    let dir = qcow2.parent().unwrap();
+    let ext4 = dir.join("tree-ext4.raw");
+    let btrfs = dir.join("tree-btrfs.raw");
+    if !btrfs.exists() {
+        sh(&format!(
+            "used=$(du -sm {d}/root | cut -f1); size=$((used * 2 + 200))
+             rm -f {e} {b}; truncate -s ${{size}}M {e} {b}
+             mkfs.ext4 -q -F -d {d}/root {e}
+             mkfs.btrfs -q -f --rootdir {d}/root {b}",
+            d = dir.display(),
+            e = ext4.display(),
+            b = btrfs.display()
+        ));
+    }
+    vec![
+        ("same tree, whole-disk ext4", ext4),
+        ("same tree, whole-disk btrfs", btrfs),
+    ]
 }
 
 fn time_inspect(path: &Path) -> (f64, usize, u64) {
@@ -313,11 +337,13 @@ fn main() {
         return;
     }
     let (qcow2, big_raw, big_qcow2) = fixtures();
-    for (name, path) in [
-        ("debian qcow2 (zlib)", &qcow2),
-        ("same disk, 2 TiB sparse raw", &big_raw),
-        ("same disk, 2 TiB qcow2", &big_qcow2),
-    ] {
+    let mut cases = vec![
+        ("debian qcow2 (zlib)", qcow2.clone()),
+        ("same disk, 2 TiB sparse raw", big_raw),
+        ("same disk, 2 TiB qcow2", big_qcow2),
+    ];
+    cases.extend(fs_images(&qcow2));
+    for (name, path) in &cases {
         let size = std::fs::metadata(path).unwrap().len();
         let (ms, apps, bytes) = time_inspect(path);
         let rss = peak_rss_kib(path);

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=fuzz/corpus
-mkdir -p "$out"/{qcow2,partition,probe,packages,image_formats,lvm_text,lvm_pv,xfs}
+mkdir -p "$out"/{qcow2,partition,probe,packages,image_formats,lvm_text,lvm_pv,xfs,btrfs}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
@@ -105,6 +105,30 @@ while True:
 if run:
     dst.write(struct.pack(">QI", start, len(run)) + run)
 PY
+
+# btrfs: small trees under mkfs.btrfs --rootdir (single and DUP metadata, 4 KiB nodes
+# so trees have several levels), as the fuzz target's sparse form: every non-zero 4 KiB
+# block of the first 128 MiB as a u32 block number and its bytes.
+mkdir -p "$work/btree/dir"
+for i in $(seq 1 150); do printf 'file %s\n' "$i" > "$work/btree/dir/f$i"; done
+head -c 20000 /dev/urandom > "$work/btree/blob"; ln -s dir/f1 "$work/btree/link"
+sparse_blocks() {
+  python3 - "$1" "$2" <<'PY'
+import struct, sys
+src, dst = sys.argv[1], sys.argv[2]
+with open(src, 'rb') as f, open(dst, 'wb') as o:
+    for n in range(128 * 256):
+        b = f.read(4096)
+        if not b:
+            break
+        if any(b):
+            o.write(struct.pack('<I', n) + b)
+PY
+}
+for m in single dup; do
+  truncate -s 120M "$work/btrfs-$m.img"
+  mkfs.btrfs -q -f -n 4096 -m $m --rootdir "$work/btree" "$work/btrfs-$m.img" >/dev/null 2>&1
+  sparse_blocks "$work/btrfs-$m.img" "$out/btrfs/$m.blocks"
 done
 
 # package databases: a slice of this machine's dpkg status, an empty rpmdb.sqlite.

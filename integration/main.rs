@@ -3,6 +3,7 @@
 
 mod broker_security;
 mod common;
+mod inspect_btrfs;
 mod inspect_formats;
 mod inspect_fs;
 mod inspect_image;

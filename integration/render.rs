@@ -578,6 +578,7 @@ fn report() -> Report {
             uuid: Some(uuid.into()),
             label: label.map(str::to_string),
             size,
+            subvolumes: Vec::new(),
         }
     };
     Report {

@@ -11,19 +11,22 @@
 //! fails the job even when an upper layer turned it into a warning, since no fact read
 //! from a damaged image can be trusted.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use super::fs::btrfs::BtrfsFs;
 use super::fs::ext4::Ext4Fs;
 use super::fs::probe::{probe, Probed};
 use super::fs::vfat::VfatFs;
 use super::fs::xfs::XfsFs;
 use super::fs::{FileSystem, FsError};
 use super::image::{self, ImageError};
+use super::os::mountable::SubvolumeRef;
 use super::os::{self, Include, Mountable};
 use super::partition::{self, PartitionError};
-use super::report::{DiskInfo, FilesystemInfo, ImageInfo, PartitionInfo, Report};
+use super::report::{DiskInfo, FilesystemInfo, ImageInfo, PartitionInfo, Report, SubvolumeInfo};
 use super::source::{Budgeted, CancelFlag, ReadAt, Slice};
 use super::volume::{self, BlockDevice};
 
@@ -286,9 +289,15 @@ pub fn inspect_full(path: &Path, opts: &InspectOptions) -> Result<Inspection, In
 
     let mut mountables = Vec::with_capacity(devices.len());
     let mut containers = Vec::new();
+    // Btrfs members, opened once every device is probed (a filesystem may span several).
+    let mut btrfs_members: BtrfsMembers = Vec::new();
     for (mut m, src) in devices {
         if let Some(src) = src {
-            probe_device(&mut m, &src, &mut report, &mut containers).map_err(|_| budget_error())?;
+            let found = probe_device(&mut m, &src, &mut report, &mut containers)
+                .map_err(|_| budget_error())?;
+            if found == Some("btrfs") {
+                btrfs_members.push((mountables.len(), src.clone()));
+            }
         }
         if let Some(e) = failed() {
             return Err(e);
@@ -305,13 +314,20 @@ pub fn inspect_full(path: &Path, opts: &InspectOptions) -> Result<Inspection, In
         report.warnings.extend(assembled.warnings);
         for dev in assembled.devices {
             let mut m = Mountable::new(&dev.name);
-            probe_device(&mut m, &dev.src, &mut report, &mut containers)
+            let found = probe_device(&mut m, &dev.src, &mut report, &mut containers)
                 .map_err(|_| budget_error())?;
+            if found == Some("btrfs") {
+                btrfs_members.push((mountables.len(), dev.src.clone()));
+            }
             if let Some(e) = failed() {
                 return Err(e);
             }
             mountables.push(m);
         }
+    }
+    open_btrfs(&mut mountables, btrfs_members, &mut report);
+    if let Some(e) = failed() {
+        return Err(e);
     }
 
     let include = Include {
@@ -401,7 +417,7 @@ fn probe_device(
     src: &Arc<dyn ReadAt>,
     report: &mut Report,
     containers: &mut Vec<BlockDevice>,
-) -> Result<(), ImageError> {
+) -> Result<Option<&'static str>, ImageError> {
     match probe(src.as_ref()) {
         Ok(Some(found)) => {
             open_filesystem(m, &found, src, report);
@@ -411,14 +427,17 @@ fn probe_device(
                     src: src.clone(),
                 });
             }
+            Ok(Some(found.fs_type))
         }
-        Ok(None) => {}
-        Err(e @ ImageError::BudgetExceeded { .. }) => return Err(e),
-        Err(e) => report
-            .warnings
-            .push(format!("{}: cannot probe: {e}", m.device)),
+        Ok(None) => Ok(None),
+        Err(e @ ImageError::BudgetExceeded { .. }) => Err(e),
+        Err(e) => {
+            report
+                .warnings
+                .push(format!("{}: cannot probe: {e}", m.device));
+            Ok(None)
+        }
     }
-    Ok(())
 }
 
 /// Records what the probe found on `m` and opens the filesystems we can read.
@@ -430,6 +449,7 @@ fn open_filesystem(m: &mut Mountable, found: &Probed, src: &Arc<dyn ReadAt>, rep
         uuid: found.uuid.clone(),
         label: found.label.clone(),
         size: found.size,
+        subvolumes: Vec::new(),
     });
     m.fs_type = Some(fs_type.to_string());
     m.uuid = found.uuid.clone();
@@ -451,7 +471,9 @@ fn open_filesystem(m: &mut Mountable, found: &Probed, src: &Arc<dyn ReadAt>, rep
             }
             Arc::new(fs) as Arc<dyn FileSystem>
         })),
-        "btrfs" | "ntfs" => {
+        // Opened by `open_btrfs` once every device is probed.
+        "btrfs" => None,
+        "ntfs" => {
             report.warnings.push(format!(
                 "{}: {fs_type} filesystem: reading {fs_type} is not supported yet; an OS root or a \
                  mounted filesystem there is not inspected",
@@ -475,6 +497,94 @@ fn open_filesystem(m: &mut Mountable, found: &Probed, src: &Arc<dyn ReadAt>, rep
             m.device
         )),
         None => {}
+    }
+}
+
+/// Btrfs member devices: index in the mountables and byte source.
+type BtrfsMembers = Vec<(usize, Arc<dyn ReadAt>)>;
+
+/// Opens each btrfs filesystem from all its member devices (grouped by filesystem
+/// uuid), lists its subvolumes in the report, and adds one mountable per subvolume
+/// other than the default one, named `btrfsvol:<first member>/<path>` as libguestfs
+/// names them. The first member shows the default subvolume, as a plain mount would.
+fn open_btrfs(mountables: &mut Vec<Mountable>, members: BtrfsMembers, report: &mut Report) {
+    let mut groups: BTreeMap<Option<String>, BtrfsMembers> = BTreeMap::new();
+    for (i, src) in members {
+        groups
+            .entry(mountables[i].uuid.clone())
+            .or_default()
+            .push((i, src));
+    }
+    for (uuid, members) in groups {
+        let first = members[0].0;
+        let device = mountables[first].device.clone();
+        let srcs: Vec<Arc<dyn ReadAt>> = members.iter().map(|(_, s)| s.clone()).collect();
+        let fs = match BtrfsFs::open(&srcs) {
+            Ok(fs) => fs,
+            Err(e) => {
+                report
+                    .warnings
+                    .push(format!("{device}: cannot open btrfs filesystem: {e}"));
+                continue;
+            }
+        };
+        for w in fs.warnings() {
+            report.warnings.push(format!("{device}: {w}"));
+        }
+        let subvolumes = fs.subvolumes().unwrap_or_else(|e| {
+            report
+                .warnings
+                .push(format!("{device}: cannot list btrfs subvolumes: {e}"));
+            Vec::new()
+        });
+        for info in report
+            .filesystems
+            .iter_mut()
+            .filter(|f| f.fs_type == "btrfs" && f.uuid == uuid)
+        {
+            info.subvolumes = subvolumes
+                .iter()
+                .map(|s| SubvolumeInfo {
+                    id: s.id,
+                    path: s.path.clone(),
+                })
+                .collect();
+        }
+        let default = fs.default_subvolume();
+        let path_of = |id: u64| {
+            subvolumes
+                .iter()
+                .find(|s| s.id == id)
+                .map_or(String::new(), |s| s.path.clone())
+        };
+        let base = mountables[first].clone();
+        mountables[first].subvolume = Some(SubvolumeRef {
+            device: device.clone(),
+            id: default,
+            path: path_of(default),
+        });
+        for s in subvolumes.iter().filter(|s| s.id != default) {
+            match fs.view(s.id) {
+                Ok(view) => {
+                    let mut m = base.clone();
+                    m.device = format!("btrfsvol:{device}/{}", s.path);
+                    m.part_uuid = None;
+                    m.part_label = None;
+                    m.fs = Some(Arc::new(view));
+                    m.subvolume = Some(SubvolumeRef {
+                        device: device.clone(),
+                        id: s.id,
+                        path: s.path.clone(),
+                    });
+                    mountables.push(m);
+                }
+                Err(e) => report.warnings.push(format!(
+                    "{device}: btrfs subvolume {} ({}) cannot be read: {e}",
+                    s.path, s.id
+                )),
+            }
+        }
+        mountables[first].fs = Some(Arc::new(fs));
     }
 }
 

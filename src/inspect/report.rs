@@ -86,6 +86,17 @@ pub struct FilesystemInfo {
     pub uuid: Option<String>,
     pub label: Option<String>,
     pub size: Option<u64>,
+    /// Btrfs subvolumes (top level excluded), as `btrfs subvolume list` names them;
+    /// empty for other filesystems.
+    #[serde(default)]
+    pub subvolumes: Vec<SubvolumeInfo>,
+}
+
+/// One btrfs subvolume: its id and its path from the top-level subvolume.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SubvolumeInfo {
+    pub id: u64,
+    pub path: String,
 }
 
 /// One operating system root and what was found in it.

@@ -1,5 +1,6 @@
 //! Filesystem layer: probing superblocks, and reading files from the ones we support.
 
+pub mod btrfs;
 mod error;
 pub mod ext4;
 pub mod probe;

@@ -130,6 +130,13 @@ pub fn mount_from_fstab(
             ));
             continue;
         };
+        let dev = match btrfs_subvolume(dev, &e.options, devices) {
+            Ok(d) => d,
+            Err(w) => {
+                out.warnings.push(format!("/etc/fstab: {mountpoint}: {w}"));
+                continue;
+            }
+        };
         if mountpoint == "/" {
             if dev.device != root.device {
                 out.warnings.push(format!(
@@ -151,6 +158,50 @@ pub fn mount_from_fstab(
         }
     }
     out
+}
+
+/// For a btrfs device and an entry with `subvol=` or `subvolid=`, the mountable of that
+/// subvolume (the device itself when it is the default subvolume); else `dev`.
+fn btrfs_subvolume<'a>(
+    dev: &'a Mountable,
+    options: &str,
+    devices: &'a [Mountable],
+) -> Result<&'a Mountable, String> {
+    let Some(sv) = &dev.subvolume else {
+        return Ok(dev);
+    };
+    let mut path = None;
+    let mut id = None;
+    for o in options.split(',') {
+        if let Some(v) = o.strip_prefix("subvol=") {
+            path = Some(v.trim_matches('/').to_string());
+        } else if let Some(v) = o.strip_prefix("subvolid=") {
+            id = Some(v.parse::<u64>().map_err(|_| format!("bad subvolid={v}"))?);
+        }
+    }
+    if path.is_none() && id.is_none() {
+        return Ok(dev);
+    }
+    devices
+        .iter()
+        .find(|d| {
+            d.subvolume.as_ref().is_some_and(|s| {
+                s.device == sv.device
+                    && id.is_none_or(|id| s.id == id)
+                    && path.as_ref().is_none_or(|p| *p == s.path)
+            })
+        })
+        .ok_or_else(|| {
+            format!(
+                "btrfs subvolume {} of {} not found",
+                options
+                    .split(',')
+                    .filter(|o| o.starts_with("subvol"))
+                    .collect::<Vec<_>>()
+                    .join(","),
+                sv.device
+            )
+        })
 }
 
 /// `/var/` and `/var//lib/..` are the same mountpoint as `/var` and `/var`.
@@ -335,6 +386,7 @@ mod tests {
             part_uuid: Some(partuuid.into()),
             part_label: Some(format!("part {name}")),
             fs: fs.map(|f| Arc::new(f) as _),
+            subvolume: None,
         }
     }
 
@@ -390,6 +442,46 @@ mod tests {
         assert_eq!(r("/dev/xvdb1"), Some("/dev/sdb1"));
         assert_eq!(r("/dev/vdc1"), None);
         assert_eq!(r("/dev/vdaa1"), None);
+    }
+
+    #[test]
+    fn btrfs_subvol_and_subvolid_pick_the_subvolume() {
+        use crate::inspect::os::mountable::SubvolumeRef;
+        let sv = |device: &str, id: u64, path: &str, fs: MemFs| {
+            let mut m = dev(device, "btrfs-uuid", Some("fedora"), "", Some(fs));
+            m.subvolume = Some(SubvolumeRef {
+                device: "/dev/sda2".into(),
+                id,
+                path: path.into(),
+            });
+            m
+        };
+        let top = MemFs::new().dir("/root").dir("/home");
+        let root = MemFs::new().file(
+            "/etc/fstab",
+            "UUID=btrfs-uuid / btrfs subvol=root,compress=zstd:1 0 0\n\
+             LABEL=fedora /home btrfs subvolid=257 0 0\n\
+             /dev/vda2 /top btrfs subvol=/ 0 0\n\
+             UUID=btrfs-uuid /gone btrfs subvol=nope 0 0\n",
+        );
+        let home = MemFs::new().file("/user/.profile", "x");
+        let devs = vec![
+            sv("/dev/sda2", 5, "", top),
+            sv("btrfsvol:/dev/sda2/root", 256, "root", root),
+            sv("btrfsvol:/dev/sda2/home", 257, "home", home),
+        ];
+        let mut g = GuestFs::new(devs[1].fs.clone().unwrap());
+        let out = mount_from_fstab(&mut g, &devs[1], &devs);
+        assert_eq!(out.mountpoints["/home"], "btrfsvol:/dev/sda2/home");
+        assert_eq!(out.mountpoints["/top"], "/dev/sda2");
+        assert!(!out.mountpoints.contains_key("/gone"));
+        assert_eq!(g.read_file("/home/user/.profile", 10).unwrap(), b"x");
+        assert_eq!(out.warnings.len(), 1, "{:?}", out.warnings);
+        assert!(
+            out.warnings[0].contains("subvol=nope"),
+            "{:?}",
+            out.warnings
+        );
     }
 
     #[test]

@@ -23,6 +23,19 @@ pub struct Mountable {
     pub part_label: Option<String>,
     /// The opened filesystem, when its type is one we read.
     pub fs: Option<Arc<dyn FileSystem>>,
+    /// For btrfs: which subvolume `fs` shows (the default one for the block device
+    /// itself), so fstab's `subvol=`/`subvolid=` options can be matched.
+    pub subvolume: Option<SubvolumeRef>,
+}
+
+/// A btrfs subvolume as a mountable: libguestfs names it `btrfsvol:<device>/<path>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubvolumeRef {
+    /// The block device holding the filesystem (`/dev/sda2`).
+    pub device: String,
+    pub id: u64,
+    /// From the top level, without a leading `/` (empty for the top level itself).
+    pub path: String,
 }
 
 impl Mountable {
@@ -36,6 +49,7 @@ impl Mountable {
             part_uuid: None,
             part_label: None,
             fs: None,
+            subvolume: None,
         }
     }
 }
@@ -50,6 +64,7 @@ impl std::fmt::Debug for Mountable {
             .field("part_uuid", &self.part_uuid)
             .field("part_label", &self.part_label)
             .field("readable", &self.fs.is_some())
+            .field("subvolume", &self.subvolume)
             .finish()
     }
 }

@@ -1,31 +1,45 @@
-//! Btrfs superblock (at 64 KiB), checked by its CRC32C when it uses that checksum.
+//! Btrfs superblock (at 64 KiB), checked by its CRC32C when it uses that checksum. When
+//! the primary copy is damaged, the mirrors at 64 MiB and 256 GiB are tried, as the
+//! btrfs reader does, so a filesystem with a bad primary is still found.
 
 use super::{crc32c, label, read_array, Probed};
 use crate::inspect::bytes::{array, field, le16, le32, le64};
 use crate::inspect::image::ImageError;
 use crate::inspect::source::ReadAt;
 
-const SUPERBLOCK_OFFSET: u64 = 0x10000;
+const SUPERBLOCK_OFFSETS: [u64; 3] = [0x1_0000, 0x400_0000, 0x40_0000_0000];
 const MAGIC: &[u8; 8] = b"_BHRfS_M";
 const CSUM_TYPE_CRC32C: u16 = 0;
 
 pub(super) fn probe(src: &dyn ReadAt) -> Result<Option<Probed>, ImageError> {
-    let Some(sb) = read_array::<4096>(src, SUPERBLOCK_OFFSET)? else {
-        return Ok(None);
-    };
-    if field(&sb, 0x40, 8) != MAGIC {
-        return Ok(None);
+    for (i, &at) in SUPERBLOCK_OFFSETS.iter().enumerate() {
+        let Some(sb) = read_array::<4096>(src, at)? else {
+            return Ok(None);
+        };
+        if field(&sb, 0x40, 8) != MAGIC {
+            // No mirror without a primary signature: a stale mirror of an old,
+            // overwritten filesystem must not be reported.
+            if i == 0 {
+                return Ok(None);
+            }
+            continue;
+        }
+        // Other checksum types (xxhash, sha256, blake2) are accepted unchecked.
+        if le16(&sb, 0xc4) == CSUM_TYPE_CRC32C && crc32c::checksum(&sb[0x20..]) != le32(&sb, 0) {
+            continue;
+        }
+        return Ok(Some(found(&sb)));
     }
-    // Other checksum types (xxhash, sha256, blake2) are accepted unchecked.
-    if le16(&sb, 0xc4) == CSUM_TYPE_CRC32C && crc32c::checksum(&sb[0x20..]) != le32(&sb, 0) {
-        return Ok(None);
-    }
-    Ok(Some(Probed {
+    Ok(None)
+}
+
+fn found(sb: &[u8; 4096]) -> Probed {
+    Probed {
         fs_type: "btrfs",
-        uuid: crate::inspect::bytes::uuid_be(&array(&sb, 0x20)),
-        label: label(field(&sb, 0x12b, 256)),
-        size: Some(le64(&sb, 0x70)),
-    }))
+        uuid: crate::inspect::bytes::uuid_be(&array(sb, 0x20)),
+        label: label(field(sb, 0x12b, 256)),
+        size: Some(le64(sb, 0x70)),
+    }
 }
 
 #[cfg(test)]
@@ -50,6 +64,25 @@ mod tests {
             Some("42000000-0000-0000-0000-000000000000")
         );
         d[0x10000 + 0x12b] = b'P';
-        assert_eq!(probe(&MemSource(d)).unwrap(), None);
+        assert_eq!(probe(&MemSource(d.clone())).unwrap(), None);
+        // A damaged primary with a good mirror at 64 MiB.
+        let mut big = vec![0u8; 0x400_1000];
+        big[0x10000..0x11000].copy_from_slice(&d[0x10000..]);
+        let mut m = d[0x10000..].to_vec();
+        m[0x12b] = b'm';
+        let crc = crc32c::checksum(&m[0x20..0x1000]);
+        m[..4].copy_from_slice(&crc.to_le_bytes());
+        big[0x400_0000..].copy_from_slice(&m);
+        assert_eq!(
+            probe(&MemSource(big.clone()))
+                .unwrap()
+                .unwrap()
+                .label
+                .as_deref(),
+            Some("mool")
+        );
+        // No primary magic at all: nothing, whatever the mirrors say.
+        big[0x10040] = 0;
+        assert_eq!(probe(&MemSource(big)).unwrap(), None);
     }
 }

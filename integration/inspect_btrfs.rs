@@ -1,0 +1,1002 @@
+//! The btrfs oracle. `mkfs.btrfs --rootdir` images (single and DUP metadata, with and
+//! without no-holes) are walked through our reader and compared with the source tree:
+//! paths, kinds, sizes, bytes, symlink targets, mode/uid/gid as `stat` sees them, and the
+//! probe's uuid/label against `blkid -p`. A kernel-written image (guestfish: RAID1 over
+//! two disks, zlib/lzo/zstd compress-force, subvolumes with a default, a snapshot,
+//! prealloc and sparse files) is checked against the tar input and guestfish's own
+//! listings. A Fedora-like guest (root and home subvolumes, zstd) is fully inspected.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use guestkit_worker::inspect::fs::btrfs::BtrfsFs;
+use guestkit_worker::inspect::fs::probe::probe;
+use guestkit_worker::inspect::fs::{FileKind, FileSystem, FsError};
+use guestkit_worker::inspect::image::RawImage;
+use guestkit_worker::inspect::pipeline::{inspect_with_stats, InspectOptions};
+use guestkit_worker::inspect::source::{MemSource, ReadAt};
+
+use crate::common::{guestfish_disks, run, tempdir, Rng};
+
+/// What one path is, as seen by either side.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Node {
+    Dir {
+        meta: Option<(u32, u32, u32)>,
+    },
+    File {
+        meta: Option<(u32, u32, u32)>,
+        data: Vec<u8>,
+    },
+    Symlink {
+        target: String,
+    },
+}
+
+type Tree = BTreeMap<String, Node>;
+
+fn pseudo_random(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// Text-like bytes that compress well.
+fn text(seed: u64, len: usize) -> Vec<u8> {
+    let words = ["alpha ", "beta ", "gamma\n", "delta ", "epsilon ", "zeta\n"];
+    let mut r = Rng(seed | 1);
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        out.extend_from_slice(words[r.below(6) as usize].as_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+fn write(path: &Path, data: &[u8], mode: u32) {
+    std::fs::write(path, data).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// The source tree: small (inline) and large files, text and random, a sparse file,
+/// symlinks (short and long), hard links, a directory of 3000 entries, long names,
+/// odd modes and owners.
+fn build_tree(root: &Path) {
+    let mkdir = |p: &str| std::fs::create_dir_all(root.join(p)).unwrap();
+    mkdir("a/b/c/d/e/f/g");
+    write(
+        &root.join("a/b/c/d/e/f/g/deep.txt"),
+        b"seven levels down\n",
+        0o644,
+    );
+    write(&root.join("empty"), b"", 0o600);
+    write(&root.join("inline.txt"), &text(1, 1500), 0o644);
+    write(
+        &root.join("small-random.bin"),
+        &pseudo_random(2, 3000),
+        0o640,
+    );
+    write(&root.join("text-1m.txt"), &text(3, 1 << 20), 0o644);
+    write(
+        &root.join("random-3m.bin"),
+        &pseudo_random(4, 3 << 20 | 123),
+        0o755,
+    );
+    write(&root.join("setuid"), b"#!/bin/sh\n", 0o4755);
+    // Sparse: a hole, some data, a hole to the end.
+    let f = std::fs::File::create(root.join("sparse")).unwrap();
+    f.set_len(8 << 20).unwrap();
+    use std::os::unix::fs::FileExt;
+    f.write_all_at(&pseudo_random(5, 10000), 3 << 20).unwrap();
+    drop(f);
+    std::fs::hard_link(root.join("text-1m.txt"), root.join("a/hardlink.txt")).unwrap();
+    std::fs::hard_link(root.join("inline.txt"), root.join("a/b/inline-link")).unwrap();
+    mkdir("big");
+    for i in 0..3000 {
+        write(
+            &root.join(format!("big/entry-{i:05}")),
+            format!("{i}\n").as_bytes(),
+            0o644,
+        );
+    }
+    let long = "L".repeat(255);
+    write(&root.join(&long), b"long name\n", 0o644);
+    mkdir(&format!("a/{}", "d".repeat(200)));
+    write(&root.join("ünïcödé ☃.txt"), "snow\n".as_bytes(), 0o644);
+    mkdir("private");
+    std::fs::set_permissions(root.join("private"), std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::os::unix::fs::chown(root.join("private"), Some(1000), Some(1001)).unwrap();
+    std::os::unix::fs::lchown(root.join("empty"), Some(42), Some(43)).unwrap();
+    symlink("a/b/c", root.join("rel_link")).unwrap();
+    symlink("/etc/passwd", root.join("abs_link")).unwrap();
+    symlink(format!("/{}", "t".repeat(300)), root.join("a/long_link")).unwrap();
+}
+
+fn walk_source(root: &Path, rel: &str, meta: bool, out: &mut Tree) {
+    for entry in std::fs::read_dir(root.join(rel.trim_start_matches('/'))).unwrap() {
+        let entry = entry.unwrap();
+        let path = format!("{rel}/{}", entry.file_name().to_str().unwrap());
+        let m = std::fs::symlink_metadata(entry.path()).unwrap();
+        let facts = meta.then_some((m.mode() & 0o7777, m.uid(), m.gid()));
+        let node = if m.file_type().is_symlink() {
+            Node::Symlink {
+                target: std::fs::read_link(entry.path())
+                    .unwrap()
+                    .to_str()
+                    .unwrap()
+                    .into(),
+            }
+        } else if m.is_dir() {
+            walk_source(root, &path, meta, out);
+            Node::Dir { meta: facts }
+        } else {
+            Node::File {
+                meta: facts,
+                data: std::fs::read(entry.path()).unwrap(),
+            }
+        };
+        out.insert(path, node);
+    }
+}
+
+fn walk_ours(fs: &dyn FileSystem, dir: &str, meta: bool, skip: &[&str], out: &mut Tree) {
+    for entry in fs.read_dir(if dir.is_empty() { "/" } else { dir }).unwrap() {
+        let path = format!("{dir}/{}", entry.name);
+        if skip.contains(&path.as_str()) {
+            continue;
+        }
+        let m = fs.metadata(&path).unwrap();
+        assert_eq!(m.kind, entry.kind, "{path}: kind from read_dir vs metadata");
+        let facts = meta.then_some((m.mode, m.uid, m.gid));
+        let node = match m.kind {
+            FileKind::Dir => {
+                walk_ours(fs, &path, meta, skip, out);
+                Node::Dir { meta: facts }
+            }
+            FileKind::File => {
+                let data = fs.read_file(&path, 1 << 30).unwrap();
+                assert_eq!(data.len() as u64, m.size, "{path}: size");
+                Node::File { meta: facts, data }
+            }
+            FileKind::Symlink => {
+                let target = fs.read_link(&path).unwrap();
+                assert_eq!(target.len() as u64, m.size, "{path}: symlink size");
+                Node::Symlink { target }
+            }
+            FileKind::Other => panic!("{path}: unexpected special file"),
+        };
+        out.insert(path, node);
+    }
+}
+
+fn assert_same(label: &str, ours: &Tree, source: &Tree) {
+    let only_ours: Vec<_> = ours.keys().filter(|k| !source.contains_key(*k)).collect();
+    let only_source: Vec<_> = source.keys().filter(|k| !ours.contains_key(*k)).collect();
+    assert!(
+        only_ours.is_empty() && only_source.is_empty(),
+        "{label}: paths only in ours: {only_ours:?}; only in the source: {only_source:?}"
+    );
+    for (path, want) in source {
+        let got = &ours[path];
+        if got != want {
+            let short = |n: &Node| match n {
+                Node::File { meta, data } => format!("file {meta:?} {} bytes", data.len()),
+                other => format!("{other:?}"),
+            };
+            panic!(
+                "{label}: {path} differs: ours {} vs source {}",
+                short(got),
+                short(want)
+            );
+        }
+    }
+}
+
+fn open_raw(path: &Path) -> Arc<dyn ReadAt> {
+    Arc::new(RawImage::open(path).unwrap())
+}
+
+/// `blkid -p` value of one tag.
+fn blkid(img: &Path, tag: &str) -> Option<String> {
+    let out = Command::new("blkid")
+        .args(["-p", "-o", "value", "-s", tag])
+        .arg(img)
+        .output()
+        .unwrap();
+    let v = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    (!v.is_empty()).then_some(v)
+}
+
+fn source_tree() -> (tempfile::TempDir, PathBuf, Tree) {
+    let dir = tempdir();
+    let src = dir.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    build_tree(&src);
+    let mut tree = Tree::new();
+    walk_source(&src, "", true, &mut tree);
+    (dir, src, tree)
+}
+
+#[test]
+fn inspect_btrfs_mkfs_rootdir_oracle() {
+    let (dir, src, want) = source_tree();
+    let cases: [(&str, &[&str]); 4] = [
+        ("single", &["-m", "single", "-O", "no-holes"]),
+        ("dup", &["-m", "dup", "-O", "^no-holes"]),
+        ("dup-nodesize-4k", &["-m", "dup", "-n", "4096"]),
+        (
+            "single-64k-nodes",
+            &["-m", "single", "-n", "65536", "-O", "^no-holes"],
+        ),
+    ];
+    for (name, args) in cases {
+        let img = dir.path().join(format!("{name}.img"));
+        run(Command::new("truncate").arg("-s").arg("300M").arg(&img));
+        run(Command::new("mkfs.btrfs")
+            .args(["-q", "-f", "-L", name, "--rootdir"])
+            .arg(&src)
+            .args(args)
+            .arg(&img));
+        let src_dev = open_raw(&img);
+        let p = probe(src_dev.as_ref()).unwrap().unwrap();
+        assert_eq!(p.fs_type, "btrfs");
+        assert_eq!(p.uuid, blkid(&img, "UUID"), "{name}: uuid");
+        assert_eq!(p.label, blkid(&img, "LABEL"), "{name}: label");
+        let fs = BtrfsFs::open(&[src_dev]).unwrap();
+        assert_eq!(fs.default_subvolume(), 5);
+        let mut ours = Tree::new();
+        walk_ours(&fs, "", true, &[], &mut ours);
+        assert_same(name, &ours, &want);
+        let files = want
+            .values()
+            .filter(|n| matches!(n, Node::File { .. }))
+            .count();
+        let bytes: usize = want
+            .values()
+            .map(|n| match n {
+                Node::File { data, .. } => data.len(),
+                _ => 0,
+            })
+            .sum();
+        eprintln!(
+            "btrfs {name}: {} paths, {files} files, {bytes} bytes equal",
+            want.len()
+        );
+    }
+}
+
+#[test]
+fn inspect_btrfs_typed_errors() {
+    let (dir, src, _) = source_tree();
+    let img = dir.path().join("e.img");
+    run(Command::new("truncate").arg("-s").arg("300M").arg(&img));
+    run(Command::new("mkfs.btrfs")
+        .args(["-q", "-f", "--rootdir"])
+        .arg(&src)
+        .arg(&img));
+    let fs = BtrfsFs::open(&[open_raw(&img)]).unwrap();
+    assert!(matches!(
+        fs.read_file("/missing", 10),
+        Err(FsError::NotFound(_))
+    ));
+    assert!(matches!(
+        fs.read_file("/a", 10),
+        Err(FsError::IsADirectory(_))
+    ));
+    assert!(matches!(
+        fs.read_dir("/empty"),
+        Err(FsError::NotADirectory(_))
+    ));
+    assert!(matches!(
+        fs.read_file("/empty/x", 10),
+        Err(FsError::NotADirectory(_))
+    ));
+    assert!(matches!(
+        fs.read_file("/text-1m.txt", 1000),
+        Err(FsError::TooLarge {
+            size: 1048576,
+            limit: 1000,
+            ..
+        })
+    ));
+    assert!(matches!(fs.read_link("/a"), Err(FsError::NotASymlink(_))));
+    let m = fs.metadata("/rel_link").unwrap();
+    assert_eq!(m.kind, FileKind::Symlink);
+    assert_eq!(
+        fs.read_file("/a/../inline.txt", 1 << 20).unwrap().len(),
+        1500
+    );
+    // A damaged primary superblock: the 64 MiB mirror is used.
+    let mut bytes = std::fs::read(&img).unwrap();
+    bytes[0x10000 + 0x200] ^= 0xff;
+    let fs = BtrfsFs::open(&[Arc::new(MemSource(bytes.clone())) as Arc<dyn ReadAt>]).unwrap();
+    assert!(
+        fs.warnings()[0].contains("0x4000000"),
+        "{:?}",
+        fs.warnings()
+    );
+    assert_eq!(fs.read_file("/inline.txt", 1 << 20).unwrap(), text(1, 1500));
+    // No good superblock at all: a typed error.
+    bytes[0x400_0000 + 0x200] ^= 0xff;
+    let err = BtrfsFs::open(&[Arc::new(MemSource(bytes)) as Arc<dyn ReadAt>])
+        .err()
+        .unwrap();
+    assert!(matches!(err, FsError::Corrupt { fs: "btrfs", .. }), "{err}");
+}
+
+/// A deterministic tarball of `src` (the guestfish cache is keyed by its bytes).
+fn tarball(src: &Path, out: &Path) {
+    run(Command::new("tar")
+        .args([
+            "--sort=name",
+            "--mtime=@0",
+            "--owner=0",
+            "--group=0",
+            "--numeric-owner",
+            "-C",
+        ])
+        .arg(src)
+        .arg("-cf")
+        .arg(out)
+        .arg("."));
+}
+
+/// The guestfish-made filesystem: RAID1 data and metadata over two disks, the tree
+/// written three times under compress-force=zstd, zlib and lzo, subvolumes (one nested,
+/// one under a directory), a snapshot, vol1 as the default, a preallocated file with a
+/// write in its middle, a sparse file. The script prints its oracle listings
+/// (subvolume list, default, checksums) into the build log.
+const KERNEL_SCRIPT: &str = r#"mkfs-btrfs "/dev/sda /dev/sdb" datatype:raid1 metadata:raid1 label:gkraid
+mount-options "compress-force=zstd" /dev/sda /
+mkdir /zstd
+tar-in tree.tar /zstd
+umount /
+mount-options "compress-force=zlib" /dev/sda /
+mkdir /zlib
+tar-in tree.tar /zlib
+umount /
+mount-options "compress-force=lzo" /dev/sda /
+mkdir /lzo
+tar-in tree.tar /lzo
+btrfs-subvolume-create /vol1
+btrfs-subvolume-create /vol1/nested
+mkdir /dir
+btrfs-subvolume-create /dir/vol2
+write /vol1/a.txt "in vol1\n"
+write /vol1/nested/b.txt "nested\n"
+write /dir/vol2/c.txt "vol2\n"
+fallocate64 /prealloc 1048576
+pwrite /prealloc "abc" 100000
+touch /sparse
+truncate-size /sparse 10485760
+pwrite /sparse "X" 5000000
+btrfs-subvolume-snapshot /vol1 /snap1
+sync
+echo ==subvolumes==
+btrfs-subvolume-list /
+echo ==checksums==
+checksum sha256 /prealloc
+checksum sha256 /sparse
+checksum sha256 /zstd/text-1m.txt
+echo ==end==
+umount /
+mount /dev/sda /
+btrfs-subvolume-set-default 256 /
+echo ==default==
+btrfs-subvolume-get-default /
+umount /
+"#;
+
+fn kernel_image() -> (Vec<PathBuf>, String, Tree) {
+    let (dir, src, tree) = source_tree();
+    let tar = dir.path().join("tree.tar");
+    tarball(&src, &tar);
+    let disks = guestfish_disks(KERNEL_SCRIPT, &[300, 300], &[&tar]);
+    let log = std::fs::read_to_string(disks[0].parent().unwrap().join("log")).unwrap();
+    // tar keeps modes but not owners here: compare bytes, kinds and targets only.
+    let mut plain = Tree::new();
+    walk_source(&src, "", false, &mut plain);
+    let _ = tree;
+    (disks, log, plain)
+}
+
+/// The lines of the build log between `==name==` and the next marker.
+fn section<'a>(log: &'a str, name: &str) -> Vec<&'a str> {
+    log.lines()
+        .skip_while(|l| l.trim() != format!("=={name}=="))
+        .skip(1)
+        .take_while(|l| !l.starts_with("=="))
+        .collect()
+}
+
+#[test]
+fn inspect_btrfs_kernel_raid1_compression_subvolumes() {
+    let (disks, log, want) = kernel_image();
+    let devs: Vec<Arc<dyn ReadAt>> = disks.iter().map(|d| open_raw(d)).collect();
+    let fs = BtrfsFs::open(&devs).unwrap();
+    assert!(fs.warnings().is_empty(), "{:?}", fs.warnings());
+    let p = probe(devs[0].as_ref()).unwrap().unwrap();
+    assert_eq!(p.uuid, blkid(&disks[0], "UUID"));
+    assert_eq!(p.label.as_deref(), Some("gkraid"));
+
+    // Subvolumes as guestfish listed them: "id <n> ... path <p>" lines.
+    let mut listed: Vec<(u64, String)> = Vec::new();
+    for l in section(&log, "subvolumes") {
+        if let Some(v) = l.trim().strip_prefix("btrfssubvolume_id:") {
+            listed.push((v.trim().parse().unwrap(), String::new()));
+        }
+        if let Some(v) = l.trim().strip_prefix("btrfssubvolume_path:") {
+            listed.last_mut().unwrap().1 = v.trim().to_string();
+        }
+    }
+    let ours: Vec<(u64, String)> = fs
+        .subvolumes()
+        .unwrap()
+        .into_iter()
+        .map(|s| (s.id, s.path))
+        .collect();
+    assert_eq!(
+        ours,
+        listed,
+        "subvolumes vs guestfish; log section: {:?}",
+        section(&log, "subvolumes")
+    );
+    assert!(ours.iter().any(|(_, p)| p == "dir/vol2"));
+    let default: u64 = section(&log, "default")[0].trim().parse().unwrap();
+    assert_eq!(fs.default_subvolume(), default);
+    assert_eq!(fs.subvolume_id(), 256);
+    assert_eq!(fs.read_file("/a.txt", 100).unwrap(), b"in vol1\n");
+    assert_eq!(fs.read_file("/nested/b.txt", 100).unwrap(), b"nested\n");
+
+    let top = fs.view(5).unwrap();
+    // Each compression's copy of the tree equals the tar input.
+    for algo in ["zstd", "zlib", "lzo"] {
+        let mut ours = Tree::new();
+        walk_ours(&top, &format!("/{algo}"), false, &[], &mut ours);
+        let ours: Tree = ours
+            .into_iter()
+            .map(|(k, v)| (k[algo.len() + 1..].to_string(), v))
+            .collect();
+        assert_same(algo, &ours, &want);
+    }
+    // Snapshot and the subvolume under a directory, entered through the top level.
+    assert_eq!(top.read_file("/snap1/a.txt", 100).unwrap(), b"in vol1\n");
+    assert_eq!(top.read_file("/dir/vol2/c.txt", 100).unwrap(), b"vol2\n");
+    assert_eq!(
+        top.read_file("/vol1/nested/b.txt", 100).unwrap(),
+        b"nested\n"
+    );
+
+    // Prealloc and sparse files against guestfish's checksums.
+    let sums: Vec<&str> = section(&log, "checksums");
+    let sha = |data: &[u8]| {
+        use sha2::{Digest, Sha256};
+        format!("{:x}", Sha256::digest(data))
+    };
+    let prealloc = top.read_file("/prealloc", 1 << 30).unwrap();
+    let mut expect = vec![0u8; 1 << 20];
+    expect[100000..100003].copy_from_slice(b"abc");
+    assert_eq!(prealloc, expect);
+    assert_eq!(sha(&prealloc), sums[0].trim());
+    let sparse = top.read_file("/sparse", 1 << 30).unwrap();
+    assert_eq!(sparse.len(), 10 << 20);
+    assert_eq!(sha(&sparse), sums[1].trim());
+    assert_eq!(
+        sha(&top.read_file("/zstd/text-1m.txt", 1 << 30).unwrap()),
+        sums[2].trim()
+    );
+
+    // RAID1 degraded: either disk alone still reads everything.
+    for one in &devs {
+        let fs = BtrfsFs::open(std::slice::from_ref(one)).unwrap();
+        assert!(fs
+            .warnings()
+            .iter()
+            .any(|w| w.contains("2 devices, 1 present")));
+        let top = fs.view(5).unwrap();
+        let mut ours = Tree::new();
+        walk_ours(&top, "/zstd", false, &[], &mut ours);
+        assert_eq!(ours.len(), want.len());
+        assert_eq!(
+            top.read_file("/zlib/random-3m.bin", 1 << 30).unwrap(),
+            pseudo_random(4, 3 << 20 | 123)
+        );
+    }
+}
+
+const FEDORA_BTRFS_UUID: &str = "5e3a1c2b-7d4f-4a6b-9c8d-0e1f2a3b4c5d";
+const FEDORA_BOOT_UUID: &str = "0b1c2d3e-4f50-4617-8293-a4b5c6d7e8f9";
+
+/// A Fedora-like guest as the installer lays it out: GPT, /boot ext4, btrfs with `root`
+/// and `home` subvolumes under zstd, fstab naming them with `subvol=`.
+fn fedora_image() -> PathBuf {
+    let dir = tempdir();
+    let root = dir.path().join("root");
+    let put = |rel: &str, content: &str| {
+        let p = root.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, content).unwrap();
+    };
+    put(
+        "usr/lib/os-release",
+        "NAME=\"Fedora Linux\"\nVERSION=\"39 (Workstation Edition)\"\nID=fedora\nVERSION_ID=39\n\
+         PRETTY_NAME=\"Fedora Linux 39 (Workstation Edition)\"\nVARIANT=\"Workstation Edition\"\n\
+         VARIANT_ID=workstation\n",
+    );
+    put("usr/bin/bash", &String::from_utf8_lossy(&text(9, 200_000)));
+    put("etc/hostname", "fedora-btrfs.example.com\n");
+    symlink("../usr/lib/os-release", root.join("etc/os-release")).unwrap();
+    symlink("usr/bin", root.join("bin")).unwrap();
+    put("etc/hosts", "127.0.0.1 localhost\n");
+    put(
+        "etc/fstab",
+        &format!(
+            "UUID={FEDORA_BTRFS_UUID} /     btrfs subvol=root,compress=zstd:1 0 0\n\
+             UUID={FEDORA_BOOT_UUID} /boot ext4  defaults 1 2\n\
+             UUID={FEDORA_BTRFS_UUID} /home btrfs subvol=home,compress=zstd:1 0 0\n"
+        ),
+    );
+    put(
+        "etc/passwd",
+        "root:x:0:0:root:/root:/bin/bash\nfedora:x:1000:1000::/home/fedora:/bin/bash\n",
+    );
+    put("etc/machine-id", "5f3a9c1e7b2d4e6f8a0b1c2d3e4f5a6b\n");
+    std::fs::create_dir_all(root.join("home")).unwrap();
+    std::fs::create_dir_all(root.join("boot")).unwrap();
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(home.join("fedora")).unwrap();
+    std::fs::write(home.join("fedora/.bashrc"), "# user rc\n").unwrap();
+    let root_tar = dir.path().join("fedora-root.tar");
+    let home_tar = dir.path().join("fedora-home.tar");
+    tarball(&root, &root_tar);
+    tarball(&home, &home_tar);
+    let script = format!(
+        r##"part-init /dev/sda gpt
+part-add /dev/sda p 2048 206847
+part-add /dev/sda p 206848 -34
+mkfs ext4 /dev/sda1 label:boot
+set-uuid /dev/sda1 {FEDORA_BOOT_UUID}
+mkfs-btrfs /dev/sda2 label:fedora
+set-uuid /dev/sda2 {FEDORA_BTRFS_UUID}
+mount /dev/sda2 /
+btrfs-subvolume-create /root
+btrfs-subvolume-create /home
+umount /
+mount-options "compress-force=zstd,subvol=root" /dev/sda2 /
+tar-in fedora-root.tar /
+mount-options "compress-force=zstd,subvol=home" /dev/sda2 /home
+tar-in fedora-home.tar /home
+mount /dev/sda1 /boot
+write /boot/config-6.5.6-300.fc39.x86_64 "# kernel config\n"
+sync
+echo ==subvolumes==
+btrfs-subvolume-list /
+echo ==end==
+umount-all
+"##
+    );
+    guestfish_disks(&script, &[512], &[&root_tar, &home_tar]).remove(0)
+}
+
+/// virt-inspector's XML for `img`, cached by the image's hash (a TCG launch is slow).
+fn virt_inspector_xml(img: &Path) -> String {
+    let key = crate::common::sha256sum(img);
+    let cached = crate::common::fixture_cache().join(format!("virt-inspector-{}.xml", &key[..32]));
+    if let Ok(xml) = std::fs::read_to_string(&cached) {
+        return xml;
+    }
+    let out = run(Command::new("virt-inspector")
+        .env("LIBGUESTFS_BACKEND", "direct")
+        .env("LIBGUESTFS_BACKEND_SETTINGS", "force_tcg")
+        .args(["--no-applications", "--no-icon", "--format=raw", "-a"])
+        .arg(img));
+    let xml = String::from_utf8(out).unwrap();
+    std::fs::write(&cached, &xml).unwrap();
+    xml
+}
+
+/// The text of every `<tag>...</tag>` in `xml`.
+fn xml_texts(xml: &str, tag: &str) -> Vec<String> {
+    let open = format!("<{tag}>");
+    let close = format!("</{tag}>");
+    xml.split(&open)
+        .skip(1)
+        .filter_map(|s| s.split_once(&close).map(|(t, _)| t.to_string()))
+        .collect()
+}
+
+#[test]
+fn inspect_btrfs_fedora_like_guest() {
+    let img = fedora_image();
+    let (report, stats) = inspect_with_stats(&img, &InspectOptions::default()).unwrap();
+    eprintln!("fedora btrfs: {} bytes read", stats.bytes_read);
+    // The tree has no package database; nothing else may be amiss.
+    assert_eq!(
+        report.warnings,
+        vec!["btrfsvol:/dev/sda2/root: no rpm database (/var/lib/rpm/rpmdb.sqlite or Packages) found: applications not listed".to_string()]
+    );
+    assert_eq!(
+        report.operating_systems.len(),
+        1,
+        "{:?}",
+        report.operating_systems
+    );
+    let os = &report.operating_systems[0];
+    assert_eq!(os.root, "btrfsvol:/dev/sda2/root");
+    assert_eq!(
+        (os.distro.as_deref(), os.major_version, os.minor_version),
+        (Some("fedora"), Some(39), Some(0))
+    );
+    assert_eq!(os.hostname.as_deref(), Some("fedora-btrfs.example.com"));
+    let mps: Vec<(&str, &str)> = os
+        .mountpoints
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    assert_eq!(
+        mps,
+        vec![
+            ("/", "btrfsvol:/dev/sda2/root"),
+            ("/boot", "/dev/sda1"),
+            ("/home", "btrfsvol:/dev/sda2/home")
+        ]
+    );
+    // The report's filesystem entry: uuid from blkid, subvolumes as guestfish listed.
+    let fs = report
+        .filesystems
+        .iter()
+        .find(|f| f.device == "/dev/sda2")
+        .unwrap();
+    assert_eq!(fs.fs_type, "btrfs");
+    let log = std::fs::read_to_string(img.parent().unwrap().join("log")).unwrap();
+    let listed: Vec<String> = section(&log, "subvolumes")
+        .iter()
+        .filter_map(|l| {
+            l.trim()
+                .strip_prefix("btrfssubvolume_path:")
+                .map(|p| p.trim().to_string())
+        })
+        .collect();
+    let ours: Vec<String> = fs.subvolumes.iter().map(|s| s.path.clone()).collect();
+    assert_eq!(ours, listed);
+    assert_eq!(ours, vec!["root", "home"]);
+    assert!(report
+        .filesystems
+        .iter()
+        .filter(|f| f.device != "/dev/sda2")
+        .all(|f| f.subvolumes.is_empty()));
+    // Files of /home are read through the subvolume fstab names.
+    let inspection =
+        guestkit_worker::inspect::pipeline::inspect_full(&img, &InspectOptions::default()).unwrap();
+    let guest = inspection
+        .guest(&inspection.report.operating_systems[0])
+        .unwrap();
+    assert_eq!(
+        guest.read_file("/home/fedora/.bashrc", 100).unwrap(),
+        b"# user rc\n"
+    );
+    assert_eq!(
+        guest.read_file("/usr/bin/bash", 1 << 20).unwrap(),
+        text(9, 200_000)
+    );
+
+    // virt-inspector (libguestfs with a real kernel) agrees.
+    let xml = virt_inspector_xml(&img);
+    assert_eq!(xml_texts(&xml, "root"), vec![os.root.clone()], "{xml}");
+    assert_eq!(xml_texts(&xml, "distro"), vec!["fedora".to_string()]);
+    assert_eq!(xml_texts(&xml, "major_version"), vec!["39".to_string()]);
+    assert_eq!(
+        xml_texts(&xml, "hostname"),
+        vec![os.hostname.clone().unwrap()]
+    );
+    let mut theirs: Vec<(String, String)> = xml
+        .split("<mountpoint dev=\"")
+        .skip(1)
+        .filter_map(|s| {
+            let (dev, rest) = s.split_once("\">")?;
+            let (mp, _) = rest.split_once("</mountpoint>")?;
+            Some((mp.to_string(), dev.to_string()))
+        })
+        .collect();
+    theirs.sort();
+    let ours: Vec<(String, String)> = os
+        .mountpoints
+        .iter()
+        .map(|(a, b)| (a.clone(), b.clone()))
+        .collect();
+    assert_eq!(ours, theirs);
+}
+
+/// CRC-32C, written here so the test does not trust the code under test to re-seal.
+fn crc32c(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in data {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0x82f6_3b78
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+fn reseal(block: &mut [u8]) {
+    let c = crc32c(&block[0x20..]);
+    block[..4].copy_from_slice(&c.to_le_bytes());
+}
+
+/// Physical offsets of every valid tree block of a single-device image (nodesize 4096).
+fn tree_blocks(img: &[u8]) -> Vec<usize> {
+    let fsid = &img[0x10020..0x10030];
+    (0..img.len() / 4096)
+        .map(|i| i * 4096)
+        .filter(|&o| {
+            let b = &img[o..o + 4096];
+            &b[0x20..0x30] == fsid
+                && &b[0x40..0x48] != b"_BHRfS_M"
+                && u32::from_le_bytes(b[..4].try_into().unwrap()) == crc32c(&b[0x20..])
+        })
+        .collect()
+}
+
+/// Reads everything reachable, never unwrapping: returns how many errors were met.
+/// Depth-capped, since a hostile directory may contain itself.
+fn walk_tolerant(fs: &dyn FileSystem, dir: &str, depth: usize, errors: &mut usize) {
+    if depth > 20 {
+        return;
+    }
+    let Ok(entries) = fs.read_dir(if dir.is_empty() { "/" } else { dir }) else {
+        *errors += 1;
+        return;
+    };
+    for e in entries {
+        let path = format!("{dir}/{}", e.name);
+        match fs.metadata(&path) {
+            Ok(m) if m.kind == FileKind::Dir => walk_tolerant(fs, &path, depth + 1, errors),
+            Ok(m) if m.kind == FileKind::Symlink => {
+                *errors += fs.read_link(&path).is_err() as usize
+            }
+            Ok(_) => *errors += fs.read_file(&path, 64 << 20).is_err() as usize,
+            Err(_) => *errors += 1,
+        }
+    }
+}
+
+/// Remembers where 4 KiB reads went.
+struct Recording {
+    inner: MemSource,
+    seen: std::sync::Mutex<std::collections::BTreeSet<u64>>,
+}
+
+impl ReadAt for Recording {
+    fn size(&self) -> u64 {
+        self.inner.size()
+    }
+    fn read_exact_at(
+        &self,
+        offset: u64,
+        buf: &mut [u8],
+    ) -> Result<(), guestkit_worker::inspect::image::ImageError> {
+        if buf.len() == 4096 {
+            self.seen.lock().unwrap().insert(offset);
+        }
+        self.inner.read_exact_at(offset, buf)
+    }
+}
+
+fn open_mem(img: Vec<u8>) -> Result<BtrfsFs, FsError> {
+    BtrfsFs::open(&[Arc::new(MemSource(img)) as Arc<dyn ReadAt>])
+}
+
+/// A small image with a multi-level FS tree (4 KiB nodes, 400 entries in one directory).
+fn small_image(dir: &Path) -> Vec<u8> {
+    let src = dir.join("small");
+    std::fs::create_dir_all(src.join("many")).unwrap();
+    for i in 0..400 {
+        std::fs::write(
+            src.join(format!("many/file-{i:04}")),
+            text(i, 100 + i as usize * 7),
+        )
+        .unwrap();
+    }
+    std::fs::write(src.join("big.bin"), pseudo_random(7, 300_000)).unwrap();
+    symlink("many/file-0001", src.join("link")).unwrap();
+    let img = dir.join("small.img");
+    run(Command::new("truncate").arg("-s").arg("120M").arg(&img));
+    run(Command::new("mkfs.btrfs")
+        .args(["-q", "-f", "-n", "4096", "-m", "single", "--rootdir"])
+        .arg(&src)
+        .arg(&img));
+    std::fs::read(&img).unwrap()
+}
+
+#[test]
+fn inspect_btrfs_hostile_trees() {
+    let dir = tempdir();
+    let base = small_image(dir.path());
+    // The tree blocks a full walk reads (stale copies mkfs left behind and trees a
+    // reader never needs, like the extent tree, are left alone).
+    let recorder = Arc::new(Recording {
+        inner: MemSource(base.clone()),
+        seen: std::sync::Mutex::new(std::collections::BTreeSet::new()),
+    });
+    let fs = BtrfsFs::open(&[recorder.clone() as Arc<dyn ReadAt>]).unwrap();
+    walk_tolerant(&fs, "", 0, &mut 0);
+    let seen = recorder.seen.lock().unwrap().clone();
+    let blocks: Vec<usize> = tree_blocks(&base)
+        .into_iter()
+        .filter(|o| seen.contains(&(*o as u64)))
+        .collect();
+    let internal: Vec<usize> = blocks
+        .iter()
+        .copied()
+        .filter(|&o| base[o + 0x64] > 0)
+        .collect();
+    assert!(!internal.is_empty(), "the image should have internal nodes");
+    let mut clean = 0;
+    walk_tolerant(&open_mem(base.clone()).unwrap(), "", 0, &mut clean);
+    assert_eq!(clean, 0);
+
+    // A node whose first child is itself (a cycle), and one whose child is a block of
+    // the wrong level: typed errors, no hang.
+    for &o in &internal {
+        let mut img = base.clone();
+        let own = img[o + 0x30..o + 0x38].to_vec();
+        img[o + 101 + 17..o + 101 + 25].copy_from_slice(&own);
+        reseal(&mut img[o..o + 4096]);
+        let mut errors = 0;
+        match open_mem(img) {
+            Ok(fs) => walk_tolerant(&fs, "", 0, &mut errors),
+            Err(e) => {
+                assert!(matches!(e, FsError::Corrupt { fs: "btrfs", .. }), "{e}");
+                errors += 1;
+            }
+        }
+        assert!(errors > 0, "a self-pointing node at {o:#x} went unnoticed");
+    }
+    for &o in blocks.iter().filter(|&&o| base[o + 0x64] == 0).take(5) {
+        let mut img = base.clone();
+        img[o + 0x64] = 3; // a leaf claiming to be a level-3 node
+        reseal(&mut img[o..o + 4096]);
+        let mut errors = 0;
+        match open_mem(img) {
+            Ok(fs) => walk_tolerant(&fs, "", 0, &mut errors),
+            Err(_) => errors += 1,
+        }
+        assert!(
+            errors > 0,
+            "a leaf at {o:#x} with a wrong level went unnoticed"
+        );
+    }
+
+    // The bootstrap chunk pointing past the end of the device.
+    let mut img = base.clone();
+    let stripe_off = 0x10000 + 0x32b + 17 + 48 + 8;
+    img[stripe_off..stripe_off + 8].copy_from_slice(&(1u64 << 40).to_le_bytes());
+    reseal(&mut img[0x10000..0x11000]);
+    let err = open_mem(img)
+        .err()
+        .expect("a chunk outside the device must fail");
+    assert!(err.to_string().contains("past the end"), "{err}");
+
+    // Random damage inside re-sealed tree blocks (so it reaches the item parsers):
+    // every outcome is a result or a typed error, never a panic or a hang.
+    let mut rng = Rng(0xb7f5_0001);
+    let mut opened = 0;
+    for round in 0..120 {
+        let mut img = base.clone();
+        let o = blocks[rng.below(blocks.len() as u64) as usize];
+        for _ in 0..1 + rng.below(4) {
+            let at = o + 0x30 + rng.below(4096 - 0x30) as usize;
+            img[at] = rng.byte();
+        }
+        reseal(&mut img[o..o + 4096]);
+        let start = std::time::Instant::now();
+        if let Ok(fs) = open_mem(img) {
+            opened += 1;
+            let mut errors = 0;
+            walk_tolerant(&fs, "", 0, &mut errors);
+            let _ = fs.subvolumes();
+        }
+        // Not a timing assertion: a guard so a hang shows which round caused it.
+        if start.elapsed().as_secs() > 60 {
+            panic!("round {round} took over a minute");
+        }
+    }
+    eprintln!("btrfs mutations: 120 rounds, {opened} opened");
+}
+
+/// Striped profiles, written by the kernel: one GPT disk with four partitions holding one
+/// btrfs filesystem, data RAID10 and metadata RAID0 over them.
+const STRIPED_SCRIPT: &str = r#"part-init /dev/sda gpt
+part-add /dev/sda p 2048 411647
+part-add /dev/sda p 411648 821247
+part-add /dev/sda p 821248 1230847
+part-add /dev/sda p 1230848 1640447
+mkfs-btrfs "/dev/sda1 /dev/sda2 /dev/sda3 /dev/sda4" datatype:raid10 metadata:raid0 label:striped
+mount /dev/sda1 /
+tar-in tree.tar /
+sync
+umount /
+"#;
+
+#[test]
+fn inspect_btrfs_kernel_raid10_raid0_across_partitions() {
+    let (dir, src, _) = source_tree();
+    let tar = dir.path().join("tree.tar");
+    tarball(&src, &tar);
+    let disk = guestfish_disks(STRIPED_SCRIPT, &[820], &[&tar]).remove(0);
+    let mut want = Tree::new();
+    walk_source(&src, "", false, &mut want);
+
+    // Through the pipeline: the four members are found, grouped by uuid and opened
+    // once, on the first member.
+    let inspection =
+        guestkit_worker::inspect::pipeline::inspect_full(&disk, &InspectOptions::default())
+            .unwrap();
+    let r = &inspection.report;
+    let members: Vec<&str> = r
+        .filesystems
+        .iter()
+        .filter(|f| f.fs_type == "btrfs")
+        .map(|f| f.device.as_str())
+        .collect();
+    assert_eq!(
+        members,
+        ["/dev/sda1", "/dev/sda2", "/dev/sda3", "/dev/sda4"]
+    );
+    assert!(
+        !r.warnings.iter().any(|w| w.contains("btrfs")),
+        "{:?}",
+        r.warnings
+    );
+    let fs = inspection.devices[0]
+        .fs
+        .clone()
+        .expect("first member readable");
+    assert!(inspection.devices[1..].iter().all(|m| m.fs.is_none()));
+    let mut ours = Tree::new();
+    walk_ours(fs.as_ref(), "", false, &[], &mut ours);
+    assert_same("raid10/raid0", &ours, &want);
+
+    // With a member missing, RAID0 metadata cannot be read whole: typed errors (at
+    // open or while walking), never a wrong tree.
+    let whole = open_raw(&disk);
+    let parts: Vec<Arc<dyn ReadAt>> = r
+        .partitions
+        .iter()
+        .map(|p| {
+            Arc::new(
+                guestkit_worker::inspect::source::Slice::new(whole.clone(), p.start, p.size)
+                    .unwrap(),
+            ) as Arc<dyn ReadAt>
+        })
+        .collect();
+    match BtrfsFs::open(&parts[..3]) {
+        Err(err) => assert!(matches!(err, FsError::Corrupt { fs: "btrfs", .. }), "{err}"),
+        Ok(fs) => {
+            assert!(fs
+                .warnings()
+                .iter()
+                .any(|w| w.contains("4 devices, 3 present")));
+            let mut errors = 0;
+            walk_tolerant(&fs, "", 0, &mut errors);
+            assert!(
+                errors > 0,
+                "a RAID0 filesystem missing a member read without error"
+            );
+        }
+    }
+}
