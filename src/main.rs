@@ -1,5 +1,6 @@
 //! The `guestkit-worker` binary: the daemon, or one of its subcommands.
 
+use std::path::Path;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -102,14 +103,17 @@ async fn inspect_once(cfg: &Config, args: &InspectArgs) -> anyhow::Result<ExitCo
         .template
         .parse()
         .map_err(|e: String| anyhow::anyhow!(e))?;
-    // The image the user named is trusted as a root, so its own directory may hold its
-    // backing files; the configured roots still apply to anything else.
+    // The image the user named is trusted, and so are the files right next to it (its
+    // backing files), but not the folder's subfolders or siblings: a crafted image in
+    // $HOME or /tmp must not read other files from there. `--image-root` trusts more.
     let mut roots = cfg.image_roots.clone();
-    if let Some(dir) = args.image.canonicalize()?.parent() {
-        roots.push(dir.to_path_buf());
-    }
+    let dir = args.image.canonicalize()?.parent().map(Path::to_path_buf);
+    roots.extend(dir.clone());
     let data = serde_json::json!({ "image": { "path": args.image, "format": args.format } });
-    let request = ImageRequest::from_data(&data, &roots).map_err(|e| anyhow::anyhow!(e.message))?;
+    let mut request =
+        ImageRequest::from_data(&data, &roots).map_err(|e| anyhow::anyhow!(e.message))?;
+    request.options.image_roots = cfg.image_roots.clone();
+    request.options.image_dirs = dir.into_iter().collect();
     let started_at = chrono::Utc::now();
     let started = tokio::time::Instant::now();
     let outcome = tokio::task::spawn_blocking(move || {

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use super::caps;
 use super::fs::ext4::Ext4Fs;
 use super::fs::probe::{probe, Probed};
 use super::fs::vfat::VfatFs;
@@ -25,6 +26,7 @@ use super::partition::{self, PartitionError};
 use super::report::{FilesystemInfo, ImageInfo, PartitionInfo, Report, VolumeGroupInfo};
 use super::source::{Budgeted, CancelFlag, ReadAt, Slice};
 use super::volume::lvm2;
+use super::work::{Work, DEFAULT_WORK_BUDGET};
 
 /// Default cap on guest bytes read by one inspection. A full inspection of a typical
 /// guest reads tens of MiB; the cap only stops pathological images (or huge package
@@ -39,6 +41,9 @@ const DISK: &str = "/dev/sda";
 pub struct InspectOptions {
     /// Directories backing files must resolve inside (see `image::open`).
     pub image_roots: Vec<PathBuf>,
+    /// Folders whose direct children (not subfolders) may also be backing files (see
+    /// `image::open_confined`): the CLI's trust in the folder of the image it was given.
+    pub image_dirs: Vec<PathBuf>,
     /// The job's `image.format` (a qemu-img name); a different detected format fails.
     pub asserted_format: Option<String>,
     pub include_applications: bool,
@@ -51,12 +56,15 @@ pub struct InspectOptions {
     pub read_budget: u64,
     /// Set by the worker when the job times out; reads stop at once.
     pub cancel: Option<CancelFlag>,
+    /// Most units of CPU-heavy work that reads no disk (see `inspect::work`).
+    pub work_budget: u64,
 }
 
 impl Default for InspectOptions {
     fn default() -> InspectOptions {
         InspectOptions {
             image_roots: Vec::new(),
+            image_dirs: Vec::new(),
             asserted_format: None,
             include_applications: true,
             include_users: true,
@@ -65,6 +73,7 @@ impl Default for InspectOptions {
             include_security: true,
             read_budget: DEFAULT_READ_BUDGET,
             cancel: None,
+            work_budget: DEFAULT_WORK_BUDGET,
         }
     }
 }
@@ -166,8 +175,13 @@ pub fn inspect_full(path: &Path, opts: &InspectOptions) -> Result<Inspection, In
         },
     };
 
-    let opened = image::open(path, opts.asserted_format.as_deref(), &opts.image_roots)
-        .map_err(image_error)?;
+    let opened = image::open_confined(
+        path,
+        opts.asserted_format.as_deref(),
+        &opts.image_roots,
+        &opts.image_dirs,
+    )
+    .map_err(image_error)?;
     let mut report = Report {
         image: ImageInfo {
             path: path.display().to_string(),
@@ -288,7 +302,8 @@ pub fn inspect_full(path: &Path, opts: &InspectOptions) -> Result<Inspection, In
         network: opts.include_network,
         security: opts.include_security,
     };
-    let (oses, warnings) = os::inspect_roots(&mountables, &include);
+    let work = Arc::new(Work::new(opts.work_budget, opts.cancel.clone()));
+    let (oses, warnings) = os::inspect_roots(&mountables, &include, &work);
     // A budget hit or image damage inside the OS layer surfaced as per-file warnings;
     // either fails the job.
     if let Some(e) = failed() {
@@ -301,6 +316,7 @@ pub fn inspect_full(path: &Path, opts: &InspectOptions) -> Result<Inspection, In
             .warnings
             .push("no operating system root found on this disk".to_string());
     }
+    caps::cap_output(&mut report);
     let stats = InspectStats {
         bytes_read: read.load(Ordering::Relaxed),
     };
