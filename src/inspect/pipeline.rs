@@ -36,6 +36,11 @@ pub const DEFAULT_READ_BUDGET: u64 = 4 * 1024 * 1024 * 1024;
 /// The device name of the whole disk; partitions append their number.
 const DISK: &str = "/dev/sda";
 
+/// Most partitions probed (and filesystems opened) per disk. Real disks have a few, GPT
+/// allows 128 by default; a hostile table of thousands of entries over one filesystem
+/// would otherwise open it thousands of times (one reader thread and cache each).
+pub const MAX_PROBED_PARTITIONS: usize = 64;
+
 /// What to inspect and within which limits.
 #[derive(Debug, Clone)]
 pub struct InspectOptions {
@@ -204,7 +209,11 @@ pub fn inspect_full(path: &Path, opts: &InspectOptions) -> Result<Inspection, In
         Budgeted::new(faults.clone(), read.clone(), opts.read_budget)
             .with_cancel(opts.cancel.clone()),
     );
-    let over_budget = || read.load(Ordering::Relaxed) > opts.read_budget;
+    let over_budget = || {
+        read.load(Ordering::Relaxed)
+            .saturating_add(faults.inflated())
+            > opts.read_budget
+    };
     let cancelled = || {
         opts.cancel
             .as_ref()
@@ -233,6 +242,8 @@ pub fn inspect_full(path: &Path, opts: &InspectOptions) -> Result<Inspection, In
 
     // The block devices to probe: the partitions, or the whole disk without a table.
     let mut devices: Vec<(Mountable, Option<Arc<dyn ReadAt>>)> = Vec::new();
+    let mut probed: std::collections::HashSet<(u64, u64)> = Default::default();
+    let (mut repeated, mut skipped) = (0usize, 0usize);
     match table {
         Some(table) => {
             report.partition_table = Some(table.kind.as_str().to_string());
@@ -256,9 +267,18 @@ pub fn inspect_full(path: &Path, opts: &InspectOptions) -> Result<Inspection, In
                 let mut m = Mountable::new(&device);
                 m.part_uuid = p.part_uuid.clone();
                 m.part_label = p.name.clone().filter(|n| !n.is_empty());
+                // A byte range probed once is not probed again: overlapping copies of
+                // one table entry would open the same filesystem many times.
                 let src = if p.is_extended_container() {
                     None
+                } else if probed.contains(&(p.start, p.size)) {
+                    repeated += 1;
+                    None
+                } else if probed.len() == MAX_PROBED_PARTITIONS {
+                    skipped += 1;
+                    None
                 } else {
+                    probed.insert((p.start, p.size));
                     match Slice::new(disk.clone(), p.start, p.size) {
                         Ok(s) => Some(Arc::new(s) as Arc<dyn ReadAt>),
                         Err(e) => {
@@ -271,6 +291,17 @@ pub fn inspect_full(path: &Path, opts: &InspectOptions) -> Result<Inspection, In
             }
         }
         None => devices.push((Mountable::new(DISK), Some(disk.clone()))),
+    }
+    if repeated > 0 {
+        report.warnings.push(format!(
+            "{repeated} partitions repeat the byte range of an earlier one: not probed again"
+        ));
+    }
+    if skipped > 0 {
+        report.warnings.push(format!(
+            "{skipped} partitions not probed: only {MAX_PROBED_PARTITIONS} distinct partitions are \
+             probed per disk"
+        ));
     }
 
     let mut groups: BTreeMap<String, VolumeGroupInfo> = BTreeMap::new();
@@ -451,6 +482,10 @@ impl ImageFaults {
 impl ReadAt for ImageFaults {
     fn size(&self) -> u64 {
         self.inner.size()
+    }
+
+    fn inflated(&self) -> u64 {
+        self.inner.inflated()
     }
 
     fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), ImageError> {
