@@ -3,6 +3,7 @@
 
 mod common;
 mod inspect_fs;
+mod inspect_hostile;
 mod inspect_image;
 mod inspect_os;
 mod inspect_packages;
