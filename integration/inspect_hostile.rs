@@ -576,7 +576,8 @@ fn cli_backing_files_only_next_to_the_image() {
 fn hostile_images_for_measurement() {
     let out = PathBuf::from(std::env::var("GUESTKIT_HOSTILE_DIR").expect("GUESTKIT_HOSTILE_DIR"));
     std::fs::create_dir_all(&out).unwrap();
-    let builders: Vec<(&str, Box<dyn Fn(&Path) -> PathBuf>)> = vec![
+    type Build = Box<dyn Fn(&Path) -> PathBuf>;
+    let builders: Vec<(&str, Build)> = vec![
         ("ext4-dag.raw", Box::new(ext4_dag)),
         ("sshd-16mib.raw", Box::new(|d: &Path| sshd_glob_bomb(d, 16))),
         ("networkd.raw", Box::new(networkd_quadratic)),

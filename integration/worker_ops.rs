@@ -74,7 +74,8 @@ async fn metrics_count_exactly_what_happened() {
         ("version", env!("CARGO_PKG_VERSION")),
         ("worker_id", "metrics-worker-1"),
     ];
-    let expected: Vec<(&str, Vec<(&str, &str)>, f64)> = vec![
+    type Series<'a> = (&'a str, Vec<(&'a str, &'a str)>, f64);
+    let expected: Vec<Series> = vec![
         (
             "guestkit_jobs_total",
             vec![("pool", p), ("operation", echo), ("status", "completed")],

@@ -306,7 +306,7 @@ mod tests {
         assert_eq!(super::count_nodes(small.as_bytes(), 100), Ok(16));
         let (n, w) = detect_with_warnings(MemFs::new().file(
             "/etc/netplan/01.yaml",
-            &format!("network:\n  version: 2\n{yaml}"),
+            format!("network:\n  version: 2\n{yaml}"),
         ));
         assert!(n.interfaces.is_empty());
         assert_eq!(w.len(), 1, "{w:?}");
