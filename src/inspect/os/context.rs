@@ -258,3 +258,38 @@ fn matching_paths(dir: &str, entries: Vec<DirEntry>, pattern: &str, max: usize) 
         .map(|e| format!("{dir}/{}", e.name))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use super::*;
+    use crate::inspect::os::memfs::MemFs;
+
+    #[test]
+    fn work_budget_and_cancel_stop_every_access_with_one_warning() {
+        let g = GuestFs::new(Arc::new(
+            MemFs::new()
+                .file("/d/a", "1")
+                .file("/d/b", "2")
+                .file("/d/c", "3"),
+        ));
+        // Listing /d costs 1 + 3 units: a budget of 6 allows one listing, not two.
+        let mut ctx = Ctx::new(&g, "/dev/sda1").with_work(Arc::new(Work::new(6, None)));
+        assert_eq!(ctx.list_dir("/d").len(), 3);
+        assert!(ctx.list_dir("/d").is_empty());
+        assert!(ctx.read_text("/d/a").is_none());
+        let w = ctx.into_warnings();
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].contains("work budget"), "{w:?}");
+
+        // The cancel flag stops a context that never reaches the disk again.
+        let cancel = Arc::new(AtomicBool::new(false));
+        let work = Arc::new(Work::new(u64::MAX, Some(cancel.clone())));
+        let mut ctx = Ctx::new(&g, "/dev/sda1").with_work(work);
+        assert_eq!(ctx.glob("/d/*", 10).len(), 3);
+        cancel.store(true, Ordering::Relaxed);
+        assert!(ctx.glob("/d/*", 10).is_empty());
+        assert!(ctx.into_warnings()[0].contains("cancelled"));
+    }
+}
