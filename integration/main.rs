@@ -6,6 +6,7 @@ mod common;
 mod inspect_btrfs;
 mod inspect_formats;
 mod inspect_fs;
+mod inspect_hostile;
 mod inspect_image;
 mod inspect_lvm;
 mod inspect_os;

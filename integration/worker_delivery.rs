@@ -285,7 +285,12 @@ async fn out_of_order_outcomes_settle_each_delivery_exactly_once() {
     assert_eq!(completed, valid.into_iter().collect::<HashSet<_>>());
     assert_eq!((rejected, retried), (poison, 40));
     pool.wait_drained(Duration::from_secs(30)).await;
-    assert_eq!(pool.counts(&pool.names.dead), (poison as u64, 0));
+    pool.wait_counts(
+        &pool.names.dead,
+        (poison as u64, 0),
+        Duration::from_secs(30),
+    )
+    .await;
     assert!(
         pool.results_within(Duration::from_millis(500))
             .await

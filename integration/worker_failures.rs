@@ -58,8 +58,10 @@ async fn retries_follow_attempts_and_fatal_errors_are_not_retried() {
     // Exactly one result per job: intermediate attempts publish none.
     assert!(pool.results_within(Duration::from_secs(3)).await.is_empty());
     pool.wait_drained(Duration::from_secs(10)).await;
-    assert_eq!(pool.counts(&pool.names.retry), (0, 0));
-    assert_eq!(pool.counts(&pool.names.dead), (0, 0));
+    pool.wait_counts(&pool.names.retry, (0, 0), Duration::from_secs(10))
+        .await;
+    pool.wait_counts(&pool.names.dead, (0, 0), Duration::from_secs(10))
+        .await;
     pool.cleanup().await;
 }
 
@@ -185,14 +187,25 @@ async fn worker_recovers_after_all_connections_are_closed() {
         "the same worker process keeps running"
     );
     pool.wait_drained(Duration::from_secs(30)).await;
-    let (_, body) = worker.http_get("/metrics").await.unwrap();
-    let reconnects: f64 = body
-        .lines()
-        .find(|l| l.starts_with("guestkit_amqp_reconnects_total"))
-        .and_then(|l| l.split_whitespace().last())
-        .and_then(|v| v.parse().ok())
-        .unwrap();
-    assert!(reconnects >= 1.0, "reconnect counted: {body}");
+    // Metrics are asynchronous state: poll (bounded) until the reconnect is counted.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, body) = worker.http_get("/metrics").await.unwrap();
+        let reconnects: f64 = body
+            .lines()
+            .find(|l| l.starts_with("guestkit_amqp_reconnects_total"))
+            .and_then(|l| l.split_whitespace().last())
+            .and_then(|v| v.parse().ok())
+            .unwrap();
+        if reconnects >= 1.0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "reconnect counted: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     pool.cleanup().await;
 }
 
@@ -219,10 +232,8 @@ async fn sigterm_finishes_running_jobs_acks_them_and_exits_zero() {
     assert!(status.success(), "exit status {status:?}");
     let results = pool.results(4, Duration::from_secs(5)).await;
     assert!(results.iter().all(|r| r.body["status"] == "completed"));
-    assert_eq!(
-        pool.counts(&pool.names.jobs),
-        (0, 0),
-        "all four acked, nothing requeued"
-    );
+    // All four acked, nothing requeued (polled: the broker's counts lag a little).
+    pool.wait_counts(&pool.names.jobs, (0, 0), Duration::from_secs(10))
+        .await;
     pool.cleanup().await;
 }

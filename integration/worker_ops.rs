@@ -22,6 +22,11 @@ fn parse_metrics(text: &str) -> HashMap<String, f64> {
 }
 
 fn metric(m: &HashMap<String, f64>, name: &str, labels: &[(&str, &str)]) -> f64 {
+    metric_opt(m, name, labels).unwrap_or_else(|| panic!("metric {name} {labels:?} missing"))
+}
+
+/// The value of one series, `None` when it is not (yet) exported.
+fn metric_opt(m: &HashMap<String, f64>, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     // The encoder sorts labels by name.
     let mut labels = labels.to_vec();
     labels.sort();
@@ -31,8 +36,7 @@ fn metric(m: &HashMap<String, f64>, name: &str, labels: &[(&str, &str)]) -> f64 
         let inner: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
         format!("{name}{{{}}}", inner.join(","))
     };
-    *m.get(&key)
-        .unwrap_or_else(|| panic!("metric {key} missing"))
+    m.get(&key).copied()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -64,86 +68,76 @@ async fn metrics_count_exactly_what_happened() {
     let results = pool.results(11, Duration::from_secs(60)).await;
     assert_eq!(results.len(), 11);
     let p = pool.pool();
-    let (_, body) = worker.http_get("/metrics").await.expect("metrics answer");
-    let m = parse_metrics(&body);
     let echo = "system.echo";
-    assert_eq!(
-        metric(
-            &m,
+    let worker_info = [
+        ("pool", p),
+        ("version", env!("CARGO_PKG_VERSION")),
+        ("worker_id", "metrics-worker-1"),
+    ];
+    type Series<'a> = (&'a str, Vec<(&'a str, &'a str)>, f64);
+    let expected: Vec<Series> = vec![
+        (
             "guestkit_jobs_total",
-            &[("pool", p), ("operation", echo), ("status", "completed")]
+            vec![("pool", p), ("operation", echo), ("status", "completed")],
+            6.0,
         ),
-        6.0
-    );
-    assert_eq!(
-        metric(
-            &m,
+        (
             "guestkit_jobs_total",
-            &[("pool", p), ("operation", echo), ("status", "failed")]
+            vec![("pool", p), ("operation", echo), ("status", "failed")],
+            2.0,
         ),
-        2.0
-    );
-    assert_eq!(
-        metric(
-            &m,
+        (
             "guestkit_jobs_total",
-            &[
+            vec![
                 ("pool", p),
                 ("operation", "unknown"),
-                ("status", "rejected")
-            ]
+                ("status", "rejected"),
+            ],
+            3.0,
         ),
-        3.0
-    );
-    assert_eq!(
-        metric(
-            &m,
+        (
             "guestkit_job_retries_total",
-            &[("pool", p), ("operation", echo)]
+            vec![("pool", p), ("operation", echo)],
+            1.0,
         ),
-        1.0
-    );
-    assert_eq!(
-        metric(
-            &m,
+        (
             "guestkit_messages_rejected_total",
-            &[("pool", p), ("reason", "not_json")]
+            vec![("pool", p), ("reason", "not_json")],
+            2.0,
         ),
-        2.0
-    );
-    assert_eq!(
-        metric(
-            &m,
+        (
             "guestkit_messages_rejected_total",
-            &[("pool", p), ("reason", "unknown_operation")]
+            vec![("pool", p), ("reason", "unknown_operation")],
+            1.0,
         ),
-        1.0
-    );
-    assert_eq!(
-        metric(
-            &m,
+        (
             "guestkit_job_duration_seconds_count",
-            &[("pool", p), ("operation", echo), ("status", "completed")]
+            vec![("pool", p), ("operation", echo), ("status", "completed")],
+            6.0,
         ),
-        6.0
-    );
-    assert_eq!(
-        metric(&m, "guestkit_result_publish_seconds_count", &[]),
-        11.0
-    );
-    assert_eq!(metric(&m, "guestkit_jobs_in_flight", &[("pool", p)]), 0.0);
-    assert_eq!(
-        metric(
-            &m,
-            "guestkit_worker_info",
-            &[
-                ("pool", p),
-                ("version", env!("CARGO_PKG_VERSION")),
-                ("worker_id", "metrics-worker-1")
-            ]
-        ),
-        1.0
-    );
+        // Counted when the broker's confirm is observed, which may come after the
+        // result reached the test's queue: hence the polling below.
+        ("guestkit_result_publish_seconds_count", vec![], 11.0),
+        ("guestkit_jobs_in_flight", vec![("pool", p)], 0.0),
+        ("guestkit_worker_info", worker_info.to_vec(), 1.0),
+    ];
+    // The metrics are asynchronous state: poll until every value settles (bounded),
+    // then assert each one so a failure names the metric that stayed wrong.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let (m, body) = loop {
+        let (_, body) = worker.http_get("/metrics").await.expect("metrics answer");
+        let m = parse_metrics(&body);
+        let settled = expected
+            .iter()
+            .all(|(name, labels, want)| metric_opt(&m, name, labels) == Some(*want));
+        if settled || tokio::time::Instant::now() >= deadline {
+            break (m, body);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    for (name, labels, want) in &expected {
+        assert_eq!(metric(&m, name, labels), *want, "{name} {labels:?}");
+    }
     assert!(body.contains("# TYPE guestkit_job_duration_seconds histogram"));
     assert!(body.contains("# TYPE guestkit_amqp_reconnects_total counter"));
     assert!(body.contains("# TYPE guestkit_inspect_bytes_read_total counter"));

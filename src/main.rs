@@ -137,17 +137,17 @@ async fn inspect_once(cfg: &Config, args: &InspectArgs) -> anyhow::Result<ExitCo
         .template
         .parse()
         .map_err(|e: String| anyhow::anyhow!(e))?;
-    // The image the user named is trusted as a root, so its own directory may hold its
-    // backing files; the configured roots still apply to anything else.
+    // The image the user named is trusted, and so are the files right next to it (its
+    // backing files), but not the folder's subfolders or siblings: a crafted image in
+    // $HOME or /tmp must not read other files from there. `--image-root` trusts more.
     let mut roots = cfg.image_roots.clone();
-    if let Some(dir) = args.image.canonicalize()?.parent() {
-        roots.push(dir.to_path_buf());
-    }
-    for d in &args.disks {
-        if let Some(dir) = d.canonicalize()?.parent() {
-            roots.push(dir.to_path_buf());
+    let mut dirs = Vec::new();
+    for image in std::iter::once(&args.image).chain(&args.disks) {
+        if let Some(dir) = image.canonicalize()?.parent() {
+            dirs.push(dir.to_path_buf());
         }
     }
+    roots.extend(dirs.iter().cloned());
     let data = if args.disks.is_empty() {
         serde_json::json!({ "image": { "path": args.image, "format": args.format } })
     } else {
@@ -155,7 +155,10 @@ async fn inspect_once(cfg: &Config, args: &InspectArgs) -> anyhow::Result<ExitCo
         disks.extend(args.disks.iter().map(|d| serde_json::json!({ "path": d })));
         serde_json::json!({ "disks": disks })
     };
-    let request = ImageRequest::from_data(&data, &roots).map_err(|e| anyhow::anyhow!(e.message))?;
+    let mut request =
+        ImageRequest::from_data(&data, &roots).map_err(|e| anyhow::anyhow!(e.message))?;
+    request.options.image_roots = cfg.image_roots.clone();
+    request.options.image_dirs = dirs;
     let started_at = chrono::Utc::now();
     let started = tokio::time::Instant::now();
     let outcome = tokio::task::spawn_blocking(move || {

@@ -246,6 +246,24 @@ impl Pool {
         queue_counts(queue)
     }
 
+    /// Waits until `queue` holds `want` (ready, unacked) messages: queue counts are
+    /// asynchronous state (a dead-letter or a retry lands a moment after the outcome
+    /// that caused it), so a test polls them, within a bound, instead of reading once.
+    pub async fn wait_counts(&self, queue: &str, want: (u64, u64), wait: Duration) {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let got = self.counts(queue);
+            if got == want {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{queue}: (ready, unacked) {got:?}, want {want:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
     /// Waits until the jobs queue has nothing ready and nothing unacked.
     pub async fn wait_drained(&self, wait: Duration) {
         let deadline = tokio::time::Instant::now() + wait;

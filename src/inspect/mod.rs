@@ -5,6 +5,7 @@
 //! (probe + [`fs::FileSystem`] readers), `os` (OS roots and their facts).
 
 pub(crate) mod bytes;
+pub mod caps;
 pub mod fs;
 pub mod image;
 pub mod os;
@@ -13,3 +14,4 @@ pub mod pipeline;
 pub mod report;
 pub mod source;
 pub mod volume;
+pub mod work;

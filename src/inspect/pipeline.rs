@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use super::caps;
 use super::fs::btrfs::BtrfsFs;
 use super::fs::ext4::Ext4Fs;
 use super::fs::probe::{probe, Probed};
@@ -29,6 +30,7 @@ use super::partition::{self, PartitionError};
 use super::report::{DiskInfo, FilesystemInfo, ImageInfo, PartitionInfo, Report, SubvolumeInfo};
 use super::source::{Budgeted, CancelFlag, ReadAt, Slice};
 use super::volume::{self, BlockDevice};
+use super::work::{Work, DEFAULT_WORK_BUDGET};
 
 /// Default cap on guest bytes read by one inspection. A full inspection of a typical
 /// guest reads tens of MiB; the cap only stops pathological images (or huge package
@@ -55,11 +57,19 @@ pub struct DiskSpec {
     pub format: Option<String>,
 }
 
+/// Most partitions probed (and filesystems opened) per disk. Real disks have a few, GPT
+/// allows 128 by default; a hostile table of thousands of entries over one filesystem
+/// would otherwise open it thousands of times (one reader thread and cache each).
+pub const MAX_PROBED_PARTITIONS: usize = 64;
+
 /// What to inspect and within which limits.
 #[derive(Debug, Clone)]
 pub struct InspectOptions {
     /// Directories backing files must resolve inside (see `image::open`).
     pub image_roots: Vec<PathBuf>,
+    /// Folders whose direct children (not subfolders) may also be backing files (see
+    /// `image::open_confined`): the CLI's trust in the folder of the image it was given.
+    pub image_dirs: Vec<PathBuf>,
     /// The job's `image.format` (a qemu-img name); a different detected format fails.
     pub asserted_format: Option<String>,
     pub include_applications: bool,
@@ -74,12 +84,15 @@ pub struct InspectOptions {
     pub cancel: Option<CancelFlag>,
     /// Disks after the first (`/dev/sdb`, ...), for guests spread over several disks.
     pub extra_disks: Vec<DiskSpec>,
+    /// Most units of CPU-heavy work that reads no disk (see `inspect::work`).
+    pub work_budget: u64,
 }
 
 impl Default for InspectOptions {
     fn default() -> InspectOptions {
         InspectOptions {
             image_roots: Vec::new(),
+            image_dirs: Vec::new(),
             asserted_format: None,
             include_applications: true,
             include_users: true,
@@ -89,6 +102,7 @@ impl Default for InspectOptions {
             read_budget: DEFAULT_READ_BUDGET,
             cancel: None,
             extra_disks: Vec::new(),
+            work_budget: DEFAULT_WORK_BUDGET,
         }
     }
 }
@@ -210,8 +224,13 @@ pub fn inspect_full(path: &Path, opts: &InspectOptions) -> Result<Inspection, In
                 source,
             },
         };
-        let opened = image::open(&spec.path, spec.format.as_deref(), &opts.image_roots)
-            .map_err(image_error)?;
+        let opened = image::open_confined(
+            &spec.path,
+            spec.format.as_deref(),
+            &opts.image_roots,
+            &opts.image_dirs,
+        )
+        .map_err(image_error)?;
         let backing_chain: Vec<String> = opened
             .backing_chain
             .iter()
@@ -242,7 +261,11 @@ pub fn inspect_full(path: &Path, opts: &InspectOptions) -> Result<Inspection, In
         disks.push(disk);
     }
 
-    let over_budget = || read.load(Ordering::Relaxed) > opts.read_budget;
+    // Decompressed bytes count too: a small compressed image must not inflate without end.
+    let over_budget = || {
+        let inflated: u64 = all_faults.iter().map(|(_, f)| f.inflated()).sum();
+        read.load(Ordering::Relaxed).saturating_add(inflated) > opts.read_budget
+    };
     let cancelled = || {
         opts.cancel
             .as_ref()
@@ -337,7 +360,8 @@ pub fn inspect_full(path: &Path, opts: &InspectOptions) -> Result<Inspection, In
         network: opts.include_network,
         security: opts.include_security,
     };
-    let (oses, warnings) = os::inspect_roots(&mountables, &include);
+    let work = Arc::new(Work::new(opts.work_budget, opts.cancel.clone()));
+    let (oses, warnings) = os::inspect_roots(&mountables, &include, &work);
     // A budget hit or image damage inside the OS layer surfaced as per-file warnings;
     // either fails the job.
     if let Some(e) = failed() {
@@ -350,6 +374,7 @@ pub fn inspect_full(path: &Path, opts: &InspectOptions) -> Result<Inspection, In
             .warnings
             .push("no operating system root found on this disk".to_string());
     }
+    caps::cap_output(&mut report);
     let stats = InspectStats {
         bytes_read: read.load(Ordering::Relaxed),
     };
@@ -381,6 +406,8 @@ fn add_disk_devices(
     if table.partitions.is_empty() {
         devices.push((Mountable::new(disk_dev), Some(disk.clone())));
     }
+    let mut probed: std::collections::HashSet<(u64, u64)> = Default::default();
+    let (mut repeated, mut skipped) = (0usize, 0usize);
     for p in &table.partitions {
         let device = format!("{disk_dev}{}", p.number);
         report.partitions.push(PartitionInfo {
@@ -395,9 +422,18 @@ fn add_disk_devices(
         let mut m = Mountable::new(&device);
         m.part_uuid = p.part_uuid.clone();
         m.part_label = p.name.clone().filter(|n| !n.is_empty());
+        // A byte range probed once is not probed again: overlapping copies of one table
+        // entry would open the same filesystem many times.
         let src = if p.is_extended_container() {
             None
+        } else if probed.contains(&(p.start, p.size)) {
+            repeated += 1;
+            None
+        } else if probed.len() == MAX_PROBED_PARTITIONS {
+            skipped += 1;
+            None
         } else {
+            probed.insert((p.start, p.size));
             match Slice::new(disk.clone(), p.start, p.size) {
                 Ok(s) => Some(Arc::new(s) as Arc<dyn ReadAt>),
                 Err(e) => {
@@ -407,6 +443,18 @@ fn add_disk_devices(
             }
         };
         devices.push((m, src));
+    }
+    if repeated > 0 {
+        report.warnings.push(format!(
+            "{disk_dev}: {repeated} partitions repeat the byte range of an earlier one: not probed \
+             again"
+        ));
+    }
+    if skipped > 0 {
+        report.warnings.push(format!(
+            "{disk_dev}: {skipped} partitions not probed: only {MAX_PROBED_PARTITIONS} distinct \
+             partitions are probed per disk"
+        ));
     }
 }
 
@@ -612,6 +660,10 @@ impl ImageFaults {
 impl ReadAt for ImageFaults {
     fn size(&self) -> u64 {
         self.inner.size()
+    }
+
+    fn inflated(&self) -> u64 {
+        self.inner.inflated()
     }
 
     fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), ImageError> {

@@ -19,6 +19,15 @@ pub trait ReadAt: Send + Sync {
     /// Fills all of `buf` with the bytes at `offset`. A read that would cross the end of
     /// the source is an error, never a short read, so callers need no length checks.
     fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), ImageError>;
+
+    /// Bytes produced by decompression so far, by this source and the ones below it.
+    /// [`Budgeted`] charges them on top of the bytes read: a probe of a few KiB may
+    /// inflate a whole 2 MiB qcow2 cluster, so bytes read alone would let a hostile image
+    /// of thousands of compressed clusters spin the CPU inside its read budget. Formats
+    /// without compression keep the default.
+    fn inflated(&self) -> u64 {
+        0
+    }
 }
 
 impl<T: ReadAt + ?Sized> ReadAt for Arc<T> {
@@ -27,6 +36,9 @@ impl<T: ReadAt + ?Sized> ReadAt for Arc<T> {
     }
     fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), ImageError> {
         (**self).read_exact_at(offset, buf)
+    }
+    fn inflated(&self) -> u64 {
+        (**self).inflated()
     }
 }
 
@@ -92,11 +104,15 @@ impl ReadAt for Slice {
         check_range(offset, buf.len(), self.len)?;
         self.inner.read_exact_at(self.start + offset, buf)
     }
+    fn inflated(&self) -> u64 {
+        self.inner.inflated()
+    }
 }
 
-/// Counts the bytes one job reads and stops the job once it passes its cap, so a hostile
-/// image cannot make a worker read forever (for example a directory loop that evades
-/// the other checks).
+/// Counts the bytes one job reads (plus the bytes the image layer inflated, see
+/// [`ReadAt::inflated`]) and stops the job once they pass its cap, so a hostile image
+/// cannot make a worker read forever (for example a directory loop that evades the
+/// other checks).
 pub struct Budgeted {
     inner: Arc<dyn ReadAt>,
     read: Arc<AtomicU64>,
@@ -139,10 +155,13 @@ impl ReadAt for Budgeted {
             return Err(ImageError::Cancelled);
         }
         let total = self.read.fetch_add(buf.len() as u64, Ordering::Relaxed) + buf.len() as u64;
-        if total > self.limit {
+        if total.saturating_add(self.inner.inflated()) > self.limit {
             return Err(ImageError::BudgetExceeded { limit: self.limit });
         }
         self.inner.read_exact_at(offset, buf)
+    }
+    fn inflated(&self) -> u64 {
+        self.inner.inflated()
     }
 }
 

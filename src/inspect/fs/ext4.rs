@@ -17,6 +17,7 @@
 //! end of the journal.
 
 mod error_map;
+mod extent_check;
 mod reader;
 mod superblock;
 mod worker;
@@ -55,13 +56,23 @@ impl Ext4Fs {
     pub fn open(src: Arc<dyn ReadAt>) -> Result<Ext4Fs, FsError> {
         let geometry = superblock::check(src.as_ref())?;
         let replays_journal = geometry.replays_journal;
+        let block_size = geometry.block_size;
         let shared = Arc::new(Shared::default());
         let (jobs, job_rx) = mpsc::channel::<Job>();
         let (loaded_tx, loaded_rx) = mpsc::sync_channel(1);
         let thread_shared = shared.clone();
         std::thread::Builder::new()
             .name("ext4-reader".to_string())
-            .spawn(move || worker::run(src, replays_journal, thread_shared, loaded_tx, job_rx))
+            .spawn(move || {
+                worker::run(
+                    src,
+                    block_size,
+                    replays_journal,
+                    thread_shared,
+                    loaded_tx,
+                    job_rx,
+                )
+            })
             .map_err(|source| {
                 FsError::Image(ImageError::Io {
                     path: "<ext4 reader thread>".into(),

@@ -56,6 +56,19 @@ pub fn open(
     asserted: Option<&str>,
     roots: &[PathBuf],
 ) -> Result<OpenedImage, ImageError> {
+    open_confined(path, asserted, roots, &[])
+}
+
+/// [`open`], where backing files may also be direct children of one of `dirs` (but not
+/// of their subfolders): how the CLI trusts the folder of the image a person named
+/// without trusting everything below it (a crafted image in `$HOME` must not reach
+/// `$HOME/secrets/...`).
+pub fn open_confined(
+    path: &Path,
+    asserted: Option<&str>,
+    roots: &[PathBuf],
+    dirs: &[PathBuf],
+) -> Result<OpenedImage, ImageError> {
     let file = RawImage::open(path)?;
     let format = detect(&file)?;
     if let Some(asserted) = asserted {
@@ -68,8 +81,11 @@ pub fn open(
     }
     let mut roots_all: Vec<PathBuf> = roots.to_vec();
     roots_all.extend(roots.iter().filter_map(|r| r.canonicalize().ok()));
+    let mut dirs_all: Vec<PathBuf> = dirs.to_vec();
+    dirs_all.extend(dirs.iter().filter_map(|d| d.canonicalize().ok()));
     let mut chain = Chain {
         roots: roots_all,
+        dirs: dirs_all,
         seen: Vec::new(),
         backing: Vec::new(),
         warnings: Vec::new(),
@@ -127,6 +143,8 @@ pub(crate) enum Identity {
 pub(crate) struct Chain {
     /// The roots as given and canonicalized.
     roots: Vec<PathBuf>,
+    /// Folders whose direct children only are allowed, as given and canonicalized.
+    dirs: Vec<PathBuf>,
     /// Canonical paths already in the chain, to refuse loops.
     seen: Vec<PathBuf>,
     backing: Vec<PathBuf>,
@@ -267,7 +285,12 @@ impl Chain {
     }
 
     fn inside_roots(&self, path: &Path) -> bool {
-        path.is_absolute() && self.roots.iter().any(|root| path.starts_with(root))
+        path.is_absolute()
+            && (self.roots.iter().any(|root| path.starts_with(root))
+                || self
+                    .dirs
+                    .iter()
+                    .any(|dir| path.parent() == Some(dir.as_path())))
     }
 }
 

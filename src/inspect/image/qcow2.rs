@@ -5,6 +5,7 @@
 //! (`qcow2_header.rs`, `qcow2_l2.rs`, `qcow2_compressed.rs`); this file is the mapping and the
 //! read path that ties them together.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::qcow2_compressed::{decompress_cluster, CompressedExtent};
@@ -50,6 +51,8 @@ pub struct Qcow2 {
     /// Most recently used first; at most `recent_slots` entries.
     recent: Mutex<std::collections::VecDeque<LastCluster>>,
     recent_slots: usize,
+    /// Bytes decompressed so far (see [`ReadAt::inflated`]).
+    inflated: AtomicU64,
 }
 
 impl Qcow2 {
@@ -73,6 +76,7 @@ impl Qcow2 {
             backing,
             recent: Mutex::new(std::collections::VecDeque::new()),
             recent_slots,
+            inflated: AtomicU64::new(0),
         })
     }
 
@@ -269,6 +273,7 @@ impl Qcow2 {
             len,
             2 * self.header.cluster_size(),
         )?;
+        self.inflated.fetch_add(out.len() as u64, Ordering::Relaxed);
         decompress_cluster(self.header.compression, &input, out).map_err(|e| {
             corrupt(
                 ext.host,
@@ -320,6 +325,14 @@ fn load_l1(file: &dyn ReadAt, h: &Qcow2Header) -> Result<Vec<u64>, ImageError> {
 impl ReadAt for Qcow2 {
     fn size(&self) -> u64 {
         self.header.size
+    }
+
+    fn inflated(&self) -> u64 {
+        let below = match &self.backing {
+            Backing::Attached(b) => b.inflated(),
+            _ => 0,
+        };
+        self.inflated.load(Ordering::Relaxed).saturating_add(below)
     }
 
     fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), ImageError> {
@@ -481,6 +494,14 @@ mod tests {
             q.read_exact_at(off as u64, &mut part).unwrap();
             assert_eq!(part, data[off..off + 1000]);
         }
+        // Two inflations (the whole-cluster read bypasses the cache, the small reads
+        // share one), and the read budget sees them on top of the bytes asked for.
+        assert_eq!(q.inflated(), 2 * C as u64);
+        let q: Arc<dyn ReadAt> = Arc::new(q);
+        let read = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let budgeted = crate::inspect::source::Budgeted::new(q, read, C as u64 + 10);
+        let e = budgeted.read_exact_at(0, &mut [0u8; 16]).unwrap_err();
+        assert!(matches!(e, ImageError::BudgetExceeded { .. }), "{e}");
         // Descriptor past EOF.
         let mut b = image();
         put64(&mut b, 2 * C, (1 << 62) | (90 * C as u64));

@@ -6,7 +6,7 @@
 //! every database present is read.
 //!
 //! Read caps (each read also counts against the job's read budget):
-//! - rpm databases: 512 MiB. `rpmdb.sqlite` of a large RHEL/Fedora install is 100-300
+//! - rpm databases: 512 MiB (`rpmdb.sqlite` and its `-wal` together). `rpmdb.sqlite` of a large RHEL/Fedora install is 100-300
 //!   MiB and the old Berkeley DB `Packages` can be as big; the parser needs the whole file.
 //! - dpkg `status`, apk `installed`: 64 MiB (a desktop with 5000 packages has ~10 MiB).
 //! - pacman `desc`: 1 MiB each.
@@ -95,9 +95,18 @@ fn rpm(ctx: &mut Ctx, expected: bool) -> Vec<Application> {
             return Vec::new();
         };
         // Committed transactions still in the write-ahead log are part of the database.
+        // Both are held at once, so they share one cap.
         let wal_path = format!("{path}-wal");
+        let left = RPMDB_LIMIT - db.len() as u64;
         let wal = match ctx.guest.metadata(&wal_path) {
-            Ok(m) if m.size > 0 => ctx.read_bytes(&wal_path, RPMDB_LIMIT),
+            Ok(m) if m.size > left => {
+                ctx.warn(format_args!(
+                    "{wal_path} not read: with {path} it is over {RPMDB_LIMIT} bytes; \
+                     transactions still in it are missing"
+                ));
+                None
+            }
+            Ok(m) if m.size > 0 => ctx.read_bytes(&wal_path, left),
             _ => None,
         };
         return listed(

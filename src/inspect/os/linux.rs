@@ -1,6 +1,9 @@
 //! Inspection of one Linux root: mount what its fstab names, then read every fact.
 
+use std::sync::Arc;
+
 use crate::inspect::report::OperatingSystem;
+use crate::inspect::work::Work;
 
 use super::context::Ctx;
 use super::guest::GuestFs;
@@ -15,6 +18,7 @@ pub fn inspect(
     root: &Mountable,
     devices: &[Mountable],
     include: &Include,
+    work: &Arc<Work>,
 ) -> (OperatingSystem, Vec<String>) {
     let Some(fs) = root.fs.clone() else {
         return (
@@ -24,7 +28,7 @@ pub fn inspect(
     };
     let mut guest = GuestFs::new(fs);
     let fstab = fstab::mount_from_fstab(&mut guest, root, devices);
-    let mut ctx = Ctx::new(&guest, &root.device);
+    let mut ctx = Ctx::new(&guest, &root.device).with_work(work.clone());
     for w in fstab.warnings {
         ctx.warn(w);
     }

@@ -32,7 +32,11 @@ pub use mountable::Mountable;
 pub use roots::RootKind;
 pub mod packages;
 
+use std::sync::Arc;
+
+use crate::inspect::caps::{ReportCaps, MAX_OS_ROOTS};
 use crate::inspect::report::OperatingSystem;
+use crate::inspect::work::Work;
 
 /// Which optional sections of each OS to read (the job's `options`); all on by default.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,21 +60,48 @@ impl Default for Include {
     }
 }
 
-/// Finds the OS roots among `devices` and inspects each. Returns the OSes in device
-/// order and the warnings (each prefixed with its root device).
+/// Finds the OS roots among `devices` and inspects each, charging `work`. Returns the
+/// OSes in device order and the warnings (each prefixed with its root device). At most
+/// [`MAX_OS_ROOTS`] roots are inspected, and applications, users and services are capped
+/// across all of them ([`ReportCaps`]) as each root is read, so memory stays bounded.
 pub fn inspect_roots(
     devices: &[Mountable],
     include: &Include,
+    work: &Arc<Work>,
 ) -> (Vec<OperatingSystem>, Vec<String>) {
     let mut oses = Vec::new();
     let mut warnings = Vec::new();
+    let mut caps = ReportCaps::default();
     for dev in devices {
         let Some(fs) = &dev.fs else { continue };
-        match roots::classify(fs) {
+        if work.check().is_err() {
+            warnings.push(format!(
+                "{}: not inspected: the job's work budget is spent or the job was cancelled",
+                dev.device
+            ));
+            continue;
+        }
+        let kind = roots::classify(fs);
+        if kind.is_some() && oses.len() == MAX_OS_ROOTS {
+            warnings.push(format!(
+                "{}: OS root not inspected: only {MAX_OS_ROOTS} are inspected per disk",
+                dev.device
+            ));
+            continue;
+        }
+        match kind {
             Some(RootKind::Linux) => {
-                let (os, w) = linux::inspect(dev, devices, include);
-                oses.push(os);
+                let (mut os, w) = linux::inspect(dev, devices, include, work);
                 warnings.extend(w);
+                let capped = [
+                    ReportCaps::take(&mut caps.applications, &mut os.applications, "applications"),
+                    ReportCaps::take(&mut caps.users, &mut os.users, "users"),
+                    ReportCaps::take(&mut caps.services, &mut os.services, "services"),
+                ];
+                for c in capped.into_iter().flatten() {
+                    warnings.push(format!("{}: {c}", dev.device));
+                }
+                oses.push(os);
             }
             Some(RootKind::Windows) => {
                 oses.push(OperatingSystem {

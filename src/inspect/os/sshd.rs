@@ -17,6 +17,11 @@ const MAIN: &str = "/etc/ssh/sshd_config";
 const MAX_DEPTH: usize = 16;
 /// Most files read through `Include`.
 pub const MAX_FILES: usize = 256;
+/// Most patterns expanded per `Include` line, and `Include` lines per file: real
+/// configurations have one or two; a hostile `Include d/* d/* ...` over megabytes would
+/// otherwise list the same directory millions of times.
+pub const MAX_PATTERNS_PER_LINE: usize = 16;
+pub const MAX_INCLUDES_PER_FILE: usize = 64;
 
 /// What the reader needs from its caller: the OS facts (`Ctx`) and the profile checks
 /// read the same configuration through their own file access and warning lists.
@@ -53,8 +58,11 @@ pub type SshdConfig = HashMap<String, Setting>;
 /// The effective configuration of `/etc/ssh/sshd_config` (empty when it is absent).
 pub fn effective_config(src: &mut impl SshdSource) -> SshdConfig {
     let mut config = SshdConfig::new();
-    let mut budget = MAX_FILES;
-    read(src, MAIN, 0, &mut budget, &mut config);
+    let mut left = Left {
+        files: MAX_FILES,
+        warned: false,
+    };
+    read(src, MAIN, 0, &mut left, &mut config);
     config
 }
 
@@ -87,25 +95,42 @@ impl SshdSource for Ctx<'_> {
     }
 }
 
+/// What is left of the include caps of one configuration.
+struct Left {
+    files: usize,
+    /// The "not all were read" warning was given (once is enough).
+    warned: bool,
+}
+
+impl Left {
+    fn exhausted(&mut self, src: &mut impl SshdSource, path: &str) {
+        if !self.warned {
+            self.warned = true;
+            src.warn(format_args!(
+                "{path}: too many nested sshd Include files, not all were read"
+            ));
+        }
+    }
+}
+
 fn read(
     src: &mut impl SshdSource,
     path: &str,
     depth: usize,
-    budget: &mut usize,
+    left: &mut Left,
     config: &mut SshdConfig,
 ) {
-    if depth > MAX_DEPTH || *budget == 0 {
-        src.warn(format_args!(
-            "{path}: too many nested sshd Include files, not all were read"
-        ));
+    if depth > MAX_DEPTH || left.files == 0 {
+        left.exhausted(src, path);
         return;
     }
-    *budget -= 1;
+    left.files -= 1;
     let Some(text) = src.read_text(path) else {
         return;
     };
     // A Match block ends at the next Match or at the end of the file that opened it.
     let mut in_match = false;
+    let mut includes = 0;
     for (n, line) in numbered_lines(&text) {
         let (keyword, args) = split_keyword(line);
         let first = args
@@ -118,7 +143,21 @@ fn read(
             "match" => in_match = !first.eq_ignore_ascii_case("all"),
             _ if in_match => {}
             "include" => {
-                for pattern in args.split_whitespace() {
+                includes += 1;
+                if includes > MAX_INCLUDES_PER_FILE {
+                    if includes == MAX_INCLUDES_PER_FILE + 1 {
+                        src.warn(format_args!(
+                            "{path}:{n}: more than {MAX_INCLUDES_PER_FILE} Include lines, the rest were not read"
+                        ));
+                    }
+                    continue;
+                }
+                let mut patterns = args.split_whitespace();
+                for pattern in patterns.by_ref().take(MAX_PATTERNS_PER_LINE) {
+                    if left.files == 0 {
+                        left.exhausted(src, path);
+                        break;
+                    }
                     let pattern = pattern.trim_matches('"');
                     let full = if pattern.starts_with('/') {
                         pattern.to_string()
@@ -126,8 +165,13 @@ fn read(
                         format!("/etc/ssh/{pattern}")
                     };
                     for file in src.include(&full) {
-                        read(src, &file, depth + 1, budget, config);
+                        read(src, &file, depth + 1, left, config);
                     }
+                }
+                if patterns.next().is_some() {
+                    src.warn(format_args!(
+                        "{path}:{n}: Include with more than {MAX_PATTERNS_PER_LINE} patterns, the rest were not read"
+                    ));
                 }
             }
             _ if first.is_empty() => {}
@@ -198,6 +242,27 @@ mod tests {
         ));
         assert_eq!(s.permit_root_login.as_deref(), Some("no"));
         assert_eq!(w.len(), 1, "{w:?}");
+    }
+
+    #[test]
+    fn include_fan_out_is_capped_with_warnings() {
+        let mut fs = MemFs::new();
+        for i in 0..50 {
+            fs = fs.file(&format!("/etc/ssh/d/{i:02}"), "Port 22\n");
+        }
+        let line = format!("Include {}\n", "d/* ".repeat(100));
+        let main = format!("{}PermitRootLogin no\n", line.repeat(1000));
+        let (s, w) = ssh(fs.file("/etc/ssh/sshd_config", &main));
+        assert_eq!(s.permit_root_login.as_deref(), Some("no"));
+        assert!(
+            w.iter().any(|w| w.contains("more than 16 patterns")),
+            "{w:?}"
+        );
+        assert!(
+            w.iter().any(|w| w.contains("more than 64 Include lines")),
+            "{w:?}"
+        );
+        assert!(w.iter().any(|w| w.contains("not all were read")), "{w:?}");
     }
 
     #[test]

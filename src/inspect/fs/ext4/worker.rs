@@ -12,6 +12,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use ext4_view::{DirEntry as RawDirEntry, Ext4, Ext4Error, Metadata as RawMetadata};
 
 use super::error_map::{corrupt, map_error, unsupported};
+use super::extent_check;
 use super::reader::SourceReader;
 use super::superblock;
 use crate::inspect::fs::{DirEntry, FileKind, FsError, Metadata, MAX_DIR_ENTRIES};
@@ -59,6 +60,9 @@ impl Shared {
 /// The loaded filesystem and what we learned about its directories.
 pub(super) struct Worker {
     fs: Ext4,
+    /// The device, for our own checks of what ext4-view would walk blindly.
+    src: Arc<dyn ReadAt>,
+    block_size: u64,
     /// Directories known to be real directories of a bounded size, so ext4-view never
     /// follows a symlink or walks an oversized directory while resolving a path.
     checked_dirs: HashSet<String>,
@@ -76,6 +80,7 @@ const MAX_LISTED_ENTRIES: usize = 16_384;
 /// `loaded`, then runs jobs until the handle goes away or a job fails the filesystem.
 pub(super) fn run(
     src: Arc<dyn ReadAt>,
+    block_size: u64,
     replays_journal: bool,
     shared: Arc<Shared>,
     loaded: mpsc::SyncSender<Result<Vec<String>, FsError>>,
@@ -90,6 +95,8 @@ pub(super) fn run(
     };
     let mut worker = Worker {
         fs,
+        src,
+        block_size,
         checked_dirs: HashSet::new(),
         listings: HashMap::new(),
         listed_entries: 0,
@@ -241,6 +248,11 @@ impl Worker {
             });
         }
         let mut file = self.fs.open(path).map_err(|e| map_error(e, path))?;
+        // ext4-view would walk a looping or zero-length extent tree for ever from its
+        // cache: check the tree ourselves first (see `extent_check`).
+        let inode = extent_check::inode_of(&file)
+            .ok_or_else(|| corrupt(format!("{path}: ext4-view did not show the inode")))?;
+        extent_check::check(self.src.as_ref(), self.block_size, inode)?;
         if file.metadata().len() != size {
             return Err(corrupt(format!("{path}: inode changed between lookups")));
         }

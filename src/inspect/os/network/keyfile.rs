@@ -26,21 +26,21 @@ pub fn read(ctx: &mut Ctx) -> Found {
         let mut addresses = Vec::new();
         let mut dns = Vec::new();
         for (section, key, value) in ini_entries(&text) {
-            let family = match section.as_str() {
+            let family = match section {
                 "ipv4" => 0,
                 "ipv6" => 1,
                 "connection" => {
-                    match key.as_str() {
-                        "id" => id = Some(value),
-                        "interface-name" => ifname = Some(value),
+                    match key {
+                        "id" => id = Some(value.to_string()),
+                        "interface-name" => ifname = Some(value.to_string()),
                         _ => {}
                     }
                     continue;
                 }
                 _ => continue,
             };
-            match key.as_str() {
-                "method" => methods[family] = Some(value),
+            match key {
+                "method" => methods[family] = Some(value.to_string()),
                 "dns" => dns.extend(
                     value
                         .split(';')

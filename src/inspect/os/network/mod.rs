@@ -78,12 +78,19 @@ impl Found {
     }
 }
 
+/// Appends the `items` not yet in `into`, up to `max` in all; linear (a set of what is
+/// there), since both lists may be long on a hostile image.
 fn push_unique(into: &mut Vec<String>, items: Vec<String>, max: usize) {
+    if into.len() >= max {
+        return;
+    }
+    let mut seen: std::collections::HashSet<String> = into.iter().cloned().collect();
     for item in items {
         if into.len() >= max {
             return;
         }
-        if !into.contains(&item) {
+        if !seen.contains(&item) {
+            seen.insert(item.clone());
             into.push(item);
         }
     }

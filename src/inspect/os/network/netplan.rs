@@ -2,7 +2,11 @@
 //! shadowed by `/etc` ones, read in file-name order; a later file's settings for an
 //! interface override an earlier one's, as netplan merges them.
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
+
+use serde::de::VariantAccess;
+use serde::de::{self, DeserializeSeed, Deserializer, EnumAccess, MapAccess, SeqAccess, Visitor};
 
 use serde_norway::Value;
 
@@ -50,6 +54,19 @@ pub fn read(ctx: &mut Ctx) -> Found {
         let Some(bytes) = ctx.read_bytes(path, NETPLAN_LIMIT) else {
             continue;
         };
+        // Aliases make a small file a huge tree (`b: [*a, *a, ...]` of a 5,000-item
+        // `a` is 25 million nodes in 25 KB): count the nodes as the parser expands them,
+        // stopping at a budget, before building any tree.
+        let nodes = match count_nodes(&bytes, MAX_NODES) {
+            Ok(n) => n,
+            Err(e) => {
+                ctx.warn(format_args!("{path}: not read: {e}"));
+                continue;
+            }
+        };
+        if !ctx.charge(nodes) {
+            break;
+        }
         let doc: Value = match serde_norway::from_slice(&bytes) {
             Ok(v) => v,
             Err(e) => {
@@ -118,6 +135,110 @@ pub fn read(ctx: &mut Ctx) -> Found {
     found
 }
 
+/// Most YAML nodes (after alias expansion) of one netplan file: real ones have tens.
+const MAX_NODES: u64 = 100_000;
+
+/// The number of nodes of the YAML document in `bytes`, counting every alias as the
+/// nodes it expands to; an error past `max` (or for invalid YAML). Memory stays at the
+/// parser's event list: nothing is built.
+fn count_nodes(bytes: &[u8], max: u64) -> Result<u64, String> {
+    let left = Cell::new(max);
+    let de = serde_norway::Deserializer::from_slice(bytes);
+    match Count(&left).deserialize(de) {
+        Ok(()) => Ok(max - left.get()),
+        Err(e) => Err(if left.get() == 0 {
+            format!("more than {max} YAML nodes once aliases are expanded")
+        } else {
+            format!("not valid YAML: {e}")
+        }),
+    }
+}
+
+/// A serde visitor that only counts, so a document is walked without being built.
+#[derive(Clone, Copy)]
+struct Count<'a>(&'a Cell<u64>);
+
+impl Count<'_> {
+    fn tick<E: de::Error>(self) -> Result<(), E> {
+        match self.0.get() {
+            0 => Err(E::custom("node budget exhausted")),
+            n => {
+                self.0.set(n - 1);
+                Ok(())
+            }
+        }
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Count<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Count<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any YAML value")
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
+        self.tick()
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
+        self.tick()
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
+        self.tick()
+    }
+    fn visit_i128<E: de::Error>(self, _: i128) -> Result<(), E> {
+        self.tick()
+    }
+    fn visit_u128<E: de::Error>(self, _: u128) -> Result<(), E> {
+        self.tick()
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
+        self.tick()
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
+        self.tick()
+    }
+    fn visit_bytes<E: de::Error>(self, _: &[u8]) -> Result<(), E> {
+        self.tick()
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        self.tick()
+    }
+    fn visit_none<E: de::Error>(self) -> Result<(), E> {
+        self.tick()
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        self.tick()?;
+        self.deserialize(d)
+    }
+    fn visit_newtype_struct<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        self.tick()?;
+        self.deserialize(d)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        self.tick()?;
+        while seq.next_element_seed(self)?.is_some() {}
+        Ok(())
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        self.tick()?;
+        while map.next_key_seed(self)?.is_some() {
+            map.next_value_seed(self)?;
+        }
+        Ok(())
+    }
+    fn visit_enum<A: EnumAccess<'de>>(self, data: A) -> Result<(), A::Error> {
+        self.tick()?;
+        let ((), variant) = data.variant_seed(self)?;
+        variant.newtype_variant_seed(self)
+    }
+}
+
 /// netplan booleans: YAML `true`, or the strings netplan also accepts.
 fn truthy(v: &Value) -> Option<bool> {
     match v {
@@ -166,6 +287,30 @@ mod tests {
             ]
         );
         assert_eq!(n.dns_servers, vec!["10.0.0.1"]);
+    }
+
+    #[test]
+    fn alias_fan_out_is_refused_and_counted() {
+        let a: Vec<String> = (0..1000).map(|i| format!("x{i}")).collect();
+        let yaml = format!(
+            "a: &a [{}]\nb: [{}]\n",
+            a.join(", "),
+            vec!["*a"; 1000].join(", ")
+        );
+        assert!(super::count_nodes(yaml.as_bytes(), super::MAX_NODES)
+            .unwrap_err()
+            .contains("aliases"));
+        // Counted as expanded: 1 map + 2 keys + 1 seq of 3 + 3 items + 1 seq of 2 aliases
+        // (2 x 4 nodes) = 16.
+        let small = "a: &a [1, 2, 3]\nb: [*a, *a]\n";
+        assert_eq!(super::count_nodes(small.as_bytes(), 100), Ok(16));
+        let (n, w) = detect_with_warnings(MemFs::new().file(
+            "/etc/netplan/01.yaml",
+            format!("network:\n  version: 2\n{yaml}"),
+        ));
+        assert!(n.interfaces.is_empty());
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].contains("YAML nodes"), "{w:?}");
     }
 
     #[test]

@@ -2,9 +2,9 @@
 //! `/usr/lib/systemd/network`, `/lib/systemd/network`, shadowed by same-named `/etc`
 //! files, as networkd does).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
-use super::{Found, MAX_FILES};
+use super::{Found, MAX_ADDRESSES, MAX_FILES, MAX_INTERFACES};
 use crate::inspect::os::context::Ctx;
 use crate::inspect::os::text::ini_entries;
 
@@ -27,35 +27,66 @@ pub fn read(ctx: &mut Ctx) -> Found {
         let Some(text) = ctx.read_text(path) else {
             continue;
         };
-        let mut names = Vec::new();
+        // Each list is deduplicated as it is read and capped, so the work stays linear
+        // in the file's size: 5,000 `Name=` times 100,000 identical `Address=` once
+        // took seconds per megabyte as one full address list per name.
+        let mut names = Unique::new(MAX_INTERFACES);
         let mut dhcp = false;
-        let mut addresses = Vec::new();
-        let mut dns = Vec::new();
+        let mut addresses = Unique::new(MAX_ADDRESSES);
+        let mut dns = Unique::new(MAX_INTERFACES);
         for (section, key, value) in ini_entries(&text) {
-            match (section.as_str(), key.as_str()) {
-                ("Match", "Name") => names.extend(value.split_whitespace().map(str::to_string)),
-                ("Network", "DHCP") => {
-                    dhcp = !matches!(value.as_str(), "no" | "false" | "0" | "off")
-                }
-                ("Network", "Address") | ("Address", "Address") => addresses.push(value),
-                ("Network", "DNS") => dns.extend(value.split_whitespace().map(str::to_string)),
+            match (section, key) {
+                ("Match", "Name") => value.split_whitespace().for_each(|n| names.add(n)),
+                ("Network", "DHCP") => dhcp = !matches!(value, "no" | "false" | "0" | "off"),
+                ("Network", "Address") | ("Address", "Address") => addresses.add(value),
+                ("Network", "DNS") => value.split_whitespace().for_each(|d| dns.add(d)),
                 _ => {}
             }
         }
         let method = if dhcp {
             "dhcp"
-        } else if !addresses.is_empty() {
+        } else if !addresses.items.is_empty() {
             "static"
         } else {
             "manual"
         };
-        // A [Match] Name= may be a glob (`en*`): reported as written.
-        for name in names {
-            found.add(&name, Some(method), addresses.clone());
+        // One copy of the address list per interface name: charged to the job's work.
+        let copies = names.items.len() as u64 * (addresses.items.len() as u64 + 1);
+        if !ctx.charge(copies) {
+            break;
         }
+        // A [Match] Name= may be a glob (`en*`): reported as written.
+        for name in &names.items {
+            found.add(name, Some(method), addresses.items.clone());
+        }
+        let dns = dns.items;
         found.add_dns(dns.iter().map(String::as_str));
     }
     found
+}
+
+/// Distinct values in first-seen order, at most `max`.
+struct Unique {
+    items: Vec<String>,
+    seen: HashSet<String>,
+    max: usize,
+}
+
+impl Unique {
+    fn new(max: usize) -> Unique {
+        Unique {
+            items: Vec::new(),
+            seen: HashSet::new(),
+            max,
+        }
+    }
+
+    fn add(&mut self, item: &str) {
+        if self.items.len() < self.max && !self.seen.contains(item) {
+            self.seen.insert(item.to_string());
+            self.items.push(item.to_string());
+        }
+    }
 }
 
 #[cfg(test)]
