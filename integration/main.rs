@@ -4,6 +4,7 @@
 mod common;
 mod inspect_fs;
 mod inspect_image;
+mod inspect_ntfs;
 mod inspect_os;
 mod inspect_packages;
 mod inspect_partition;

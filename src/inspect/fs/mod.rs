@@ -2,6 +2,7 @@
 
 mod error;
 pub mod ext4;
+pub mod ntfs;
 pub mod probe;
 pub mod vfat;
 
