@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::fs::ext4::Ext4Fs;
+use super::fs::ntfs::NtfsFs;
 use super::fs::probe::{probe, Probed};
 use super::fs::vfat::VfatFs;
 use super::fs::{FileSystem, FsError};
@@ -340,7 +341,13 @@ fn open_filesystem(
             Arc::new(fs) as Arc<dyn FileSystem>
         })),
         "vfat" => Some(VfatFs::open(src.clone()).map(|fs| Arc::new(fs) as Arc<dyn FileSystem>)),
-        "xfs" | "btrfs" | "ntfs" => {
+        "ntfs" => Some(NtfsFs::open(src.clone()).map(|fs| {
+            for w in fs.warnings() {
+                report.warnings.push(format!("{}: {w}", m.device));
+            }
+            Arc::new(fs) as Arc<dyn FileSystem>
+        })),
+        "xfs" | "btrfs" => {
             report.warnings.push(format!(
                 "{}: {fs_type} filesystem: reading {fs_type} is not supported yet; an OS root or a \
                  mounted filesystem there is not inspected",

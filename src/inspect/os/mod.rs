@@ -26,6 +26,7 @@ mod services;
 pub mod sshd;
 pub mod text;
 mod users;
+pub mod windows;
 
 pub use guest::GuestFs;
 pub use mountable::Mountable;
