@@ -306,6 +306,7 @@ fn debian_os() -> OperatingSystem {
             release: (!release.is_empty()).then(|| release.to_string()),
             arch: Some(arch.to_string()),
             summary: Some(summary.to_string()),
+            ..Default::default()
         })
         .collect();
     let system_users = [
@@ -402,6 +403,7 @@ fn debian_os() -> OperatingSystem {
         name: name.to_string(),
         enabled: *enabled,
         kind: "systemd".into(),
+        ..Default::default()
     })
     .collect();
     OperatingSystem {
@@ -464,9 +466,11 @@ fn debian_os() -> OperatingSystem {
                 password_authentication: Some(false),
             },
             firewall: Some("nftables".into()),
+            ..Default::default()
         },
         machine_id: Some("4c8a2b5e9f0d4e7a8b1c3d5e7f9a0b2c".into()),
         cloud_init: true,
+        ..Default::default()
     }
 }
 
@@ -516,6 +520,7 @@ fn windows_os() -> OperatingSystem {
                 release: None,
                 arch: None,
                 summary: Some(format!("published by {publisher}")),
+                ..Default::default()
             })
             .collect(),
         users: vec![
@@ -544,6 +549,7 @@ fn windows_os() -> OperatingSystem {
                 name: name.to_string(),
                 enabled: *enabled,
                 kind: "windows".into(),
+                ..Default::default()
             })
             .collect(),
         network: Network::default(),
@@ -553,9 +559,11 @@ fn windows_os() -> OperatingSystem {
             apparmor: false,
             ssh: Ssh::default(),
             firewall: None,
+            ..Default::default()
         },
         machine_id: None,
         cloud_init: false,
+        ..Default::default()
     }
 }
 

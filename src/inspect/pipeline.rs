@@ -243,6 +243,7 @@ pub fn inspect_full(path: &Path, opts: &InspectOptions) -> Result<Inspection, In
                 let mut m = Mountable::new(&device);
                 m.part_uuid = p.part_uuid.clone();
                 m.part_label = p.name.clone().filter(|n| !n.is_empty());
+                m.part_start = Some(p.start);
                 let src = if p.is_extended_container() {
                     None
                 } else {

@@ -74,20 +74,9 @@ pub fn inspect_roots(
                 warnings.extend(w);
             }
             Some(RootKind::Windows) => {
-                oses.push(OperatingSystem {
-                    root: dev.device.clone(),
-                    os_type: RootKind::Windows.as_str().into(),
-                    distro: Some("windows".into()),
-                    mountpoints: [("/".to_string(), dev.device.clone())]
-                        .into_iter()
-                        .collect(),
-                    ..OperatingSystem::default()
-                });
-                warnings.push(format!(
-                    "{}: Windows root found; reading the Windows registry is not supported yet, \
-                     so only its type is reported",
-                    dev.device
-                ));
+                let (os, w) = windows::inspect(dev, devices, include);
+                oses.push(os);
+                warnings.extend(w);
             }
             None => {}
         }
