@@ -9,6 +9,7 @@ mod inspect_os;
 mod inspect_packages;
 mod inspect_partition;
 mod inspect_robustness;
+mod inspect_windows;
 mod profile;
 mod python_publisher;
 mod render;

@@ -117,3 +117,4 @@ impl Rng {
 }
 
 pub mod broker;
+pub mod regf;
