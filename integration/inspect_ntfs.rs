@@ -82,7 +82,11 @@ fn walk_ours(fs: &dyn FileSystem, dir: &str, out: &mut Tree) {
             }
             FileKind::File => {
                 let data = fs.read_file(&path, 1 << 30).unwrap();
-                assert_eq!(fs.metadata(&path).unwrap().size, data.len() as u64, "{path}");
+                assert_eq!(
+                    fs.metadata(&path).unwrap().size,
+                    data.len() as u64,
+                    "{path}"
+                );
                 out.insert(path, Node::File(data));
             }
             FileKind::Symlink => {
@@ -96,7 +100,11 @@ fn walk_ours(fs: &dyn FileSystem, dir: &str, out: &mut Tree) {
 fn walk_mount(root: &Path, rel: &str, out: &mut Tree) {
     for e in std::fs::read_dir(root.join(rel.trim_start_matches('/'))).unwrap() {
         let e = e.unwrap();
-        let path = format!("{}/{}", rel.trim_end_matches('/'), e.file_name().to_str().unwrap());
+        let path = format!(
+            "{}/{}",
+            rel.trim_end_matches('/'),
+            e.file_name().to_str().unwrap()
+        );
         let t = e.file_type().unwrap();
         if t.is_symlink() {
             out.insert(path, Node::Symlink);
@@ -115,7 +123,11 @@ fn oracle_tree(img: &Path) -> Tree {
     let tmp = tempdir();
     let mnt = tmp.path().join("mnt");
     std::fs::create_dir(&mnt).unwrap();
-    run(Command::new("ntfs-3g").arg("-o").arg("ro").arg(img).arg(&mnt));
+    run(Command::new("ntfs-3g")
+        .arg("-o")
+        .arg("ro")
+        .arg(img)
+        .arg(&mnt));
     let mut tree = Tree::new();
     let walked = std::panic::catch_unwind(|| {
         let mut t = Tree::new();
@@ -216,23 +228,38 @@ fn special_files_match_ntfscat_ntfsls_and_blkid() {
     );
 
     // Reparse points: targets as written by the fixture, never resolved here.
-    assert_eq!(fs.metadata("/link_to_windows").unwrap().kind, FileKind::Symlink);
+    assert_eq!(
+        fs.metadata("/link_to_windows").unwrap().kind,
+        FileKind::Symlink
+    );
     assert_eq!(fs.read_link("/link_to_windows").unwrap(), "../Windows");
     assert_eq!(fs.read_link("/junction").unwrap(), "C:/Windows");
-    assert!(matches!(fs.read_link("/ads.txt"), Err(FsError::NotASymlink(_))));
+    assert!(matches!(
+        fs.read_link("/ads.txt"),
+        Err(FsError::NotASymlink(_))
+    ));
 
     // Serial and label as blkid prints them.
     let blkid = String::from_utf8(sh(&format!("blkid -p -o export '{i}'"))).unwrap();
     assert!(blkid.contains(&format!("UUID={}\n", fs.uuid())), "{blkid}");
     assert_eq!(fs.label(), Some("Wïn Lbl"));
 
-    assert!(matches!(fs.read_file("/nope", 1), Err(FsError::NotFound(_))));
-    assert!(matches!(fs.read_file("/comp", 1), Err(FsError::IsADirectory(_))));
+    assert!(matches!(
+        fs.read_file("/nope", 1),
+        Err(FsError::NotFound(_))
+    ));
+    assert!(matches!(
+        fs.read_file("/comp", 1),
+        Err(FsError::IsADirectory(_))
+    ));
     assert!(matches!(
         fs.read_file("/comp/big.txt", 10),
         Err(FsError::TooLarge { size: 300000, .. })
     ));
-    assert!(matches!(fs.read_dir("/ads.txt"), Err(FsError::NotADirectory(_))));
+    assert!(matches!(
+        fs.read_dir("/ads.txt"),
+        Err(FsError::NotADirectory(_))
+    ));
 }
 
 /// An image with some bytes replaced, without copying its 32 MiB per variant.
@@ -279,9 +306,17 @@ fn hostile_volumes_give_typed_errors() {
     // A torn write in System32's index blocks: the first stride's check bytes differ.
     let indx = structures(&base, b"INDX");
     assert!(indx.len() > 60, "{} index blocks", indx.len());
-    let fs = patched(indx.iter().map(|&o| (o + 510, base[o + 510] ^ 0xff)).collect()).unwrap();
+    let fs = patched(
+        indx.iter()
+            .map(|&o| (o + 510, base[o + 510] ^ 0xff))
+            .collect(),
+    )
+    .unwrap();
     let err = fs.read_dir("/Windows/System32").unwrap_err();
-    assert!(err.to_string().contains("update sequence mismatch"), "{err}");
+    assert!(
+        err.to_string().contains("update sequence mismatch"),
+        "{err}"
+    );
 
     // Every non-leaf index block's children point back at the block itself: a cycle.
     let mut cycles = Vec::new();
@@ -320,7 +355,8 @@ fn hostile_volumes_give_typed_errors() {
     for round in 0..300 {
         let patches: Vec<(usize, u8)> = (0..1 + rng.below(6))
             .map(|_| {
-                let at = targets[rng.below(targets.len() as u64) as usize] + rng.below(1024) as usize;
+                let at =
+                    targets[rng.below(targets.len() as u64) as usize] + rng.below(1024) as usize;
                 (at, rng.byte())
             })
             .collect();
@@ -328,7 +364,12 @@ fn hostile_volumes_give_typed_errors() {
         opened += 1;
         let _ = fs.read_dir("/");
         let _ = fs.read_dir("/Windows/System32");
-        for p in ["/comp/big.txt", "/sparse.bin", "/fragmented.bin", "/Windows/System32/cmd.exe"] {
+        for p in [
+            "/comp/big.txt",
+            "/sparse.bin",
+            "/fragmented.bin",
+            "/Windows/System32/cmd.exe",
+        ] {
             let _ = fs.read_file(p, 1 << 24);
         }
         let _ = fs.read_link("/junction");

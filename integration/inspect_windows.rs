@@ -16,11 +16,27 @@ fn sample_hive() -> Key {
     let mut root = Key::new("ROOT");
     root.at("Types")
         .sz("Sz", "plain text")
-        .set("Expand", regf::REG_EXPAND_SZ, utf16z("%SystemRoot%\\system32"))
-        .set("Multi", regf::REG_MULTI_SZ, multi_sz(&["one", "twö", "three"]))
+        .set(
+            "Expand",
+            regf::REG_EXPAND_SZ,
+            utf16z("%SystemRoot%\\system32"),
+        )
+        .set(
+            "Multi",
+            regf::REG_MULTI_SZ,
+            multi_sz(&["one", "twö", "three"]),
+        )
         .dword("Dword", 0xdead_beef)
-        .set("DwordBe", regf::REG_DWORD_BE, 0x0102_0304u32.to_be_bytes().to_vec())
-        .set("Qword", regf::REG_QWORD, 0x1122_3344_5566_7788u64.to_le_bytes().to_vec())
+        .set(
+            "DwordBe",
+            regf::REG_DWORD_BE,
+            0x0102_0304u32.to_be_bytes().to_vec(),
+        )
+        .set(
+            "Qword",
+            regf::REG_QWORD,
+            0x1122_3344_5566_7788u64.to_le_bytes().to_vec(),
+        )
         .set("Binary", regf::REG_BINARY, vec![1, 2, 3, 4, 5, 6, 7])
         .set("Tiny", regf::REG_BINARY, vec![9])
         .set(
@@ -49,7 +65,11 @@ fn hivexget(hive: &Path, key: &str, value: &str) -> Vec<u8> {
 fn as_hivexget(v: &RegValue) -> Vec<u8> {
     match v {
         RegValue::Sz(s) | RegValue::ExpandSz(s) => format!("{s}\n").into_bytes(),
-        RegValue::MultiSz(l) => l.iter().map(|s| format!("{s}\n")).collect::<String>().into_bytes(),
+        RegValue::MultiSz(l) => l
+            .iter()
+            .map(|s| format!("{s}\n"))
+            .collect::<String>()
+            .into_bytes(),
         RegValue::Dword(d) => format!("{}\n", *d as i32).into_bytes(),
         RegValue::Qword(q) => format!("{}\n", *q as i64).into_bytes(),
         RegValue::Binary(b) | RegValue::Other { data: b, .. } => b.clone(),
@@ -59,7 +79,10 @@ fn as_hivexget(v: &RegValue) -> Vec<u8> {
 /// Compares every value under `path` of `spec` (recursively) with hivexget; returns
 /// how many were compared.
 fn compare_all(file: &Path, hive: &Hive, spec: &Key, path: &str) -> usize {
-    let k = hive.key(path).unwrap().unwrap_or_else(|| panic!("{path} missing"));
+    let k = hive
+        .key(path)
+        .unwrap()
+        .unwrap_or_else(|| panic!("{path} missing"));
     let mut n = 0;
     let ours = hive.values(&k).unwrap();
     assert_eq!(ours.len(), spec.values.len(), "{path}");
@@ -109,13 +132,20 @@ fn dirty_hives_warn_and_hostile_hives_give_typed_errors() {
     let spec = sample_hive();
     let dirty = regf::build(&spec, (5, 4));
     let hive = Hive::parse(dirty, &[]).unwrap();
-    assert!(hive.warnings()[0].contains("dirty"), "{:?}", hive.warnings());
+    assert!(
+        hive.warnings()[0].contains("dirty"),
+        "{:?}",
+        hive.warnings()
+    );
     assert!(hive.key("Types").unwrap().is_some());
 
     let clean = regf::build(&spec, (1, 1));
     let mut bad = clean.clone();
     bad[200] ^= 1;
-    assert!(matches!(Hive::parse(bad, &[]), Err(HiveError::Corrupt { offset: 508, .. })));
+    assert!(matches!(
+        Hive::parse(bad, &[]),
+        Err(HiveError::Corrupt { offset: 508, .. })
+    ));
 
     // Random damage in the bins: a result or a typed error, never a panic or hang.
     let mut rng = Rng(0x7265_6766);
@@ -125,7 +155,9 @@ fn dirty_hives_warn_and_hostile_hives_give_typed_errors() {
             let at = 4096 + rng.below((h.len() - 4096) as u64) as usize;
             h[at] = rng.byte();
         }
-        let Ok(hive) = Hive::parse(h, &[]) else { continue };
+        let Ok(hive) = Hive::parse(h, &[]) else {
+            continue;
+        };
         walk(&hive);
     }
 }
@@ -180,7 +212,8 @@ fn software_hive() -> Key {
         .sz("InstallLocation", "C:\\Program Files\\Tool")
         .sz("URLInfoAbout", "https://example.com/tool")
         .sz("Comments", "a tool");
-    r.at(&format!("{u}\\NoDisplayName")).sz("DisplayVersion", "9.9");
+    r.at(&format!("{u}\\NoDisplayName"))
+        .sz("DisplayVersion", "9.9");
     r.at(&format!("WOW6432Node\\{u}\\Legacy32"))
         .sz("DisplayName", "Legacy 32-bit App")
         .sz("DisplayVersion", "4.5");
@@ -206,7 +239,11 @@ fn system_hive() -> Key {
     ))
     .dword("EnableDHCP", 0)
     .set("IPAddress", regf::REG_MULTI_SZ, multi_sz(&["192.168.10.5"]))
-    .set("SubnetMask", regf::REG_MULTI_SZ, multi_sz(&["255.255.255.0"]))
+    .set(
+        "SubnetMask",
+        regf::REG_MULTI_SZ,
+        multi_sz(&["255.255.255.0"]),
+    )
     .sz("NameServer", "192.168.10.1,1.1.1.1");
     r.at(&format!(
         "{cs}\\Services\\Tcpip\\Parameters\\Interfaces\\{{0a1b2c3d-0000-0000-0000-000000000002}}"
@@ -225,12 +262,15 @@ fn system_hive() -> Key {
             k.sz("DisplayName", d);
         }
     }
-    r.at(&format!("{cs}\\Services\\NoStartValue")).sz("DisplayName", "x");
+    r.at(&format!("{cs}\\Services\\NoStartValue"))
+        .sz("DisplayName", "x");
     r.at(&format!("{cs}\\Control\\Terminal Server"))
         .dword("fDenyTSConnections", 0);
     let fw = format!("{cs}\\Services\\SharedAccess\\Parameters\\FirewallPolicy");
-    r.at(&format!("{fw}\\DomainProfile")).dword("EnableFirewall", 0);
-    r.at(&format!("{fw}\\PublicProfile")).dword("EnableFirewall", 1);
+    r.at(&format!("{fw}\\DomainProfile"))
+        .dword("EnableFirewall", 0);
+    r.at(&format!("{fw}\\PublicProfile"))
+        .dword("EnableFirewall", 1);
     let mut gpt = b"DMIO:ID:".to_vec();
     gpt.extend(guid_bytes(GPT_PART_GUID));
     let mut mbr = MBR_SIGNATURE.to_le_bytes().to_vec();
@@ -252,11 +292,17 @@ fn system_hive() -> Key {
 fn sam_hive() -> Key {
     let mut r = Key::new("ROOT");
     let users = "SAM\\Domains\\Account\\Users";
-    for (name, rid, disabled) in [("Administrator", 500u32, false), ("Guest", 501, true), ("Jöhn", 1001, false)] {
-        r.at(&format!("{users}\\Names\\{name}")).set("", rid, Vec::new());
+    for (name, rid, disabled) in [
+        ("Administrator", 500u32, false),
+        ("Guest", 501, true),
+        ("Jöhn", 1001, false),
+    ] {
+        r.at(&format!("{users}\\Names\\{name}"))
+            .set("", rid, Vec::new());
         let mut f = vec![0u8; 0x50];
         f[0x38] = if disabled { 0x11 } else { 0x10 };
-        r.at(&format!("{users}\\{rid:08X}")).set("F", regf::REG_BINARY, f);
+        r.at(&format!("{users}\\{rid:08X}"))
+            .set("F", regf::REG_BINARY, f);
     }
     r
 }
@@ -278,7 +324,11 @@ fn cmd_exe() -> Vec<u8> {
 /// The NTFS partition of the skeleton and the GPT and MBR disks holding it.
 fn windows_disks(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
     let d = dir.display();
-    for (name, spec) in [("SOFTWARE", software_hive()), ("SYSTEM", system_hive()), ("SAM", sam_hive())] {
+    for (name, spec) in [
+        ("SOFTWARE", software_hive()),
+        ("SYSTEM", system_hive()),
+        ("SAM", sam_hive()),
+    ] {
         let file = dir.join(name);
         std::fs::write(&file, regf::build(&spec, (1, 1))).unwrap();
     }
@@ -326,7 +376,11 @@ fn windows_skeleton_is_inspected_end_to_end() {
     // Every hive value is what hivex reads too.
     let config = |name: &str| dir.path().join(name);
     let mut compared = 0;
-    for (name, spec) in [("SOFTWARE", software_hive()), ("SYSTEM", system_hive()), ("SAM", sam_hive())] {
+    for (name, spec) in [
+        ("SOFTWARE", software_hive()),
+        ("SYSTEM", system_hive()),
+        ("SAM", sam_hive()),
+    ] {
         let hive = Hive::parse(std::fs::read(config(name)).unwrap(), &[]).unwrap();
         compared += compare_all(&config(name), &hive, &spec, "");
     }
@@ -338,8 +392,14 @@ fn windows_skeleton_is_inspected_end_to_end() {
     assert_eq!(report.operating_systems.len(), 1, "{:?}", report.warnings);
     let os = &report.operating_systems[0];
     assert_eq!(os.root, "/dev/sda1");
-    assert_eq!((os.os_type.as_str(), os.distro.as_deref()), ("windows", Some("windows")));
-    assert_eq!(os.product_name.as_deref(), Some("Windows Server 2022 Datacenter"));
+    assert_eq!(
+        (os.os_type.as_str(), os.distro.as_deref()),
+        ("windows", Some("windows"))
+    );
+    assert_eq!(
+        os.product_name.as_deref(),
+        Some("Windows Server 2022 Datacenter")
+    );
     assert_eq!(os.product_variant.as_deref(), Some("Server"));
     assert_eq!((os.major_version, os.minor_version), (Some(10), Some(0)));
     assert_eq!(os.build_id.as_deref(), Some("20348"));
@@ -347,7 +407,10 @@ fn windows_skeleton_is_inspected_end_to_end() {
     assert_eq!(os.arch.as_deref(), Some("x86_64"));
     assert_eq!(os.hostname.as_deref(), Some("WIN-SRV-01"));
     assert_eq!(os.windows_systemroot.as_deref(), Some("/Windows"));
-    assert_eq!(os.windows_current_control_set.as_deref(), Some("ControlSet002"));
+    assert_eq!(
+        os.windows_current_control_set.as_deref(),
+        Some("ControlSet002")
+    );
     let drives: Vec<(&str, &str)> = os
         .drive_mappings
         .iter()
@@ -358,7 +421,13 @@ fn windows_skeleton_is_inspected_end_to_end() {
     let apps: Vec<(&str, Option<&str>, &str)> = os
         .applications
         .iter()
-        .map(|a| (a.name.as_str(), a.display_name.as_deref(), a.version.as_str()))
+        .map(|a| {
+            (
+                a.name.as_str(),
+                a.display_name.as_deref(),
+                a.version.as_str(),
+            )
+        })
         .collect();
     assert_eq!(
         apps,
@@ -386,16 +455,33 @@ fn windows_skeleton_is_inspected_end_to_end() {
     let services: Vec<(&str, bool, Option<&str>, Option<&str>)> = os
         .services
         .iter()
-        .map(|s| (s.name.as_str(), s.enabled, s.start.as_deref(), s.display_name.as_deref()))
+        .map(|s| {
+            (
+                s.name.as_str(),
+                s.enabled,
+                s.start.as_deref(),
+                s.display_name.as_deref(),
+            )
+        })
         .collect();
     assert_eq!(
         services,
         [
             ("netkvm", false, Some("manual"), None),
-            ("RemoteRegistry", false, Some("disabled"), Some("Remote Registry")),
+            (
+                "RemoteRegistry",
+                false,
+                Some("disabled"),
+                Some("Remote Registry")
+            ),
             ("Spooler", true, Some("auto"), Some("Print Spooler")),
             ("Tcpip", true, Some("system"), None),
-            ("viostor", true, Some("boot"), Some("Red Hat VirtIO SCSI controller")),
+            (
+                "viostor",
+                true,
+                Some("boot"),
+                Some("Red Hat VirtIO SCSI controller")
+            ),
         ]
     );
     assert!(os.services.iter().all(|s| s.kind == "windows"));
@@ -419,7 +505,11 @@ fn windows_skeleton_is_inspected_end_to_end() {
     assert_eq!(
         ifaces,
         [
-            ("{0a1b2c3d-0000-0000-0000-000000000001}", "static", vec!["192.168.10.5/24"]),
+            (
+                "{0a1b2c3d-0000-0000-0000-000000000001}",
+                "static",
+                vec!["192.168.10.5/24"]
+            ),
             ("{0a1b2c3d-0000-0000-0000-000000000002}", "dhcp", vec![]),
         ]
     );
@@ -432,7 +522,11 @@ fn windows_skeleton_is_inspected_end_to_end() {
         .collect();
     assert_eq!(
         users,
-        [("Administrator", 500, true, false), ("Guest", 501, true, true), ("Jöhn", 1001, false, false)]
+        [
+            ("Administrator", 500, true, false),
+            ("Guest", 501, true, true),
+            ("Jöhn", 1001, false, false)
+        ]
     );
 
     // The NTFS volume as blkid sees it.
@@ -443,7 +537,10 @@ fn windows_skeleton_is_inspected_end_to_end() {
         .arg(dir.path().join("part.img"))))
     .unwrap();
     let fs = &report.filesystems[0];
-    assert!(blkid.contains(&format!("UUID={}\n", fs.uuid.as_deref().unwrap())), "{blkid}");
+    assert!(
+        blkid.contains(&format!("UUID={}\n", fs.uuid.as_deref().unwrap())),
+        "{blkid}"
+    );
     assert_eq!(fs.label.as_deref(), Some("Windows"));
 
     // The same volume on an MBR disk: E: is mapped by disk signature and offset.

@@ -24,7 +24,10 @@ pub struct Key {
 }
 
 pub fn utf16z(s: &str) -> Vec<u8> {
-    s.encode_utf16().chain([0]).flat_map(u16::to_le_bytes).collect()
+    s.encode_utf16()
+        .chain([0])
+        .flat_map(u16::to_le_bytes)
+        .collect()
 }
 
 pub fn multi_sz(items: &[&str]) -> Vec<u8> {
@@ -82,7 +85,10 @@ fn name_bytes(name: &str) -> (Vec<u8>, bool) {
     if name.is_ascii() {
         (name.as_bytes().to_vec(), true)
     } else {
-        (name.encode_utf16().flat_map(u16::to_le_bytes).collect(), false)
+        (
+            name.encode_utf16().flat_map(u16::to_le_bytes).collect(),
+            false,
+        )
     }
 }
 

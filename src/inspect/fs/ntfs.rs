@@ -65,11 +65,17 @@ const TAG_DEDUP: u32 = 0x8000_0013;
 const SYMLINK_RELATIVE: u32 = 1;
 
 pub(crate) fn corrupt(message: String) -> FsError {
-    FsError::Corrupt { fs: "ntfs", message }
+    FsError::Corrupt {
+        fs: "ntfs",
+        message,
+    }
 }
 
 fn unsupported(message: String) -> FsError {
-    FsError::Unsupported { fs: "ntfs", message }
+    FsError::Unsupported {
+        fs: "ntfs",
+        message,
+    }
 }
 
 /// The value of one attribute (all its extents), ready to read.
@@ -185,8 +191,14 @@ impl NtfsFs {
         let base = self.read_record(RECORD_MFT)?;
         let mut attrs = base.attributes()?;
         let missing = || corrupt("$MFT has no $DATA attribute".into());
-        let mut stream = self.stream_of(&attrs, attr::DATA, "")?.ok_or_else(missing)?;
-        if let Some(list) = attrs.iter().find(|a| a.kind == attr::ATTRIBUTE_LIST).cloned() {
+        let mut stream = self
+            .stream_of(&attrs, attr::DATA, "")?
+            .ok_or_else(missing)?;
+        if let Some(list) = attrs
+            .iter()
+            .find(|a| a.kind == attr::ATTRIBUTE_LIST)
+            .cloned()
+        {
             let bytes = self.read_value(&list, MAX_ATTR_LIST_BYTES)?;
             let mut seen = HashSet::from([RECORD_MFT]);
             for e in attr::parse_list(&bytes) {
@@ -197,8 +209,14 @@ impl NtfsFs {
                     return Err(corrupt("$MFT has too many extension records".into()));
                 }
                 let ext = self.read_record_in(&stream, e.record)?;
-                attrs.extend(ext.attributes()?.into_iter().filter(|a| a.kind == attr::DATA));
-                stream = self.stream_of(&attrs, attr::DATA, "")?.ok_or_else(missing)?;
+                attrs.extend(
+                    ext.attributes()?
+                        .into_iter()
+                        .filter(|a| a.kind == attr::DATA),
+                );
+                stream = self
+                    .stream_of(&attrs, attr::DATA, "")?
+                    .ok_or_else(missing)?;
             }
         }
         Ok(stream)
@@ -227,7 +245,9 @@ impl NtfsFs {
         let seq = (file_ref >> 48) as u16;
         let base = self.read_record(n)?;
         if !base.in_use() {
-            return Err(corrupt(format!("MFT record {n} is referenced but not in use")));
+            return Err(corrupt(format!(
+                "MFT record {n} is referenced but not in use"
+            )));
         }
         if seq != 0 && base.sequence() != seq {
             return Err(corrupt(format!(
@@ -236,7 +256,11 @@ impl NtfsFs {
             )));
         }
         let mut attrs = base.attributes()?;
-        if let Some(list) = attrs.iter().find(|a| a.kind == attr::ATTRIBUTE_LIST).cloned() {
+        if let Some(list) = attrs
+            .iter()
+            .find(|a| a.kind == attr::ATTRIBUTE_LIST)
+            .cloned()
+        {
             let bytes = self.read_value(&list, MAX_ATTR_LIST_BYTES)?;
             let mut seen = HashSet::from([n]);
             for e in attr::parse_list(&bytes) {
@@ -244,7 +268,9 @@ impl NtfsFs {
                     continue;
                 }
                 if seen.len() > MAX_EXTENSION_RECORDS {
-                    return Err(corrupt(format!("MFT record {n}: too many extension records")));
+                    return Err(corrupt(format!(
+                        "MFT record {n}: too many extension records"
+                    )));
                 }
                 let ext = self.read_record(e.record)?;
                 if ext.base() != n {
@@ -270,7 +296,11 @@ impl NtfsFs {
     /// The value of an attribute that lives in one record (an attribute list).
     fn read_value(&self, a: &Attribute, max: u64) -> Result<Vec<u8>, FsError> {
         let s = self
-            .stream_of(std::slice::from_ref(a), a.kind, &String::from_utf16_lossy(&a.name))?
+            .stream_of(
+                std::slice::from_ref(a),
+                a.kind,
+                &String::from_utf16_lossy(&a.name),
+            )?
             .ok_or_else(|| corrupt("attribute vanished".into()))?;
         self.read_all(&s, max, "attribute")
     }
@@ -444,7 +474,11 @@ impl NtfsFs {
         let s = self
             .stream_of(&f.attrs, attr::DATA, "")?
             .ok_or_else(|| corrupt("$UpCase has no data".into()))?;
-        Ok(UpCase::from_bytes(&self.read_all(&s, upcase::TABLE_BYTES, "$UpCase")?))
+        Ok(UpCase::from_bytes(&self.read_all(
+            &s,
+            upcase::TABLE_BYTES,
+            "$UpCase",
+        )?))
     }
 
     fn read_label(&self) -> Option<String> {
@@ -457,7 +491,12 @@ impl NtfsFs {
     /// The names in the directory `file_ref`, in index order.
     fn list(&self, file_ref: u64) -> Result<Arc<Vec<Child>>, FsError> {
         let key = file_ref & 0x0000_ffff_ffff_ffff;
-        if let Some(hit) = self.dirs.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+        if let Some(hit) = self
+            .dirs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+        {
             return Ok(hit.clone());
         }
         let f = self.file(file_ref)?;
@@ -578,14 +617,16 @@ impl Walk<'_> {
     /// The entries of the index block at `vcn`.
     fn block(&mut self, vcn: u64) -> Result<Vec<index::Entry>, FsError> {
         if !self.visited.insert(vcn) {
-            return Err(corrupt(format!("directory index block {vcn} is reached twice (a cycle)")));
+            return Err(corrupt(format!(
+                "directory index block {vcn} is reached twice (a cycle)"
+            )));
         }
         if self.visited.len() > MAX_INDEX_BLOCKS {
             return Err(corrupt("directory index has too many blocks".into()));
         }
-        let alloc = self
-            .alloc
-            .ok_or_else(|| corrupt("index entry has a child but there is no $INDEX_ALLOCATION".into()))?;
+        let alloc = self.alloc.ok_or_else(|| {
+            corrupt("index entry has a child but there is no $INDEX_ALLOCATION".into())
+        })?;
         let bs = self.block_size;
         if !(512..=boot::MAX_RECORD_SIZE).contains(&bs) || !bs.is_power_of_two() {
             return Err(corrupt(format!("index block size {bs}")));
@@ -734,7 +775,10 @@ mod tests {
 
     #[test]
     fn reparse_targets() {
-        let name: Vec<u8> = "..\\a\\b".encode_utf16().flat_map(u16::to_le_bytes).collect();
+        let name: Vec<u8> = "..\\a\\b"
+            .encode_utf16()
+            .flat_map(u16::to_le_bytes)
+            .collect();
         let mut v = vec![0u8; 20];
         v[0..4].copy_from_slice(&TAG_SYMLINK.to_le_bytes());
         v[10..12].copy_from_slice(&(name.len() as u16).to_le_bytes());
@@ -742,7 +786,10 @@ mod tests {
         v[16] = 1;
         v.extend(&name);
         assert_eq!(reparse_target(&v).as_deref(), Some("../a/b"));
-        let name: Vec<u8> = "\\??\\C:\\Users".encode_utf16().flat_map(u16::to_le_bytes).collect();
+        let name: Vec<u8> = "\\??\\C:\\Users"
+            .encode_utf16()
+            .flat_map(u16::to_le_bytes)
+            .collect();
         let mut j = vec![0u8; 16];
         j[0..4].copy_from_slice(&TAG_MOUNT_POINT.to_le_bytes());
         j[10..12].copy_from_slice(&(name.len() as u16).to_le_bytes());

@@ -85,11 +85,16 @@ pub fn inspect(
         root: root.device.clone(),
         os_type: "windows".into(),
         distro: Some("windows".into()),
-        mountpoints: [("/".to_string(), root.device.clone())].into_iter().collect(),
+        mountpoints: [("/".to_string(), root.device.clone())]
+            .into_iter()
+            .collect(),
         ..OperatingSystem::default()
     };
     let Some(fs) = root.fs.clone() else {
-        return (os, vec![format!("{}: root filesystem is not readable", root.device)]);
+        return (
+            os,
+            vec![format!("{}: root filesystem is not readable", root.device)],
+        );
     };
     let guest = GuestFs::new(fs);
     let mut ctx = Ctx::new(&guest, &root.device);
@@ -99,7 +104,7 @@ pub fn inspect(
     };
     os.windows_systemroot = Some(sysroot);
     if let Some(cmd) = find_nocase(&mut ctx, &sys32, "cmd.exe", FileKind::File) {
-        if let Some(b) = ctx.guest.read_file(&cmd, 64 << 20).ok() {
+        if let Ok(b) = ctx.guest.read_file(&cmd, 64 << 20) {
             os.arch = pe::arch(&b[..b.len().min(pe::HEADER_BYTES)]).map(str::to_string);
         }
     }
@@ -130,7 +135,11 @@ pub fn inspect(
     }
     if let Some(sys) = hive(&mut ctx, "SYSTEM") {
         let cs = fact(&mut ctx, "SYSTEM Select", system::current_control_set(&sys));
-        os.drive_mappings = fact(&mut ctx, "SYSTEM MountedDevices", system::drive_mappings(&sys, devices));
+        os.drive_mappings = fact(
+            &mut ctx,
+            "SYSTEM MountedDevices",
+            system::drive_mappings(&sys, devices),
+        );
         if let Some(cs) = cs {
             os.hostname = fact(&mut ctx, "SYSTEM hostname", system::hostname(&sys, &cs));
             if include.services {
@@ -140,9 +149,16 @@ pub fn inspect(
                 os.network = fact(&mut ctx, "SYSTEM network", system::network(&sys, &cs));
             }
             if include.security {
-                os.security.rdp_enabled =
-                    fact(&mut ctx, "SYSTEM Terminal Server", system::rdp_enabled(&sys, &cs));
-                let fw = fact(&mut ctx, "SYSTEM firewall", system::firewall_enabled(&sys, &cs));
+                os.security.rdp_enabled = fact(
+                    &mut ctx,
+                    "SYSTEM Terminal Server",
+                    system::rdp_enabled(&sys, &cs),
+                );
+                let fw = fact(
+                    &mut ctx,
+                    "SYSTEM firewall",
+                    system::firewall_enabled(&sys, &cs),
+                );
                 os.security.firewall = (fw == Some(true)).then(|| "windows-firewall".to_string());
             }
             os.windows_current_control_set = Some(cs);

@@ -82,7 +82,7 @@ pub(crate) fn parse_node(b: &[u8], header: usize) -> Result<Vec<Entry>, FsError>
         let len = usize::from(le16(b, at + 8));
         let key_len = usize::from(le16(b, at + 10));
         let flags = le16(b, at + 12);
-        if len < 0x10 || len % 8 != 0 || at + len > end || 0x10 + key_len > len {
+        if len < 0x10 || !len.is_multiple_of(8) || at + len > end || 0x10 + key_len > len {
             return Err(corrupt(format!("index entry of {len} bytes at {at}")));
         }
         let child = if flags & ENTRY_HAS_CHILD != 0 {
@@ -203,7 +203,10 @@ pub(crate) mod tests {
         assert_eq!(String::from_utf16(&n.name).unwrap(), "Wïndows");
         assert!(n.is_dir() && !n.is_dos_only());
         assert!(e[1].name.as_ref().unwrap().is_dos_only());
-        assert_eq!((e[1].child, e[2].child, e[2].name.is_none()), (Some(3), Some(7), true));
+        assert_eq!(
+            (e[1].child, e[2].child, e[2].name.is_none()),
+            (Some(3), Some(7), true)
+        );
     }
 
     #[test]

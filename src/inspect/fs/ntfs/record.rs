@@ -33,7 +33,7 @@ pub(crate) fn apply_fixups(buf: &mut [u8], magic: &[u8; 4], what: &str) -> Resul
     let off = usize::from(le16(buf, 4));
     let count = usize::from(le16(buf, 6));
     let strides = buf.len() / STRIDE;
-    if count != strides + 1 || off < 8 || off + 2 * count > buf.len() || off % 2 != 0 {
+    if count != strides + 1 || off < 8 || off + 2 * count > buf.len() || !off.is_multiple_of(2) {
         return Err(corrupt(format!(
             "{what}: update sequence of {count} entries at {off} for {strides} strides"
         )));
@@ -111,14 +111,17 @@ impl Record {
                 return Ok(out);
             }
             let len = le32(b, at + 4) as usize;
-            if len < 0x18 || len % 8 != 0 || at + len > b.len() {
+            if len < 0x18 || !len.is_multiple_of(8) || at + len > b.len() {
                 return Err(corrupt(format!(
                     "MFT record {}: attribute at {at} of {len} bytes does not fit",
                     self.number
                 )));
             }
             out.push(Attribute::parse(&b[at..at + len]).map_err(|m| {
-                corrupt(format!("MFT record {}: attribute at {at}: {m}", self.number))
+                corrupt(format!(
+                    "MFT record {}: attribute at {at}: {m}",
+                    self.number
+                ))
             })?);
             at += len;
         }

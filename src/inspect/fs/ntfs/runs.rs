@@ -66,7 +66,9 @@ pub(crate) fn decode(b: &[u8], start_vcn: u64, clusters: u64) -> Result<Vec<Run>
 }
 
 fn le_uint(b: &[u8]) -> u64 {
-    b.iter().rev().fold(0u64, |acc, &x| (acc << 8) | u64::from(x))
+    b.iter()
+        .rev()
+        .fold(0u64, |acc, &x| (acc << 8) | u64::from(x))
 }
 
 fn le_int(b: &[u8]) -> i64 {
@@ -97,9 +99,21 @@ mod tests {
         assert_eq!(
             r,
             [
-                Run { vcn: 0, len: 4, lcn: Some(0x40) },
-                Run { vcn: 4, len: 2, lcn: None },
-                Run { vcn: 6, len: 3, lcn: Some(0x30) }
+                Run {
+                    vcn: 0,
+                    len: 4,
+                    lcn: Some(0x40)
+                },
+                Run {
+                    vcn: 4,
+                    len: 2,
+                    lcn: None
+                },
+                Run {
+                    vcn: 6,
+                    len: 3,
+                    lcn: Some(0x30)
+                }
             ]
         );
         assert_eq!(find(&r, 5).unwrap().vcn, 4);
@@ -113,8 +127,13 @@ mod tests {
         assert!(decode(&[0x11, 4, 0x7f, 0], 0, 100).is_err(), "outside");
         assert!(decode(&[0x19, 4, 0, 0], 0, 100).is_err(), "header");
         assert!(decode(&[0x10, 0], 0, 100).is_err(), "zero length size");
-        let big = [0x88, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f, 1, 0, 0, 0, 0, 0, 0, 0, 0];
+        let big = [
+            0x88, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f, 1, 0, 0, 0, 0, 0, 0, 0, 0,
+        ];
         assert!(decode(&big, 0, u64::MAX).is_err() || decode(&big, 0, u64::MAX).is_ok());
-        assert!(decode(&big, u64::MAX - 1, u64::MAX).is_err(), "vcn overflow");
+        assert!(
+            decode(&big, u64::MAX - 1, u64::MAX).is_err(),
+            "vcn overflow"
+        );
     }
 }

@@ -30,7 +30,10 @@ impl UpCase {
 
     /// Whether `a` and `b` are the same name to Windows.
     pub fn eq(&self, a: &[u16], b: &[u16]) -> bool {
-        a.len() == b.len() && a.iter().zip(b).all(|(&x, &y)| self.upper(x) == self.upper(y))
+        a.len() == b.len()
+            && a.iter()
+                .zip(b)
+                .all(|(&x, &y)| self.upper(x) == self.upper(y))
     }
 }
 
@@ -55,7 +58,10 @@ mod tests {
         }
         let t = UpCase::from_bytes(&b);
         let w = |s: &str| s.encode_utf16().collect::<Vec<_>>();
-        assert!(!t.eq(&w("système"), &w("SYSTÈME")), "è is not in this table");
+        assert!(
+            !t.eq(&w("système"), &w("SYSTÈME")),
+            "è is not in this table"
+        );
         assert!(t.eq(&w("café"), &w("CAFÉ")));
         assert!(!t.eq(&w("cafe"), &w("CAFÉ")));
         assert!(UpCase::ascii().eq(&w("cmd.exe"), &w("CMD.EXE")));

@@ -132,5 +132,7 @@ impl Hive {
 /// Case-insensitive name equality as the registry compares (Unicode upper case).
 pub(crate) fn same_name(a: &str, b: &str) -> bool {
     a.len() == b.len() && a.eq_ignore_ascii_case(b)
-        || a.chars().flat_map(char::to_uppercase).eq(b.chars().flat_map(char::to_uppercase))
+        || a.chars()
+            .flat_map(char::to_uppercase)
+            .eq(b.chars().flat_map(char::to_uppercase))
 }

@@ -123,7 +123,7 @@ pub(crate) fn services(system: &Hive, cs: &str) -> Result<Vec<Service>, HiveErro
             start: start_name(start).map(str::to_string),
         });
     }
-    out.sort_by(|a, b| a.name.to_lowercase().cmp(&b.name.to_lowercase()));
+    out.sort_by_key(|s| s.name.to_lowercase());
     Ok(out)
 }
 
@@ -137,9 +137,11 @@ fn prefix(mask: &str) -> Option<u32> {
 fn multi(v: Option<RegValue>) -> Vec<String> {
     match v {
         Some(RegValue::MultiSz(list)) => list,
-        Some(RegValue::Sz(s)) | Some(RegValue::ExpandSz(s)) => {
-            s.split([',', ' ']).filter(|p| !p.is_empty()).map(str::to_string).collect()
-        }
+        Some(RegValue::Sz(s)) | Some(RegValue::ExpandSz(s)) => s
+            .split([',', ' '])
+            .filter(|p| !p.is_empty())
+            .map(str::to_string)
+            .collect(),
         _ => Vec::new(),
     }
 }

@@ -26,7 +26,10 @@ pub(crate) fn read(sam: &Hive) -> Result<Vec<User>, HiveError> {
         let disabled = match sam.key(&format!("{USERS}\\{rid:08X}"))? {
             Some(rk) => sam
                 .value(&rk, "F")?
-                .and_then(|v| v.as_bytes().map(|b| b.len() >= 0x3a && le16(b, 0x38) & ACB_DISABLED != 0))
+                .and_then(|v| {
+                    v.as_bytes()
+                        .map(|b| b.len() >= 0x3a && le16(b, 0x38) & ACB_DISABLED != 0)
+                })
                 .unwrap_or(false),
             None => false,
         };

@@ -106,13 +106,46 @@ mod tests {
         assert_eq!(o(v("Windows 10 Pro", "Client", 10, 0, "19045")), "win10");
         // Windows 11 still calls itself "Windows 10" in ProductName.
         assert_eq!(o(v("Windows 10 Pro", "Client", 10, 0, "22631")), "win11");
-        assert_eq!(o(v("Windows Server 2022 Datacenter", "Server", 10, 0, "20348")), "win2k22");
-        assert_eq!(o(v("Windows Server 2019 Standard", "Server Core", 10, 0, "17763")), "win2k19");
-        assert_eq!(o(v("Windows Server 2025 Standard", "Server", 10, 0, "26100")), "win2k25");
-        assert_eq!(o(v("Windows Server 2016 Standard", "Server", 10, 0, "14393")), "win2k16");
-        assert_eq!(o(v("Windows Server 2012 R2 Standard", "Server", 6, 3, "9600")), "win2k12r2");
-        assert_eq!(o(v("Windows 7 Professional", "Client", 6, 1, "7601")), "win7");
-        assert_eq!(o(v("Windows Server 2008 R2 Standard", "Server", 6, 1, "7601")), "win2k8r2");
+        assert_eq!(
+            o(v(
+                "Windows Server 2022 Datacenter",
+                "Server",
+                10,
+                0,
+                "20348"
+            )),
+            "win2k22"
+        );
+        assert_eq!(
+            o(v(
+                "Windows Server 2019 Standard",
+                "Server Core",
+                10,
+                0,
+                "17763"
+            )),
+            "win2k19"
+        );
+        assert_eq!(
+            o(v("Windows Server 2025 Standard", "Server", 10, 0, "26100")),
+            "win2k25"
+        );
+        assert_eq!(
+            o(v("Windows Server 2016 Standard", "Server", 10, 0, "14393")),
+            "win2k16"
+        );
+        assert_eq!(
+            o(v("Windows Server 2012 R2 Standard", "Server", 6, 3, "9600")),
+            "win2k12r2"
+        );
+        assert_eq!(
+            o(v("Windows 7 Professional", "Client", 6, 1, "7601")),
+            "win7"
+        );
+        assert_eq!(
+            o(v("Windows Server 2008 R2 Standard", "Server", 6, 1, "7601")),
+            "win2k8r2"
+        );
         assert_eq!(osinfo(&Version::default()), None);
     }
 }

@@ -45,7 +45,10 @@ pub(crate) fn parse(b: &[u8]) -> Result<Base, HiveError> {
     if checksum(b) != stored {
         return Err(corrupt(
             508u64,
-            format!("base block checksum {stored:#010x}, computed {:#010x}", checksum(b)),
+            format!(
+                "base block checksum {stored:#010x}, computed {:#010x}",
+                checksum(b)
+            ),
         ));
     }
     let major = le32(b, 20);
@@ -53,7 +56,7 @@ pub(crate) fn parse(b: &[u8]) -> Result<Base, HiveError> {
         return Err(HiveError::NotAHive(format!("format version {major}")));
     }
     let bins_size = le32(b, 40);
-    if bins_size % 4096 != 0 {
+    if !bins_size.is_multiple_of(4096) {
         return Err(corrupt(40u64, format!("hive bins size {bins_size}")));
     }
     Ok(Base {
@@ -92,7 +95,10 @@ pub(crate) mod tests {
         assert!(parse(&block(0x20, 4096, (4, 3))).unwrap().dirty());
         let mut bad = b.clone();
         bad[100] ^= 1;
-        assert!(matches!(parse(&bad), Err(HiveError::Corrupt { offset: 508, .. })));
+        assert!(matches!(
+            parse(&bad),
+            Err(HiveError::Corrupt { offset: 508, .. })
+        ));
         assert!(matches!(parse(&b[..100]), Err(HiveError::NotAHive(_))));
     }
 }

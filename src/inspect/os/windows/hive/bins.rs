@@ -26,14 +26,17 @@ impl Bins {
         let mut at = BASE_SIZE;
         while at + BIN_HEADER <= end {
             let len = le32(&data, at + 8) as usize;
-            if &data[at..at + 4] != b"hbin" || len < 4096 || len % 4096 != 0 || at + len > end {
+            if &data[at..at + 4] != b"hbin" || len < 4096 || !len.is_multiple_of(4096) || at + len > end {
                 break;
             }
             ranges.push((at - BASE_SIZE, at - BASE_SIZE + len));
             at += len;
         }
         if ranges.is_empty() {
-            return Err(corrupt((BASE_SIZE) as u64, "no hive bin after the base block"));
+            return Err(corrupt(
+                (BASE_SIZE) as u64,
+                "no hive bin after the base block",
+            ));
         }
         Ok(Bins { data, ranges })
     }
@@ -45,14 +48,17 @@ impl Bins {
         let Some(&(start, end)) = self.ranges.get(i).filter(|(s, _)| *s <= off) else {
             return Err(corrupt(offset, "cell outside every hive bin"));
         };
-        if off < start + BIN_HEADER || off % 8 != 0 || off + 4 > end {
+        if off < start + BIN_HEADER || !off.is_multiple_of(8) || off + 4 > end {
             return Err(corrupt(offset, "cell offset is not a cell of its bin"));
         }
         let abs = BASE_SIZE + off;
         let raw = le32(&self.data, abs) as i32;
         let size = raw.unsigned_abs() as usize;
         if size < 8 || off + size > end {
-            return Err(corrupt(offset, format!("cell of {raw} bytes does not fit its bin")));
+            return Err(corrupt(
+                offset,
+                format!("cell of {raw} bytes does not fit its bin"),
+            ));
         }
         Ok(&self.data[abs + 4..abs + size])
     }

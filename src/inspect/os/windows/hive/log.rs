@@ -89,7 +89,7 @@ fn parse_entries(log: &[u8]) -> Vec<Entry<'_>> {
         let size = le32(e, 4) as usize;
         let count = le32(e, 20) as usize;
         let bins_size = le32(e, 16);
-        if size < ENTRY_HEADER || size % 512 != 0 || size > e.len() || bins_size % 4096 != 0 {
+        if size < ENTRY_HEADER || !size.is_multiple_of(512) || size > e.len() || !bins_size.is_multiple_of(4096) {
             break;
         }
         let e = &e[..size];
@@ -106,7 +106,7 @@ fn parse_entries(log: &[u8]) -> Vec<Entry<'_>> {
         for i in 0..count {
             let r = ENTRY_HEADER + i * 8;
             let (offset, len) = (le32(e, r), le32(e, r + 4) as usize);
-            if len % 4096 != 0 || data_at + len > size {
+            if !len.is_multiple_of(4096) || data_at + len > size {
                 ok = false;
                 break;
             }
@@ -150,7 +150,11 @@ fn marvin32_seeded(data: &[u8], seed: u64) -> u64 {
     };
     let mut chunks = data.chunks_exact(4);
     for c in &mut chunks {
-        block(u32::from_le_bytes([c[0], c[1], c[2], c[3]]), &mut p0, &mut p1);
+        block(
+            u32::from_le_bytes([c[0], c[1], c[2], c[3]]),
+            &mut p0,
+            &mut p1,
+        );
     }
     let rest = chunks.remainder();
     let last = match rest.len() {
@@ -175,6 +179,9 @@ mod tests {
         assert_eq!(marvin32_seeded(b"", seed), 0x30ed_35c1_00cd_3c7d);
         assert_eq!(marvin32_seeded(&[0xaf], seed), 0x48e7_3fc7_7d75_ddc1);
         assert_eq!(marvin32_seeded(&[0xe7, 0x0f], seed), 0xb5f6_e1fc_485d_bff8);
-        assert_eq!(marvin32_seeded(&[0x37, 0xf4, 0x95], seed), 0xf0b0_7c78_9b8c_f7e8);
+        assert_eq!(
+            marvin32_seeded(&[0x37, 0xf4, 0x95], seed),
+            0xf0b0_7c78_9b8c_f7e8
+        );
     }
 }

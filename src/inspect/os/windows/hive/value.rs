@@ -31,7 +31,10 @@ pub enum RegValue {
     Qword(u64),
     Binary(Vec<u8>),
     /// Any other type (or a DWORD/QWORD of the wrong size), raw.
-    Other { kind: u32, data: Vec<u8> },
+    Other {
+        kind: u32,
+        data: Vec<u8>,
+    },
 }
 
 impl RegValue {
@@ -116,7 +119,10 @@ fn big_data(bins: &Bins, at: u32, db: &[u8], size: usize) -> Result<Vec<u8>, Hiv
     let n = usize::from(le16(db, 2));
     let list = bins.cell(le32(db, 4))?;
     if n * 4 > list.len() {
-        return Err(corrupt(at, format!("big data of {n} segments past its list")));
+        return Err(corrupt(
+            at,
+            format!("big data of {n} segments past its list"),
+        ));
     }
     let mut out = Vec::with_capacity(size);
     for i in 0..n {
@@ -127,7 +133,10 @@ fn big_data(bins: &Bins, at: u32, db: &[u8], size: usize) -> Result<Vec<u8>, Hiv
             return Ok(out);
         }
     }
-    Err(corrupt(at, format!("big data chain holds {} of {size} bytes", out.len())))
+    Err(corrupt(
+        at,
+        format!("big data chain holds {} of {size} bytes", out.len()),
+    ))
 }
 
 fn utf16(b: &[u8]) -> String {
@@ -182,8 +191,17 @@ mod tests {
             RegValue::MultiSz(vec!["a".into(), "bc".into()])
         );
         assert_eq!(decode(REG_DWORD, vec![1, 0, 0, 0]), RegValue::Dword(1));
-        assert_eq!(decode(REG_DWORD_BIG_ENDIAN, vec![0, 0, 0, 1]), RegValue::Dword(1));
-        assert_eq!(decode(REG_QWORD, 5u64.to_le_bytes().to_vec()).as_u64(), Some(5));
-        assert!(matches!(decode(REG_DWORD, vec![1]), RegValue::Other { kind: 4, .. }));
+        assert_eq!(
+            decode(REG_DWORD_BIG_ENDIAN, vec![0, 0, 0, 1]),
+            RegValue::Dword(1)
+        );
+        assert_eq!(
+            decode(REG_QWORD, 5u64.to_le_bytes().to_vec()).as_u64(),
+            Some(5)
+        );
+        assert!(matches!(
+            decode(REG_DWORD, vec![1]),
+            RegValue::Other { kind: 4, .. }
+        ));
     }
 }
