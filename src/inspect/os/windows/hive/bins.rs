@@ -26,7 +26,11 @@ impl Bins {
         let mut at = BASE_SIZE;
         while at + BIN_HEADER <= end {
             let len = le32(&data, at + 8) as usize;
-            if &data[at..at + 4] != b"hbin" || len < 4096 || !len.is_multiple_of(4096) || at + len > end {
+            if &data[at..at + 4] != b"hbin"
+                || len < 4096
+                || !len.is_multiple_of(4096)
+                || at + len > end
+            {
                 break;
             }
             ranges.push((at - BASE_SIZE, at - BASE_SIZE + len));

@@ -89,7 +89,11 @@ fn parse_entries(log: &[u8]) -> Vec<Entry<'_>> {
         let size = le32(e, 4) as usize;
         let count = le32(e, 20) as usize;
         let bins_size = le32(e, 16);
-        if size < ENTRY_HEADER || !size.is_multiple_of(512) || size > e.len() || !bins_size.is_multiple_of(4096) {
+        if size < ENTRY_HEADER
+            || !size.is_multiple_of(512)
+            || size > e.len()
+            || !bins_size.is_multiple_of(4096)
+        {
             break;
         }
         let e = &e[..size];
