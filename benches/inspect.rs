@@ -5,13 +5,21 @@
 //! Times are in-process (the library, best of 7 after a warm-up); peak memory is the
 //! maximum RSS of the real binary's `inspect` subcommand, from `/usr/bin/time`.
 //! Builds its fixtures with `integration/fixtures/debian-disk.sh` (debootstrap once per
-//! machine, cached in $HOME/.cache/guestkit-fixtures).
+//! machine, cached in $HOME/.cache/guestkit-fixtures). Also the Windows skeleton of the
+//! integration tests (NTFS with LZNT1-compressed registry hives on GPT).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
 use guestkit_worker::inspect::pipeline::{inspect_full, InspectOptions};
+
+#[path = "../integration/common/regf.rs"]
+#[allow(dead_code)]
+mod regf;
+#[path = "../integration/common/windows_disk.rs"]
+#[allow(dead_code)]
+mod windows_disk;
 
 fn sh(script: &str) {
     let status = Command::new("bash")
@@ -105,10 +113,13 @@ fn main() {
         return;
     }
     let (qcow2, big_raw, big_qcow2) = fixtures();
+    let windows_dir = tempfile::tempdir().unwrap();
+    let (windows_gpt, _) = windows_disk::windows_disks(windows_dir.path());
     for (name, path) in [
         ("debian qcow2 (zlib)", &qcow2),
         ("same disk, 2 TiB sparse raw", &big_raw),
         ("same disk, 2 TiB qcow2", &big_qcow2),
+        ("windows skeleton (ntfs, gpt)", &windows_gpt),
     ] {
         let size = std::fs::metadata(path).unwrap().len();
         let (ms, apps, bytes) = time_inspect(path);
@@ -119,5 +130,8 @@ fn main() {
             bytes as f64 / 1048576.0,
             rss as f64 / 1024.0
         );
+        if name.starts_with("windows") {
+            assert_eq!(apps, 2, "the Windows skeleton's applications");
+        }
     }
 }

@@ -118,3 +118,4 @@ impl Rng {
 
 pub mod broker;
 pub mod regf;
+pub mod windows_disk;
