@@ -365,10 +365,4 @@ fn windows_skeleton_is_inspected_end_to_end() {
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
     assert_eq!(drives, [("E", "/dev/sda1")]);
-    let json = serde_json::to_string_pretty(os).unwrap();
-    std::fs::write(fixture_cache_dir().join("windows-report.json"), json).unwrap();
-}
-
-fn fixture_cache_dir() -> std::path::PathBuf {
-    crate::common::fixture_cache()
 }

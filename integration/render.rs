@@ -510,7 +510,7 @@ fn windows_os() -> OperatingSystem {
         osinfo: Some("win2k22".into()),
         package_format: None,
         package_management: None,
-        mountpoints: BTreeMap::from([("C:".to_string(), "/dev/sda3".to_string())]),
+        mountpoints: BTreeMap::from([("/".to_string(), "/dev/sda3".to_string())]),
         applications: apps
             .iter()
             .map(|(name, version, publisher)| Application {
@@ -558,11 +558,16 @@ fn windows_os() -> OperatingSystem {
             selinux: None,
             apparmor: false,
             ssh: Ssh::default(),
-            firewall: None,
-            ..Default::default()
+            firewall: Some("windows-firewall".into()),
+            rdp_enabled: Some(true),
+            uac_enabled: Some(false),
         },
         machine_id: None,
         cloud_init: false,
+        build_id: Some("20348".into()),
+        drive_mappings: BTreeMap::from([("C".to_string(), "/dev/sda3".to_string())]),
+        windows_systemroot: Some("/Windows".into()),
+        windows_current_control_set: Some("ControlSet001".into()),
         ..Default::default()
     }
 }

@@ -210,4 +210,3 @@ dd if=part.img of=mbr.img bs=1M seek=1 conv=notrunc status=none
     assert!(info.contains("COMPRESSED"), "{info}");
     (dir.join("gpt.img"), dir.join("mbr.img"))
 }
-
