@@ -270,3 +270,68 @@ pub fn build(root: &Key, seq: (u32, u32)) -> Vec<u8> {
     base.extend(w.bins);
     base
 }
+
+/// Marvin32 with the registry's seed (for writing transaction log entries), as the
+/// 64-bit value `p1:p0` stored in a log entry's hash fields.
+pub fn marvin32(data: &[u8]) -> u64 {
+    let (mut lo, mut hi) = (0x7A4E_55C5u32, 0x82EF_4D88u32);
+    let mix = |lo: &mut u32, hi: &mut u32| {
+        *hi ^= *lo;
+        *lo = lo.rotate_left(20).wrapping_add(*hi);
+        *hi = hi.rotate_left(9) ^ *lo;
+        *lo = lo.rotate_left(27).wrapping_add(*hi);
+        *hi = hi.rotate_left(19);
+    };
+    let mut i = 0;
+    while i + 4 <= data.len() {
+        lo = lo.wrapping_add(u32::from_le_bytes(data[i..i + 4].try_into().unwrap()));
+        mix(&mut lo, &mut hi);
+        i += 4;
+    }
+    let mut tail = [0u8; 4];
+    let rest = &data[i..];
+    tail[..rest.len()].copy_from_slice(rest);
+    tail[rest.len()] = 0x80;
+    lo = lo.wrapping_add(u32::from_le_bytes(tail));
+    mix(&mut lo, &mut hi);
+    mix(&mut lo, &mut hi);
+    (u64::from(hi) << 32) | u64::from(lo)
+}
+
+/// A new-format transaction log (`.LOG1`) holding one entry with sequence number `seq`
+/// that turns the hive `old` into `new` (same size): the 4 KiB pages that differ.
+pub fn log_for(old: &[u8], new: &[u8], seq: u32) -> Vec<u8> {
+    let mut base = new[..4096].to_vec();
+    base[4..8].copy_from_slice(&seq.to_le_bytes());
+    base[8..12].copy_from_slice(&seq.to_le_bytes());
+    base[28..32].copy_from_slice(&6u32.to_le_bytes()); // file type: transaction log
+    let c = checksum(&base);
+    base[508..512].copy_from_slice(&c.to_le_bytes());
+    let mut log = base[..512].to_vec();
+    let pages: Vec<usize> = (4096..new.len())
+        .step_by(4096)
+        .filter(|&p| old[p..p + 4096] != new[p..p + 4096])
+        .collect();
+    let mut body = Vec::new();
+    for &p in &pages {
+        body.extend(((p - 4096) as u32).to_le_bytes());
+        body.extend(4096u32.to_le_bytes());
+    }
+    for &p in &pages {
+        body.extend(&new[p..p + 4096]);
+    }
+    let size = (40 + body.len()).div_ceil(512) * 512;
+    body.resize(size - 40, 0);
+    let mut e = b"HvLE".to_vec();
+    e.extend((size as u32).to_le_bytes());
+    e.extend(0u32.to_le_bytes());
+    e.extend(seq.to_le_bytes());
+    e.extend(((new.len() - 4096) as u32).to_le_bytes());
+    e.extend((pages.len() as u32).to_le_bytes());
+    e.extend(marvin32(&body).to_le_bytes());
+    let h2 = marvin32(&e[..32]);
+    e.extend(h2.to_le_bytes());
+    e.extend(body);
+    log.extend(e);
+    log
+}
