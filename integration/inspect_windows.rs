@@ -228,7 +228,7 @@ fn dirty_hive_is_replayed_from_its_transaction_log() {
         h.value(&k, "Dword").unwrap().unwrap()
     };
     let log = regf::log_for(&old, &new, 5);
-    let h = Hive::parse(old.clone(), &[log.clone()]).unwrap();
+    let h = Hive::parse(old.clone(), std::slice::from_ref(&log)).unwrap();
     assert_eq!(dword(&h), RegValue::Dword(2));
     assert!(
         h.warnings()[0].contains("1 transaction log entries applied"),
