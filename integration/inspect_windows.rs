@@ -459,3 +459,84 @@ fn windows_skeleton_is_inspected_end_to_end() {
         .collect();
     assert_eq!(drives, [("E", "/dev/sda1")]);
 }
+
+/// The text of the first `<tag>...</tag>` in `xml`, entities decoded.
+fn xml_field(xml: &str, tag: &str) -> Option<String> {
+    let start = xml.find(&format!("<{tag}>"))? + tag.len() + 2;
+    let end = start + xml[start..].find(&format!("</{tag}>"))?;
+    Some(
+        xml[start..end]
+            .replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&quot;", "\"")
+            .replace("&apos;", "'")
+            .replace("&amp;", "&"),
+    )
+}
+
+/// libguestfs' own inspection of the GPT skeleton (a real kernel in its appliance,
+/// ntfs-3g and hivex inside) agrees with ours on what both report. Its XML is cached
+/// by the image's sha256, since the appliance takes a minute under TCG.
+#[test]
+fn virt_inspector_agrees() {
+    use guestkit_worker::inspect::pipeline::{inspect, InspectOptions};
+    let dir = tempdir();
+    let (gpt, _) = windows_disks(dir.path());
+    let hash = crate::common::sha256sum(&gpt);
+    let cached =
+        crate::common::fixture_cache().join(format!("virt-inspector-win-{}.xml", &hash[..32]));
+    if !cached.exists() {
+        let out = run(Command::new("virt-inspector")
+            .env("LIBGUESTFS_BACKEND", "direct")
+            .env("LIBGUESTFS_BACKEND_SETTINGS", "force_tcg")
+            .arg("--format=raw")
+            .arg("-a")
+            .arg(&gpt));
+        std::fs::write(&cached, out).unwrap();
+    }
+    let xml = std::fs::read_to_string(&cached).unwrap();
+    let report = inspect(&gpt, &InspectOptions::default()).unwrap();
+    let os = &report.operating_systems[0];
+    let ours: Vec<(&str, Option<String>)> = vec![
+        ("root", Some(os.root.clone())),
+        ("name", Some(os.os_type.clone())),
+        ("distro", os.distro.clone()),
+        ("product_name", os.product_name.clone()),
+        ("product_variant", os.product_variant.clone()),
+        ("major_version", os.major_version.map(|v| v.to_string())),
+        ("minor_version", os.minor_version.map(|v| v.to_string())),
+        ("arch", os.arch.clone()),
+        ("hostname", os.hostname.clone()),
+        ("osinfo", os.osinfo.clone()),
+        ("windows_systemroot", os.windows_systemroot.clone()),
+        (
+            "windows_current_control_set",
+            os.windows_current_control_set.clone(),
+        ),
+    ];
+    for (tag, value) in ours {
+        assert_eq!(
+            xml_field(&xml, tag),
+            value,
+            "{tag} (virt-inspector vs ours)\n{xml}"
+        );
+    }
+    assert!(
+        xml.contains("<drive_mapping name=\"C\">/dev/sda1</drive_mapping>"),
+        "{xml}"
+    );
+    let apps: Vec<String> = xml
+        .split("<application>")
+        .skip(1)
+        .filter_map(|a| xml_field(a, "display_name"))
+        .collect();
+    let mut mine: Vec<String> = os
+        .applications
+        .iter()
+        .filter_map(|a| a.display_name.clone())
+        .collect();
+    let mut theirs = apps;
+    mine.sort();
+    theirs.sort();
+    assert_eq!(mine, theirs);
+}

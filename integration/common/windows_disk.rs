@@ -159,6 +159,7 @@ pub fn cmd_exe() -> Vec<u8> {
     b[0x94..0x96].copy_from_slice(&0xf0u16.to_le_bytes()); // optional header size
     b[0x96..0x98].copy_from_slice(&0x22u16.to_le_bytes()); // executable, large address aware
     b[0x98..0x9a].copy_from_slice(&0x20bu16.to_le_bytes()); // PE32+
+    b[0xdc..0xde].copy_from_slice(&3u16.to_le_bytes()); // console subsystem
     b
 }
 
