@@ -391,6 +391,20 @@ fn windows_skeleton_is_inspected_end_to_end() {
         ]
     );
     assert!(os.services.iter().all(|s| s.kind == "windows"));
+    // viostor: service set to boot and its file; netkvm: manual service, no file.
+    let drivers: Vec<(&str, &str, bool)> = os
+        .drivers
+        .iter()
+        .map(|d| (d.name.as_str(), d.kind.as_str(), d.present))
+        .collect();
+    assert_eq!(
+        drivers,
+        [
+            ("viostor", "virtio", true),
+            ("netkvm", "virtio", true),
+            ("vmxnet3", "vmware", false)
+        ]
+    );
 
     assert_eq!(os.security.rdp_enabled, Some(true));
     assert_eq!(os.security.uac_enabled, Some(false));

@@ -568,6 +568,7 @@ fn windows_os() -> OperatingSystem {
         drive_mappings: BTreeMap::from([("C".to_string(), "/dev/sda3".to_string())]),
         windows_systemroot: Some("/Windows".into()),
         windows_current_control_set: Some("ControlSet001".into()),
+        drivers: vec![],
     }
 }
 

@@ -188,6 +188,8 @@ setfattr -h -v 0x00000800 -n system.ntfs_attrib_be mnt/Windows/System32/config
 cp SOFTWARE SYSTEM SAM mnt/Windows/System32/config/
 cp cmd.exe mnt/Windows/System32/cmd.exe
 head -c 8192 /dev/zero > mnt/Windows/System32/drivers/viostor.sys
+# A VMware driver file left behind, its service gone: not present.
+head -c 4096 /dev/zero > mnt/Windows/System32/drivers/VMXNET3.SYS
 cd /
 fusermount -u '{d}/mnt'
 trap - EXIT

@@ -102,6 +102,9 @@ pub struct OperatingSystem {
     pub applications: Vec<Application>,
     pub users: Vec<User>,
     pub services: Vec<Service>,
+    /// Hypervisor drivers found (virtio, VMware, Hyper-V, Xen): migration readiness.
+    #[serde(default)]
+    pub drivers: Vec<Driver>,
     pub network: Network,
     pub kernels: Vec<Kernel>,
     pub security: Security,
@@ -157,6 +160,16 @@ pub struct Service {
     /// Windows: `boot`, `system`, `auto`, `manual` or `disabled`.
     #[serde(default)]
     pub start: Option<String>,
+}
+
+/// A paravirtual driver installed in the guest.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Driver {
+    pub name: String,
+    /// `virtio`, `vmware`, `hyperv`, `xen` or `other`.
+    pub kind: String,
+    /// Installed and set to load at boot (not only a file left on disk).
+    pub present: bool,
 }
 
 /// Network configuration as written in the guest's config files.

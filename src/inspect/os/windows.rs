@@ -4,6 +4,7 @@
 //! `System32/cmd.exe`'s PE header ([`pe`]).
 
 mod apps;
+mod drivers;
 pub mod hive;
 mod pe;
 mod system;
@@ -145,6 +146,11 @@ pub fn inspect(
             if include.services {
                 os.services = fact(&mut ctx, "SYSTEM services", system::services(&sys, &cs));
             }
+            let files: Vec<String> = match find_nocase(&mut ctx, &sys32, "drivers", FileKind::Dir) {
+                Some(d) => ctx.list_dir(&d).into_iter().map(|e| e.name).collect(),
+                None => Vec::new(),
+            };
+            os.drivers = fact(&mut ctx, "SYSTEM drivers", drivers::read(&sys, &cs, &files));
             if include.network {
                 os.network = fact(&mut ctx, "SYSTEM network", system::network(&sys, &cs));
             }
