@@ -338,10 +338,12 @@ impl NtfsFs {
             return Err(unsupported("the file is encrypted (EFS)".into()));
         }
         let compression_unit = if first_attr.compressed() && first.compression_unit != 0 {
-            if first.compression_unit > 8 {
+            // Windows compresses only in units of 16 clusters of at most 4 KiB; anything
+            // else would make us buffer units of up to 512 MiB for a hostile volume.
+            if first.compression_unit != 4 || self.boot.cluster_size > 64 << 10 {
                 return Err(unsupported(format!(
-                    "compression unit of 2^{} clusters",
-                    first.compression_unit
+                    "compression unit of 2^{} clusters of {} bytes",
+                    first.compression_unit, self.boot.cluster_size
                 )));
             }
             Some(1u64 << first.compression_unit)
@@ -388,7 +390,7 @@ impl NtfsFs {
             let vcn = pos / cs;
             let run = runs::find(&s.runs, vcn)
                 .ok_or_else(|| corrupt(format!("no data run maps cluster {vcn}")))?;
-            let run_end = (run.vcn + run.len) * cs;
+            let run_end = (run.vcn + run.len).saturating_mul(cs);
             let n = (run_end.min(end) - pos) as usize;
             let slot = &mut buf[(pos - offset) as usize..(pos - offset) as usize + n];
             match run.lcn {

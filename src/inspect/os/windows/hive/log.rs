@@ -37,6 +37,8 @@ pub(crate) fn replay(
         }
         entries.extend(parse_entries(log));
     }
+    // Replay can only add what the logs carry: a hive growing past that is a lie.
+    let max_len = hive.len() + logs.iter().map(Vec::len).sum::<usize>();
     let mut expected = primary.seq2;
     let mut applied = 0;
     let mut last_size = None;
@@ -45,6 +47,9 @@ pub(crate) fn replay(
             break;
         };
         let need = BASE_SIZE + e.bins_size as usize;
+        if need > max_len {
+            break;
+        }
         if need as u64 > MAX_HIVE_BYTES {
             return Err(HiveError::TooLarge {
                 what: "replayed hive",
