@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use guestkit_worker::inspect::fs::ntfs::NtfsFs;
 use guestkit_worker::inspect::fs::{FileKind, FileSystem, FsError};
@@ -26,6 +26,14 @@ enum Node {
 }
 
 type Tree = BTreeMap<String, Node>;
+
+/// Held while a libntfs-3g tool or mount has the shared image open: ntfs-3g may open a
+/// volume exclusively, so two tests must not run tools on it at once.
+static NTFS_TOOLS: Mutex<()> = Mutex::new(());
+
+fn tools() -> std::sync::MutexGuard<'static, ()> {
+    NTFS_TOOLS.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 /// The fixture image, built once per content of its script and cached.
 pub fn ntfs_image() -> PathBuf {
@@ -120,6 +128,7 @@ fn walk_mount(root: &Path, rel: &str, out: &mut Tree) {
 
 /// libntfs-3g's view through a read-only FUSE mount.
 fn oracle_tree(img: &Path) -> Tree {
+    let _tools = tools();
     let tmp = tempdir();
     let mnt = tmp.path().join("mnt");
     std::fs::create_dir(&mnt).unwrap();
@@ -172,6 +181,7 @@ fn every_file_matches_ntfs_3g() {
 #[test]
 fn special_files_match_ntfscat_ntfsls_and_blkid() {
     let img = ntfs_image();
+    let _tools = tools();
     let fs = open(&img);
     let i = img.display();
     // $MFT really is fragmented and big.txt really is LZNT1-compressed.
