@@ -9,7 +9,8 @@
 //! Then the same OS tree as a whole-disk ext4 and a whole-disk btrfs filesystem (raw),
 //! side by side: time and guest bytes read per filesystem reader.
 //! Builds its fixtures with `integration/fixtures/debian-disk.sh` (debootstrap once per
-//! machine, cached in $HOME/.cache/guestkit-fixtures).
+//! machine, cached in $HOME/.cache/guestkit-fixtures). Also the Windows skeleton of the
+//! integration tests (NTFS with LZNT1-compressed registry hives on GPT).
 //!
 //! Then the volume layer's cost: the same Debian tree on LVM across two disks
 //! (`debian-lvm.gf`: /, /usr, /var, /home as LVs) against plain partitions
@@ -20,6 +21,13 @@ use std::process::Command;
 use std::time::Instant;
 
 use guestkit_worker::inspect::pipeline::{inspect_full, DiskSpec, InspectOptions};
+
+#[path = "../integration/common/regf.rs"]
+#[allow(dead_code)]
+mod regf;
+#[path = "../integration/common/windows_disk.rs"]
+#[allow(dead_code)]
+mod windows_disk;
 
 fn sh(script: &str) {
     let status = Command::new("bash")
@@ -337,10 +345,13 @@ fn main() {
         return;
     }
     let (qcow2, big_raw, big_qcow2) = fixtures();
+    let windows_dir = tempfile::tempdir().unwrap();
+    let (windows_gpt, _) = windows_disk::windows_disks(windows_dir.path());
     let mut cases = vec![
         ("debian qcow2 (zlib)", qcow2.clone()),
         ("same disk, 2 TiB sparse raw", big_raw),
         ("same disk, 2 TiB qcow2", big_qcow2),
+        ("windows skeleton (ntfs, gpt)", windows_gpt),
     ];
     cases.extend(fs_images(&qcow2));
     for (name, path) in &cases {
@@ -353,6 +364,9 @@ fn main() {
             bytes as f64 / 1048576.0,
             rss as f64 / 1024.0
         );
+        if name.starts_with("windows") {
+            assert_eq!(apps, 2, "the Windows skeleton's applications");
+        }
     }
     // Every format against qcow2: the ratio is what a format costs over qcow2 for the same
     // inspection (target: at most 1.5x).

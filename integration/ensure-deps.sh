@@ -18,6 +18,7 @@ PACKAGES=(
   python3 python3-venv      # deploy-file validation, the pika publisher example
   curl ca-certificates
   libhivex-bin              # hivexget/hivexregedit: the independent registry-hive oracle
+  attr psmisc fuse3         # setfattr (NTFS compression, reparse points), fuser, fusermount: NTFS fixtures
   stress-ng                 # load for the race hunt (issue 9: the suite under --cpu 2)
 )
 

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=fuzz/corpus
-mkdir -p "$out"/{qcow2,partition,probe,packages,image_formats,lvm_text,lvm_pv,xfs,btrfs}
+mkdir -p "$out"/{qcow2,partition,probe,packages,image_formats,lvm_text,lvm_pv,xfs,btrfs,ntfs,hive}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
@@ -138,4 +138,44 @@ rpm --root "$work/rpmroot" --dbpath /var/lib/rpm --initdb 2>/dev/null || true
 [ -f "$work/rpmroot/var/lib/rpm/rpmdb.sqlite" ] && cp "$work/rpmroot/var/lib/rpm/rpmdb.sqlite" "$out/packages/" || true
 printf 'C:Q1abc=\nP:musl\nV:1.2.4-r2\nA:x86_64\nT:the musl c library\n\n' > "$out/packages/apk-installed"
 printf '%%NAME%%\nbash\n\n%%VERSION%%\n5.2.015-1\n\n%%DESC%%\nThe GNU Bourne Again shell\n\n%%ARCH%%\nx86_64\n' > "$out/packages/pacman-desc"
+# ntfs: the smallest volume mkntfs makes, with a directory, files and a compressed file.
+truncate -s 1100K "$work/ntfs.img"; mkntfs -F -Q -c 512 -L seed "$work/ntfs.img" >/dev/null 2>&1
+cp "$work/ntfs.img" "$out/ntfs/empty.img"
+if [ -e /dev/fuse ] && mkdir -p "$work/mnt" && ntfs-3g "$work/ntfs.img" "$work/mnt" 2>/dev/null; then
+  mkdir -p "$work/mnt/Windows/System32/config" "$work/mnt/c"
+  setfattr -h -v 0x00000800 -n system.ntfs_attrib_be "$work/mnt/c" || true
+  seq 1 3000 > "$work/mnt/c/numbers.txt"; echo hello > "$work/mnt/Windows/System32/cmd.exe"
+  for i in $(seq 1 40); do echo "$i" > "$work/mnt/Windows/System32/file_with_a_long_name_$i.dll"; done
+  fusermount -u "$work/mnt"
+  for i in $(seq 100); do fuser -s "$work/ntfs.img" 2>/dev/null || break; sleep 0.05; done
+  cp "$work/ntfs.img" "$out/ntfs/files.img"
+fi
+
+# hive: a minimal REGF (root key with a subkey, a string and a DWORD value).
+python3 - "$out/hive/minimal.hive" <<'PY'
+import struct, sys
+bins = bytearray(b"hbin" + struct.pack("<II", 0, 4096) + bytes(20))
+def cell(data):
+    off = len(bins); size = (4 + len(data) + 7) // 8 * 8
+    bins.extend(struct.pack("<i", -size) + data + bytes(size - 4 - len(data))); return off
+def nk(name, parent, subs, nsubs, vals, nvals, flags=0x20):
+    return cell(b"nk" + struct.pack("<HQIIIIIIIIIIIIIIIHH", flags, 0, 0, parent, nsubs, 0, subs, 0xffffffff,
+                nvals, vals, 0xffffffff, 0xffffffff, 0, 0, 0, 0, 0, len(name), 0) + name)
+sz = "seed value\0".encode("utf-16-le")
+data = cell(sz)
+v1 = cell(b"vk" + struct.pack("<HIIIHH", 4, len(sz), data, 1, 1, 0) + b"Text")
+v2 = cell(b"vk" + struct.pack("<HIIIHH", 5, 0x80000004, 7, 4, 1, 0) + b"Count")
+vl = cell(struct.pack("<II", v1, v2))
+child = nk(b"Child", 0, 0xffffffff, 0, vl, 2)
+lh = cell(b"lh" + struct.pack("<HII", 1, child, 0))
+root = nk(b"ROOT", 0, lh, 1, 0xffffffff, 0, 0x2c)
+bins.extend(struct.pack("<i", 4096 - len(bins))); bins.extend(bytes(4096 - len(bins)))
+base = bytearray(4096)
+struct.pack_into("<4sIIQIIIIII", base, 0, b"regf", 1, 1, 0, 1, 5, 0, 1, root, len(bins))
+struct.pack_into("<I", base, 44, 1)
+x = 0
+for i in range(127): x ^= struct.unpack_from("<I", base, i * 4)[0]
+struct.pack_into("<I", base, 508, 0xfffffffe if x == 0xffffffff else (1 if x == 0 else x))
+open(sys.argv[1], "wb").write(bytes(base) + bytes(bins))
+PY
 echo "fuzz seeds in $out"

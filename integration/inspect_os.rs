@@ -367,6 +367,7 @@ fn rpm_database(root: &Path, work: &Path) -> Vec<Application> {
                 release: none(f[3]),
                 arch: none(f[4]),
                 summary: None,
+                ..Default::default()
             }
         })
         .collect();
@@ -951,6 +952,7 @@ fn windows_root_is_recognised_by_its_markers() {
     let dir = tempdir();
     let t = dir.path().join("win");
     write(&t, "/Windows/System32/config/SOFTWARE", "regf");
+    write(&t, "/Windows/System32/cmd.exe", "MZ");
     write(&t, "/Program Files/x.txt", "x");
     let raw = dir.path().join("win.raw");
     make_disk(

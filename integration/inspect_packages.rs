@@ -195,6 +195,7 @@ fn rpm_qa(args: &[&str]) -> Vec<Application> {
                 release: none(f[3]),
                 arch: none(f[4]),
                 summary: none(f[5]),
+                ..Default::default()
             }
         })
         .collect();

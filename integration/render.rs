@@ -306,6 +306,7 @@ fn debian_os() -> OperatingSystem {
             release: (!release.is_empty()).then(|| release.to_string()),
             arch: Some(arch.to_string()),
             summary: Some(summary.to_string()),
+            ..Default::default()
         })
         .collect();
     let system_users = [
@@ -402,6 +403,7 @@ fn debian_os() -> OperatingSystem {
         name: name.to_string(),
         enabled: *enabled,
         kind: "systemd".into(),
+        ..Default::default()
     })
     .collect();
     OperatingSystem {
@@ -464,9 +466,11 @@ fn debian_os() -> OperatingSystem {
                 password_authentication: Some(false),
             },
             firewall: Some("nftables".into()),
+            ..Default::default()
         },
         machine_id: Some("4c8a2b5e9f0d4e7a8b1c3d5e7f9a0b2c".into()),
         cloud_init: true,
+        ..Default::default()
     }
 }
 
@@ -506,7 +510,7 @@ fn windows_os() -> OperatingSystem {
         osinfo: Some("win2k22".into()),
         package_format: None,
         package_management: None,
-        mountpoints: BTreeMap::from([("C:".to_string(), "/dev/sda3".to_string())]),
+        mountpoints: BTreeMap::from([("/".to_string(), "/dev/sda3".to_string())]),
         applications: apps
             .iter()
             .map(|(name, version, publisher)| Application {
@@ -516,6 +520,7 @@ fn windows_os() -> OperatingSystem {
                 release: None,
                 arch: None,
                 summary: Some(format!("published by {publisher}")),
+                ..Default::default()
             })
             .collect(),
         users: vec![
@@ -544,6 +549,7 @@ fn windows_os() -> OperatingSystem {
                 name: name.to_string(),
                 enabled: *enabled,
                 kind: "windows".into(),
+                ..Default::default()
             })
             .collect(),
         network: Network::default(),
@@ -552,10 +558,17 @@ fn windows_os() -> OperatingSystem {
             selinux: None,
             apparmor: false,
             ssh: Ssh::default(),
-            firewall: None,
+            firewall: Some("windows-firewall".into()),
+            rdp_enabled: Some(true),
+            uac_enabled: Some(false),
         },
         machine_id: None,
         cloud_init: false,
+        build_id: Some("20348".into()),
+        drive_mappings: BTreeMap::from([("C".to_string(), "/dev/sda3".to_string())]),
+        windows_systemroot: Some("/Windows".into()),
+        windows_current_control_set: Some("ControlSet001".into()),
+        drivers: vec![],
     }
 }
 

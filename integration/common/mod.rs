@@ -117,3 +117,5 @@ impl Rng {
 }
 
 pub mod broker;
+pub mod regf;
+pub mod windows_disk;

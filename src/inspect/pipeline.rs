@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex};
 use super::caps;
 use super::fs::btrfs::BtrfsFs;
 use super::fs::ext4::Ext4Fs;
+use super::fs::ntfs::NtfsFs;
 use super::fs::probe::{probe, Probed};
 use super::fs::vfat::VfatFs;
 use super::fs::xfs::XfsFs;
@@ -422,6 +423,7 @@ fn add_disk_devices(
         let mut m = Mountable::new(&device);
         m.part_uuid = p.part_uuid.clone();
         m.part_label = p.name.clone().filter(|n| !n.is_empty());
+        m.part_start = Some(p.start);
         // A byte range probed once is not probed again: overlapping copies of one table
         // entry would open the same filesystem many times.
         let src = if p.is_extended_container() {
@@ -519,16 +521,14 @@ fn open_filesystem(m: &mut Mountable, found: &Probed, src: &Arc<dyn ReadAt>, rep
             }
             Arc::new(fs) as Arc<dyn FileSystem>
         })),
+        "ntfs" => Some(NtfsFs::open(src.clone()).map(|fs| {
+            for w in fs.warnings() {
+                report.warnings.push(format!("{}: {w}", m.device));
+            }
+            Arc::new(fs) as Arc<dyn FileSystem>
+        })),
         // Opened by `open_btrfs` once every device is probed.
         "btrfs" => None,
-        "ntfs" => {
-            report.warnings.push(format!(
-                "{}: {fs_type} filesystem: reading {fs_type} is not supported yet; an OS root or a \
-                 mounted filesystem there is not inspected",
-                m.device
-            ));
-            None
-        }
         "crypto_LUKS" => {
             report.warnings.push(format!(
                 "{}: LUKS-encrypted volume: its contents are not inspected",

@@ -110,15 +110,30 @@ pub struct OperatingSystem {
     pub product_variant: Option<String>,
     pub major_version: Option<u32>,
     pub minor_version: Option<u32>,
+    /// Windows build number (`CurrentBuildNumber`).
+    #[serde(default)]
+    pub build_id: Option<String>,
     pub arch: Option<String>,
     pub hostname: Option<String>,
     pub osinfo: Option<String>,
     pub package_format: Option<String>,
     pub package_management: Option<String>,
     pub mountpoints: BTreeMap<String, String>,
+    /// Windows drive letters (`C`) to devices, from `MountedDevices`.
+    #[serde(default)]
+    pub drive_mappings: BTreeMap<String, String>,
+    /// Windows: the system directory inside the root (`/Windows`).
+    #[serde(default)]
+    pub windows_systemroot: Option<String>,
+    /// Windows: the control set the next boot uses (`ControlSet001`).
+    #[serde(default)]
+    pub windows_current_control_set: Option<String>,
     pub applications: Vec<Application>,
     pub users: Vec<User>,
     pub services: Vec<Service>,
+    /// Hypervisor drivers found (virtio, VMware, Hyper-V, Xen): migration readiness.
+    #[serde(default)]
+    pub drivers: Vec<Driver>,
     pub network: Network,
     pub kernels: Vec<Kernel>,
     pub security: Security,
@@ -135,6 +150,19 @@ pub struct Application {
     pub release: Option<String>,
     pub arch: Option<String>,
     pub summary: Option<String>,
+    /// Windows: the `DisplayName` (the name is the Uninstall key's).
+    #[serde(default)]
+    pub display_name: Option<String>,
+    #[serde(default)]
+    pub publisher: Option<String>,
+    #[serde(default)]
+    pub install_path: Option<String>,
+    #[serde(default)]
+    pub url: Option<String>,
+    #[serde(default)]
+    pub source_package: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
 }
 
 /// A local account; password hashes never leave the worker, only `locked`.
@@ -155,6 +183,22 @@ pub struct Service {
     pub name: String,
     pub enabled: bool,
     pub kind: String,
+    /// Windows: the service's `DisplayName`.
+    #[serde(default)]
+    pub display_name: Option<String>,
+    /// Windows: `boot`, `system`, `auto`, `manual` or `disabled`.
+    #[serde(default)]
+    pub start: Option<String>,
+}
+
+/// A paravirtual driver installed in the guest.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Driver {
+    pub name: String,
+    /// `virtio`, `vmware`, `hyperv`, `xen` or `other`.
+    pub kind: String,
+    /// Installed and set to load at boot (not only a file left on disk).
+    pub present: bool,
 }
 
 /// Network configuration as written in the guest's config files.
@@ -187,6 +231,12 @@ pub struct Security {
     pub apparmor: bool,
     pub ssh: Ssh,
     pub firewall: Option<String>,
+    /// Windows: Remote Desktop accepts connections (`fDenyTSConnections` = 0).
+    #[serde(default)]
+    pub rdp_enabled: Option<bool>,
+    /// Windows: User Account Control on (`EnableLUA`).
+    #[serde(default)]
+    pub uac_enabled: Option<bool>,
 }
 
 /// The effective sshd settings that matter most.

@@ -71,6 +71,7 @@ mod tests {
             name: "auditd.service".into(),
             enabled: true,
             kind: "systemd".into(),
+            ..Default::default()
         }];
         assert!(run_on(fs, &os, super::run).is_empty());
         assert!(run_checks(MemFs::new().dir("/etc"), super::run).is_empty());

@@ -330,16 +330,19 @@ mod tests {
                 name: "vsftpd".into(),
                 enabled: true,
                 kind: "sysv".into(),
+                ..Default::default()
             },
             Service {
                 name: "proftpd".into(),
                 enabled: false,
                 kind: "sysv".into(),
+                ..Default::default()
             },
             Service {
                 name: "ssh".into(),
                 enabled: true,
                 kind: "sysv".into(),
+                ..Default::default()
             },
         ];
         let fs = MemFs::new()

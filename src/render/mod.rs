@@ -348,6 +348,7 @@ mod tests {
                     release: Some(format!("{}.el9", i % 5)),
                     arch: Some("x86_64".into()),
                     summary: Some(format!("summary of package {i} with <markup> & a | pipe")),
+                    ..Default::default()
                 })
                 .collect(),
             users: (0..500)
@@ -362,6 +363,7 @@ mod tests {
                     name: format!("svc{i}.service"),
                     enabled: i % 2 == 0,
                     kind: "systemd".into(),
+                    ..Default::default()
                 })
                 .collect(),
             ..OperatingSystem::default()

@@ -3,6 +3,7 @@
 pub mod btrfs;
 mod error;
 pub mod ext4;
+pub mod ntfs;
 pub mod probe;
 pub mod vfat;
 pub mod xfs;

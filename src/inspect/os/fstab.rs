@@ -385,6 +385,7 @@ mod tests {
             label: label.map(str::to_string),
             part_uuid: Some(partuuid.into()),
             part_label: Some(format!("part {name}")),
+            part_start: None,
             fs: fs.map(|f| Arc::new(f) as _),
             subvolume: None,
         }

@@ -26,6 +26,7 @@ mod services;
 pub mod sshd;
 pub mod text;
 mod users;
+pub mod windows;
 
 pub use guest::GuestFs;
 pub use mountable::Mountable;
@@ -104,20 +105,9 @@ pub fn inspect_roots(
                 oses.push(os);
             }
             Some(RootKind::Windows) => {
-                oses.push(OperatingSystem {
-                    root: dev.device.clone(),
-                    os_type: RootKind::Windows.as_str().into(),
-                    distro: Some("windows".into()),
-                    mountpoints: [("/".to_string(), dev.device.clone())]
-                        .into_iter()
-                        .collect(),
-                    ..OperatingSystem::default()
-                });
-                warnings.push(format!(
-                    "{}: Windows root found; reading the Windows registry is not supported yet, \
-                     so only its type is reported",
-                    dev.device
-                ));
+                let (os, w) = windows::inspect(dev, devices, include);
+                oses.push(os);
+                warnings.extend(w);
             }
             None => {}
         }

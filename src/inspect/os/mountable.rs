@@ -21,6 +21,8 @@ pub struct Mountable {
     pub part_uuid: Option<String>,
     /// GPT partition name (`PARTLABEL=`).
     pub part_label: Option<String>,
+    /// Byte offset of the partition on its disk (Windows maps MBR drive letters by it).
+    pub part_start: Option<u64>,
     /// The opened filesystem, when its type is one we read.
     pub fs: Option<Arc<dyn FileSystem>>,
     /// For btrfs: which subvolume `fs` shows (the default one for the block device
@@ -48,6 +50,7 @@ impl Mountable {
             label: None,
             part_uuid: None,
             part_label: None,
+            part_start: None,
             fs: None,
             subvolume: None,
         }

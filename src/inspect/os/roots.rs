@@ -2,8 +2,9 @@
 //! - Linux: `/etc` is a directory, `/bin` is a directory or the usr-merge link to
 //!   `usr/bin` (which dangles when `/usr` is a separate filesystem), or `/usr/bin` is a
 //!   directory; and `/etc/fstab` or `/etc/hosts` is a file.
-//! - Windows: a `Windows` (or `WINNT`) directory with `System32`, names matched
-//!   case-insensitively as NTFS and FAT do.
+//! - Windows: a `Windows` (or `WINNT`) directory with `System32`, which holds the
+//!   `config` directory and `cmd.exe`; names matched case-insensitively as NTFS and FAT
+//!   do.
 
 use std::sync::Arc;
 
@@ -54,7 +55,14 @@ fn is_windows_root(g: &GuestFs) -> bool {
     ["windows", "winnt"]
         .iter()
         .any(|dir| match find_nocase(g, "/", dir) {
-            Some(path) => find_nocase(g, &path, "system32").is_some(),
+            Some(path) => find_nocase(g, &path, "system32").is_some_and(|sys32| {
+                find_nocase(g, &sys32, "config").is_some()
+                    && g.read_dir(&sys32).is_ok_and(|es| {
+                        es.iter().any(|e| {
+                            e.kind == FileKind::File && e.name.eq_ignore_ascii_case("cmd.exe")
+                        })
+                    })
+            }),
             None => false,
         })
 }
@@ -104,9 +112,14 @@ mod tests {
             None
         );
         assert_eq!(
-            kind(MemFs::new().dir("/WINDOWS/system32/config")),
+            kind(
+                MemFs::new()
+                    .dir("/WINDOWS/system32/config")
+                    .file("/WINDOWS/system32/CMD.EXE", "MZ")
+            ),
             Some(RootKind::Windows)
         );
+        assert_eq!(kind(MemFs::new().dir("/WINDOWS/system32/config")), None);
         assert_eq!(kind(MemFs::new().dir("/Windows/Temp")), None);
     }
 }

@@ -24,6 +24,7 @@ pub fn detect(ctx: &mut Ctx, services: &Services) -> Security {
         apparmor: apparmor(ctx, services, &cmdline),
         ssh: sshd::detect(ctx),
         firewall: firewall(ctx, services).map(str::to_string),
+        ..Default::default()
     }
 }
 

@@ -149,6 +149,7 @@ fn service(name: &str, kind: &str) -> Service {
         name: name.to_string(),
         enabled: false,
         kind: kind.to_string(),
+        ..Default::default()
     }
 }
 
@@ -203,6 +204,7 @@ fn sysv_or_openrc(
                 name,
                 enabled,
                 kind: kind.to_string(),
+                ..Default::default()
             },
         );
     }

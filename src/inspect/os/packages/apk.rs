@@ -92,6 +92,7 @@ fn finish(record: Record<'_>, apps: &mut Vec<Application>) -> Result<(), Package
         release: release.map(str::to_string),
         arch: record.arch.and_then(field_text).filter(|a| !a.is_empty()),
         summary: record.description.and_then(summary_text),
+        ..Default::default()
     });
     Ok(())
 }

@@ -139,6 +139,7 @@ fn finish(stanza: Stanza<'_>, apps: &mut Vec<Application>) -> Result<(), Package
         release: revision.map(str::to_string),
         arch,
         summary: stanza.description.and_then(summary_text),
+        ..Default::default()
     });
     Ok(())
 }

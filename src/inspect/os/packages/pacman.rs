@@ -97,6 +97,7 @@ pub fn parse_pacman_desc(bytes: &[u8]) -> Result<Application, PackageError> {
         release: Some(pkgrel.to_string()),
         arch,
         summary: desc.and_then(|(d, _)| summary_text(d)),
+        ..Default::default()
     })
 }
 

@@ -91,6 +91,7 @@ pub fn parse_rpm_header(blob: &[u8]) -> Result<Application, PackageError> {
             .map(|a| text(a, "ARCH length"))
             .transpose()?,
         summary: header.string(RPMTAG_SUMMARY)?.and_then(summary_text),
+        ..Default::default()
     })
 }
 
