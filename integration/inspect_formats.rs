@@ -253,7 +253,9 @@ fn debian_report_is_identical_in_every_format() {
             .unwrap_or_else(|e| panic!("inspect {}: {e}", image.display()));
         let ms = t.elapsed().as_secs_f64() * 1e3;
         let format = std::mem::take(&mut report.image.format);
+        // `image` and `disks` name the file and its format: all the rest must be equal.
         report.image = Default::default();
+        report.disks = Vec::new();
         (
             serde_json::to_value(&report).unwrap(),
             format,
