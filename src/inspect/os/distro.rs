@@ -327,8 +327,10 @@ mod libosinfo_db {
             .collect()
     }
 
-    /// (distro, version text, product name, short ids) of every OS in the database.
-    fn entries() -> Vec<(String, Option<String>, Option<String>, Vec<String>)> {
+    /// One OS of the database: its `<distro>`, `<version>`, `<name>` and short ids.
+    struct Entry(String, Option<String>, Option<String>, Vec<String>);
+
+    fn entries() -> Vec<Entry> {
         let vendors = std::fs::read_dir(DB)
             .unwrap_or_else(|e| panic!("{DB}: {e} (install the osinfo-db Debian package)"));
         let mut out = Vec::new();
@@ -343,7 +345,7 @@ mod libosinfo_db {
                 let head = xml.split("<media").next().unwrap_or(&xml);
                 let distro = tag(head, "distro").first().map(|s| s.to_string());
                 let Some(distro) = distro else { continue };
-                out.push((
+                out.push(Entry(
                     distro,
                     tag(head, "version").first().map(|s| s.to_string()),
                     tag(head, "name").first().map(|s| s.to_string()),
@@ -367,7 +369,7 @@ mod libosinfo_db {
         assert!(all.len() > 500, "only {} ids read from {DB}", all.len());
         let mut checked = 0;
         let mut wrong = Vec::new();
-        for (db_distro, version, name, ids) in &entries {
+        for Entry(db_distro, version, name, ids) in &entries {
             let Some(distro) = ours(db_distro) else {
                 continue;
             };
