@@ -14,4 +14,5 @@ mod render;
 mod worker_delivery;
 mod worker_failures;
 mod worker_inspect;
+mod worker_isolation;
 mod worker_ops;
