@@ -289,7 +289,7 @@ async fn a_child_over_its_cpu_limit_fails_with_resource_limit() {
         .run(
             "guestkit.inspect",
             &json!({"image": endless(&root)}),
-            &[root.clone()],
+            std::slice::from_ref(&root),
             1,
             &Progress::disabled(),
             &cancel,

@@ -98,13 +98,13 @@ pub struct Config {
     /// Directory of tera templates overriding the built-in ones.
     #[arg(long, env = "GUESTKIT_TEMPLATES_DIR", global = true)]
     pub templates_dir: Option<PathBuf>,
-    /// Address space of one inspection (RLIMIT_AS of its process), e.g. `2G`, `512M`.
-    /// An inspection that needs more fails with `resource_limit`. Each
-    /// `guestkit.inspect`/`guestkit.profile` job runs in a child process under this
-    /// limit, CPU time = the job's timeout, 128 open files, no new privileges, and where
-    /// the kernel allows, Landlock (read-only access to the image roots, nothing else)
-    /// and seccomp (no sockets, no exec); the `inspect` subcommand applies the same
-    /// limits to itself.
+    /// Memory of one inspection: the address space its process may add to what it has
+    /// at start (RLIMIT_AS), e.g. `2G`, `512M`; more fails the job with
+    /// `resource_limit`. Each `guestkit.inspect`/`guestkit.profile` job runs in a child
+    /// process under this limit, CPU time = the job's timeout, 128 open files, no new
+    /// privileges, death with the worker, and where the kernel allows, Landlock
+    /// (read-only access beneath the image roots, nothing else) and seccomp (no sockets,
+    /// no exec); the `inspect` subcommand applies the same limits to itself.
     #[arg(
         long,
         env = "GUESTKIT_INSPECT_MEMORY_LIMIT",

@@ -221,16 +221,26 @@ fn landlock(roots: &[PathBuf]) -> Result<(&'static str, Vec<String>), landlock::
     Ok((state, notes))
 }
 
-/// Denies (EPERM) creating sockets and executing programs; everything else passes.
-/// An inspection reads an image through files it opens under the roots: it never needs
-/// a network or another program.
+/// Denies (EPERM) creating sockets, executing programs, and reaching into other
+/// processes (ptrace, their memory, signals by pid: the worker holds the broker's
+/// credentials); everything else passes. An inspection reads an image through files it
+/// opens under the roots: it needs no network, no other program, no other process.
+/// (Rust's abort raises its signal with tgkill, which stays allowed.)
 fn seccomp() -> Result<(), String> {
     let arch = TargetArch::try_from(std::env::consts::ARCH).map_err(|e| e.to_string())?;
-    let denied: BTreeMap<i64, Vec<SeccompRule>> =
-        [libc::SYS_socket, libc::SYS_execve, libc::SYS_execveat]
-            .into_iter()
-            .map(|nr| (nr, Vec::new()))
-            .collect();
+    let denied: BTreeMap<i64, Vec<SeccompRule>> = [
+        libc::SYS_socket,
+        libc::SYS_execve,
+        libc::SYS_execveat,
+        libc::SYS_ptrace,
+        libc::SYS_process_vm_readv,
+        libc::SYS_process_vm_writev,
+        libc::SYS_kill,
+        libc::SYS_pidfd_send_signal,
+    ]
+    .into_iter()
+    .map(|nr| (nr, Vec::new()))
+    .collect();
     let filter = SeccompFilter::new(
         denied,
         SeccompAction::Allow,

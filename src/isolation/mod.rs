@@ -59,7 +59,7 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
 /// A byte count for messages: `2 GiB`, `96 MiB`, or plain bytes.
 pub fn show_bytes(bytes: u64) -> String {
     for (shift, unit) in [(40, "TiB"), (30, "GiB"), (20, "MiB"), (10, "KiB")] {
-        if bytes >= 1 << shift && bytes % (1 << shift) == 0 {
+        if bytes >= 1 << shift && bytes.is_multiple_of(1 << shift) {
             return format!("{} {unit}", bytes >> shift);
         }
     }
