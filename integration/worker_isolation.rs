@@ -1,6 +1,6 @@
 //! Process isolation of `guestkit.inspect` jobs, through the real binary and broker:
 //! a job that never ends is killed with its process at the timeout, a memory limit
-//! fails the Debian inspection with `resource_limit`, SIGTERM drains within the grace
+//! fails the Debian inspection with `resource_limit` (and the `inspect` subcommand), SIGTERM drains within the grace
 //! whatever a child does, and a child's CPU limit and sandbox hold.
 //!
 //! The job that never ends is real, with no test hook: a checksum over a 1 TiB sparse
@@ -233,6 +233,27 @@ async fn a_memory_limit_fails_the_debian_inspection_with_resource_limit() {
     assert_eq!(full["status"], "completed", "{full:#}");
     assert_eq!(full["output"]["operating_systems"][0]["distro"], "debian");
     pool.cleanup().await;
+
+    // The `inspect` subcommand limits its own process the same way.
+    let cli = |limit: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_guestkit-worker"))
+            .args(["--inspect-memory-limit", limit, "inspect"])
+            .arg(&image)
+            .output()
+            .unwrap()
+    };
+    let out = cli("8M");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("memory allocation of"), "{stderr}");
+    let out = cli("2G");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["operating_systems"][0]["distro"], "debian");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -28,7 +28,10 @@ fn main() -> ExitCode {
     // no-new-privs then hold for every thread started later).
     match &cli.command {
         Some(Command::IsolatedJob(args)) => return isolation::child::main(args),
-        Some(Command::Inspect(args)) => return report_exit(inspect_once(&cli.config, args)),
+        Some(Command::Inspect(args)) => {
+            without_allocator_arena();
+            return report_exit(inspect_once(&cli.config, args));
+        }
         _ => {}
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -46,6 +49,23 @@ fn main() -> ExitCode {
     // their inspection processes; nothing may hold the exit.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     report_exit(result)
+}
+
+/// mimalloc reserves a 1 GiB arena at its first allocation, long before `inspect` sets
+/// its memory limit, and the heap could grow into it unchecked. So `inspect` runs itself
+/// again (exec: same process) with the arena disabled, as the daemon starts its
+/// children; when that fails it goes on, with the arena.
+fn without_allocator_arena() {
+    const VAR: &str = "MIMALLOC_ARENA_RESERVE";
+    if std::env::var_os(VAR).is_some() {
+        return;
+    }
+    use std::os::unix::process::CommandExt;
+    let err = std::process::Command::new("/proc/self/exe")
+        .args(std::env::args_os().skip(1))
+        .env(VAR, "0")
+        .exec();
+    tracing::debug!(error = %err, "cannot exec itself without the allocator's arena");
 }
 
 fn report_exit(result: anyhow::Result<ExitCode>) -> ExitCode {
