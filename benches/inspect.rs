@@ -24,6 +24,11 @@ use guestkit_worker::ops::image_request::ImageRequest;
 use guestkit_worker::ops::inspect::run_blocking;
 use guestkit_worker::progress::Progress;
 
+/// The binary's allocator, so in-process times compare with the daemon's (and with
+/// its children).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn sh(script: &str) {
     let status = Command::new("bash")
         .args(["-euo", "pipefail", "-c", script])
