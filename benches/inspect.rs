@@ -8,6 +8,13 @@
 //! maximum RSS of the real binary's `inspect` subcommand, from `/usr/bin/time`.
 //! Then the same OS tree as a whole-disk ext4 and a whole-disk btrfs filesystem (raw),
 //! side by side: time and guest bytes read per filesystem reader.
+
+//!
+//! Then the cost of process isolation per job: the same `guestkit.inspect` of the
+//! Debian qcow2 in process (the blocking pipeline plus the report as a JSON value, what
+//! the daemon did before) and through a child of the real binary (spawn, limits,
+//! request, pipeline, reply parsed back), alternated, medians of
+//! `GUESTKIT_BENCH_ISOLATION_ROUNDS` (default 15) rounds.
 //! Builds its fixtures with `integration/fixtures/debian-disk.sh` (debootstrap once per
 //! machine, cached in $HOME/.cache/guestkit-fixtures). Also the Windows skeleton of the
 //! integration tests (NTFS with LZNT1-compressed registry hives on GPT).
@@ -28,6 +35,17 @@ mod regf;
 #[path = "../integration/common/windows_disk.rs"]
 #[allow(dead_code)]
 mod windows_disk;
+
+use guestkit_worker::inspect::source::CancelFlag;
+use guestkit_worker::isolation::Isolation;
+use guestkit_worker::ops::image_request::ImageRequest;
+use guestkit_worker::ops::inspect::run_blocking;
+use guestkit_worker::progress::Progress;
+
+/// The binary's allocator, so in-process times compare with the daemon's (and with
+/// its children).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn sh(script: &str) {
     let status = Command::new("bash")
@@ -339,6 +357,63 @@ fn ext4_and_xfs_disks() -> (PathBuf, PathBuf, usize) {
     (ext4, xfs, skipped)
 }
 
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// One job in process and through a child, alternated; prints medians and the ratio.
+fn isolation_overhead(path: &Path) {
+    let rounds: usize = std::env::var("GUESTKIT_BENCH_ISOLATION_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(15);
+    let roots = vec![path.parent().unwrap().to_path_buf()];
+    let data = serde_json::json!({ "image": { "path": path } });
+    let request = ImageRequest::from_data(&data, &roots).unwrap();
+    let in_process = || {
+        let (report, _) =
+            run_blocking(&request, &Progress::disabled(), &CancelFlag::default()).unwrap();
+        serde_json::to_value(report).unwrap()
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let isolation = Isolation::new(env!("CARGO_BIN_EXE_guestkit-worker"), 2 << 30);
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let through_child = || {
+        runtime
+            .block_on(isolation.run(
+                "guestkit.inspect",
+                &data,
+                &roots,
+                600,
+                &Progress::disabled(),
+                &cancel,
+            ))
+            .unwrap()
+            .output
+    };
+    // Same report both ways (and a warm page cache for both).
+    assert_eq!(in_process(), through_child());
+    let (mut inp, mut child) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        let t = Instant::now();
+        let _ = in_process();
+        inp.push(t.elapsed().as_secs_f64() * 1000.0);
+        let t = Instant::now();
+        let _ = through_child();
+        child.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    let (a, b) = (median(inp), median(child));
+    println!(
+        "isolation, debian qcow2: in process {a:>7.1} ms  through a child {b:>7.1} ms  overhead {:>6.1} ms per job  ratio {:.2}  (medians of {rounds})",
+        b - a,
+        b / a
+    );
+}
+
 fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         println!("inspect: run with `cargo bench --bench inspect`");
@@ -423,4 +498,5 @@ fn main() {
     if skipped > 0 {
         println!("({skipped} tree entries with names a protofile cannot carry are on ext4 only)");
     }
+    isolation_overhead(&qcow2);
 }

@@ -22,4 +22,5 @@ mod render;
 mod worker_delivery;
 mod worker_failures;
 mod worker_inspect;
+mod worker_isolation;
 mod worker_ops;

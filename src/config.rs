@@ -98,6 +98,21 @@ pub struct Config {
     /// Directory of tera templates overriding the built-in ones.
     #[arg(long, env = "GUESTKIT_TEMPLATES_DIR", global = true)]
     pub templates_dir: Option<PathBuf>,
+    /// Memory of one inspection: the address space its process may add to what it has
+    /// at start (RLIMIT_AS), e.g. `2G`, `512M`; more fails the job with
+    /// `resource_limit`. Each `guestkit.inspect`/`guestkit.profile` job runs in a child
+    /// process under this limit, CPU time = the job's timeout, 128 open files, no new
+    /// privileges, death with the worker, and where the kernel allows, Landlock
+    /// (read-only access beneath the image roots, nothing else) and seccomp (no sockets,
+    /// no exec); the `inspect` subcommand applies the same limits to itself.
+    #[arg(
+        long,
+        env = "GUESTKIT_INSPECT_MEMORY_LIMIT",
+        default_value = "2G",
+        value_parser = crate::isolation::parse_size,
+        global = true
+    )]
+    pub inspect_memory_limit: u64,
 }
 
 impl Config {
@@ -127,10 +142,34 @@ pub enum Command {
     Declare,
     /// Publish a job (from a file, or built from --operation/--data).
     Submit(SubmitArgs),
-    /// Inspect one image with no broker and print the report.
+    /// Inspect one image with no broker and print the report. The process limits itself
+    /// as the daemon limits each inspection (see --inspect-memory-limit; CPU time =
+    /// --max-job-timeout).
     Inspect(InspectArgs),
     /// Exit 0 when the daemon's /healthz answers 200 (for Docker's HEALTHCHECK).
     Healthcheck,
+    /// Internal: run one inspection job in this process (request on stdin, reply on
+    /// stdout, progress and logs as JSON lines on stderr). The daemon starts it.
+    #[command(hide = true)]
+    IsolatedJob(IsolatedJobArgs),
+}
+
+/// Arguments of the hidden `isolated-job` subcommand: the limits the process applies
+/// to itself before reading anything.
+#[derive(Debug, Args)]
+pub struct IsolatedJobArgs {
+    /// RLIMIT_AS in bytes.
+    #[arg(long)]
+    pub memory_limit: u64,
+    /// RLIMIT_CPU (soft) in seconds.
+    #[arg(long)]
+    pub cpu_seconds: u64,
+    /// RLIMIT_NOFILE.
+    #[arg(long)]
+    pub open_files: u64,
+    /// The worker's pid: the process dies with it.
+    #[arg(long)]
+    pub parent_pid: Option<u32>,
 }
 
 /// Arguments of `submit`.

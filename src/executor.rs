@@ -145,6 +145,7 @@ pub async fn run(
         progress,
         cancel: cancel.clone(),
         env,
+        timeout,
     };
     // The panic guard: a panicking operation fails its job, never the worker. Polled
     // in place (no task of its own: one spawn per job is enough).
@@ -263,6 +264,7 @@ mod tests {
         OpEnv {
             image_roots: vec![],
             metrics: None,
+            isolation: None,
         }
     }
 

@@ -10,6 +10,7 @@ pub mod config;
 pub mod executor;
 pub mod http;
 pub mod inspect;
+pub mod isolation;
 pub mod logging;
 pub mod metrics;
 pub mod ops;

@@ -12,7 +12,7 @@ use guestkit_worker::progress::Progress;
 use guestkit_worker::render::Renderer;
 use guestkit_worker::shutdown::{termination_signal, Shutdown};
 use guestkit_worker::submit::{submit, Submitted};
-use guestkit_worker::{http, logging, worker};
+use guestkit_worker::{http, isolation, logging, worker};
 
 /// The job path allocates many small, short-lived objects on several threads; glibc's
 /// malloc took about 15 % of the worker's CPU in the throughput bench (free-list
@@ -41,6 +41,17 @@ fn main() -> ExitCode {
         reserve_frame_parser_stacks();
     }
     logging::init(cli.config.log_format, &cli.config.log_level);
+    // The commands that read a disk image run without an async runtime: they limit
+    // their own process first, while it still has one thread (Landlock, seccomp and
+    // no-new-privs then hold for every thread started later).
+    match &cli.command {
+        Some(Command::IsolatedJob(args)) => return isolation::child::main(args),
+        Some(Command::Inspect(args)) => {
+            without_allocator_arena();
+            return report_exit(inspect_once(&cli.config, args));
+        }
+        _ => {}
+    }
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     builder.enable_all();
     if daemon {
@@ -54,6 +65,30 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(dispatch(cli));
+    // Tasks still running (jobs past the shutdown grace) are dropped now, which kills
+    // their inspection processes; nothing may hold the exit.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    report_exit(result)
+}
+
+/// mimalloc reserves a 1 GiB arena at its first allocation, long before `inspect` sets
+/// its memory limit, and the heap could grow into it unchecked. So `inspect` runs itself
+/// again (exec: same process) with the arena disabled, as the daemon starts its
+/// children; when that fails it goes on, with the arena.
+fn without_allocator_arena() {
+    const VAR: &str = "MIMALLOC_ARENA_RESERVE";
+    if std::env::var_os(VAR).is_some() {
+        return;
+    }
+    use std::os::unix::process::CommandExt;
+    let err = std::process::Command::new("/proc/self/exe")
+        .args(std::env::args_os().skip(1))
+        .env(VAR, "0")
+        .exec();
+    tracing::debug!(error = %err, "cannot exec itself without the allocator's arena");
+}
+
+fn report_exit(result: anyhow::Result<ExitCode>) -> ExitCode {
     match result {
         Ok(code) => code,
         Err(err) => {
@@ -113,7 +148,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 })
             }
         },
-        Some(Command::Inspect(args)) => inspect_once(&cfg, &args).await,
+        Some(Command::Inspect(_)) | Some(Command::IsolatedJob(_)) => {
+            unreachable!("handled before the runtime starts")
+        }
         Some(Command::Healthcheck) => {
             let code = http::get_status(cfg.metrics_addr, "/healthz").await?;
             Ok(if code == 200 {
@@ -126,8 +163,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 /// Runs the inspection pipeline once, with no broker, and prints the report (json) or
-/// the rendered result document (other formats).
-async fn inspect_once(cfg: &Config, args: &InspectArgs) -> anyhow::Result<ExitCode> {
+/// the rendered result document (other formats). The process limits itself as the
+/// daemon limits each inspection's process.
+fn inspect_once(cfg: &Config, args: &InspectArgs) -> anyhow::Result<ExitCode> {
     use guestkit_job_spec::{OutputFormat, OutputSpec, OutputTemplate};
     let format: OutputFormat = args
         .output
@@ -159,12 +197,36 @@ async fn inspect_once(cfg: &Config, args: &InspectArgs) -> anyhow::Result<ExitCo
         ImageRequest::from_data(&data, &roots).map_err(|e| anyhow::anyhow!(e.message))?;
     request.options.image_roots = cfg.image_roots.clone();
     request.options.image_dirs = dirs;
+    // Templates are read before the limits forbid reading outside the image roots.
+    let renderer = match &cfg.templates_dir {
+        Some(dir) => Renderer::with_overrides(dir)?,
+        None => Renderer::new(),
+    };
+    let limits = isolation::Limits {
+        memory_bytes: cfg.inspect_memory_limit,
+        cpu_seconds: cfg.max_job_timeout.max(1),
+        open_files: isolation::OPEN_FILES,
+        parent_pid: None,
+    };
+    // Landlock's read access: the configured roots and the folders of the images named
+    // (the code's own rule, direct children only, is narrower and still applies).
+    let read_roots: Vec<_> = request
+        .options
+        .image_roots
+        .iter()
+        .chain(&request.options.image_dirs)
+        .filter_map(|r| r.canonicalize().ok())
+        .collect();
+    let sandbox = isolation::apply(&limits, &read_roots)?;
+    if sandbox.complete() {
+        tracing::debug!(sandbox = %sandbox.describe(), "limits applied");
+    } else {
+        tracing::info!(sandbox = %sandbox.describe(), "limits applied (partly: see the notes)");
+    }
     let started_at = chrono::Utc::now();
     let started = tokio::time::Instant::now();
-    let outcome = tokio::task::spawn_blocking(move || {
-        run_blocking(&request, &Progress::disabled(), &Default::default()).map(|(report, _)| report)
-    })
-    .await?;
+    let outcome = run_blocking(&request, &Progress::disabled(), &Default::default())
+        .map(|(report, _)| report);
     if format == OutputFormat::Json {
         return match outcome {
             Ok(report) => {
@@ -188,10 +250,6 @@ async fn inspect_once(cfg: &Config, args: &InspectArgs) -> anyhow::Result<ExitCo
         &job,
         outcome.map(|r| serde_json::to_value(r).unwrap_or_default()),
     );
-    let renderer = match &cfg.templates_dir {
-        Some(dir) => Renderer::with_overrides(dir)?,
-        None => Renderer::new(),
-    };
     let rendered = renderer.render(&doc, OutputSpec { format, template });
     if let Some(err) = rendered.render_error {
         eprintln!("render error, printing json: {err}");

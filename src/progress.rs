@@ -20,18 +20,30 @@ const QUEUE_DEPTH: usize = 4096;
 #[derive(Clone)]
 pub struct EventSink {
     tx: Option<mpsc::Sender<Vec<u8>>>,
+    /// Events are written as JSON lines on stderr (an isolated inspection process,
+    /// whose parent re-emits them with the job's identity).
+    lines: bool,
 }
 
 impl EventSink {
     /// A sink and the receiving end for the publisher task.
     pub fn new() -> (EventSink, mpsc::Receiver<Vec<u8>>) {
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
-        (EventSink { tx: Some(tx) }, rx)
+        (
+            EventSink {
+                tx: Some(tx),
+                lines: false,
+            },
+            rx,
+        )
     }
 
     /// A sink that drops everything (the broker-less `inspect` subcommand).
     pub fn disabled() -> EventSink {
-        EventSink { tx: None }
+        EventSink {
+            tx: None,
+            lines: false,
+        }
     }
 
     fn send(&self, event: Vec<u8>) {
@@ -111,12 +123,41 @@ impl Progress {
         }
     }
 
+    /// A reporter writing each event as one JSON line on stderr (see
+    /// `isolation::protocol::ProgressLine`); the parent process adds the job's identity.
+    pub fn lines() -> Progress {
+        let sink = EventSink {
+            tx: None,
+            lines: true,
+        };
+        Progress::new(sink, "", "", 0, "", "")
+    }
+
+    /// The job's id (empty for a reporter of no job).
+    pub fn job_id(&self) -> &str {
+        &self.ident.job_id
+    }
+
     /// A reporter that reports nowhere.
     pub fn disabled() -> Progress {
         Progress::new(EventSink::disabled(), "", "", 0, "", "")
     }
 
     fn emit(&self, event: &str, detail: Detail) {
+        if self.sink.lines {
+            let line = crate::isolation::protocol::ProgressLine {
+                progress: event,
+                phase: detail.phase,
+                percent: detail.percent,
+            };
+            if let Ok(mut bytes) = serde_json::to_vec(&line) {
+                bytes.push(b'\n');
+                use std::io::Write;
+                // One write per line, so lines never interleave with log lines.
+                let _ = std::io::stderr().lock().write_all(&bytes);
+            }
+            return;
+        }
         if self.sink.tx.is_none() {
             return;
         }

@@ -22,6 +22,7 @@ use crate::broker::topology::{self, PoolNames, RESULTS_EXCHANGE};
 use crate::config::Config;
 use crate::executor::{self, Accepted, Rejection, ResultStamp};
 use crate::http::{self, Health};
+use crate::isolation::Isolation;
 use crate::metrics::Metrics;
 use crate::ops::{OpEnv, OpError, Registry};
 use crate::progress::{run_events_publisher, EventSink, Progress};
@@ -85,6 +86,7 @@ pub async fn run(cfg: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         env: Arc::new(OpEnv {
             image_roots: cfg.image_roots.clone(),
             metrics: Some(metrics.clone()),
+            isolation: Some(Arc::new(Isolation::own_binary(cfg.inspect_memory_limit))),
         }),
         semaphore: Arc::new(Semaphore::new(cfg.max_concurrent as usize)),
         registry: Registry::standard(),

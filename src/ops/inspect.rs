@@ -8,6 +8,8 @@ use crate::inspect::image::ImageError;
 use crate::inspect::pipeline::{inspect_with_stats, InspectError};
 use crate::inspect::source::CancelFlag;
 
+const OPERATION: &str = "guestkit.inspect";
+
 /// The inspect operation. Payload: `{ image: { path, format?, checksum? }, options:
 /// { include_applications, include_users, include_services, include_network,
 /// include_security }, output }`.
@@ -15,7 +17,7 @@ pub struct Inspect;
 
 impl Operation for Inspect {
     fn name(&self) -> &'static str {
-        "guestkit.inspect"
+        OPERATION
     }
 
     fn validate(&self, data: &Value, env: &OpEnv) -> Result<(), Invalid> {
@@ -24,6 +26,9 @@ impl Operation for Inspect {
 
     fn run(&self, ctx: OpContext) -> OpFuture {
         Box::pin(async move {
+            if let Some(isolation) = &ctx.env.isolation {
+                return run_isolated(OPERATION, isolation, &ctx).await;
+            }
             let request = ImageRequest::from_data(&ctx.job.payload.data, &ctx.env.image_roots)
                 .map_err(|e| OpError::fatal(e.reason, e.message))?;
             let progress = ctx.progress.clone();
@@ -41,6 +46,29 @@ impl Operation for Inspect {
             serde_json::to_value(report).map_err(|e| OpError::fatal("internal", e.to_string()))
         })
     }
+}
+
+/// Runs an image-reading operation in a child process (see `crate::isolation`):
+/// the output it sent, its guest bytes counted in the worker's metric.
+pub async fn run_isolated(
+    operation: &str,
+    isolation: &crate::isolation::Isolation,
+    ctx: &OpContext,
+) -> Result<Value, OpError> {
+    let done = isolation
+        .run(
+            operation,
+            &ctx.job.payload.data,
+            &ctx.env.image_roots,
+            ctx.timeout_seconds(),
+            &ctx.progress,
+            &ctx.cancel,
+        )
+        .await?;
+    if let Some(metrics) = &ctx.env.metrics {
+        metrics.inspect_bytes_read_total.inc_by(done.bytes_read);
+    }
+    Ok(done.output)
 }
 
 /// A flag the blocking pipeline polls, set when the job's token is cancelled. The

@@ -72,6 +72,9 @@ impl Invalid {
 pub struct OpEnv {
     pub image_roots: Vec<PathBuf>,
     pub metrics: Option<Arc<Metrics>>,
+    /// Runs image-reading operations in child processes (the daemon); `None` runs them
+    /// in this process (library use, tests).
+    pub isolation: Option<Arc<crate::isolation::Isolation>>,
 }
 
 /// Everything one run of an operation gets.
@@ -81,6 +84,16 @@ pub struct OpContext {
     /// Cancelled on timeout or when the worker gives up on the job; blocking work polls it.
     pub cancel: CancellationToken,
     pub env: Arc<OpEnv>,
+    /// The time the job may run (the executor enforces it; an isolated child also gets
+    /// it as its CPU-time limit).
+    pub timeout: std::time::Duration,
+}
+
+impl OpContext {
+    /// The job's timeout in whole seconds, rounded up (for RLIMIT_CPU).
+    pub fn timeout_seconds(&self) -> u64 {
+        self.timeout.as_secs() + u64::from(self.timeout.subsec_nanos() > 0)
+    }
 }
 
 /// One operation. `validate` runs before anything else and turns a payload that can

@@ -4,12 +4,14 @@
 use serde_json::Value;
 
 use super::image_request::ImageRequest;
-use super::inspect::{cancel_flag, inspect_error};
+use super::inspect::{cancel_flag, inspect_error, run_isolated};
 use super::{Invalid, OpContext, OpEnv, OpError, OpFuture, Operation};
 use crate::inspect::source::CancelFlag;
 use crate::profile::{
     profile_image, ProfileError, ProfileKind, ProfileOutput, ProfileRequest, Severity,
 };
+
+const OPERATION: &str = "guestkit.profile";
 
 /// The profile operation. Payload: `{ image: { path, format?, checksum? }, profiles:
 /// ["security", "compliance", "hardening"] (default all), options: {
@@ -19,7 +21,7 @@ pub struct Profile;
 
 impl Operation for Profile {
     fn name(&self) -> &'static str {
-        "guestkit.profile"
+        OPERATION
     }
 
     fn validate(&self, data: &Value, env: &OpEnv) -> Result<(), Invalid> {
@@ -29,6 +31,9 @@ impl Operation for Profile {
 
     fn run(&self, ctx: OpContext) -> OpFuture {
         Box::pin(async move {
+            if let Some(isolation) = &ctx.env.isolation {
+                return run_isolated(OPERATION, isolation, &ctx).await;
+            }
             let data = &ctx.job.payload.data;
             let invalid = |e: Invalid| OpError::fatal(e.reason, e.message);
             let profile = profile_request(data).map_err(invalid)?;
