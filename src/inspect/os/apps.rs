@@ -75,7 +75,7 @@ fn dpkg(ctx: &mut Ctx, expected: bool) -> Vec<Application> {
     let Some(bytes) = ctx.read_bytes(DPKG_STATUS, TEXT_DB_LIMIT) else {
         return Vec::new();
     };
-    parsed(ctx, DPKG_STATUS, packages::parse_dpkg_status(&bytes))
+    listed(ctx, DPKG_STATUS, packages::parse_dpkg_status_list(&bytes))
 }
 
 fn apk(ctx: &mut Ctx, expected: bool) -> Vec<Application> {

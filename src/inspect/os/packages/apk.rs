@@ -18,12 +18,16 @@ struct Record<'a> {
     version: Option<(&'a [u8], usize)>,
     arch: Option<&'a [u8]>,
     description: Option<&'a [u8]>,
+    url: Option<&'a [u8]>,
+    origin: Option<&'a [u8]>,
 }
 
 /// Parses an apk `installed` database into applications sorted by name then version.
 ///
 /// An apk version is `pkgver-rN`: like libguestfs, the `-rN` suffix becomes the release
-/// `N` (without the `r`) and the rest the version; apk has no epochs. A line that is not
+/// `N` (without the `r`) and the rest the version; apk has no epochs (epoch is null).
+/// `T:` is the summary, `U:` the url and `o:` (origin, the APKBUILD's name) the source
+/// package; apk keeps no long description. A line that is not
 /// `X:value`, or a paragraph without `P` or `V`, is an error naming its line (apk itself
 /// rejects such a database).
 pub fn parse_apk_installed(bytes: &[u8]) -> Result<Vec<Application>, PackageError> {
@@ -49,6 +53,8 @@ pub fn parse_apk_installed(bytes: &[u8]) -> Result<Vec<Application>, PackageErro
             b'V' => record.version = Some((value, line_no)),
             b'A' => record.arch = Some(value),
             b'T' => record.description = Some(value),
+            b'U' => record.url = Some(value),
+            b'o' => record.origin = Some(value),
             _ => {}
         }
     }
@@ -92,6 +98,8 @@ fn finish(record: Record<'_>, apps: &mut Vec<Application>) -> Result<(), Package
         release: release.map(str::to_string),
         arch: record.arch.and_then(field_text).filter(|a| !a.is_empty()),
         summary: record.description.and_then(summary_text),
+        url: record.url.and_then(summary_text),
+        source_package: record.origin.and_then(field_text).filter(|o| !o.is_empty()),
         ..Default::default()
     });
     Ok(())
@@ -157,6 +165,9 @@ T:Alpine base dir structure and init scripts
             Some("the musl c library (libc) implementation")
         );
         assert_eq!(apps[1].epoch, None);
+        assert_eq!(apps[1].url.as_deref(), Some("https://musl.libc.org/"));
+        assert_eq!(apps[1].source_package.as_deref(), Some("musl"));
+        assert_eq!((apps[0].url.as_deref(), apps[0].source_package.as_deref()), (None, None));
     }
 
     #[test]

@@ -24,7 +24,7 @@ pub mod rpmdb_sqlite;
 pub mod sqlite;
 
 pub use apk::parse_apk_installed;
-pub use dpkg::parse_dpkg_status;
+pub use dpkg::{parse_dpkg_status, parse_dpkg_status_list};
 pub use pacman::parse_pacman_desc;
 pub use rpm_header::parse_rpm_header;
 pub use rpmdb_bdb::{parse_rpmdb_bdb, parse_rpmdb_ndb};
@@ -43,6 +43,10 @@ pub const MAX_FIELD_LEN: usize = 4096;
 /// Summaries longer than this are cut (at a character boundary), not rejected: a summary
 /// is descriptive text and a long one is odd but harmless.
 pub const MAX_SUMMARY_LEN: usize = 4096;
+
+/// Long descriptions longer than this are cut (at a character boundary): a few KiB is
+/// usual, and the cap keeps one hostile record from growing the report.
+pub const MAX_DESCRIPTION_LEN: usize = 64 * 1024;
 
 /// Most warnings one database may produce; later ones are counted in a final warning so a
 /// database with a million bad records cannot flood the report.
@@ -135,7 +139,19 @@ pub(crate) fn field_text(bytes: &[u8]) -> Option<String> {
 /// Decodes a summary, cutting it to [`MAX_SUMMARY_LEN`] bytes at a character boundary;
 /// `None` when empty.
 pub(crate) fn summary_text(bytes: &[u8]) -> Option<String> {
-    let cut = &bytes[..bytes.len().min(MAX_SUMMARY_LEN)];
+    capped_text(bytes, MAX_SUMMARY_LEN)
+}
+
+/// Decodes a long description, cut to [`MAX_DESCRIPTION_LEN`] bytes like a summary;
+/// `None` when empty.
+pub(crate) fn description_text(bytes: &[u8]) -> Option<String> {
+    capped_text(bytes, MAX_DESCRIPTION_LEN)
+}
+
+/// Decodes descriptive text (lossy UTF-8), cut to `cap` bytes at a character boundary and
+/// trimmed; `None` when empty.
+fn capped_text(bytes: &[u8], cap: usize) -> Option<String> {
+    let cut = &bytes[..bytes.len().min(cap)];
     let mut text = String::from_utf8_lossy(cut).into_owned();
     // Cutting may have split a multi-byte character into a trailing U+FFFD: drop it.
     if cut.len() < bytes.len() && text.ends_with('\u{FFFD}') {
@@ -165,6 +181,16 @@ mod tests {
         assert!(s.len() <= MAX_SUMMARY_LEN);
         assert!(s.chars().all(|c| c == 'é'));
         assert_eq!(summary_text(b"  "), None);
+    }
+
+    #[test]
+    fn description_is_capped() {
+        let long = "ü".repeat(MAX_DESCRIPTION_LEN);
+        let d = description_text(long.as_bytes()).unwrap();
+        assert!(d.len() <= MAX_DESCRIPTION_LEN);
+        assert!(d.chars().all(|c| c == 'ü'));
+        // Hostile bytes decode lossily, never panic.
+        assert!(description_text(&[0xff, 0xfe, b'a']).is_some());
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //!
 //! The local database is a directory per package; its `desc` file is a list of sections,
 //! each a `%KEY%` line followed by one value per line up to a blank line. We read
-//! `%NAME%`, `%VERSION%` (`[epoch:]pkgver-pkgrel`), `%ARCH%` and `%DESC%`.
+//! `%NAME%`, `%VERSION%` (`[epoch:]pkgver-pkgrel`), `%ARCH%`, `%DESC%` (the summary),
+//! `%URL%` and `%BASE%` (the pkgbase: the source package). pacman keeps no long
+//! description; it has epochs, so a version without one has epoch 0.
 
 use super::{field_text, parse_epoch, summary_text, PackageError};
 use crate::inspect::report::Application;
@@ -16,6 +18,8 @@ enum Section {
     Version,
     Arch,
     Desc,
+    Url,
+    Base,
 }
 
 /// Parses one `desc` file. `%NAME%` and `%VERSION%` are mandatory (pacman writes both for
@@ -26,6 +30,8 @@ pub fn parse_pacman_desc(bytes: &[u8]) -> Result<Application, PackageError> {
     let mut version = None;
     let mut arch = None;
     let mut desc = None;
+    let mut url = None;
+    let mut base = None;
     // The section whose first value line comes next, if any; later values are ignored.
     let mut pending: Option<Section> = None;
     let mut line_no = 0usize;
@@ -42,6 +48,8 @@ pub fn parse_pacman_desc(bytes: &[u8]) -> Result<Application, PackageError> {
                 Section::Version => &mut version,
                 Section::Arch => &mut arch,
                 Section::Desc => &mut desc,
+                Section::Url => &mut url,
+                Section::Base => &mut base,
             };
             if slot.is_some() {
                 return Err(syntax(line_no, "section appears twice"));
@@ -55,6 +63,8 @@ pub fn parse_pacman_desc(bytes: &[u8]) -> Result<Application, PackageError> {
                 b"%VERSION%" => Some(Section::Version),
                 b"%ARCH%" => Some(Section::Arch),
                 b"%DESC%" => Some(Section::Desc),
+                b"%URL%" => Some(Section::Url),
+                b"%BASE%" => Some(Section::Base),
                 _ => None,
             };
         }
@@ -92,11 +102,15 @@ pub fn parse_pacman_desc(bytes: &[u8]) -> Result<Application, PackageError> {
     };
     Ok(Application {
         name,
-        epoch,
+        epoch: Some(epoch.unwrap_or(0)),
         version: pkgver.to_string(),
         release: Some(pkgrel.to_string()),
         arch,
         summary: desc.and_then(|(d, _)| summary_text(d)),
+        url: url.and_then(|(u, _)| summary_text(u)),
+        source_package: base
+            .and_then(|(b, _)| field_text(b))
+            .filter(|b| !b.is_empty()),
         ..Default::default()
     })
 }
@@ -150,6 +164,9 @@ sh
         assert_eq!(app.release.as_deref(), Some("1"));
         assert_eq!(app.arch.as_deref(), Some("x86_64"));
         assert!(app.summary.unwrap().starts_with("The Open Source toolkit"));
+        assert_eq!(app.url.as_deref(), Some("https://www.openssl.org"));
+        assert_eq!(app.source_package.as_deref(), Some("openssl"));
+        assert_eq!(app.description, None);
     }
 
     #[test]
@@ -160,7 +177,8 @@ sh
         assert!(parse_pacman_desc(b"%NAME%\na\n\n%VERSION%\nx:1-1\n").is_err());
         assert!(parse_pacman_desc(b"%NAME%\na\n\n%NAME%\nb\n").is_err());
         let app = parse_pacman_desc(b"%NAME%\na\n\n%VERSION%\n1.0-2\n").unwrap();
-        assert_eq!((app.arch, app.summary, app.epoch), (None, None, None));
+        assert_eq!((app.arch, app.summary, app.epoch), (None, None, Some(0)));
+        assert_eq!((app.url, app.source_package), (None, None));
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! data size `dl` (u32 each), `il` index entries of 16 bytes `{tag, type, offset, count}`,
 //! then the `dl`-byte data store that the entries' offsets point into.
 
-use super::{field_text, summary_text, PackageError};
+use super::{description_text, field_text, summary_text, PackageError};
 use crate::inspect::report::Application;
 
 const DB: &str = "rpm header";
@@ -24,6 +24,9 @@ pub const RPMTAG_VERSION: i32 = 1001;
 pub const RPMTAG_RELEASE: i32 = 1002;
 pub const RPMTAG_EPOCH: i32 = 1003;
 pub const RPMTAG_SUMMARY: i32 = 1004;
+pub const RPMTAG_DESCRIPTION: i32 = 1005;
+pub const RPMTAG_URL: i32 = 1020;
+pub const RPMTAG_SOURCERPM: i32 = 1044;
 pub const RPMTAG_ARCH: i32 = 1022;
 
 const TYPE_INT32: u32 = 4;
@@ -53,9 +56,12 @@ struct Header<'a> {
 
 /// Parses an rpm header blob (with or without the 8-byte magic) into an application.
 ///
-/// NAME and VERSION are required; EPOCH, RELEASE, ARCH and SUMMARY are optional (the
-/// `gpg-pubkey` pseudo-packages rpm keeps for imported keys have no ARCH). SUMMARY is an
-/// I18N string whose first value is the untranslated one. When a tag appears twice (an
+/// NAME and VERSION are required; EPOCH, RELEASE, ARCH, SUMMARY, DESCRIPTION, URL and
+/// SOURCERPM are optional (the `gpg-pubkey` pseudo-packages rpm keeps for imported keys
+/// have no ARCH nor SOURCERPM). SUMMARY and DESCRIPTION are I18N strings whose first
+/// value is the untranslated (C locale) one. rpm has epochs: a header without EPOCH has
+/// epoch 0, as libguestfs reports it. `source_package` is the name part of SOURCERPM
+/// (`<name>-<version>-<release>.src.rpm`). When a tag appears twice (an
 /// entry added after install, outside the signed region), the later entry wins, as in rpm.
 ///
 /// `gpg-pubkey` headers are returned like any other: `rpm -qa` and libguestfs both list
@@ -80,7 +86,6 @@ pub fn parse_rpm_header(blob: &[u8]) -> Result<Application, PackageError> {
     }
     Ok(Application {
         name,
-        epoch: header.int32(RPMTAG_EPOCH)?,
         version: text(version, "VERSION length")?,
         release: header
             .string(RPMTAG_RELEASE)?
@@ -91,8 +96,28 @@ pub fn parse_rpm_header(blob: &[u8]) -> Result<Application, PackageError> {
             .map(|a| text(a, "ARCH length"))
             .transpose()?,
         summary: header.string(RPMTAG_SUMMARY)?.and_then(summary_text),
+        description: header.string(RPMTAG_DESCRIPTION)?.and_then(description_text),
+        url: header.string(RPMTAG_URL)?.and_then(summary_text),
+        source_package: header
+            .string(RPMTAG_SOURCERPM)?
+            .and_then(source_name)
+            .and_then(field_text)
+            .filter(|s| !s.is_empty()),
+        epoch: Some(header.int32(RPMTAG_EPOCH)?.unwrap_or(0)),
         ..Default::default()
     })
+}
+
+/// The name part of a source rpm file name: `bash-5.2.26-3.fc40.src.rpm` -> `bash`.
+/// Version and release contain no `-`, so the name is everything before the second-last
+/// `-`. `None` when the value has not that shape.
+fn source_name(srpm: &[u8]) -> Option<&[u8]> {
+    let stem = srpm
+        .strip_suffix(b".src.rpm")
+        .or_else(|| srpm.strip_suffix(b".nosrc.rpm"))?;
+    let release_dash = stem.iter().rposition(|&b| b == b'-')?;
+    let version_dash = stem[..release_dash].iter().rposition(|&b| b == b'-')?;
+    Some(&stem[..version_dash])
 }
 
 impl<'a> Header<'a> {
@@ -345,7 +370,33 @@ mod tests {
         let mut blob = vec![0x8e, 0xad, 0xe8, 0x01, 0, 0, 0, 0];
         blob.extend(package("a", None, "1", "1"));
         let app = parse_rpm_header(&blob).unwrap();
-        assert_eq!((app.name.as_str(), app.epoch), ("a", None));
+        assert_eq!((app.name.as_str(), app.epoch), ("a", Some(0)));
+        assert_eq!((app.url, app.source_package, app.description), (None, None, None));
+    }
+
+    #[test]
+    fn url_source_rpm_and_description() {
+        let blob = header(&[
+            (RPMTAG_NAME, Value::Str("python3-libs")),
+            (RPMTAG_VERSION, Value::Str("3.12.3")),
+            (RPMTAG_URL, Value::Str("https://www.python.org/")),
+            (
+                RPMTAG_SOURCERPM,
+                Value::Str("python3.12-3.12.3-2.fc40.src.rpm"),
+            ),
+            (
+                RPMTAG_DESCRIPTION,
+                Value::I18n(&["Line one.\nLine two.", "Zeile eins."]),
+            ),
+        ]);
+        let app = parse_rpm_header(&blob).unwrap();
+        assert_eq!(app.url.as_deref(), Some("https://www.python.org/"));
+        assert_eq!(app.source_package.as_deref(), Some("python3.12"));
+        assert_eq!(app.description.as_deref(), Some("Line one.\nLine two."));
+        assert_eq!(source_name(b"a-b-c-1-2.nosrc.rpm"), Some(&b"a-b-c"[..]));
+        assert_eq!(source_name(b"nodash.src.rpm"), None);
+        assert_eq!(source_name(b"one-dash.src.rpm"), None);
+        assert_eq!(source_name(b"a-1-2.rpm"), None);
     }
 
     #[test]
