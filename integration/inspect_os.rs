@@ -98,7 +98,8 @@ fn to_qcow2(raw: &Path) -> PathBuf {
 /// Full Debian version string of one of our applications, as dpkg prints it.
 fn deb_version(a: &Application) -> String {
     let mut v = String::new();
-    if let Some(e) = a.epoch {
+    // Epoch 0 (what we report for a version without one) is not printed by dpkg.
+    if let Some(e) = a.epoch.filter(|&e| e != 0) {
         v.push_str(&format!("{e}:"));
     }
     v.push_str(&a.version);
@@ -108,15 +109,18 @@ fn deb_version(a: &Application) -> String {
     v
 }
 
-/// (name, version, arch) of every installed package, by `dpkg-query` on `admindir`.
-fn dpkg_query(admindir: &Path) -> BTreeSet<(String, String, String)> {
+/// (name, version, arch, summary, homepage, source package) of every installed package,
+/// by `dpkg-query` on `admindir`.
+type DebRow = (String, String, String, String, String, String);
+
+fn dpkg_query(admindir: &Path) -> BTreeSet<DebRow> {
     let out = run(Command::new("dpkg-query")
         .arg("--admindir")
         .arg(admindir)
         .args([
             "-W",
             "-f",
-            "${db:Status-Abbrev}\\t${Package}\\t${Version}\\t${Architecture}\\n",
+            "${db:Status-Abbrev}\\t${Package}\\t${Version}\\t${Architecture}\\t${binary:Summary}\\t${Homepage}\\t${source:Package}\\n",
         ]));
     String::from_utf8(out)
         .unwrap()
@@ -124,12 +128,19 @@ fn dpkg_query(admindir: &Path) -> BTreeSet<(String, String, String)> {
         .filter(|l| l.starts_with("ii"))
         .map(|l| {
             let f: Vec<&str> = l.split('\t').collect();
-            (f[1].to_string(), f[2].to_string(), f[3].to_string())
+            (
+                f[1].to_string(),
+                f[2].to_string(),
+                f[3].to_string(),
+                f[4].trim().to_string(),
+                f[5].to_string(),
+                f[6].to_string(),
+            )
         })
         .collect()
 }
 
-fn ours_deb(os: &OperatingSystem) -> BTreeSet<(String, String, String)> {
+fn ours_deb(os: &OperatingSystem) -> BTreeSet<DebRow> {
     os.applications
         .iter()
         .map(|a| {
@@ -137,6 +148,11 @@ fn ours_deb(os: &OperatingSystem) -> BTreeSet<(String, String, String)> {
                 a.name.clone(),
                 deb_version(a),
                 a.arch.clone().unwrap_or_default(),
+                a.summary.clone().unwrap_or_default(),
+                a.url.clone().unwrap_or_default(),
+                // dpkg's ${source:Package} is the package's own name when it has no
+                // Source field; we report null there.
+                a.source_package.clone().unwrap_or_else(|| a.name.clone()),
             )
         })
         .collect()
@@ -346,27 +362,37 @@ fn rpm_database(root: &Path, work: &Path) -> Vec<Application> {
     run(Command::new(fixtures().join("rpm-db.sh"))
         .arg(root)
         .arg(work));
-    // The oracle: rpm itself, reading the database it wrote.
+    // The oracle: rpm itself, reading the database it wrote. Records end with RS (0x1e):
+    // descriptions may span lines. rpm has epochs: none stored is epoch 0 in our report;
+    // the source package is SOURCERPM without the `-VERSION-RELEASE.src.rpm` rpm reports.
     let out = run(Command::new("rpm").arg("--root").arg(root).args([
         "--dbpath",
         "/usr/lib/sysimage/rpm",
         "-qa",
         "--qf",
-        "%{NAME}\\t%{EPOCH}\\t%{VERSION}\\t%{RELEASE}\\t%{ARCH}\\n",
+        "%{NAME}\t%{EPOCH}\t%{VERSION}\t%{RELEASE}\t%{ARCH}\t%{SUMMARY}\t%{URL}\t%{SOURCERPM}\t%{DESCRIPTION}\x1e",
     ]));
     let none = |s: &str| (s != "(none)").then(|| s.to_string());
     let mut apps: Vec<Application> = String::from_utf8(out)
         .unwrap()
-        .lines()
+        .split('\x1e')
+        .filter(|r| !r.is_empty())
         .map(|l| {
-            let f: Vec<&str> = l.split('\t').collect();
+            let f: Vec<&str> = l.splitn(9, '\t').collect();
             Application {
                 name: f[0].into(),
-                epoch: none(f[1]).map(|e| e.parse().unwrap()),
+                epoch: Some(none(f[1]).map_or(0, |e| e.parse().unwrap())),
                 version: f[2].into(),
                 release: none(f[3]),
                 arch: none(f[4]),
-                summary: None,
+                summary: none(f[5]),
+                url: none(f[6]),
+                source_package: none(f[7]).map(|s| {
+                    s.strip_suffix(&format!("-{}-{}.src.rpm", f[2], f[3]))
+                        .unwrap()
+                        .to_string()
+                }),
+                description: none(f[8]).map(|d| d.trim().to_string()),
                 ..Default::default()
             }
         })
@@ -485,14 +511,7 @@ fn fedora_like_rpmdb_sqlite_usrmerge() {
     assert_eq!(os.arch.as_deref(), Some(host_arch().as_str()));
     assert_eq!(os.hostname.as_deref(), Some("fedora-box.example.com"));
 
-    let mut ours: Vec<Application> = os
-        .applications
-        .iter()
-        .map(|a| Application {
-            summary: None,
-            ..a.clone()
-        })
-        .collect();
+    let mut ours: Vec<Application> = os.applications.clone();
     ours.sort();
     assert_eq!(ours, oracle);
 
@@ -798,7 +817,12 @@ fn arch_like_mbr_pacman_device_names() {
         .applications
         .iter()
         .map(|a| {
-            let mut v = a.epoch.map(|e| format!("{e}:")).unwrap_or_default();
+            // pacman does not print epoch 0 (what we report for a version without one).
+            let mut v = a
+                .epoch
+                .filter(|&e| e != 0)
+                .map(|e| format!("{e}:"))
+                .unwrap_or_default();
             v.push_str(&a.version);
             if let Some(r) = &a.release {
                 v.push_str(&format!("-{r}"));

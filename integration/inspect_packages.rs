@@ -28,10 +28,11 @@ use crate::common::{run, sh, tempdir};
 
 // ---------------------------------------------------------------------------- dpkg
 
-/// `[epoch:]version[-release]`, the form dpkg prints.
+/// `[epoch:]version[-release]`, the form dpkg prints (epoch 0, which we report for a
+/// version without one, is not printed).
 fn deb_version(app: &Application) -> String {
     let mut v = String::new();
-    if let Some(e) = app.epoch {
+    if let Some(e) = app.epoch.filter(|&e| e != 0) {
         v.push_str(&format!("{e}:"));
     }
     v.push_str(&app.version);
@@ -41,19 +42,39 @@ fn deb_version(app: &Application) -> String {
     v
 }
 
-/// (name, version, arch, summary) of every package `dpkg-query` says is installed
-/// (state letter `i` in `${db:Status-Abbrev}`).
-fn dpkg_query_installed(admindir: &Path) -> BTreeSet<(String, String, String, String)> {
+/// One installed package as `dpkg-query` prints it: name, full version, arch, summary
+/// (`${binary:Summary}`), homepage, source package (`${source:Package}`, which is the
+/// package's own name when it has no `Source` field) and the long description (the
+/// continuation lines of `${Description}`, unfolded here: dpkg prints them as stored).
+type DebRow = (String, String, String, String, String, String, String);
+
+/// Every package `dpkg-query` says is installed (state letter `i` in
+/// `${db:Status-Abbrev}`).
+fn dpkg_query_installed(admindir: &Path) -> BTreeSet<DebRow> {
+    // Records end with RS (0x1e): a long description spans lines.
     let out = run(Command::new("dpkg-query").arg(format!("--admindir={}", admindir.display())).args([
         "-W",
         "-f",
-        "${Package}\\t${Version}\\t${Architecture}\\t${db:Status-Abbrev}\\t${binary:Summary}\\n",
+        "${Package}\t${Version}\t${Architecture}\t${db:Status-Abbrev}\t${binary:Summary}\t${Homepage}\t${source:Package}\t${Description}\x1e",
     ]));
     String::from_utf8_lossy(&out)
-        .lines()
-        .filter_map(|line| {
-            let f: Vec<&str> = line.split('\t').collect();
-            assert_eq!(f.len(), 5, "dpkg-query line {line:?}");
+        .split('\u{1e}')
+        .filter(|r| !r.is_empty())
+        .filter_map(|record| {
+            let f: Vec<&str> = record.splitn(8, '\t').collect();
+            assert_eq!(f.len(), 8, "dpkg-query record {record:?}");
+            let long: Vec<&str> = f[7]
+                .lines()
+                .skip(1)
+                .map(|l| {
+                    let l = l.strip_prefix([' ', '\t']).unwrap_or(l);
+                    if l.trim_end() == "." {
+                        ""
+                    } else {
+                        l
+                    }
+                })
+                .collect();
             // Our summaries are trimmed; dpkg keeps a trailing space some packages have.
             (f[3].as_bytes().get(1) == Some(&b'i')).then(|| {
                 (
@@ -61,6 +82,9 @@ fn dpkg_query_installed(admindir: &Path) -> BTreeSet<(String, String, String, St
                     f[1].to_string(),
                     f[2].to_string(),
                     f[4].trim().to_string(),
+                    f[5].trim().to_string(),
+                    f[6].to_string(),
+                    long.join("\n").trim().to_string(),
                 )
             })
         })
@@ -85,7 +109,7 @@ fn admindir_with(status: &[u8]) -> tempfile::TempDir {
     dir
 }
 
-fn ours_dpkg(status: &[u8]) -> BTreeSet<(String, String, String, String)> {
+fn ours_dpkg(status: &[u8]) -> BTreeSet<DebRow> {
     parse_dpkg_status(status)
         .expect("parse dpkg status")
         .iter()
@@ -95,6 +119,10 @@ fn ours_dpkg(status: &[u8]) -> BTreeSet<(String, String, String, String)> {
                 deb_version(a),
                 a.arch.clone().unwrap_or_default(),
                 a.summary.clone().unwrap_or_default(),
+                a.url.clone().unwrap_or_default(),
+                // dpkg's ${source:Package} falls back to the package name; we report null.
+                a.source_package.clone().unwrap_or_else(|| a.name.clone()),
+                a.description.clone().unwrap_or_default(),
             )
         })
         .collect()
@@ -174,27 +202,40 @@ fn dpkg_status_with_other_states_matches_dpkg_query() {
 
 // ----------------------------------------------------------------------------- rpm
 
-/// One row of `rpm -qa --qf` in our Application shape (`(none)` means absent).
+/// One row of `rpm -qa --qf` in our Application shape (`(none)` means absent). rpm has
+/// epochs, so a package without one has epoch 0 in our report; `source_package` is the
+/// SOURCERPM without the `-VERSION-RELEASE.src.rpm` rpm itself reports for the package
+/// (rpmbuild gives every subpackage its source's version and release).
 fn rpm_qa(args: &[&str]) -> Vec<Application> {
+    // Records end with RS (0x1e): descriptions span lines.
     let out = run(Command::new("rpm").args(args).args([
         "-qa",
         "--qf",
-        "%{NAME}\\t%{EPOCH}\\t%{VERSION}\\t%{RELEASE}\\t%{ARCH}\\t%{SUMMARY}\\n",
+        "%{NAME}\t%{EPOCH}\t%{VERSION}\t%{RELEASE}\t%{ARCH}\t%{SUMMARY}\t%{URL}\t%{SOURCERPM}\t%{DESCRIPTION}\x1e",
     ]));
     let none = |s: &str| (s != "(none)").then(|| s.to_string());
     let mut apps: Vec<Application> = String::from_utf8(out)
         .expect("rpm output is UTF-8")
-        .lines()
-        .map(|line| {
-            let f: Vec<&str> = line.split('\t').collect();
-            assert_eq!(f.len(), 6, "rpm -qa line {line:?}");
+        .split('\x1e')
+        .filter(|r| !r.is_empty())
+        .map(|record| {
+            let f: Vec<&str> = record.splitn(9, '\t').collect();
+            assert_eq!(f.len(), 9, "rpm -qa record {record:?}");
+            let source_package = none(f[7]).map(|srpm| {
+                srpm.strip_suffix(&format!("-{}-{}.src.rpm", f[2], f[3]))
+                    .unwrap_or_else(|| panic!("{srpm} is not {}'s source rpm", f[0]))
+                    .to_string()
+            });
             Application {
                 name: f[0].to_string(),
-                epoch: none(f[1]).map(|e| e.parse().expect("numeric epoch")),
+                epoch: Some(none(f[1]).map_or(0, |e| e.parse().expect("numeric epoch"))),
                 version: f[2].to_string(),
                 release: none(f[3]),
                 arch: none(f[4]),
                 summary: none(f[5]),
+                url: none(f[6]),
+                source_package,
+                description: none(f[8]).map(|d| d.trim().to_string()),
                 ..Default::default()
             }
         })
@@ -227,6 +268,7 @@ fn build_rpms(top: &Path) -> (Vec<PathBuf>, Vec<PathBuf>) {
 Version: 1.2.3
 Release: 4.fc40
 Epoch: 7
+URL: https://example.org/alpha
 Summary: Alpha is a test package whose summary is deliberately long, so that the string runs well past a hundred characters and exercises the data store of the rpm header
 License: MIT
 BuildArch: noarch
@@ -253,7 +295,7 @@ for i in $(seq 1 300); do echo $i > %{buildroot}/usr/share/alpha/a-file-with-a-r
     // Thirty subpackages: more rows than one leaf page holds, so the table b-tree gets an
     // interior page; a tilde version and a non-ASCII summary.
     let mut gamma = String::from(
-        "Name: gamma\nVersion: 1.0~rc1\nRelease: 0.1\nSummary: Gamma Ünïcödé\nLicense: MIT\n%description\nGamma.\n%files\n",
+        "Name: gamma\nVersion: 1.0~rc1\nRelease: 0.1\nURL: https://gamma.example/\nSummary: Gamma Ünïcödé\nLicense: MIT\n%description\nGamma.\n%files\n",
     );
     for i in 1..=30 {
         gamma.push_str(&format!(
@@ -665,6 +707,24 @@ fn apk_installed_hand_written_fixture() {
         })
         .collect();
     assert_eq!(got, expected);
+    // U: (url) and o: (origin), as written above.
+    let links: Vec<_> = apps
+        .iter()
+        .map(|a| (a.url.as_deref().unwrap(), a.source_package.as_deref().unwrap()))
+        .collect();
+    assert_eq!(
+        links,
+        [
+            (
+                "https://git.alpinelinux.org/cgit/aports/tree/main/alpine-baselayout",
+                "alpine-baselayout"
+            ),
+            ("https://busybox.net/", "busybox"),
+            ("https://musl.libc.org/", "musl"),
+            ("https://www.iana.org/time-zones", "tzdata"),
+        ]
+    );
+    assert!(apps.iter().all(|a| a.description.is_none()));
     mutate(APK_INSTALLED.as_bytes(), |b| {
         let _ = parse_apk_installed(b);
     });
@@ -689,11 +749,11 @@ const PACMAN_DESCS: &[(&str, PacmanExpected)] = &[
     ),
     (
         "%NAME%\nca-certificates\n\n%VERSION%\n20220905-1\n\n%BASE%\nca-certificates\n\n%DESC%\nCommon CA certificates (default providers)\n\n%URL%\nhttps://src.fedoraproject.org/rpms/ca-certificates\n\n%ARCH%\nany\n\n%BUILDDATE%\n1662560061\n\n%LICENSE%\nGPL2\n\n%DEPENDS%\nca-certificates-mozilla\n\n",
-        ("ca-certificates", None, "20220905", "1", "any", "Common CA certificates (default providers)"),
+        ("ca-certificates", Some(0), "20220905", "1", "any", "Common CA certificates (default providers)"),
     ),
     (
         "%NAME%\nlinux\n\n%VERSION%\n6.8.9.arch1-2\n\n%BASE%\nlinux\n\n%DESC%\nThe Linux kernel and modules\n\n%URL%\nhttps://github.com/archlinux/linux\n\n%ARCH%\nx86_64\n\n%LICENSE%\nGPL-2.0-only\n\n%DEPENDS%\ncoreutils\nkmod\ninitramfs\n\n%OPTDEPENDS%\nwireless-regdb: to set the correct wireless channels of your country\nlinux-firmware: firmware images needed for some devices\n\n",
-        ("linux", None, "6.8.9.arch1", "2", "x86_64", "The Linux kernel and modules"),
+        ("linux", Some(0), "6.8.9.arch1", "2", "x86_64", "The Linux kernel and modules"),
     ),
 ];
 
@@ -707,6 +767,13 @@ fn pacman_desc_hand_written_fixtures() {
         assert_eq!(app.release.as_deref(), Some(*release));
         assert_eq!(app.arch.as_deref(), Some(*arch));
         assert_eq!(app.summary.as_deref(), Some(*summary));
+        // %URL% and %BASE% as written in the text (every fixture has both).
+        let section = |key: &str| {
+            let (_, rest) = text.split_once(&format!("%{key}%\n")).unwrap();
+            rest.lines().next().unwrap()
+        };
+        assert_eq!(app.url.as_deref(), Some(section("URL")));
+        assert_eq!(app.source_package.as_deref(), Some(section("BASE")));
         mutate(text.as_bytes(), |b| {
             let _ = parse_pacman_desc(b);
         });

@@ -165,12 +165,17 @@ fn duration(value: &Value, _: &HashMap<String, Value>) -> tera::Result<Value> {
 }
 
 /// A package's version as its package manager prints it: `[epoch:]version[-release]`.
+/// Epoch 0 (reported for a version without one in formats that have epochs) is not
+/// printed, as dpkg, rpm and pacman do not print it.
 pub fn version_string(app: &Value) -> String {
     let Some(obj) = app.as_object() else {
         return display(app);
     };
     let mut out = String::new();
-    if let Some(epoch) = obj.get("epoch").filter(|e| !e.is_null()) {
+    if let Some(epoch) = obj
+        .get("epoch")
+        .filter(|e| !e.is_null() && e.as_u64() != Some(0))
+    {
         out.push_str(&display(epoch));
         out.push(':');
     }
@@ -472,6 +477,8 @@ mod tests {
         let app = json!({"epoch": 1, "version": "3.0.7", "release": "27.el9"});
         assert_eq!(version_string(&app), "1:3.0.7-27.el9");
         let app = json!({"epoch": null, "version": "1.36", "release": null});
+        assert_eq!(version_string(&app), "1.36");
+        let app = json!({"epoch": 0, "version": "1.36", "release": null});
         assert_eq!(version_string(&app), "1.36");
     }
 
