@@ -710,7 +710,12 @@ fn apk_installed_hand_written_fixture() {
     // U: (url) and o: (origin), as written above.
     let links: Vec<_> = apps
         .iter()
-        .map(|a| (a.url.as_deref().unwrap(), a.source_package.as_deref().unwrap()))
+        .map(|a| {
+            (
+                a.url.as_deref().unwrap(),
+                a.source_package.as_deref().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(
         links,

@@ -167,7 +167,10 @@ T:Alpine base dir structure and init scripts
         assert_eq!(apps[1].epoch, None);
         assert_eq!(apps[1].url.as_deref(), Some("https://musl.libc.org/"));
         assert_eq!(apps[1].source_package.as_deref(), Some("musl"));
-        assert_eq!((apps[0].url.as_deref(), apps[0].source_package.as_deref()), (None, None));
+        assert_eq!(
+            (apps[0].url.as_deref(), apps[0].source_package.as_deref()),
+            (None, None)
+        );
     }
 
     #[test]

@@ -387,8 +387,16 @@ description: add and remove users and groups
         let names: Vec<_> = list.applications.iter().map(|a| a.name.as_str()).collect();
         assert_eq!(names, ["a", "b"]);
         assert_eq!(list.warnings.len(), 1);
-        assert!(list.warnings[0].starts_with("line 6: "), "{:?}", list.warnings);
-        assert!(list.warnings[0].contains("\"installed\""), "{:?}", list.warnings);
+        assert!(
+            list.warnings[0].starts_with("line 6: "),
+            "{:?}",
+            list.warnings
+        );
+        assert!(
+            list.warnings[0].contains("\"installed\""),
+            "{:?}",
+            list.warnings
+        );
     }
 
     #[test]
@@ -416,7 +424,8 @@ description: add and remove users and groups
 
     #[test]
     fn long_description_is_bounded() {
-        let mut text = b"Package: p\nStatus: install ok installed\nVersion: 1\nDescription: s\n".to_vec();
+        let mut text =
+            b"Package: p\nStatus: install ok installed\nVersion: 1\nDescription: s\n".to_vec();
         for _ in 0..20_000 {
             text.extend_from_slice(" \u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\n".as_bytes());
         }

@@ -96,7 +96,9 @@ pub fn parse_rpm_header(blob: &[u8]) -> Result<Application, PackageError> {
             .map(|a| text(a, "ARCH length"))
             .transpose()?,
         summary: header.string(RPMTAG_SUMMARY)?.and_then(summary_text),
-        description: header.string(RPMTAG_DESCRIPTION)?.and_then(description_text),
+        description: header
+            .string(RPMTAG_DESCRIPTION)?
+            .and_then(description_text),
         url: header.string(RPMTAG_URL)?.and_then(summary_text),
         source_package: header
             .string(RPMTAG_SOURCERPM)?
@@ -371,7 +373,10 @@ mod tests {
         blob.extend(package("a", None, "1", "1"));
         let app = parse_rpm_header(&blob).unwrap();
         assert_eq!((app.name.as_str(), app.epoch), ("a", Some(0)));
-        assert_eq!((app.url, app.source_package, app.description), (None, None, None));
+        assert_eq!(
+            (app.url, app.source_package, app.description),
+            (None, None, None)
+        );
     }
 
     #[test]
