@@ -245,6 +245,26 @@ mod tests {
     }
 
     #[test]
+    fn dpkg_status_that_is_not_a_triple_is_counted_with_a_warning() {
+        let status = "Package: a\nStatus: install ok installed\nVersion: 1\n\n\
+                      Package: b\nStatus: installed\nVersion: 2\n\n\
+                      Package: c\nStatus: install ok config-files\nVersion: 3\n";
+        let (a, w) = apps(
+            MemFs::new().file("/var/lib/dpkg/status", status),
+            Some("deb"),
+        );
+        assert_eq!(
+            a.iter().map(|x| x.0.as_str()).collect::<Vec<_>>(),
+            vec!["a", "b"]
+        );
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].contains("/var/lib/dpkg/status") && w[0].contains("line 6"),
+            "{w:?}"
+        );
+    }
+
+    #[test]
     fn missing_database_is_a_warning_only_when_expected() {
         let (a, w) = apps(MemFs::new(), Some("deb"));
         assert!(a.is_empty());
