@@ -105,6 +105,7 @@ while True:
 if run:
     dst.write(struct.pack(">QI", start, len(run)) + run)
 PY
+done
 
 # btrfs: small trees under mkfs.btrfs --rootdir (single and DUP metadata, 4 KiB nodes
 # so trees have several levels), as the fuzz target's sparse form: every non-zero 4 KiB
