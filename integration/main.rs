@@ -9,6 +9,7 @@ mod inspect_image;
 mod inspect_os;
 mod inspect_packages;
 mod inspect_partition;
+mod inspect_remote;
 mod inspect_robustness;
 mod profile;
 mod python_publisher;

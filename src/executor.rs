@@ -263,6 +263,7 @@ mod tests {
         OpEnv {
             image_roots: vec![],
             metrics: None,
+            remote: None,
         }
     }
 

@@ -7,6 +7,7 @@ use guestkit_worker::broker::{connection, topology};
 use guestkit_worker::config::{Cli, Command, Config, InspectArgs};
 use guestkit_worker::executor::ResultStamp;
 use guestkit_worker::ops::image_request::ImageRequest;
+use guestkit_worker::inspect::image::http_url::{is_remote, RemoteUrl};
 use guestkit_worker::ops::inspect::run_blocking;
 use guestkit_worker::progress::Progress;
 use guestkit_worker::render::Renderer;
@@ -140,11 +141,26 @@ async fn inspect_once(cfg: &Config, args: &InspectArgs) -> anyhow::Result<ExitCo
     // The image the user named is trusted as a root, so its own directory may hold its
     // backing files; the configured roots still apply to anything else.
     let mut roots = cfg.image_roots.clone();
-    if let Some(dir) = args.image.canonicalize()?.parent() {
-        roots.push(dir.to_path_buf());
-    }
-    let data = serde_json::json!({ "image": { "path": args.image, "format": args.format } });
-    let request = ImageRequest::from_data(&data, &roots).map_err(|e| anyhow::anyhow!(e.message))?;
+    let named = args.image.to_string_lossy().into_owned();
+    let (data, remote, shown) = if is_remote(&named) {
+        // Likewise a URL: its own directory is allowed (backing files, extents), beside
+        // the configured prefixes. Only the URL without its query is ever shown.
+        let url = RemoteUrl::parse(&named)?;
+        let shown = url.redacted();
+        let mut allow = cfg.image_url_allow.clone();
+        allow.push(shown[..shown.rfind('/').map_or(shown.len(), |i| i + 1)].to_string());
+        let remote = cfg.remote_config(&allow, None)?;
+        let data = serde_json::json!({ "image": { "url": named, "format": args.format } });
+        (data, remote, shown)
+    } else {
+        if let Some(dir) = args.image.canonicalize()?.parent() {
+            roots.push(dir.to_path_buf());
+        }
+        let data = serde_json::json!({ "image": { "path": args.image, "format": args.format } });
+        (data, None, named)
+    };
+    let request = ImageRequest::from_data_remote(&data, &roots, remote.as_ref())
+        .map_err(|e| anyhow::anyhow!(e.message))?;
     let started_at = chrono::Utc::now();
     let started = tokio::time::Instant::now();
     let outcome = tokio::task::spawn_blocking(move || {
@@ -161,7 +177,7 @@ async fn inspect_once(cfg: &Config, args: &InspectArgs) -> anyhow::Result<ExitCo
         };
     }
     let job = guestkit_job_spec::JobBuilder::new("guestkit.inspect")
-        .data(data_for(&args.image))
+        .data(data_for(std::path::Path::new(&shown)))
         .build()?;
     let stamp = ResultStamp {
         worker_id: "cli",

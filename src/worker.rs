@@ -85,6 +85,7 @@ pub async fn run(cfg: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         env: Arc::new(OpEnv {
             image_roots: cfg.image_roots.clone(),
             metrics: Some(metrics.clone()),
+            remote: cfg.remote_config(&cfg.image_url_allow, Some(&metrics))?,
         }),
         semaphore: Arc::new(Semaphore::new(cfg.max_concurrent as usize)),
         registry: Registry::standard(),

@@ -51,6 +51,9 @@ pub struct InspectOptions {
     pub read_budget: u64,
     /// Set by the worker when the job times out; reads stop at once.
     pub cancel: Option<CancelFlag>,
+    /// A remote image (`image.url`): then `path` only names it in messages (the URL
+    /// without its query) and the image is read over HTTP.
+    pub remote: Option<image::http::RemoteTarget>,
 }
 
 impl Default for InspectOptions {
@@ -65,6 +68,7 @@ impl Default for InspectOptions {
             include_security: true,
             read_budget: DEFAULT_READ_BUDGET,
             cancel: None,
+            remote: None,
         }
     }
 }
@@ -74,6 +78,9 @@ impl Default for InspectOptions {
 pub struct InspectStats {
     /// Guest (virtual-disk) bytes read through the budget.
     pub bytes_read: u64,
+    /// Bytes and requests over HTTP, for a remote image.
+    pub remote_bytes: u64,
+    pub remote_requests: u64,
 }
 
 /// Why an inspection produced no report.
@@ -166,8 +173,17 @@ pub fn inspect_full(path: &Path, opts: &InspectOptions) -> Result<Inspection, In
         },
     };
 
-    let opened = image::open(path, opts.asserted_format.as_deref(), &opts.image_roots)
-        .map_err(image_error)?;
+    let remote_job = opts
+        .remote
+        .as_ref()
+        .map(|r| image::http::RemoteJob::new(r.config.clone(), opts.cancel.clone()));
+    let opened = match (&opts.remote, &remote_job) {
+        (Some(target), Some(job)) => {
+            image::open_remote(&target.url, opts.asserted_format.as_deref(), job.clone())
+        }
+        _ => image::open(path, opts.asserted_format.as_deref(), &opts.image_roots),
+    }
+    .map_err(image_error)?;
     let mut report = Report {
         image: ImageInfo {
             path: path.display().to_string(),
@@ -179,6 +195,8 @@ pub fn inspect_full(path: &Path, opts: &InspectOptions) -> Result<Inspection, In
                 .map(|p| p.display().to_string())
                 .collect(),
             sha256: None,
+            url: opts.remote.as_ref().map(|r| r.url.redacted()),
+            bytes_fetched: None,
         },
         warnings: opened.warnings,
         ..Report::default()
@@ -301,9 +319,15 @@ pub fn inspect_full(path: &Path, opts: &InspectOptions) -> Result<Inspection, In
             .warnings
             .push("no operating system root found on this disk".to_string());
     }
-    let stats = InspectStats {
+    let mut stats = InspectStats {
         bytes_read: read.load(Ordering::Relaxed),
+        ..InspectStats::default()
     };
+    if let Some(job) = &remote_job {
+        stats.remote_bytes = job.stats.bytes.load(Ordering::Relaxed);
+        stats.remote_requests = job.stats.requests.load(Ordering::Relaxed);
+        report.image.bytes_fetched = Some(stats.remote_bytes);
+    }
     Ok(Inspection {
         report,
         stats,
@@ -466,6 +490,7 @@ fn damage(e: &ImageError) -> Option<ImageError> {
             format,
             message: message.clone(),
         }),
+        ImageError::Remote(e) => Some(ImageError::Remote(e.clone())),
         ImageError::Io { path, source } => Some(ImageError::Io {
             path: path.clone(),
             source: std::io::Error::new(source.kind(), source.to_string()),

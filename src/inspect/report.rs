@@ -27,6 +27,12 @@ pub struct ImageInfo {
     pub virtual_size: u64,
     pub backing_chain: Vec<String>,
     pub sha256: Option<String>,
+    /// A remote image's URL without its query (`null` for a local image).
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Bytes fetched over HTTP for a remote image (`null` for a local image).
+    #[serde(default)]
+    pub bytes_fetched: Option<u64>,
 }
 
 /// One partition-table entry.

@@ -4,12 +4,15 @@
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::Deserialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::{Invalid, OpError};
+use crate::inspect::image::http::{HttpError, HttpSource, RemoteConfig, RemoteJob, RemoteTarget};
+use crate::inspect::image::http_url::RemoteUrl;
 use crate::inspect::pipeline::InspectOptions;
 
 /// Formats a job may assert in `image.format` (qemu-img names).
@@ -17,7 +20,12 @@ const KNOWN_FORMATS: &[&str] = &["raw", "qcow2", "vmdk", "vhd", "vpc", "vhdx", "
 
 #[derive(Deserialize)]
 struct ImageSpec {
-    path: String,
+    /// A local image; exactly one of `path` and `url`.
+    #[serde(default)]
+    path: Option<String>,
+    /// A remote image (http or https), read with range requests.
+    #[serde(default)]
+    url: Option<String>,
     #[serde(default)]
     format: Option<String>,
     #[serde(default)]
@@ -46,11 +54,34 @@ pub struct ImageRequest {
     pub options: InspectOptions,
 }
 
+/// Why a remote image request is refused: the reason `image_url_not_allowed` (or
+/// `invalid_payload` for a malformed URL), with only the URL's host and path in the message.
+fn remote_invalid(e: HttpError) -> Invalid {
+    Invalid {
+        reason: match e {
+            HttpError::NotAllowed { .. } => "image_url_not_allowed",
+            _ => "invalid_payload",
+        },
+        message: format!("payload.data.image.url: {e}"),
+    }
+}
+
 impl ImageRequest {
     /// Reads and checks `data.image` and `data.options`. The image must canonicalize to
     /// a regular file inside one of `roots`: a path that escapes them (by `..` or a
     /// symlink) is rejected, never read.
     pub fn from_data(data: &Value, roots: &[PathBuf]) -> Result<ImageRequest, Invalid> {
+        ImageRequest::from_data_remote(data, roots, None)
+    }
+
+    /// As [`ImageRequest::from_data`], with the worker's remote-image settings: an
+    /// `image.url` must match a prefix of their allow-list (no settings or an empty list:
+    /// every URL is refused), checked here, before anything is fetched.
+    pub fn from_data_remote(
+        data: &Value,
+        roots: &[PathBuf],
+        remote: Option<&Arc<RemoteConfig>>,
+    ) -> Result<ImageRequest, Invalid> {
         let image = data
             .get("image")
             .ok_or_else(|| Invalid::payload("payload.data.image is required"))?;
@@ -73,8 +104,32 @@ impl ImageRequest {
             None => None,
             Some(c) => Some(parse_checksum(c)?),
         };
-        let path = resolve_in_roots(Path::new(&spec.path), roots)?;
+        let (path, remote) = match (&spec.path, &spec.url) {
+            (Some(path), None) => (resolve_in_roots(Path::new(path), roots)?, None),
+            (None, Some(url)) => {
+                let url = RemoteUrl::parse(url).map_err(remote_invalid)?;
+                let not_allowed = || {
+                    remote_invalid(HttpError::NotAllowed {
+                        url: url.redacted(),
+                    })
+                };
+                let config = remote.ok_or_else(not_allowed)?;
+                config.check(&url).map_err(remote_invalid)?;
+                let shown = PathBuf::from(url.redacted());
+                let target = RemoteTarget {
+                    url,
+                    config: config.clone(),
+                };
+                (shown, Some(target))
+            }
+            _ => {
+                return Err(Invalid::payload(
+                    "payload.data.image needs exactly one of path and url",
+                ))
+            }
+        };
         let options = InspectOptions {
+            remote,
             image_roots: roots.to_vec(),
             asserted_format: spec.format,
             include_applications: opts.include_applications.unwrap_or(true),
@@ -98,9 +153,12 @@ impl ImageRequest {
         let Some(expected) = &self.sha256 else {
             return Ok(None);
         };
-        let actual = sha256_file(&self.path).map_err(|e| {
-            OpError::retryable("io_error", format!("reading {}: {e}", self.path.display()))
-        })?;
+        let actual = match &self.options.remote {
+            Some(target) => sha256_remote(target)?,
+            None => sha256_file(&self.path).map_err(|e| {
+                OpError::retryable("io_error", format!("reading {}: {e}", self.path.display()))
+            })?,
+        };
         if &actual != expected {
             return Err(OpError::fatal(
                 "checksum_mismatch",
@@ -160,6 +218,21 @@ pub fn resolve_in_roots(path: &Path, roots: &[PathBuf]) -> Result<PathBuf, Inval
         )));
     }
     Ok(canonical)
+}
+
+/// Hex sha256 of a remote image: the whole object streamed (a full read, done only
+/// when the job asks for a checksum).
+fn sha256_remote(target: &RemoteTarget) -> Result<String, OpError> {
+    let job = RemoteJob::new(target.config.clone(), None);
+    HttpSource::open(job, target.url.clone())
+        .and_then(|src| src.sha256())
+        .map_err(|e| {
+            if e.transient() {
+                OpError::retryable(e.kind(), e.to_string())
+            } else {
+                OpError::fatal(e.kind(), e.to_string())
+            }
+        })
 }
 
 /// Hex sha256 of a file, streamed in 1 MiB pieces.

@@ -19,12 +19,16 @@ impl Operation for Inspect {
     }
 
     fn validate(&self, data: &Value, env: &OpEnv) -> Result<(), Invalid> {
-        ImageRequest::from_data(data, &env.image_roots).map(|_| ())
+        ImageRequest::from_data_remote(data, &env.image_roots, env.remote.as_ref()).map(|_| ())
     }
 
     fn run(&self, ctx: OpContext) -> OpFuture {
         Box::pin(async move {
-            let request = ImageRequest::from_data(&ctx.job.payload.data, &ctx.env.image_roots)
+            let request = ImageRequest::from_data_remote(
+                &ctx.job.payload.data,
+                &ctx.env.image_roots,
+                ctx.env.remote.as_ref(),
+            )
                 .map_err(|e| OpError::fatal(e.reason, e.message))?;
             let progress = ctx.progress.clone();
             let flag = cancel_flag(&ctx.cancel);
@@ -90,6 +94,14 @@ pub fn inspect_error(err: InspectError) -> OpError {
             source: ImageError::Cancelled,
             ..
         } => OpError::fatal("cancelled", message),
+        InspectError::Image {
+            source: ImageError::Remote(e),
+            ..
+        } if e.transient() => OpError::retryable(e.kind(), message),
+        InspectError::Image {
+            source: ImageError::Remote(e),
+            ..
+        } => OpError::fatal(e.kind(), message),
         InspectError::Image { .. } => OpError::fatal("image_error", message),
         InspectError::Partition { .. } => OpError::fatal("partition_error", message),
         InspectError::Budget { .. } => OpError::fatal("read_budget_exceeded", message),

@@ -72,6 +72,8 @@ impl Invalid {
 pub struct OpEnv {
     pub image_roots: Vec<PathBuf>,
     pub metrics: Option<Arc<Metrics>>,
+    /// Remote images (`image.url`): allow-list and HTTP client; `None` refuses every URL.
+    pub remote: Option<Arc<crate::inspect::image::http::RemoteConfig>>,
 }
 
 /// Everything one run of an operation gets.

@@ -7,6 +7,8 @@
 
 pub mod detect;
 mod error;
+pub mod http;
+pub mod http_url;
 pub mod qcow2;
 mod qcow2_compressed;
 mod qcow2_header;
@@ -57,6 +59,48 @@ pub fn open(
     roots: &[PathBuf],
 ) -> Result<OpenedImage, ImageError> {
     let file = RawImage::open(path)?;
+    let mut roots_all: Vec<PathBuf> = roots.to_vec();
+    roots_all.extend(roots.iter().filter_map(|r| r.canonicalize().ok()));
+    let mut chain = Chain {
+        roots: roots_all,
+        seen: Vec::new(),
+        backing: Vec::new(),
+        warnings: Vec::new(),
+        remote: None,
+        urls: Vec::new(),
+    };
+    if let Ok(canonical) = path.canonicalize() {
+        chain.seen.push(canonical);
+    }
+    open_top(chain, path, file, asserted)
+}
+
+/// Opens the image at `url` over HTTP range requests (see [`http`]): the URL must be in
+/// the job's allow-list, and so must every backing file or extent, resolved next to it.
+pub fn open_remote(
+    url: &http_url::RemoteUrl,
+    asserted: Option<&str>,
+    job: Arc<http::RemoteJob>,
+) -> Result<OpenedImage, ImageError> {
+    let src = http::HttpSource::open(job.clone(), url.clone())?;
+    let shown = PathBuf::from(url.redacted());
+    let chain = Chain {
+        roots: Vec::new(),
+        seen: vec![shown.clone()],
+        backing: Vec::new(),
+        warnings: Vec::new(),
+        remote: Some(job),
+        urls: vec![(shown.clone(), url.clone())],
+    };
+    open_top(chain, &shown, RawImage::remote(Arc::new(src)), asserted)
+}
+
+fn open_top(
+    mut chain: Chain,
+    path: &Path,
+    file: RawImage,
+    asserted: Option<&str>,
+) -> Result<OpenedImage, ImageError> {
     let format = detect(&file)?;
     if let Some(asserted) = asserted {
         if ImageFormat::from_name(asserted) != Some(format) {
@@ -65,17 +109,6 @@ pub fn open(
                 asserted: asserted.to_string(),
             });
         }
-    }
-    let mut roots_all: Vec<PathBuf> = roots.to_vec();
-    roots_all.extend(roots.iter().filter_map(|r| r.canonicalize().ok()));
-    let mut chain = Chain {
-        roots: roots_all,
-        seen: Vec::new(),
-        backing: Vec::new(),
-        warnings: Vec::new(),
-    };
-    if let Ok(canonical) = path.canonicalize() {
-        chain.seen.push(canonical);
     }
     let (source, _) = chain.open_format(path, file, format, 0)?;
     Ok(OpenedImage {
@@ -131,9 +164,63 @@ pub(crate) struct Chain {
     seen: Vec<PathBuf>,
     backing: Vec<PathBuf>,
     warnings: Vec<String>,
+    /// Set when the top image is remote: every file of the chain is then a URL, resolved
+    /// next to its overlay's and checked against the allow-list instead of the roots.
+    remote: Option<Arc<http::RemoteJob>>,
+    /// The URLs of the chain by their shown form (the `PathBuf`s the formats pass
+    /// around hold URLs without their query).
+    urls: Vec<(PathBuf, http_url::RemoteUrl)>,
 }
 
 impl Chain {
+    /// Is the chain read over HTTP?
+    pub(crate) fn is_remote(&self) -> bool {
+        self.remote.is_some()
+    }
+
+    /// Opens a file `confine` returned: a local file, or a URL of a remote chain.
+    pub(crate) fn open_file(&self, resolved: &Path) -> Result<RawImage, ImageError> {
+        match (&self.remote, self.urls.iter().find(|(p, _)| p == resolved)) {
+            (Some(job), Some((_, url))) => Ok(RawImage::remote(Arc::new(
+                http::HttpSource::open(job.clone(), url.clone())?,
+            ))),
+            _ => RawImage::open(resolved),
+        }
+    }
+
+    /// `confine` for a remote chain: `name` next to the overlay's URL, in the allow-list.
+    fn confine_url(
+        &mut self,
+        overlay: &Path,
+        format: &'static str,
+        name: &[u8],
+        outside: impl Fn(String) -> ImageError,
+    ) -> Result<PathBuf, ImageError> {
+        let job = self.remote.clone().ok_or(ImageError::Cancelled)?;
+        let name = std::str::from_utf8(name).map_err(|_| ImageError::Unsupported {
+            format,
+            message: "file name of a remote image is not UTF-8".into(),
+        })?;
+        let base = self
+            .urls
+            .iter()
+            .find(|(p, _)| p == overlay)
+            .map(|(_, u)| u.clone())
+            .ok_or_else(|| ImageError::Unsupported {
+                format,
+                message: format!("no URL known for {}", overlay.display()),
+            })?;
+        let url = base.join(name)?;
+        if !job.config().allow.allows(&url) {
+            return Err(outside(url.redacted()));
+        }
+        let shown = PathBuf::from(url.redacted());
+        if !self.urls.iter().any(|(p, _)| *p == shown) {
+            self.urls.push((shown.clone(), url));
+        }
+        Ok(shown)
+    }
+
     fn open_format(
         &mut self,
         path: &Path,
@@ -175,12 +262,15 @@ impl Chain {
     /// relative to its directory) and confines it to the roots. `outside` builds the error
     /// for a name outside them.
     pub(crate) fn confine(
-        &self,
+        &mut self,
         overlay: &Path,
         format: &'static str,
         name: &[u8],
         outside: impl Fn(String) -> ImageError,
     ) -> Result<PathBuf, ImageError> {
+        if self.is_remote() {
+            return self.confine_url(overlay, format, name, outside);
+        }
         let shown = String::from_utf8_lossy(name).into_owned();
         if name.is_empty() || name.starts_with(b"json:") || name.windows(3).any(|w| w == b"://") {
             return Err(ImageError::Unsupported {
@@ -240,7 +330,7 @@ impl Chain {
         self.seen.push(canonical.clone());
         self.backing.push(canonical.clone());
 
-        let file = RawImage::open(&canonical)?;
+        let file = self.open_file(&canonical)?;
         let format = detect(&file)?;
         if let Some(declared) = declared {
             if ImageFormat::from_name(declared) != Some(format) {
