@@ -174,7 +174,8 @@ fn without_image(mut v: serde_json::Value) -> serde_json::Value {
     v
 }
 
-/// The Debian fixture over HTTPS from nginx, as qcow2, as VHDX and as a qcow2 overlay
+/// The Debian fixture over HTTPS from nginx, as qcow2, as VHDX, as a flat VMDK (its
+/// extent file named in the descriptor, resolved next to the URL) and as a qcow2 overlay
 /// whose backing file is a relative name: each report equals the local one but for
 /// `image`, only ranges were asked, far fewer bytes than the image were fetched, and
 /// the URL's query shows nowhere.
@@ -191,6 +192,9 @@ fn debian_over_https_equals_local() {
     run(Command::new("qemu-img").args(["convert", "-q", "-f", "qcow2", "-O", "vhdx", "-o", "subformat=dynamic"])
         .arg(&qcow2)
         .arg(d.join("disk.vhdx")));
+    run(Command::new("qemu-img").args(["convert", "-q", "-f", "qcow2", "-O", "vmdk", "-o", "subformat=monolithicFlat"])
+        .arg(&qcow2)
+        .arg(d.join("flat.vmdk")));
     run(Command::new("qemu-img")
         .args(["create", "-q", "-f", "qcow2", "-b", "disk.qcow2", "-F", "qcow2"])
         .arg(d.join("top.qcow2")));
@@ -214,6 +218,7 @@ fn debian_over_https_equals_local() {
     for (name, format) in [
         ("disk.qcow2", "qcow2"),
         ("disk.vhdx", "vhdx"),
+        ("flat.vmdk", "vmdk"),
         ("top.qcow2", "qcow2"),
     ] {
         let before = ngx.log().len();

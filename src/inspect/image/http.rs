@@ -654,7 +654,7 @@ fn parse_content_range(v: &str) -> Option<(u64, u64, u64)> {
 fn describe(e: &ureq::Error) -> String {
     match e {
         ureq::Error::Timeout(t) => format!("timeout ({t:?})"),
-        ureq::Error::Io(io) => format!("i/o error: {}", io.kind()),
+        ureq::Error::Io(io) => format!("i/o error: {io}"),
         ureq::Error::HostNotFound => "host not found".into(),
         ureq::Error::ConnectionFailed => "connection failed".into(),
         ureq::Error::Protocol(p) => format!("protocol error: {p}"),
