@@ -547,3 +547,86 @@ fn faults_are_retried_or_fail_typed() {
         eprintln!("{fault:?}: {e} after {requests} request(s), {:?}", t.elapsed());
     }
 }
+
+/// The daemon through the real broker: a job with an allowed `image.url` (and a checksum,
+/// streamed over HTTPS) completes with the same facts as the image on disk; one outside
+/// `--image-url-allow` is `rejected` with `image_url_not_allowed` and fetches nothing;
+/// the remote metrics count what nginx served, and the query shows nowhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemon_fetches_allowed_urls_only() {
+    use crate::common::broker::{Pool, WorkerProcess, BROKER_LOCK};
+    let _shared = BROKER_LOCK.read().await;
+    let dir = tempdir();
+    let image = crate::worker_inspect::linux_qcow2(dir.path());
+    let sum = crate::common::sha256sum(&image);
+    let ngx = Nginx::start(image.parent().unwrap(), &dir.path().join("nginx"));
+    let base = format!("https://127.0.0.1:{}/img/", ngx.https);
+    let job = |id: &str, url: String| {
+        json!({
+            "version": "1.0", "job_id": id, "kind": "VMOperation",
+            "operation": "guestkit.inspect",
+            "payload": { "type": "guestkit.inspect.v1", "data": { "image": {
+                "url": url, "format": "qcow2", "checksum": format!("sha256:{sum}") } } },
+            "execution": { "max_attempts": 1 },
+        })
+    };
+    let pool = Pool::new("remote").await;
+    let worker = WorkerProcess::spawn(
+        pool.pool(),
+        &[
+            "--image-root",
+            dir.path().to_str().unwrap(),
+            "--image-url-allow",
+            &base,
+            "--ca-file",
+            ngx.ca().to_str().unwrap(),
+        ],
+    );
+    pool.publish(&job("job-remote-good", format!("{base}disk.qcow2?{SECRET}")))
+        .await;
+    pool.publish(&job(
+        "job-remote-denied",
+        format!("https://127.0.0.1:{}/secret/disk.qcow2?{SECRET}", ngx.https),
+    ))
+    .await;
+    let results = pool.results(2, Duration::from_secs(120)).await;
+    let get = |id: &str| {
+        results
+            .iter()
+            .find(|r| r.body["job_id"] == id)
+            .unwrap_or_else(|| panic!("{id}"))
+            .body
+            .clone()
+    };
+    let good = get("job-remote-good");
+    assert_eq!(good["status"], "completed", "{good:#}");
+    let report = &good["output"];
+    assert_eq!(report["image"]["url"], format!("{base}disk.qcow2"));
+    assert_eq!(report["image"]["sha256"], sum.as_str());
+    assert_eq!(report["operating_systems"][0]["hostname"], "broker-guest");
+    let denied = get("job-remote-denied");
+    assert_eq!(
+        (denied["status"].as_str(), denied["error"]["kind"].as_str()),
+        (Some("rejected"), Some("image_url_not_allowed")),
+        "{denied:#}"
+    );
+    for r in [&good, &denied] {
+        assert!(!r.to_string().contains("s3cr3t"), "query leaked: {r:#}");
+    }
+    let log = ngx.log();
+    assert!(log.iter().all(|l| !l.1.starts_with("/secret/")), "{log:?}");
+    let served: u64 = log.iter().map(|l| l.3).sum();
+    let (_, metrics) = worker.http_get("/metrics").await.expect("metrics");
+    let value = |name: &str| {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("{name} missing"))
+    };
+    // The checksum's full read plus the inspection's ranges, request for request.
+    assert_eq!(value("guestkit_remote_bytes_total"), served);
+    assert_eq!(value("guestkit_remote_requests_total"), log.len() as u64);
+    assert!(!metrics.contains("s3cr3t"));
+    pool.cleanup().await;
+}
