@@ -2,6 +2,9 @@
 //! root, compressed qcow2), and of the same disk grown to a 2 TiB virtual size (as
 //! sparse raw and as qcow2), to show the cost follows what is read, not the disk size.
 //!
+//! Then the qcow2, VHDX and streamOptimized VMDK files over HTTP range requests from a
+//! local nginx (`cargo bench --bench inspect -- remote` runs only that part).
+//!
 //! Times are in-process (the library, best of 7 after a warm-up); peak memory is the
 //! maximum RSS of the real binary's `inspect` subcommand, from `/usr/bin/time`.
 //! Builds its fixtures with `integration/fixtures/debian-disk.sh` (debootstrap once per
@@ -154,12 +157,129 @@ fn format_fixtures(qcow2: &Path) -> Vec<(&'static str, PathBuf)> {
         .collect()
 }
 
+/// nginx (Debian `nginx-light`) serving `root` on a free loopback port over plain
+/// HTTP, in the foreground as our child; killed on drop.
+struct Nginx(std::process::Child, u16);
+
+impl Nginx {
+    fn start(root: &Path) -> Nginx {
+        let dir = root.join("nginx-bench");
+        std::fs::create_dir_all(dir.join("tmp")).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let d = dir.display();
+        std::fs::write(
+            dir.join("nginx.conf"),
+            format!(
+                "daemon off; master_process off; user root; pid {d}/nginx.pid; error_log {d}/error.log;
+                 events {{ worker_connections 64; }}
+                 http {{ access_log off; client_body_temp_path {d}/tmp/b; proxy_temp_path {d}/tmp/p;
+                   fastcgi_temp_path {d}/tmp/f; uwsgi_temp_path {d}/tmp/u; scgi_temp_path {d}/tmp/s;
+                   server {{ listen 127.0.0.1:{port}; location /img/ {{ alias {}/; }} }} }}",
+                root.display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("nginx")
+            .arg("-p")
+            .arg(&dir)
+            .arg("-c")
+            .arg(dir.join("nginx.conf"))
+            .spawn()
+            .expect("nginx (Debian package nginx-light)");
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Nginx(child, port);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("nginx did not start");
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Each file over HTTP range requests from a local nginx against the same file on disk:
+/// time (best of 7, every run a new job with a cold cache), bytes fetched and requests.
+/// Targets: under 1/4 of the image's bytes, under 3x the local time.
+fn remote(files: &[(&str, PathBuf)]) {
+    use guestkit_worker::inspect::image::http::{RemoteConfig, RemoteTarget};
+    use guestkit_worker::inspect::image::http_url::RemoteUrl;
+    let root = files[0].1.parent().unwrap();
+    let ngx = Nginx::start(root);
+    let base = format!("http://127.0.0.1:{}/img/", ngx.1);
+    let config = std::sync::Arc::new(
+        RemoteConfig::new(
+            std::slice::from_ref(&base),
+            None,
+            std::time::Duration::from_secs(30),
+        )
+        .unwrap(),
+    );
+    for (name, path) in files {
+        let (local_ms, _, _) = time_inspect(path);
+        let url = RemoteUrl::parse(&format!(
+            "{base}{}",
+            path.file_name().unwrap().to_str().unwrap()
+        ))
+        .unwrap();
+        let opts = InspectOptions {
+            remote: Some(RemoteTarget {
+                url: url.clone(),
+                config: config.clone(),
+            }),
+            ..Default::default()
+        };
+        let shown = PathBuf::from(url.redacted());
+        let mut best = f64::MAX;
+        let mut stats = Default::default();
+        for _ in 0..7 {
+            let t = Instant::now();
+            stats = inspect_full(&shown, &opts).expect("remote inspection").stats;
+            best = best.min(t.elapsed().as_secs_f64() * 1000.0);
+        }
+        let size = std::fs::metadata(path).unwrap().len();
+        let s: guestkit_worker::inspect::pipeline::InspectStats = stats;
+        println!(
+            "{:<30} file {:>6.1} MiB  inspect {best:>7.1} ms ({:.2}x local)  fetched {:>6.1} MiB ({:.3} of the file) in {} requests",
+            format!("{name} over HTTP"),
+            size as f64 / 1048576.0,
+            best / local_ms,
+            s.remote_bytes as f64 / 1048576.0,
+            s.remote_bytes as f64 / size as f64,
+            s.remote_requests
+        );
+    }
+}
+
 fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         println!("inspect: run with `cargo bench --bench inspect`");
         return;
     }
     let (qcow2, big_raw, big_qcow2) = fixtures();
+    let over_http = || {
+        let mut files = vec![("debian qcow2 (zlib)", qcow2.clone())];
+        files.extend(
+            format_fixtures(&qcow2)
+                .into_iter()
+                .filter(|(n, _)| matches!(*n, "vhdx dynamic" | "vmdk streamOptimized")),
+        );
+        files
+    };
+    // `cargo bench --bench inspect -- remote`: only the HTTP part.
+    if std::env::args().any(|a| a == "remote") {
+        remote(&over_http());
+        return;
+    }
     for (name, path) in [
         ("debian qcow2 (zlib)", &qcow2),
         ("same disk, 2 TiB sparse raw", &big_raw),
@@ -189,4 +309,5 @@ fn main() {
             bytes as f64 / qcow2_bytes as f64
         );
     }
+    remote(&over_http());
 }
