@@ -243,7 +243,9 @@ fn remote(files: &[(&str, PathBuf)]) {
         let mut stats = Default::default();
         for _ in 0..7 {
             let t = Instant::now();
-            stats = inspect_full(&shown, &opts).expect("remote inspection").stats;
+            stats = inspect_full(&shown, &opts)
+                .expect("remote inspection")
+                .stats;
             best = best.min(t.elapsed().as_secs_f64() * 1000.0);
         }
         let size = std::fs::metadata(path).unwrap().len();

@@ -184,19 +184,50 @@ fn debian_over_https_equals_local() {
     let dir = tempdir();
     let d = dir.path().join("img");
     std::fs::create_dir_all(&d).unwrap();
-    run(Command::new(crate::common::fixtures().join("debian-disk.sh"))
-        .arg("bookworm")
-        .arg(crate::common::fixture_cache())
-        .arg(&d));
+    run(
+        Command::new(crate::common::fixtures().join("debian-disk.sh"))
+            .arg("bookworm")
+            .arg(crate::common::fixture_cache())
+            .arg(&d),
+    );
     let qcow2 = d.join("disk.qcow2");
-    run(Command::new("qemu-img").args(["convert", "-q", "-f", "qcow2", "-O", "vhdx", "-o", "subformat=dynamic"])
+    run(Command::new("qemu-img")
+        .args([
+            "convert",
+            "-q",
+            "-f",
+            "qcow2",
+            "-O",
+            "vhdx",
+            "-o",
+            "subformat=dynamic",
+        ])
         .arg(&qcow2)
         .arg(d.join("disk.vhdx")));
-    run(Command::new("qemu-img").args(["convert", "-q", "-f", "qcow2", "-O", "vmdk", "-o", "subformat=monolithicFlat"])
+    run(Command::new("qemu-img")
+        .args([
+            "convert",
+            "-q",
+            "-f",
+            "qcow2",
+            "-O",
+            "vmdk",
+            "-o",
+            "subformat=monolithicFlat",
+        ])
         .arg(&qcow2)
         .arg(d.join("flat.vmdk")));
     run(Command::new("qemu-img")
-        .args(["create", "-q", "-f", "qcow2", "-b", "disk.qcow2", "-F", "qcow2"])
+        .args([
+            "create",
+            "-q",
+            "-f",
+            "qcow2",
+            "-b",
+            "disk.qcow2",
+            "-F",
+            "qcow2",
+        ])
         .arg(d.join("top.qcow2")));
     let local = pipeline::inspect(
         &qcow2,
@@ -249,7 +280,11 @@ fn debian_over_https_equals_local() {
         assert_eq!(served, stats.remote_bytes, "{name}");
         let size: u64 = log
             .iter()
-            .map(|l| std::fs::metadata(d.join(l.1.trim_start_matches("/img/"))).unwrap().len())
+            .map(|l| {
+                std::fs::metadata(d.join(l.1.trim_start_matches("/img/")))
+                    .unwrap()
+                    .len()
+            })
             .max()
             .unwrap();
         assert!(
@@ -258,7 +293,10 @@ fn debian_over_https_equals_local() {
             stats.remote_bytes
         );
         if name == "top.qcow2" {
-            assert_eq!(report["image"]["backing_chain"][0], format!("{base}disk.qcow2"));
+            assert_eq!(
+                report["image"]["backing_chain"][0],
+                format!("{base}disk.qcow2")
+            );
             assert!(log.iter().any(|l| l.1 == "/img/disk.qcow2"));
         }
         eprintln!(
@@ -269,7 +307,11 @@ fn debian_over_https_equals_local() {
 
     // The CLI, with --ca-file: same report.
     let out = run(Command::new(env!("CARGO_BIN_EXE_guestkit-worker"))
-        .args(["inspect", &format!("{base}disk.qcow2?{SECRET}"), "--ca-file"])
+        .args([
+            "inspect",
+            &format!("{base}disk.qcow2?{SECRET}"),
+            "--ca-file",
+        ])
         .arg(ngx.ca()));
     let cli: serde_json::Value = serde_json::from_slice(&out).unwrap();
     assert!(without_image(cli.clone()) == expected, "CLI report differs");
@@ -323,7 +365,10 @@ fn debian_over_https_equals_local() {
 
     let untrusted = config(std::slice::from_ref(&base), None, Duration::from_secs(5));
     let e = inspect_url(&format!("{base}disk.qcow2?{SECRET}"), &untrusted).unwrap_err();
-    assert!(e.to_string().contains("TLS") || e.to_string().contains("certificate"), "{e}");
+    assert!(
+        e.to_string().contains("TLS") || e.to_string().contains("certificate"),
+        "{e}"
+    );
     assert!(!e.to_string().contains("s3cr3t"), "{e}");
 }
 
@@ -429,19 +474,34 @@ fn serve(mut client: TcpStream, upstream: u16, fault: Fault) -> std::io::Result<
     match fault {
         Fault::Delay(ms) => std::thread::sleep(Duration::from_millis(ms)),
         Fault::Status503 => {
-            lines = vec!["HTTP/1.1 503 Service Unavailable".into(), "Content-Length: 0".into(), "Connection: close".into()];
+            lines = vec![
+                "HTTP/1.1 503 Service Unavailable".into(),
+                "Content-Length: 0".into(),
+                "Connection: close".into(),
+            ];
             body.clear();
         }
         Fault::WrongRange => {
-            let cr = lines.iter().find(|l| l.to_ascii_lowercase().starts_with("content-range:")).cloned().unwrap();
+            let cr = lines
+                .iter()
+                .find(|l| l.to_ascii_lowercase().starts_with("content-range:"))
+                .cloned()
+                .unwrap();
             let (a, rest) = cr["Content-Range: bytes ".len()..].split_once('-').unwrap();
             let a: u64 = a.parse().unwrap();
-            set(&mut lines, "content-range", Some(format!("bytes {}-{rest}", a + 1)));
+            set(
+                &mut lines,
+                "content-range",
+                Some(format!("bytes {}-{rest}", a + 1)),
+            );
         }
         Fault::NoRange => {
             let path = req.split(' ').nth(1).unwrap().to_string();
             let mut up = TcpStream::connect(("127.0.0.1", upstream))?;
-            write!(up, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")?;
+            write!(
+                up,
+                "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            )?;
             let mut all = Vec::new();
             up.read_to_end(&mut all)?;
             client.write_all(&all)?;
@@ -487,7 +547,8 @@ fn faults_are_retried_or_fail_typed() {
     let ngx = Nginx::start(&d, &dir.path().join("nginx"));
     let proxy = Proxy::start(ngx.http);
     let base = format!("http://127.0.0.1:{}/img/", proxy.port);
-    let mut cfg = RemoteConfig::new(std::slice::from_ref(&base), None, Duration::from_secs(1)).unwrap();
+    let mut cfg =
+        RemoteConfig::new(std::slice::from_ref(&base), None, Duration::from_secs(1)).unwrap();
     cfg.retries = 3;
     cfg.backoff = Duration::from_millis(20);
     let cfg = Arc::new(cfg);
@@ -496,7 +557,10 @@ fn faults_are_retried_or_fail_typed() {
     let check = |src: &HttpSource, offset: u64, len: usize| {
         let mut buf = vec![0u8; len];
         src.read_exact_at(offset, &mut buf)?;
-        assert!(buf == data[offset as usize..offset as usize + len], "bytes at {offset}");
+        assert!(
+            buf == data[offset as usize..offset as usize + len],
+            "bytes at {offset}"
+        );
         Ok::<(), ImageError>(())
     };
 
@@ -544,7 +608,10 @@ fn faults_are_retried_or_fail_typed() {
         // Permanent failures are not retried; a slowloris is, a bounded number of times.
         let expected = if fault == Fault::Slowloris { 4 } else { 1 };
         assert_eq!(requests, expected, "{fault:?}");
-        eprintln!("{fault:?}: {e} after {requests} request(s), {:?}", t.elapsed());
+        eprintln!(
+            "{fault:?}: {e} after {requests} request(s), {:?}",
+            t.elapsed()
+        );
     }
 }
 
@@ -582,8 +649,11 @@ async fn daemon_fetches_allowed_urls_only() {
             ngx.ca().to_str().unwrap(),
         ],
     );
-    pool.publish(&job("job-remote-good", format!("{base}disk.qcow2?{SECRET}")))
-        .await;
+    pool.publish(&job(
+        "job-remote-good",
+        format!("{base}disk.qcow2?{SECRET}"),
+    ))
+    .await;
     pool.publish(&job(
         "job-remote-denied",
         format!("https://127.0.0.1:{}/secret/disk.qcow2?{SECRET}", ngx.https),

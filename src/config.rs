@@ -63,7 +63,12 @@ pub struct Config {
     pub ca_file: Option<PathBuf>,
     /// Timeout of one HTTP request of a remote image, in seconds (connect, headers and
     /// body together).
-    #[arg(long, env = "GUESTKIT_REMOTE_TIMEOUT", default_value_t = 30, global = true)]
+    #[arg(
+        long,
+        env = "GUESTKIT_REMOTE_TIMEOUT",
+        default_value_t = 30,
+        global = true
+    )]
     pub remote_timeout: u64,
     /// Address of the HTTP server for /metrics, /healthz and /readyz.
     #[arg(

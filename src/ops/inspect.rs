@@ -29,7 +29,7 @@ impl Operation for Inspect {
                 &ctx.env.image_roots,
                 ctx.env.remote.as_ref(),
             )
-                .map_err(|e| OpError::fatal(e.reason, e.message))?;
+            .map_err(|e| OpError::fatal(e.reason, e.message))?;
             let progress = ctx.progress.clone();
             let flag = cancel_flag(&ctx.cancel);
             let blocking_flag = flag.clone();

@@ -32,7 +32,9 @@ impl Operation for Profile {
             let data = &ctx.job.payload.data;
             let invalid = |e: Invalid| OpError::fatal(e.reason, e.message);
             let profile = profile_request(data).map_err(invalid)?;
-            let request = ImageRequest::from_data_remote(data, &ctx.env.image_roots, ctx.env.remote.as_ref()).map_err(invalid)?;
+            let request =
+                ImageRequest::from_data_remote(data, &ctx.env.image_roots, ctx.env.remote.as_ref())
+                    .map_err(invalid)?;
             let progress = ctx.progress.clone();
             let flag = cancel_flag(&ctx.cancel);
             let joined = tokio::task::spawn_blocking(move || {

@@ -52,7 +52,11 @@ pub enum HttpError {
         got: String,
     },
     #[error("{url}: body ended after {got} of {expected} bytes")]
-    ShortBody { url: String, expected: u64, got: u64 },
+    ShortBody {
+        url: String,
+        expected: u64,
+        got: u64,
+    },
     #[error("{url}: the image changed during the job ({message})")]
     Changed { url: String, message: String },
     #[error("{url}: {message}")]
@@ -382,7 +386,11 @@ impl HttpSource {
             hasher.update(&data);
             at += len;
         }
-        Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
+        Ok(hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect())
     }
 
     /// Fetches `[start, start + len)` with retries and exponential backoff on transient
@@ -433,7 +441,12 @@ impl HttpSource {
                 url: shown.clone(),
                 message: describe(&e),
             };
-            let mut req = self.job.config.agent.get(url.full()).header("Range", &asked);
+            let mut req = self
+                .job
+                .config
+                .agent
+                .get(url.full())
+                .header("Range", &asked);
             if let Some(etag) = pinned
                 .and_then(|p| p.etag.as_deref())
                 .filter(|e| !e.starts_with("W/"))
@@ -479,17 +492,27 @@ impl HttpSource {
                         message: "If-Match failed".into(),
                     })
                 }
-                s => return Err(HttpError::Status { url: shown, status: s }),
+                s => {
+                    return Err(HttpError::Status {
+                        url: shown,
+                        status: s,
+                    })
+                }
             }
             let got = header("content-range").unwrap_or_default();
-            let (a, b, size) = parse_content_range(&got).ok_or_else(|| HttpError::BadContentRange {
-                url: shown.clone(),
-                asked: asked.clone(),
-                got: got.clone(),
-            })?;
+            let (a, b, size) =
+                parse_content_range(&got).ok_or_else(|| HttpError::BadContentRange {
+                    url: shown.clone(),
+                    asked: asked.clone(),
+                    got: got.clone(),
+                })?;
             // The first request may ask past the end of a small object; the server then
             // answers up to its last byte.
-            let want_end = if pinned.is_none() { end.min(size.saturating_sub(1)) } else { end };
+            let want_end = if pinned.is_none() {
+                end.min(size.saturating_sub(1))
+            } else {
+                end
+            };
             if a != start || b != want_end || b >= size || (pinned.is_some() && size != self.size) {
                 return Err(HttpError::BadContentRange {
                     url: shown,
@@ -539,7 +562,10 @@ impl HttpSource {
                     }
                 }
             }
-            self.job.stats.bytes.fetch_add(filled as u64, Ordering::Relaxed);
+            self.job
+                .stats
+                .bytes
+                .fetch_add(filled as u64, Ordering::Relaxed);
             if let Some((bytes, _)) = &self.job.config.metrics {
                 bytes.inc_by(filled as u64);
             }
@@ -562,13 +588,23 @@ impl HttpSource {
     /// The block `index`, from the cache or fetched with the blocks after it that this
     /// read or a sequential run will want.
     fn block(&self, index: u64, wanted_until: u64) -> Result<Arc<Vec<u8>>, HttpError> {
-        if let Some(b) = self.job.cache.lock().unwrap_or_else(|e| e.into_inner()).get((self.id, index)) {
+        if let Some(b) = self
+            .job
+            .cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get((self.id, index))
+        {
             return Ok(b);
         }
         let blocks = self.size.div_ceil(BLOCK_SIZE);
         let run = {
             let mut run = self.run.lock().unwrap_or_else(|e| e.into_inner());
-            run.1 = if run.0.wrapping_add(1) == index { (run.1 * 2).clamp(2, MAX_RUN_BLOCKS) } else { 1 };
+            run.1 = if run.0.wrapping_add(1) == index {
+                (run.1 * 2).clamp(2, MAX_RUN_BLOCKS)
+            } else {
+                1
+            };
             run.1
         };
         let mut count = run.max(wanted_until - index + 1).min(MAX_RUN_BLOCKS);

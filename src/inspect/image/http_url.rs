@@ -67,8 +67,7 @@ impl RemoteUrl {
         let host = match authority.rfind(':') {
             Some(i) if !authority.ends_with(']') => {
                 let port = &authority[i + 1..];
-                if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) || port.len() > 5
-                {
+                if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) || port.len() > 5 {
                     return Err(bad("URL port is not a number"));
                 }
                 &authority[..i]
@@ -134,7 +133,10 @@ impl RemoteUrl {
 /// (which a server would decode after our check) are refused.
 fn normalize_path(path: &str) -> Result<String, HttpError> {
     let lower = path.to_ascii_lowercase();
-    if ["%2e", "%2f", "%5c", "%00"].iter().any(|e| lower.contains(e)) {
+    if ["%2e", "%2f", "%5c", "%00"]
+        .iter()
+        .any(|e| lower.contains(e))
+    {
         return Err(HttpError::BadUrl {
             message: "URL path contains an encoded dot, slash, backslash or NUL".into(),
         });
@@ -212,9 +214,14 @@ mod tests {
 
     #[test]
     fn parse_and_redact() {
-        let u = RemoteUrl::parse("HTTPS://Bucket.S3.example.com:8443/a/./b/../img.qcow2?X-Amz-Signature=abc#frag")
-            .unwrap();
-        assert_eq!(u.redacted(), "https://bucket.s3.example.com:8443/a/img.qcow2");
+        let u = RemoteUrl::parse(
+            "HTTPS://Bucket.S3.example.com:8443/a/./b/../img.qcow2?X-Amz-Signature=abc#frag",
+        )
+        .unwrap();
+        assert_eq!(
+            u.redacted(),
+            "https://bucket.s3.example.com:8443/a/img.qcow2"
+        );
         assert_eq!(
             u.full(),
             "https://bucket.s3.example.com:8443/a/img.qcow2?X-Amz-Signature=abc"
@@ -237,7 +244,10 @@ mod tests {
     #[test]
     fn join_relative_names() {
         let u = RemoteUrl::parse("http://h/dir/top.qcow2?sig=1").unwrap();
-        assert_eq!(u.join("base.qcow2").unwrap().full(), "http://h/dir/base.qcow2");
+        assert_eq!(
+            u.join("base.qcow2").unwrap().full(),
+            "http://h/dir/base.qcow2"
+        );
         assert_eq!(u.join("../o/b").unwrap().full(), "http://h/o/b");
         assert_eq!(u.join("/x").unwrap().full(), "http://h/x");
         assert_eq!(u.join("//other/x").unwrap().full(), "http://other/x");

@@ -181,9 +181,10 @@ impl Chain {
     /// Opens a file `confine` returned: a local file, or a URL of a remote chain.
     pub(crate) fn open_file(&self, resolved: &Path) -> Result<RawImage, ImageError> {
         match (&self.remote, self.urls.iter().find(|(p, _)| p == resolved)) {
-            (Some(job), Some((_, url))) => Ok(RawImage::remote(Arc::new(
-                http::HttpSource::open(job.clone(), url.clone())?,
-            ))),
+            (Some(job), Some((_, url))) => Ok(RawImage::remote(Arc::new(http::HttpSource::open(
+                job.clone(),
+                url.clone(),
+            )?))),
             _ => RawImage::open(resolved),
         }
     }
