@@ -190,9 +190,11 @@ impl Nginx {
             .arg(dir.join("nginx.conf"))
             .spawn()
             .expect("nginx (Debian package nginx-light)");
+        // Owned at once, so a panic below still kills it.
+        let nginx = Nginx(child, port);
         for _ in 0..100 {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Nginx(child, port);
+                return nginx;
             }
             std::thread::sleep(std::time::Duration::from_millis(50));
         }

@@ -269,13 +269,17 @@ impl RemoteJob {
     }
 }
 
+/// A cached block: (source id, block index).
+type BlockKey = (u64, u64);
+
 /// Blocks of all sources of a job, least recently used evicted first.
 struct Lru {
     cap: u64,
     used: u64,
     tick: u64,
-    blocks: HashMap<(u64, u64), (Arc<Vec<u8>>, u64)>,
-    order: BTreeMap<u64, (u64, u64)>,
+    /// Each block with the tick of its last use.
+    blocks: HashMap<BlockKey, (Arc<Vec<u8>>, u64)>,
+    order: BTreeMap<u64, BlockKey>,
 }
 
 impl Lru {
