@@ -144,7 +144,7 @@ fn parse_luks1(h: &[u8]) -> Result<LuksParams, VolumeError> {
         if be32(h, s) != LUKS1_SLOT_ACTIVE {
             continue;
         }
-        let stripes = be32(h, s + 40);
+        let stripes = be32(h, s + 44);
         check_stripes(stripes)?;
         keyslots.push(Keyslot {
             id: i.to_string(),
@@ -155,7 +155,7 @@ fn parse_luks1(h: &[u8]) -> Result<LuksParams, VolumeError> {
             },
             stripes,
             af_hash: hash.clone(),
-            area_offset: u64::from(be32(h, s + 44)) * 512,
+            area_offset: u64::from(be32(h, s + 40)) * 512,
             area_cipher: cipher.clone(),
             area_key_bytes: key_bytes,
             key_bytes,

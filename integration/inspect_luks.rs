@@ -1,0 +1,269 @@
+//! The LUKS oracle: volumes formatted by the real cryptsetup, unlocked and decrypted by
+//! our volume layer.
+//!
+//! - `headers_*`: `cryptsetup luksFormat` on plain files (no kernel needed), LUKS1 and
+//!   LUKS2, PBKDF2 and Argon2id: the report's `encrypted` entry agrees with `cryptsetup
+//!   luksDump` (UUID, version); the right passphrase unlocks (the volume-key digest
+//!   cryptsetup wrote accepts our key), a wrong one or none leaves it locked with a
+//!   warning, and the passphrase appears nowhere in the report.
+//! - `payloads_*`: guestfish's kernel (dm-crypt) wrote `payload.bin` through four LUKS
+//!   volumes of different ciphers, KDFs and sector sizes (`luks-layouts.gf`): the bytes
+//!   we decrypt equal the payload (sha256 by coreutils).
+//! - `debian_lvm_on_luks`: the Debian guest with LVM on LUKS2 (`debian-luks.gf`) gives
+//!   the plain-partition guest's OS report with the key, and a locked volume without.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use guestkit_worker::inspect::image::RawImage;
+use guestkit_worker::inspect::partition;
+use guestkit_worker::inspect::pipeline::{self, InspectOptions};
+use guestkit_worker::inspect::report::Report;
+use guestkit_worker::inspect::source::{ReadAt, Slice};
+use guestkit_worker::inspect::volume::luks_open::{unlock, LuksKeys};
+use guestkit_worker::inspect::volume::BlockDevice;
+use zeroize::Zeroizing;
+
+use crate::common::{guestfish_disks, run, sh, sha256sum, tempdir, Rng};
+
+const LAYOUTS: &str = include_str!("fixtures/luks-layouts.gf");
+const DEBIAN_LUKS: &str = include_str!("fixtures/debian-luks.gf");
+const DEBIAN_PLAIN: &str = include_str!("fixtures/debian-plain.gf");
+
+fn key(s: &str) -> Zeroizing<Vec<u8>> {
+    Zeroizing::new(s.as_bytes().to_vec())
+}
+
+fn keys(any: &[&str]) -> LuksKeys {
+    LuksKeys {
+        named: Vec::new(),
+        any: any.iter().map(|s| key(s)).collect(),
+    }
+}
+
+fn inspect(path: &Path, luks_keys: LuksKeys) -> Report {
+    let opts = InspectOptions {
+        image_roots: vec![path.parent().unwrap().to_path_buf()],
+        luks_keys,
+        ..InspectOptions::default()
+    };
+    pipeline::inspect(path, &opts).unwrap()
+}
+
+/// `cryptsetup luksDump`'s value of `field` (`UUID`, `Version`).
+fn dump_field(path: &Path, field: &str) -> String {
+    let out = run(Command::new("cryptsetup").arg("luksDump").arg(path));
+    String::from_utf8_lossy(&out)
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .unwrap_or_else(|| panic!("no {field} in luksDump"))
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn headers_agree_with_luksdump_and_only_the_right_key_unlocks() {
+    let tmp = tempdir();
+    let cases = [
+        ("luks1", "--type luks1 --hash sha1 --pbkdf-force-iterations 1000"),
+        ("luks1", "--type luks1 --hash sha512 --pbkdf-force-iterations 1000 --key-size 256"),
+        ("luks2", "--type luks2 --pbkdf pbkdf2 --hash sha256 --pbkdf-force-iterations 1000"),
+        (
+            "luks2",
+            "--type luks2 --pbkdf argon2id --pbkdf-memory 8192 --pbkdf-parallel 1 --pbkdf-force-iterations 4",
+        ),
+        (
+            "luks2",
+            "--type luks2 --pbkdf argon2i --pbkdf-memory 8192 --pbkdf-parallel 2 --pbkdf-force-iterations 4 --sector-size 4096",
+        ),
+    ];
+    for (i, (version, args)) in cases.iter().enumerate() {
+        let img = tmp.path().join(format!("v{i}.img"));
+        let pass = format!("correct horse {i}");
+        sh(&format!(
+            "truncate -s 24M {img}; printf '%s' '{pass}' | cryptsetup luksFormat -q {args} --key-file - {img}",
+            img = img.display()
+        ));
+        let uuid = dump_field(&img, "UUID");
+        assert_eq!(format!("luks{}", dump_field(&img, "Version")), *version);
+
+        let r = inspect(&img, keys(&[&pass]));
+        assert_eq!(r.encrypted.len(), 1, "{args}: {:?}", r.warnings);
+        let e = &r.encrypted[0];
+        assert_eq!(
+            (e.device.as_str(), e.enc_type.as_str(), e.uuid.as_deref()),
+            ("/dev/sda", *version, Some(uuid.as_str()))
+        );
+        assert!(e.unlocked, "{args}: {:?}", r.warnings);
+        assert_eq!(
+            e.mapped_device.as_deref(),
+            Some(format!("/dev/mapper/luks-{uuid}").as_str())
+        );
+
+        for tried in [keys(&[]), keys(&["wrong", "correct horse"])] {
+            let r = inspect(&img, tried);
+            assert!(!r.encrypted[0].unlocked && r.encrypted[0].mapped_device.is_none());
+            assert!(
+                r.warnings.iter().any(|w| w.contains(&uuid)),
+                "{:?}",
+                r.warnings
+            );
+            let json = serde_json::to_string(&r).unwrap();
+            assert!(!json.contains("correct horse") && !json.contains("wrong"));
+        }
+        // A key named by UUID (any case) or by device opens it; one named for another
+        // volume is not tried.
+        for (name, opens) in [
+            (uuid.to_uppercase(), true),
+            ("/dev/sda".to_string(), true),
+            ("/dev/sdb".to_string(), false),
+        ] {
+            let named = LuksKeys {
+                named: vec![(name.clone(), key(&pass))],
+                any: Vec::new(),
+            };
+            assert_eq!(inspect(&img, named).encrypted[0].unlocked, opens, "{name}");
+        }
+    }
+}
+
+#[test]
+fn bitlocker_signature_is_a_locked_volume() {
+    let tmp = tempdir();
+    let img = tmp.path().join("bl.img");
+    // A BitLocker boot sector as Windows writes it: OEM id -FVE-FS-, FAT-like BPB.
+    let mut d = vec![0u8; 8 << 20];
+    d[..3].copy_from_slice(&[0xeb, 0x58, 0x90]);
+    d[3..11].copy_from_slice(b"-FVE-FS-");
+    d[11..13].copy_from_slice(&512u16.to_le_bytes());
+    d[13] = 8;
+    d[14..16].copy_from_slice(&6u16.to_le_bytes());
+    d[16] = 2;
+    d[21] = 0xf8;
+    d[510] = 0x55;
+    d[511] = 0xaa;
+    std::fs::write(&img, d).unwrap();
+    let r = inspect(&img, LuksKeys::default());
+    assert_eq!(r.encrypted.len(), 1);
+    let e = &r.encrypted[0];
+    assert_eq!((e.enc_type.as_str(), e.unlocked), ("bitlocker", false));
+    assert!(r.filesystems.iter().all(|f| f.fs_type != "vfat"));
+}
+
+/// 4 MiB of reproducible noise, the plaintext written through each volume.
+fn payload(dir: &Path) -> PathBuf {
+    let p = dir.join("payload.bin");
+    let mut rng = Rng(0x1u64 << 40 | 0x5eed);
+    let bytes: Vec<u8> = (0..4 << 20).map(|_| rng.next() as u8).collect();
+    std::fs::write(&p, bytes).unwrap();
+    p
+}
+
+#[test]
+fn payloads_decrypt_to_what_dm_crypt_wrote() {
+    let tmp = tempdir();
+    let plain = payload(tmp.path());
+    let want = sha256sum(&plain);
+    let disk = &guestfish_disks(LAYOUTS, &[100], &[&plain])[0];
+    let src: Arc<dyn ReadAt> = Arc::new(RawImage::open(disk).unwrap());
+    let table = partition::read_table(src.as_ref()).unwrap().unwrap();
+    let members: Vec<BlockDevice> = table
+        .partitions
+        .iter()
+        .map(|p| BlockDevice {
+            name: format!("/dev/sda{}", p.number),
+            src: Arc::new(Slice::new(src.clone(), p.start, p.size).unwrap()),
+        })
+        .collect();
+    assert_eq!(members.len(), 4);
+    // pass-four-b opens sda4 through its second (Argon2i) key slot.
+    let opened = unlock(
+        members,
+        &keys(&["nope", "pass-one", "pass-two", "pass-three", "pass-four-b"]),
+    );
+    assert_eq!(opened.warnings, Vec::<String>::new());
+    assert_eq!(
+        opened
+            .encrypted
+            .iter()
+            .map(|e| (e.enc_type.as_str(), e.unlocked))
+            .collect::<Vec<_>>(),
+        vec![
+            ("luks1", true),
+            ("luks2", true),
+            ("luks1", true),
+            ("luks2", true)
+        ]
+    );
+    for dev in &opened.devices {
+        let mut got = vec![0u8; 4 << 20];
+        // Read in odd-sized pieces across sector boundaries.
+        let mut off = 0;
+        for n in [1usize, 511, 4097, 100_000].iter().cycle() {
+            if off == got.len() {
+                break;
+            }
+            let n = (*n).min(got.len() - off);
+            dev.src
+                .read_exact_at(off as u64, &mut got[off..off + n])
+                .unwrap();
+            off += n;
+        }
+        let out = tmp.path().join("got.bin");
+        std::fs::write(&out, &got).unwrap();
+        assert_eq!(sha256sum(&out), want, "{}", dev.name);
+    }
+}
+
+#[test]
+fn debian_lvm_on_luks_is_the_plain_guest_with_the_key() {
+    let tar = crate::common::fixture_cache().join("debian-bookworm.tar");
+    run(
+        Command::new(crate::common::fixtures().join("debian-tree.sh"))
+            .arg("bookworm")
+            .arg(&tar),
+    );
+    let luks = guestfish_disks(DEBIAN_LUKS, &[512], &[&tar]);
+    let plain = guestfish_disks(DEBIAN_PLAIN, &[448], &[&tar]);
+    let plain_report = inspect(&plain[0], LuksKeys::default());
+    let report = inspect(&luks[0], keys(&["debian-luks-key"]));
+    assert_eq!(report.warnings, Vec::<String>::new());
+    let e = &report.encrypted[0];
+    assert_eq!((e.device.as_str(), e.unlocked), ("/dev/sda2", true));
+    let mapped = e.mapped_device.clone().unwrap();
+    assert_eq!(report.volume_groups[0].physical_volumes, vec![mapped]);
+    let rename: BTreeMap<&str, &str> = [
+        ("/dev/sda2", "/dev/guest-vg/root"),
+        ("/dev/sda3", "/dev/guest-vg/usr"),
+        ("/dev/sda4", "/dev/guest-vg/var"),
+        ("/dev/sda5", "/dev/guest-vg/home"),
+    ]
+    .into();
+    let r = |d: &String| rename.get(d.as_str()).map_or(d.clone(), |n| n.to_string());
+    let mut want = plain_report.operating_systems[0].clone();
+    want.root = r(&want.root);
+    want.mountpoints = want
+        .mountpoints
+        .iter()
+        .map(|(k, v)| (k.clone(), r(v)))
+        .collect();
+    assert_eq!(report.operating_systems, vec![want]);
+
+    // Without the key, or with a wrong one: the volume is reported locked, no OS root
+    // is found (root is inside), and the key tried is nowhere.
+    for tried in [keys(&[]), keys(&["not-the-debian-key"])] {
+        let r = inspect(&luks[0], tried);
+        assert_eq!(r.encrypted.len(), 1);
+        assert!(!r.encrypted[0].unlocked);
+        assert!(r.operating_systems.is_empty());
+        assert!(r
+            .warnings
+            .iter()
+            .any(|w| w.contains("/dev/sda2: LUKS volume")));
+        assert!(!serde_json::to_string(&r)
+            .unwrap()
+            .contains("not-the-debian-key"));
+    }
+}
