@@ -136,7 +136,7 @@ pub struct LuksSource {
     start: u64,
     len: u64,
     sector_size: u64,
-    /// Added to the sector number to form the IV (LUKS2 `iv_tweak`).
+    /// Added to the 512-byte sector number to form the IV (LUKS2 `iv_tweak`).
     iv_tweak: u64,
     cipher: SectorCipher,
     /// (sector index, plaintext), most recent last.
@@ -174,8 +174,12 @@ impl LuksSource {
         let mut buf = Zeroizing::new(vec![0u8; self.sector_size as usize]);
         self.inner
             .read_exact_at(self.start + index * self.sector_size, &mut buf)?;
-        self.cipher
-            .decrypt_sector(index.wrapping_add(self.iv_tweak), &mut buf);
+        // dm-crypt counts IVs in 512-byte units whatever the sector size (LUKS2 never
+        // sets `iv_large_sectors`), from `iv_tweak`.
+        let iv = index
+            .wrapping_mul(self.sector_size / 512)
+            .wrapping_add(self.iv_tweak);
+        self.cipher.decrypt_sector(iv, &mut buf);
         out.copy_from_slice(&buf);
         if cache.len() >= CACHE_SECTORS {
             cache.remove(0);
