@@ -101,7 +101,9 @@ enum Done {
 
 fn run(request: &Request) -> Result<Done, OpError> {
     let invalid = |e: crate::ops::Invalid| OpError::fatal(e.reason, e.message);
-    let image = ImageRequest::from_data(&request.data, &request.image_roots).map_err(invalid)?;
+    let mut image =
+        ImageRequest::from_data(&request.data, &request.image_roots).map_err(invalid)?;
+    image.options.luks_keys = request.luks_keys.clone();
     let progress = Progress::lines();
     // Never set: the parent ends this process instead of asking.
     let cancel = CancelFlag::default();

@@ -20,8 +20,9 @@ use super::luks_crypt::{LuksSource, SectorCipher};
 use super::luks_header::{self, Kdf, Keyslot, LuksParams};
 use super::{luks, BlockDevice};
 
-/// Passphrases supplied for a job. `Debug` shows counts only.
-#[derive(Clone, Default)]
+/// Passphrases supplied for a job. `Debug` shows counts only; serialized only into the
+/// isolated child's stdin request.
+#[derive(Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct LuksKeys {
     /// (LUKS UUID or guest device name, passphrase)
     pub named: Vec<(String, Zeroizing<Vec<u8>>)>,
@@ -40,7 +41,103 @@ impl std::fmt::Debug for LuksKeys {
     }
 }
 
+/// Largest key file read (cryptsetup's passphrases are at most 512 bytes, its key files
+/// 8 MiB by default; a Secret's value is at most 1 MiB).
+const MAX_KEY_FILE: u64 = 1 << 20;
+/// Most key files read from a keys directory.
+const MAX_KEY_FILES: usize = 256;
+
+/// Why supplied keys could not be read. Names the file, never its content.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("key {0:?}: expected UUID_OR_DEVICE:file:PATH")]
+    Spec(String),
+    #[error("key file {path}: {source}")]
+    Io {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("key file {0}: larger than 1 MiB")]
+    TooLarge(std::path::PathBuf),
+    #[error("keys directory {0}: more than {MAX_KEY_FILES} files")]
+    TooMany(std::path::PathBuf),
+}
+
+/// Reads a whole key file (its exact bytes, as `cryptsetup --key-file` uses them).
+fn read_key_file(path: &std::path::Path) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+    use std::io::Read;
+    let io = |source| KeyError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut buf = Zeroizing::new(Vec::new());
+    std::fs::File::open(path)
+        .map_err(io)?
+        .take(MAX_KEY_FILE + 1)
+        .read_to_end(&mut buf)
+        .map_err(io)?;
+    if buf.len() as u64 > MAX_KEY_FILE {
+        return Err(KeyError::TooLarge(path.to_path_buf()));
+    }
+    Ok(buf)
+}
+
 impl LuksKeys {
+    /// The daemon's `--luks-keys-dir`: a file per volume named by its LUKS UUID, and
+    /// `default`, tried on every volume. Hidden files (a mounted Secret's `..data`
+    /// links) and subfolders are skipped.
+    pub fn from_dir(dir: &std::path::Path) -> Result<LuksKeys, KeyError> {
+        let io = |source| KeyError::Io {
+            path: dir.to_path_buf(),
+            source,
+        };
+        let mut keys = LuksKeys::default();
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(io)? {
+            let entry = entry.map_err(io)?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') || !entry.path().is_file() {
+                continue;
+            }
+            if names.len() >= MAX_KEY_FILES {
+                return Err(KeyError::TooMany(dir.to_path_buf()));
+            }
+            names.push(name);
+        }
+        names.sort();
+        for name in names {
+            let key = read_key_file(&dir.join(&name))?;
+            if name == "default" {
+                keys.any.push(key);
+            } else {
+                keys.named.push((name, key));
+            }
+        }
+        Ok(keys)
+    }
+
+    /// Adds the CLI's `--key UUID_OR_DEVICE:file:PATH`.
+    pub fn add_cli_key(&mut self, spec: &str) -> Result<(), KeyError> {
+        let (id, path) = spec
+            .split_once(":file:")
+            .filter(|(id, p)| !id.is_empty() && !p.is_empty())
+            .ok_or_else(|| KeyError::Spec(spec.to_string()))?;
+        let key = read_key_file(std::path::Path::new(path))?;
+        self.named.push((id.to_string(), key));
+        Ok(())
+    }
+
+    /// Adds the CLI's `--keys-from-stdin`: one passphrase per line (line ends removed),
+    /// each tried on every volume.
+    pub fn add_lines(&mut self, text: &[u8]) {
+        for line in text.split(|&b| b == b'\n') {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            if !line.is_empty() {
+                self.any.push(Zeroizing::new(line.to_vec()));
+            }
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.named.is_empty() && self.any.is_empty()
     }
