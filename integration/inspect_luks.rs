@@ -271,3 +271,137 @@ fn debian_lvm_on_luks_is_the_plain_guest_with_the_key() {
             .contains("not-the-debian-key"));
     }
 }
+
+/// A 24 MiB LUKS2 (PBKDF2) file holding nothing, formatted with `pass`; its UUID.
+fn luks_file(path: &Path, pass: &str) -> String {
+    sh(&format!(
+        "truncate -s 24M {img}; printf '%s' '{pass}' | cryptsetup luksFormat -q --type luks2 \
+         --pbkdf pbkdf2 --pbkdf-force-iterations 1000 --key-file - {img}",
+        img = path.display()
+    ));
+    dump_field(path, "UUID")
+}
+
+#[test]
+fn cli_key_flags_unlock_and_never_echo_the_key() {
+    let tmp = tempdir();
+    let img = tmp.path().join("c.img");
+    let uuid = luks_file(&img, "cli-secret-pass");
+    let key_file = tmp.path().join("key");
+    std::fs::write(&key_file, "cli-secret-pass").unwrap();
+    let cli = |args: &[String], stdin: &str| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_guestkit-worker"))
+            .args(["--log-level", "debug", "inspect"])
+            .arg(&img)
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!all.contains("cli-secret-pass") && !all.contains("stdin-wrong"));
+        let r: Report = serde_json::from_slice(&out.stdout).unwrap();
+        r.encrypted[0].unlocked
+    };
+    let by = |id: &str| {
+        vec![
+            "--key".to_string(),
+            format!("{id}:file:{}", key_file.display()),
+        ]
+    };
+    assert!(cli(&by(&uuid), ""));
+    assert!(cli(&by("/dev/sda"), ""));
+    assert!(!cli(&by("/dev/sdb"), ""));
+    assert!(!cli(&[], ""));
+    let stdin = ["--keys-from-stdin".to_string()];
+    assert!(cli(&stdin, "stdin-wrong\ncli-secret-pass\n"));
+    assert!(!cli(&stdin, "stdin-wrong\n"));
+    // A malformed --key is an error that does not echo a file's content.
+    let out = Command::new(env!("CARGO_BIN_EXE_guestkit-worker"))
+        .arg("inspect")
+        .arg(&img)
+        .args(["--key", "no-file-part"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemon_unlocks_with_its_keys_dir_through_the_broker() {
+    use crate::common::broker::{Pool, WorkerProcess, BROKER_LOCK};
+    use serde_json::json;
+    use std::time::Duration;
+
+    let _shared = BROKER_LOCK.read().await;
+    let tmp = tempdir();
+    let roots = tmp.path().join("images");
+    let keys = tmp.path().join("keys");
+    std::fs::create_dir_all(&roots).unwrap();
+    std::fs::create_dir_all(keys.join("..2026_data")).unwrap();
+    let by_uuid = luks_file(&roots.join("a.img"), "daemon-pass-a");
+    luks_file(&roots.join("b.img"), "daemon-pass-default");
+    luks_file(&roots.join("c.img"), "daemon-pass-none");
+    std::fs::write(keys.join(&by_uuid), "daemon-pass-a").unwrap();
+    std::fs::write(keys.join("default"), "daemon-pass-default").unwrap();
+    std::fs::write(keys.join(".hidden"), "daemon-pass-none").unwrap();
+
+    let pool = Pool::new("luks").await;
+    let _worker = WorkerProcess::spawn(
+        pool.pool(),
+        &[
+            "--image-root",
+            roots.to_str().unwrap(),
+            "--luks-keys-dir",
+            keys.to_str().unwrap(),
+        ],
+    );
+    for name in ["a", "b", "c"] {
+        pool.publish(&json!({
+            "version": "1.0", "job_id": format!("job-luks-{name}"), "kind": "VMOperation",
+            "operation": "guestkit.inspect",
+            "payload": { "type": "guestkit.inspect.v1",
+                         "data": { "image": { "path": roots.join(format!("{name}.img")) } } },
+            "execution": { "max_attempts": 1 },
+        }))
+        .await;
+    }
+    let results = pool.results(3, Duration::from_secs(120)).await;
+    let mut unlocked = BTreeMap::new();
+    for r in &results {
+        let text = r.body.to_string();
+        assert!(!text.contains("daemon-pass"), "{text}");
+        assert_eq!(r.body["status"], "completed", "{:#}", r.body);
+        unlocked.insert(
+            r.body["job_id"].as_str().unwrap().to_string(),
+            r.body["output"]["encrypted"][0]["unlocked"].as_bool(),
+        );
+    }
+    assert_eq!(
+        unlocked,
+        [
+            ("job-luks-a".to_string(), Some(true)),
+            ("job-luks-b".to_string(), Some(true)),
+            ("job-luks-c".to_string(), Some(false)),
+        ]
+        .into()
+    );
+    pool.cleanup().await;
+}

@@ -204,9 +204,7 @@ fn inspect_once(cfg: &Config, args: &InspectArgs) -> anyhow::Result<ExitCode> {
     if args.keys_from_stdin {
         use std::io::Read;
         let mut text = zeroize::Zeroizing::new(Vec::new());
-        std::io::stdin()
-            .take(1 << 20)
-            .read_to_end(&mut text)?;
+        std::io::stdin().take(1 << 20).read_to_end(&mut text)?;
         request.options.luks_keys.add_lines(&text);
     }
     // Templates are read before the limits forbid reading outside the image roots.
