@@ -405,3 +405,48 @@ async fn daemon_unlocks_with_its_keys_dir_through_the_broker() {
     );
     pool.cleanup().await;
 }
+
+/// Random byte mutations of real LUKS1 and LUKS2 headers (binary header, JSON area,
+/// key slot area), inspected with the right key: a report every time (typed errors
+/// become warnings), never a panic or a hang. LUKS1's iteration counts are left alone
+/// so a mutation cannot make a run of this test slow within the allowed KDF costs.
+#[test]
+fn mutated_headers_never_panic() {
+    let tmp = tempdir();
+    let mut rng = Rng(0x10c5);
+    for (version, args) in [
+        ("luks1", "--type luks1 --pbkdf-force-iterations 1000"),
+        ("luks2", "--type luks2 --pbkdf pbkdf2 --pbkdf-force-iterations 1000 --luks2-metadata-size 16k --luks2-keyslots-size 1m"),
+    ] {
+        let img = tmp.path().join(format!("{version}.img"));
+        sh(&format!(
+            "truncate -s 20M {img}; printf mutant | cryptsetup luksFormat -q {args} --key-file - {img}",
+            img = img.display()
+        ));
+        let orig = std::fs::read(&img).unwrap();
+        let iteration_fields: Vec<usize> = std::iter::once(164)
+            .chain((0..8).map(|i| 208 + 48 * i + 4))
+            .collect();
+        let (mut unlocked, mut locked) = (0, 0);
+        for _ in 0..120 {
+            let mut d = orig.clone();
+            let region = if version == "luks1" { 592 } else { 3 * 4096 + 16384 };
+            for _ in 0..1 + rng.below(4) {
+                let at = rng.below(region) as usize;
+                if version == "luks1" && iteration_fields.iter().any(|f| (*f..f + 4).contains(&at)) {
+                    continue;
+                }
+                d[at] = rng.byte();
+            }
+            let m = tmp.path().join("m.img");
+            std::fs::write(&m, &d).unwrap();
+            let r = inspect(&m, keys(&["mutant"]));
+            match r.encrypted.first() {
+                Some(e) if e.unlocked => unlocked += 1,
+                _ => locked += 1,
+            }
+        }
+        eprintln!("{version}: {unlocked} mutants still unlocked, {locked} not");
+        assert!(locked > 0, "no mutation ever broke the {version} header");
+    }
+}
