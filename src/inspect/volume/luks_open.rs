@@ -41,11 +41,11 @@ impl std::fmt::Debug for LuksKeys {
     }
 }
 
-/// Largest key file read (cryptsetup's passphrases are at most 512 bytes, its key files
-/// 8 MiB by default; a Secret's value is at most 1 MiB).
-const MAX_KEY_FILE: u64 = 1 << 20;
+/// Largest key file read (cryptsetup's passphrases are at most 512 bytes). With
+/// [`MAX_KEY_FILES`], the keys fit the isolated child's 64 MiB request even as JSON.
+const MAX_KEY_FILE: u64 = 64 << 10;
 /// Most key files read from a keys directory.
-const MAX_KEY_FILES: usize = 256;
+const MAX_KEY_FILES: usize = 128;
 
 /// Why supplied keys could not be read. Names the file, never its content.
 #[derive(Debug, thiserror::Error)]
@@ -57,7 +57,7 @@ pub enum KeyError {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
-    #[error("key file {0}: larger than 1 MiB")]
+    #[error("key file {0}: larger than 64 KiB")]
     TooLarge(std::path::PathBuf),
     #[error("keys directory {0}: more than {MAX_KEY_FILES} files")]
     TooMany(std::path::PathBuf),
