@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=fuzz/corpus
-mkdir -p "$out"/{qcow2,partition,probe,packages,image_formats,lvm_text,lvm_pv,xfs,btrfs,ntfs,hive}
+mkdir -p "$out"/{qcow2,partition,probe,packages,image_formats,lvm_text,lvm_pv,xfs,btrfs,ntfs,hive,luks}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
@@ -52,6 +52,18 @@ cp "$work/vfat.img" "$out/probe/"; truncate -s 1M "$out/probe/vfat.img"
 truncate -s 1M "$work/swap.img"; mkswap -L seed "$work/swap.img" >/dev/null 2>&1; cp "$work/swap.img" "$out/probe/"
 truncate -s 300M "$work/xfs.img"; mkfs.xfs -q -f -L seed "$work/xfs.img"; head -c 1M "$work/xfs.img" > "$out/probe/xfs.img"
 truncate -s 120M "$work/btrfs.img"; mkfs.btrfs -q -f -L seed "$work/btrfs.img" >/dev/null 2>&1; head -c 1M "$work/btrfs.img" > "$out/probe/btrfs.img"
+
+# LUKS: LUKS1 and LUKS2 headers (PBKDF2, Argon2id, 4 KiB sectors) written by cryptsetup on
+# plain files; the first MiB holds the header, the LUKS2 JSON area and the key material.
+luks_seed() { # name, luksFormat options
+  truncate -s 24M "$work/$1.luks"
+  printf seed | cryptsetup luksFormat -q $2 --key-file - "$work/$1.luks" >/dev/null 2>&1 &&
+    head -c 1M "$work/$1.luks" > "$out/luks/$1.img" || true
+}
+luks_seed luks1 "--type luks1 --pbkdf-force-iterations 1000"
+luks_seed luks2-pbkdf2 "--type luks2 --pbkdf pbkdf2 --pbkdf-force-iterations 1000"
+luks_seed luks2-argon2id "--type luks2 --pbkdf argon2id --pbkdf-memory 8192 --pbkdf-force-iterations 4 --sector-size 4096"
+if [ -e "$out/luks/luks1.img" ]; then cp "$out/luks/luks1.img" "$out/probe/luks1.img"; fi
 
 # LVM2: two PVs on loop devices with linear (two segments) and striped LVs (metadata only:
 # --driverloaded n needs no device-mapper); the first MiB of a PV and the VG's text.

@@ -8,6 +8,7 @@ mod inspect_formats;
 mod inspect_fs;
 mod inspect_hostile;
 mod inspect_image;
+mod inspect_luks;
 mod inspect_lvm;
 mod inspect_ntfs;
 mod inspect_os;

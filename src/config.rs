@@ -113,6 +113,11 @@ pub struct Config {
         global = true
     )]
     pub inspect_memory_limit: u64,
+    /// Folder of LUKS passphrases (a mounted Kubernetes Secret): a file per volume named
+    /// by its LUKS UUID, and `default` for any volume. Read for each job and passed to
+    /// its isolated process on stdin.
+    #[arg(long, env = "GUESTKIT_LUKS_KEYS_DIR", global = true)]
+    pub luks_keys_dir: Option<PathBuf>,
 }
 
 impl Config {
@@ -215,4 +220,11 @@ pub struct InspectArgs {
     /// Template for text/markdown/html output.
     #[arg(long, default_value = "standard")]
     pub template: String,
+    /// A LUKS passphrase: `UUID_OR_DEVICE:file:PATH` (the file's exact bytes, as
+    /// `cryptsetup --key-file`); repeatable.
+    #[arg(long = "key", value_name = "UUID_OR_DEVICE:file:PATH")]
+    pub keys: Vec<String>,
+    /// Read LUKS passphrases from stdin, one per line, each tried on every locked volume.
+    #[arg(long)]
+    pub keys_from_stdin: bool,
 }

@@ -197,6 +197,16 @@ fn inspect_once(cfg: &Config, args: &InspectArgs) -> anyhow::Result<ExitCode> {
         ImageRequest::from_data(&data, &roots).map_err(|e| anyhow::anyhow!(e.message))?;
     request.options.image_roots = cfg.image_roots.clone();
     request.options.image_dirs = dirs;
+    // Keys are read now, before the limits forbid reading their files.
+    for spec in &args.keys {
+        request.options.luks_keys.add_cli_key(spec)?;
+    }
+    if args.keys_from_stdin {
+        use std::io::Read;
+        let mut text = zeroize::Zeroizing::new(Vec::new());
+        std::io::stdin().take(1 << 20).read_to_end(&mut text)?;
+        request.options.luks_keys.add_lines(&text);
+    }
     // Templates are read before the limits forbid reading outside the image roots.
     let renderer = match &cfg.templates_dir {
         Some(dir) => Renderer::with_overrides(dir)?,

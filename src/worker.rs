@@ -86,7 +86,10 @@ pub async fn run(cfg: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         env: Arc::new(OpEnv {
             image_roots: cfg.image_roots.clone(),
             metrics: Some(metrics.clone()),
-            isolation: Some(Arc::new(Isolation::own_binary(cfg.inspect_memory_limit))),
+            isolation: Some(Arc::new(
+                Isolation::own_binary(cfg.inspect_memory_limit)
+                    .with_luks_keys_dir(cfg.luks_keys_dir.clone()),
+            )),
         }),
         semaphore: Arc::new(Semaphore::new(cfg.max_concurrent as usize)),
         registry: Registry::standard(),

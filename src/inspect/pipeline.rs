@@ -28,7 +28,9 @@ use super::image::{self, ImageError};
 use super::os::mountable::SubvolumeRef;
 use super::os::{self, Include, Mountable};
 use super::partition::{self, PartitionError};
-use super::report::{DiskInfo, FilesystemInfo, ImageInfo, PartitionInfo, Report, SubvolumeInfo};
+use super::report::{
+    DiskInfo, EncryptedVolumeInfo, FilesystemInfo, ImageInfo, PartitionInfo, Report, SubvolumeInfo,
+};
 use super::source::{Budgeted, CancelFlag, ReadAt, Slice};
 use super::volume::{self, BlockDevice};
 use super::work::{Work, DEFAULT_WORK_BUDGET};
@@ -87,6 +89,8 @@ pub struct InspectOptions {
     pub extra_disks: Vec<DiskSpec>,
     /// Most units of CPU-heavy work that reads no disk (see `inspect::work`).
     pub work_budget: u64,
+    /// Passphrases for LUKS volumes (never logged: `Debug` shows counts).
+    pub luks_keys: volume::luks_open::LuksKeys,
 }
 
 impl Default for InspectOptions {
@@ -104,6 +108,7 @@ impl Default for InspectOptions {
             cancel: None,
             extra_disks: Vec::new(),
             work_budget: DEFAULT_WORK_BUDGET,
+            luks_keys: Default::default(),
         }
     }
 }
@@ -333,10 +338,13 @@ pub fn inspect_full(path: &Path, opts: &InspectOptions) -> Result<Inspection, In
         if containers.is_empty() {
             break;
         }
-        let assembled = volume::assemble(&std::mem::take(&mut containers));
+        let opened = volume::luks_open::unlock(std::mem::take(&mut containers), &opts.luks_keys);
+        report.encrypted.extend(opened.encrypted);
+        report.warnings.extend(opened.warnings);
+        let assembled = volume::assemble(&opened.rest);
         report.volume_groups.extend(assembled.volume_groups);
         report.warnings.extend(assembled.warnings);
-        for dev in assembled.devices {
+        for dev in opened.devices.into_iter().chain(assembled.devices) {
             let mut m = Mountable::new(&dev.name);
             let found = probe_device(&mut m, &dev.src, &mut report, &mut containers)
                 .map_err(|_| budget_error())?;
@@ -471,7 +479,7 @@ fn probe_device(
     match probe(src.as_ref()) {
         Ok(Some(found)) => {
             open_filesystem(m, &found, src, report);
-            if found.fs_type == "LVM2_member" {
+            if matches!(found.fs_type, "LVM2_member" | "crypto_LUKS") {
                 containers.push(BlockDevice {
                     name: m.device.clone(),
                     src: src.clone(),
@@ -529,9 +537,15 @@ fn open_filesystem(m: &mut Mountable, found: &Probed, src: &Arc<dyn ReadAt>, rep
         })),
         // Opened by `open_btrfs` once every device is probed.
         "btrfs" => None,
-        "crypto_LUKS" => {
+        // LUKS volumes are reported (and unlocked) by the volume layer.
+        "BitLocker" => {
+            report.encrypted.push(EncryptedVolumeInfo {
+                device: m.device.clone(),
+                enc_type: "bitlocker".into(),
+                ..EncryptedVolumeInfo::default()
+            });
             report.warnings.push(format!(
-                "{}: LUKS-encrypted volume: its contents are not inspected",
+                "{}: BitLocker volume: locked, its contents are not inspected",
                 m.device
             ));
             None

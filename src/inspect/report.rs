@@ -15,6 +15,8 @@ pub struct Report {
     pub disks: Vec<DiskInfo>,
     pub partition_table: Option<String>,
     pub partitions: Vec<PartitionInfo>,
+    /// LUKS and BitLocker volumes, locked or unlocked.
+    pub encrypted: Vec<EncryptedVolumeInfo>,
     pub volume_groups: Vec<VolumeGroupInfo>,
     pub filesystems: Vec<FilesystemInfo>,
     pub operating_systems: Vec<OperatingSystem>,
@@ -52,6 +54,20 @@ pub struct PartitionInfo {
     pub part_type: String,
     pub name: Option<String>,
     pub bootable: bool,
+}
+
+/// An encrypted volume (LUKS1/LUKS2, BitLocker).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct EncryptedVolumeInfo {
+    pub device: String,
+    /// `luks1`, `luks2` or `bitlocker`.
+    #[serde(rename = "type")]
+    pub enc_type: String,
+    pub uuid: Option<String>,
+    /// Whether a supplied key opened it (its contents are then inspected).
+    pub unlocked: bool,
+    /// `/dev/mapper/luks-<uuid>` once unlocked.
+    pub mapped_device: Option<String>,
 }
 
 /// An LVM2 volume group.

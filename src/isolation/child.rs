@@ -23,7 +23,8 @@ const MAX_REQUEST_BYTES: u64 = 64 << 20;
 /// Runs the subcommand. The exit code is 0 whenever a reply was written (the reply
 /// says whether the job failed); anything else means the reply is missing.
 pub fn main(args: &IsolatedJobArgs) -> ExitCode {
-    let mut input = Vec::new();
+    // Zeroed when dropped: the request may carry LUKS passphrases.
+    let mut input = zeroize::Zeroizing::new(Vec::new());
     if let Err(e) = std::io::stdin()
         .take(MAX_REQUEST_BYTES)
         .read_to_end(&mut input)
@@ -101,7 +102,9 @@ enum Done {
 
 fn run(request: &Request) -> Result<Done, OpError> {
     let invalid = |e: crate::ops::Invalid| OpError::fatal(e.reason, e.message);
-    let image = ImageRequest::from_data(&request.data, &request.image_roots).map_err(invalid)?;
+    let mut image =
+        ImageRequest::from_data(&request.data, &request.image_roots).map_err(invalid)?;
+    image.options.luks_keys = request.luks_keys.clone();
     let progress = Progress::lines();
     // Never set: the parent ends this process instead of asking.
     let cancel = CancelFlag::default();

@@ -45,6 +45,8 @@ pub struct Isolation {
     pub memory_limit: u64,
     /// Set once the sandbox a child reported has been logged.
     sandbox_logged: AtomicBool,
+    /// `--luks-keys-dir`, read for each job (a mounted Secret changes under us).
+    pub luks_keys_dir: Option<PathBuf>,
 }
 
 /// A job's output, as the child produced it.
@@ -80,7 +82,14 @@ impl Isolation {
             program: program.into(),
             memory_limit,
             sandbox_logged: AtomicBool::new(false),
+            luks_keys_dir: None,
         }
+    }
+
+    /// Passes the passphrases of `dir` (`--luks-keys-dir`) to every child.
+    pub fn with_luks_keys_dir(mut self, dir: Option<PathBuf>) -> Isolation {
+        self.luks_keys_dir = dir;
+        self
     }
 
     /// The daemon's isolation: its own binary.
@@ -99,12 +108,20 @@ impl Isolation {
         progress: &Progress,
         cancel: &CancellationToken,
     ) -> Result<ChildOutput, OpError> {
-        let request = serde_json::to_vec(&Request {
-            operation: operation.to_string(),
-            data: data.clone(),
-            image_roots: image_roots.to_vec(),
-        })
-        .map_err(|e| OpError::fatal("internal", e.to_string()))?;
+        let luks_keys = match &self.luks_keys_dir {
+            Some(dir) => crate::inspect::volume::luks_open::LuksKeys::from_dir(dir)
+                .map_err(|e| OpError::retryable("luks_keys", e.to_string()))?,
+            None => Default::default(),
+        };
+        let request = zeroize::Zeroizing::new(
+            serde_json::to_vec(&Request {
+                operation: operation.to_string(),
+                data: data.clone(),
+                image_roots: image_roots.to_vec(),
+                luks_keys,
+            })
+            .map_err(|e| OpError::fatal("internal", e.to_string()))?,
+        );
         let mut child = self.command(cpu_seconds).spawn().map_err(|e| {
             // Out of processes or memory on the host: another attempt may succeed.
             OpError::retryable(

@@ -41,8 +41,9 @@ type ProbeFn = fn(&dyn ReadAt) -> Result<Option<Probed>, ImageError>;
 /// Probes in a fixed order; the first match wins. Containers come first (their payload
 /// may hold anything), then formats with strong magic, then FAT (whose signature is
 /// weak), then iso9660 and swap.
-const PROBES: [ProbeFn; 9] = [
+const PROBES: [ProbeFn; 10] = [
     probe_luks,
+    probe_bitlocker,
     probe_lvm2,
     ext::probe,
     xfs::probe,
@@ -72,6 +73,15 @@ fn probe_luks(src: &dyn ReadAt) -> Result<Option<Probed>, ImageError> {
         fs_type: "crypto_LUKS",
         uuid: h.uuid,
         label: h.label,
+        size: None,
+    }))
+}
+
+fn probe_bitlocker(src: &dyn ReadAt) -> Result<Option<Probed>, ImageError> {
+    Ok(luks::detect_bitlocker(src)?.then_some(Probed {
+        fs_type: "BitLocker",
+        uuid: None,
+        label: None,
         size: None,
     }))
 }

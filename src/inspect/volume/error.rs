@@ -35,6 +35,18 @@ pub enum VolumeError {
     /// A segment type we do not read (yet), or a layout we cannot map.
     #[error("{lv}: {message}")]
     Unsupported { lv: String, message: String },
+    /// A LUKS header that is invalid or uses what we do not implement. Never holds key
+    /// material: only header facts.
+    #[error("LUKS: {0}")]
+    Luks(String),
+    /// A key slot's KDF asks for more memory or time than a job may spend.
+    #[error("LUKS key slot {slot}: {what} of {value} exceeds the limit of {limit}")]
+    KdfCost {
+        slot: String,
+        what: &'static str,
+        value: u64,
+        limit: u64,
+    },
     #[error(transparent)]
     Image(#[from] ImageError),
 }

@@ -42,6 +42,16 @@ pub fn detect(src: &dyn ReadAt) -> Result<Option<LuksHeader>, ImageError> {
     Ok(None)
 }
 
+/// Whether `src` starts with a BitLocker volume header (`-FVE-FS-` OEM id, as blkid
+/// checks; BitLocker To Go's `MSWIN4.1` variant carries its signature further in and is
+/// not recognised). Its contents cannot be read without the key.
+pub fn detect_bitlocker(src: &dyn ReadAt) -> Result<bool, ImageError> {
+    let Some(bs) = read_array::<512>(src, 0)? else {
+        return Ok(false);
+    };
+    Ok(field(&bs, 3, 8) == b"-FVE-FS-" && bs[510] == 0x55 && bs[511] == 0xaa)
+}
+
 fn header_at(
     src: &dyn ReadAt,
     offset: u64,

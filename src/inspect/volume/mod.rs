@@ -10,6 +10,9 @@
 
 pub mod error;
 pub mod luks;
+pub mod luks_crypt;
+pub mod luks_header;
+pub mod luks_open;
 pub mod lvm2;
 pub mod lvm2_map;
 pub mod lvm2_mda;
