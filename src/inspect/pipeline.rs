@@ -335,6 +335,7 @@ pub fn inspect_full(path: &Path, opts: &InspectOptions) -> Result<Inspection, In
         }
         let assembled = volume::assemble(&std::mem::take(&mut containers));
         report.volume_groups.extend(assembled.volume_groups);
+        report.md_arrays.extend(assembled.md_arrays);
         report.warnings.extend(assembled.warnings);
         for dev in assembled.devices {
             let mut m = Mountable::new(&dev.name);
@@ -471,7 +472,7 @@ fn probe_device(
     match probe(src.as_ref()) {
         Ok(Some(found)) => {
             open_filesystem(m, &found, src, report);
-            if found.fs_type == "LVM2_member" {
+            if matches!(found.fs_type, "LVM2_member" | "linux_raid_member") {
                 containers.push(BlockDevice {
                     name: m.device.clone(),
                     src: src.clone(),
