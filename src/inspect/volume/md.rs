@@ -46,10 +46,7 @@ pub fn assemble(members: &[(BlockDevice, MdSuperblock)]) -> MdAssembled {
     let mut ordered: Vec<Vec<&(BlockDevice, MdSuperblock)>> = groups.into_values().collect();
     ordered.sort_by(|a, b| a[0].0.name.cmp(&b[0].0.name));
     let mut next_minor = 127u32;
-    let mut used: Vec<u32> = ordered
-        .iter()
-        .filter_map(|g| own_minor(&g[0].1))
-        .collect();
+    let mut used: Vec<u32> = ordered.iter().filter_map(|g| own_minor(&g[0].1)).collect();
     for group in ordered {
         let minor = own_minor(&group[0].1).unwrap_or_else(|| {
             while used.contains(&next_minor) && next_minor > 0 {
@@ -83,7 +80,10 @@ fn assemble_one(group: &[&(BlockDevice, MdSuperblock)], device: String, out: &mu
             m.1.events.saturating_add(1) >= newest
         })
         .collect();
-    for m in group.iter().filter(|m| m.1.events.saturating_add(1) < newest) {
+    for m in group
+        .iter()
+        .filter(|m| m.1.events.saturating_add(1) < newest)
+    {
         out.warnings.push(format!(
             "{device}: member {} is stale (events {} < {newest}) and left out",
             m.0.name, m.1.events
@@ -116,7 +116,8 @@ fn assemble_one(group: &[&(BlockDevice, MdSuperblock)], device: String, out: &mu
             out.devices.push(BlockDevice { name: device, src });
         }
         Err(e) => {
-            let missing = sb.raid_disks as usize > fresh.iter().filter(|m| m.1.role.is_some()).count();
+            let missing =
+                sb.raid_disks as usize > fresh.iter().filter(|m| m.1.role.is_some()).count();
             if missing {
                 info.state = "degraded".into();
             }
@@ -230,7 +231,10 @@ fn open(
         4 | 5 | 6 => {
             let parity = if sb.level == 6 { 2 } else { 1 };
             if n64 <= parity {
-                return Err(MdError::Invalid(format!("raid{} with {n} members", sb.level)));
+                return Err(MdError::Invalid(format!(
+                    "raid{} with {n} members",
+                    sb.level
+                )));
             }
             let algo = if sb.level == 4 { 5 } else { sb.layout };
             if algo > 5 {
@@ -377,7 +381,9 @@ impl MdSource {
                     return s.read_exact_at(at(row), buf);
                 }
                 // Rebuild: P xor every other data chunk of the row.
-                let p = self.slot(pd).ok_or_else(|| self.missing("a chunk and its parity"))?;
+                let p = self
+                    .slot(pd)
+                    .ok_or_else(|| self.missing("a chunk and its parity"))?;
                 p.read_exact_at(at(row), buf)?;
                 let mut other = vec![0u8; buf.len()];
                 for od in (0..data).filter(|od| *od != d) {
