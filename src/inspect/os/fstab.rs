@@ -266,6 +266,12 @@ fn guest_device_name(spec: &str) -> Option<String> {
     if let Some(mapper) = name.strip_prefix("mapper/") {
         return lvm_from_mapper(mapper).or_else(|| Some(spec.to_string()));
     }
+    // mdadm's `/dev/md/N` is a link to `/dev/mdN`.
+    if let Some(n) = name.strip_prefix("md/") {
+        if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) {
+            return Some(format!("/dev/md{n}"));
+        }
+    }
     for bus in ["xvd", "sd", "hd", "vd"] {
         if let Some(rest) = name.strip_prefix(bus) {
             let letters = rest.bytes().take_while(u8::is_ascii_lowercase).count();

@@ -147,6 +147,9 @@ fn open(
     sb: &MdSuperblock,
     members: &[&(BlockDevice, MdSuperblock)],
 ) -> Result<(Arc<dyn ReadAt>, Vec<u32>), MdError> {
+    if sb.reshaping {
+        return Err(MdError::Unsupported("an array being reshaped".into()));
+    }
     let n = sb.raid_disks;
     if n == 0 || n > MAX_MEMBERS {
         return Err(MdError::Invalid(format!("{n} members")));

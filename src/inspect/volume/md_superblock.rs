@@ -65,6 +65,9 @@ pub struct MdSuperblock {
     pub role: Option<u32>,
     /// The whole superblock checksum verified.
     pub checksum_ok: bool,
+    /// A reshape (level, layout, chunk or member-count change) is in progress: the
+    /// array is part old, part new geometry.
+    pub reshaping: bool,
 }
 
 impl MdSuperblock {
@@ -195,6 +198,7 @@ fn read_v1(
         events: le64(&b, 200),
         role,
         checksum_ok,
+        reshaping: le32(&b, 8) & 4 != 0,
     }))
 }
 
@@ -245,6 +249,7 @@ fn read_v090(src: &dyn ReadAt, offset: u64) -> Result<Option<MdSuperblock>, Imag
         events: u64::from(w(&b, 40)) << 32 | u64::from(w(&b, 39)),
         role,
         checksum_ok: true,
+        reshaping: false,
     }))
 }
 
