@@ -6,6 +6,8 @@
 //! - every array's bytes equal the sha256 the appliance computed of `/dev/mdN`;
 //!   level, UUID, members and device name equal `mdadm --detail --export`'s; LVM on a
 //!   raid1 reads the LV's bytes the kernel read;
+//! - a Debian guest on LVM on an MD raid1 across two disks (`debian-md.gf`) gives the
+//!   same OS report as on plain partitions, also with one disk of the mirror left out;
 //! - with a disk left out, degraded arrays still give the same bytes (raid1/4/5/6/10)
 //!   or are reported `unreadable` with a warning (raid0);
 //! - mutated superblocks (checksums fixed up so the parser goes past them) give
@@ -15,10 +17,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
+use std::time::Instant;
 
 use guestkit_worker::inspect::image::RawImage;
 use guestkit_worker::inspect::partition;
 use guestkit_worker::inspect::pipeline::{self, DiskSpec, InspectOptions};
+use guestkit_worker::inspect::report::{OperatingSystem, Report};
 use guestkit_worker::inspect::source::{MemSource, ReadAt, Slice};
 use guestkit_worker::inspect::volume::{self, md_superblock, BlockDevice};
 use sha2::{Digest, Sha256};
@@ -292,4 +296,96 @@ fn mutated_superblocks_give_warnings_never_a_panic() {
         }
     }
     assert!(read > 0);
+}
+
+const DEBIAN_MD: &str = include_str!("fixtures/debian-md.gf");
+const DEBIAN_PLAIN: &str = include_str!("fixtures/debian-plain.gf");
+
+fn inspect(disks: &[PathBuf]) -> (Report, u64, std::time::Duration) {
+    let opts = InspectOptions {
+        image_roots: vec![disks[0].parent().unwrap().to_path_buf()],
+        extra_disks: disks[1..]
+            .iter()
+            .map(|p| DiskSpec {
+                path: p.clone(),
+                format: Some("raw".into()),
+            })
+            .collect(),
+        ..InspectOptions::default()
+    };
+    let t = Instant::now();
+    let (report, stats) = pipeline::inspect_with_stats(&disks[0], &opts).unwrap();
+    (report, stats.bytes_read, t.elapsed())
+}
+
+/// Replaces every device name of `os` with `rename`'s.
+fn renamed(os: &OperatingSystem, rename: &BTreeMap<&str, &str>) -> OperatingSystem {
+    let r = |d: &String| rename.get(d.as_str()).map_or(d.clone(), |n| n.to_string());
+    let mut os = os.clone();
+    os.root = r(&os.root);
+    os.mountpoints = os
+        .mountpoints
+        .iter()
+        .map(|(k, v)| (k.clone(), r(v)))
+        .collect();
+    os
+}
+
+#[test]
+fn debian_on_lvm_on_md_raid1_is_the_plain_partition_guest() {
+    let tar = crate::common::fixture_cache().join("debian-bookworm.tar");
+    run(
+        Command::new(crate::common::fixtures().join("debian-tree.sh"))
+            .arg("bookworm")
+            .arg(&tar),
+    );
+    let md = guestfish_disks(DEBIAN_MD, &[480, 448], &[&tar]);
+    let plain = guestfish_disks(DEBIAN_PLAIN, &[448], &[&tar]);
+    let (md_report, md_bytes, md_time) = inspect(&md);
+    let (plain_report, plain_bytes, plain_time) = inspect(&plain);
+    eprintln!(
+        "debian on LVM on MD raid1 (debug build): {md_time:?}, {md_bytes} bytes; \
+         on partitions: {plain_time:?}, {plain_bytes} bytes"
+    );
+    assert_eq!(md_report.warnings, Vec::<String>::new());
+    assert_eq!(md_report.md_arrays.len(), 1);
+    let array = &md_report.md_arrays[0];
+    assert_eq!(array.device, "/dev/md0");
+    assert_eq!(array.level, "raid1");
+    assert_eq!(array.state, "clean");
+    assert_eq!(array.members, vec!["/dev/sda2", "/dev/sdb1"]);
+    // mdadm on the host reads the member's superblock from the image file.
+    let tmp = tempdir();
+    let examine = String::from_utf8_lossy(&run(Command::new("sh").arg("-c").arg(format!(
+        "dd if={} bs=512 skip=133120 count=16384 status=none > {dir}/m.img && mdadm --examine {dir}/m.img",
+        md[0].display(),
+        dir = tmp.path().display()
+    ))))
+    .to_string();
+    assert!(
+        examine.contains(&format!("Array UUID : {}", array.uuid)),
+        "{examine}"
+    );
+    assert!(examine.contains("Raid Level : raid1"), "{examine}");
+    assert_eq!(
+        md_report.volume_groups[0].physical_volumes,
+        vec!["/dev/md0"]
+    );
+    let rename: BTreeMap<&str, &str> = [
+        ("/dev/sda2", "/dev/guest-vg/root"),
+        ("/dev/sda3", "/dev/guest-vg/usr"),
+        ("/dev/sda4", "/dev/guest-vg/var"),
+        ("/dev/sda5", "/dev/guest-vg/home"),
+    ]
+    .into();
+    assert_eq!(md_report.operating_systems.len(), 1);
+    let os = &md_report.operating_systems[0];
+    assert_eq!(os, &renamed(&plain_report.operating_systems[0], &rename));
+    assert_eq!(os.mountpoints.len(), 5, "{:?}", os.mountpoints);
+    assert!(os.applications.len() > 50);
+
+    // One disk of the mirror left out: the same OS, the array degraded.
+    let (one, _, _) = inspect(&md[..1]);
+    assert_eq!(one.md_arrays[0].state, "degraded");
+    assert_eq!(one.operating_systems, md_report.operating_systems);
 }
