@@ -231,7 +231,7 @@ fn open(
             let size = per / sb.chunk * n64 / near * sb.chunk;
             (Kind::Near(near), size)
         }
-        4 | 5 | 6 => {
+        4..=6 => {
             let parity = if sb.level == 6 { 2 } else { 1 };
             if n64 <= parity {
                 return Err(MdError::Invalid(format!(
