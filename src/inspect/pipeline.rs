@@ -350,6 +350,14 @@ pub fn inspect_full(path: &Path, opts: &InspectOptions) -> Result<Inspection, In
             mountables.push(m);
         }
     }
+    // A named MD array is also `/dev/md/<name>` (mdadm's link), as fstab may say.
+    for a in &report.md_arrays {
+        if let Some(name) = a.name.as_deref().map(|n| n.rsplit(':').next().unwrap_or(n)) {
+            if let Some(m) = mountables.iter_mut().find(|m| m.device == a.device) {
+                m.aliases.push(format!("/dev/md/{name}"));
+            }
+        }
+    }
     open_btrfs(&mut mountables, btrfs_members, &mut report);
     if let Some(e) = failed() {
         return Err(e);

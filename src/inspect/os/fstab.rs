@@ -254,7 +254,10 @@ pub fn resolve<'a>(spec: &str, devices: &'a [Mountable]) -> Option<&'a Mountable
         return devices.iter().find(|d| eq(&d.part_label, &v));
     }
     let name = guest_device_name(spec)?;
-    devices.iter().find(|d| d.device == name)
+    devices
+        .iter()
+        .find(|d| d.device == name)
+        .or_else(|| devices.iter().find(|d| d.aliases.contains(&name)))
 }
 
 /// Maps a guest kernel device name to ours. Block devices of the first disk, whatever
@@ -394,6 +397,7 @@ mod tests {
             part_start: None,
             fs: fs.map(|f| Arc::new(f) as _),
             subvolume: None,
+            aliases: Vec::new(),
         }
     }
 
@@ -405,6 +409,18 @@ mod tests {
         assert_eq!(e.len(), 2);
         assert_eq!(e[1].mountpoint, "/mnt/my disk");
         assert_eq!(e[1].options, "defaults");
+    }
+
+    #[test]
+    fn md_arrays_resolve_by_number_and_name() {
+        let mut md = dev("/dev/md127", "mduuid", None, "", None);
+        md.aliases.push("/dev/md/data".into());
+        let devs = vec![dev("/dev/md0", "md0", None, "", None), md];
+        let r = |s: &str| resolve(s, &devs).map(|d| d.device.as_str());
+        assert_eq!(r("/dev/md0"), Some("/dev/md0"));
+        assert_eq!(r("/dev/md/0"), Some("/dev/md0"));
+        assert_eq!(r("/dev/md/data"), Some("/dev/md127"));
+        assert_eq!(r("/dev/md/other"), None);
     }
 
     #[test]
