@@ -367,6 +367,21 @@ fn debian_on_lvm_on_md_raid1_is_the_plain_partition_guest() {
         "{examine}"
     );
     assert!(examine.contains("Raid Level : raid1"), "{examine}");
+    // blkid names the member's type and UUID as the probe does.
+    let blkid = String::from_utf8_lossy(&run(Command::new("blkid")
+        .args(["-p", "-o", "export"])
+        .arg(tmp.path().join("m.img"))))
+    .to_string();
+    let member = md_report
+        .filesystems
+        .iter()
+        .find(|f| f.device == "/dev/sda2")
+        .unwrap();
+    assert!(blkid.contains("TYPE=linux_raid_member"), "{blkid}");
+    assert!(
+        blkid.contains(&format!("\nUUID={}\n", member.uuid.as_deref().unwrap())),
+        "{blkid} vs {member:?}"
+    );
     assert_eq!(
         md_report.volume_groups[0].physical_volumes,
         vec!["/dev/md0"]
