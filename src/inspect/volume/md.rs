@@ -115,14 +115,7 @@ fn assemble_one(group: &[&(BlockDevice, MdSuperblock)], device: String, out: &mu
             }
             out.devices.push(BlockDevice { name: device, src });
         }
-        Err(e) => {
-            let missing =
-                sb.raid_disks as usize > fresh.iter().filter(|m| m.1.role.is_some()).count();
-            if missing {
-                info.state = "degraded".into();
-            }
-            out.warnings.push(format!("{device}: array not read: {e}"))
-        }
+        Err(e) => out.warnings.push(format!("{device}: array not read: {e}")),
     }
     out.arrays.push(info);
 }
