@@ -421,6 +421,100 @@ impl ReadAt for MdSource {
 mod tests {
     use super::*;
 
+    use crate::inspect::source::MemSource;
+
+    fn sb(role: u32, events: u64, level: i32, n: u32) -> MdSuperblock {
+        MdSuperblock {
+            version: md_superblock::SbVersion::V12,
+            uuid_raw: [7; 16],
+            name: Some("h:data".into()),
+            preferred_minor: None,
+            level,
+            layout: 2,
+            chunk: 512,
+            raid_disks: n,
+            component_size: 4096,
+            data_offset: 0,
+            data_size: 4096,
+            events,
+            role: Some(role),
+            checksum_ok: true,
+            reshaping: false,
+        }
+    }
+
+    fn member(name: &str, data: Vec<u8>, s: MdSuperblock) -> (BlockDevice, MdSuperblock) {
+        let src: Arc<dyn ReadAt> = Arc::new(MemSource(data));
+        (
+            BlockDevice {
+                name: name.into(),
+                src,
+            },
+            s,
+        )
+    }
+
+    #[test]
+    fn stale_members_are_left_out() {
+        let a = assemble(&[
+            member("/dev/sda1", vec![1; 4096], sb(0, 10, 1, 2)),
+            member("/dev/sdb1", vec![2; 4096], sb(1, 5, 1, 2)),
+        ]);
+        assert_eq!(a.arrays[0].device, "/dev/md127");
+        assert_eq!(a.arrays[0].members, vec!["/dev/sda1"]);
+        assert_eq!(a.arrays[0].state, "degraded");
+        assert!(
+            a.warnings[0].contains("/dev/sdb1 is stale"),
+            "{:?}",
+            a.warnings
+        );
+        let mut buf = [0u8; 4];
+        a.devices[0].src.read_exact_at(4000, &mut buf).unwrap();
+        assert_eq!(buf, [1; 4]);
+    }
+
+    #[test]
+    fn raid5_missing_member_is_rebuilt_by_xor() {
+        // 3 members, left-symmetric, 512-byte chunks: lay out 16 data chunks of known
+        // bytes with their parity, then drop each member in turn.
+        let (n, chunk) = (3u64, 512usize);
+        let data: Vec<u8> = (0..16 * chunk).map(|i| (i * 7 % 253) as u8).collect();
+        let mut disks = vec![vec![0u8; 4096]; 3];
+        for c in 0..16u64 {
+            let (row, d) = (c / 2, c % 2);
+            let (dd, pd, _) = parity_row(2, false, n, row, d);
+            let at = row as usize * chunk;
+            let bytes = &data[c as usize * chunk..(c as usize + 1) * chunk];
+            disks[dd as usize][at..at + chunk].copy_from_slice(bytes);
+            for (p, b) in disks[pd as usize][at..at + chunk].iter_mut().zip(bytes) {
+                *p ^= b;
+            }
+        }
+        for dropped in 0..3 {
+            let members: Vec<_> = (0..3u32)
+                .filter(|i| *i != dropped)
+                .map(|i| {
+                    member(
+                        &format!("/dev/sd{i}"),
+                        disks[i as usize].clone(),
+                        sb(i, 1, 5, 3),
+                    )
+                })
+                .collect();
+            let a = assemble(&members);
+            assert_eq!(a.arrays[0].state, "degraded");
+            let src = &a.devices[0].src;
+            assert_eq!(src.size(), 8192);
+            let mut got = vec![0u8; 8192];
+            src.read_exact_at(0, &mut got).unwrap();
+            assert_eq!(got, data, "member {dropped} missing");
+        }
+        // Two missing: not readable, said so.
+        let a = assemble(&[member("/dev/sd0", disks[0].clone(), sb(0, 1, 5, 3))]);
+        assert_eq!(a.arrays[0].state, "unreadable");
+        assert!(a.devices.is_empty());
+    }
+
     #[test]
     fn raid5_left_symmetric_matches_md() {
         // 3 disks: row 0 P on 2, data 0,1; row 1 P on 1, data 2,0; row 2 P on 0.
