@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=fuzz/corpus
-mkdir -p "$out"/{qcow2,partition,probe,packages,image_formats,lvm_text,lvm_pv,xfs,btrfs,ntfs,hive,luks}
+mkdir -p "$out"/{qcow2,partition,probe,packages,image_formats,lvm_text,lvm_pv,xfs,btrfs,ntfs,hive,luks,md}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
@@ -81,6 +81,18 @@ if loop0=$(losetup -f --show "$work/pv0.img" 2>/dev/null) && loop1=$(losetup -f 
   head -c 1M "$work/pv0.img" > "$out/lvm_pv/pv0.img"
   head -c 1M "$work/pv0.img" > "$out/probe/lvm2.img"
 fi
+
+# md: members of the arrays integration/fixtures/md-layouts.gf builds (mdadm cannot
+# create an array here without the kernel's md driver), when that cached image exists:
+# partition 1 holds 0.90 (raid1), 2 1.0 (raid0), 3 1.2 (raid5), 4 1.1 (raid5).
+for d in "${GUESTKIT_FIXTURE_CACHE:-$HOME/.cache/guestkit-fixtures}"/guestfish/*/; do
+  if [ -e "$d/arrays" ] && [ -e "$d/oracle.tar" ] && [ -e "$d/disk0.img" ]; then
+    for p in 1 2 3 4; do
+      dd if="$d/disk0.img" of="$out/md/member$p.img" bs=512 skip=$((2048 + (p - 1) * 10240)) count=10240 status=none
+    done
+    break
+  fi
+done
 
 # xfs: the non-zero 4 KiB blocks (superblock, AG headers, inodes, directories, files,
 # log head) of small protofile-made filesystems, v5 and v4 without ftype, as the

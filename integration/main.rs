@@ -10,6 +10,7 @@ mod inspect_hostile;
 mod inspect_image;
 mod inspect_luks;
 mod inspect_lvm;
+mod inspect_md;
 mod inspect_ntfs;
 mod inspect_os;
 mod inspect_packages;

@@ -612,6 +612,8 @@ fn report() -> Report {
             part(5, 529 * MIB + 32 * GIB, 31 * GIB, "E6D6D379-F507-44C2-A23C-238F2A3DF928", "lvm"),
         ],
         encrypted: vec![],
+
+        md_arrays: vec![],
         volume_groups: vec![VolumeGroupInfo {
             name: "vg0".into(),
             uuid: "Xk3PqT-1bYc-Rz4D-e8Hn-Wm2V-q7La-9sFgJ0".into(),

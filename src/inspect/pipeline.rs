@@ -343,6 +343,7 @@ pub fn inspect_full(path: &Path, opts: &InspectOptions) -> Result<Inspection, In
         report.warnings.extend(opened.warnings);
         let assembled = volume::assemble(&opened.rest);
         report.volume_groups.extend(assembled.volume_groups);
+        report.md_arrays.extend(assembled.md_arrays);
         report.warnings.extend(assembled.warnings);
         for dev in opened.devices.into_iter().chain(assembled.devices) {
             let mut m = Mountable::new(&dev.name);
@@ -355,6 +356,14 @@ pub fn inspect_full(path: &Path, opts: &InspectOptions) -> Result<Inspection, In
                 return Err(e);
             }
             mountables.push(m);
+        }
+    }
+    // A named MD array is also `/dev/md/<name>` (mdadm's link), as fstab may say.
+    for a in &report.md_arrays {
+        if let Some(name) = a.name.as_deref().map(|n| n.rsplit(':').next().unwrap_or(n)) {
+            if let Some(m) = mountables.iter_mut().find(|m| m.device == a.device) {
+                m.aliases.push(format!("/dev/md/{name}"));
+            }
         }
     }
     open_btrfs(&mut mountables, btrfs_members, &mut report);
@@ -479,7 +488,10 @@ fn probe_device(
     match probe(src.as_ref()) {
         Ok(Some(found)) => {
             open_filesystem(m, &found, src, report);
-            if matches!(found.fs_type, "LVM2_member" | "crypto_LUKS") {
+            if matches!(
+                found.fs_type,
+                "LVM2_member" | "crypto_LUKS" | "linux_raid_member"
+            ) {
                 containers.push(BlockDevice {
                     name: m.device.clone(),
                     src: src.clone(),

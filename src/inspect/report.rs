@@ -15,6 +15,7 @@ pub struct Report {
     pub disks: Vec<DiskInfo>,
     pub partition_table: Option<String>,
     pub partitions: Vec<PartitionInfo>,
+    pub md_arrays: Vec<MdArrayInfo>,
     /// LUKS and BitLocker volumes, locked or unlocked.
     pub encrypted: Vec<EncryptedVolumeInfo>,
     pub volume_groups: Vec<VolumeGroupInfo>,
@@ -68,6 +69,21 @@ pub struct EncryptedVolumeInfo {
     pub unlocked: bool,
     /// `/dev/mapper/luks-<uuid>` once unlocked.
     pub mapped_device: Option<String>,
+}
+
+/// An MD RAID array.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct MdArrayInfo {
+    /// `/dev/md<N>`: the array's own number, else 127 downwards.
+    pub device: String,
+    /// The 1.x array name (`host:name`); `None` for 0.90.
+    pub name: Option<String>,
+    /// As mdadm prints it.
+    pub uuid: String,
+    pub level: String,
+    pub members: Vec<String>,
+    /// `clean`, `degraded` (read from the remaining members) or `unreadable`.
+    pub state: String,
 }
 
 /// An LVM2 volume group.

@@ -19,7 +19,7 @@ mod xfs;
 pub(crate) use crate::inspect::bytes::{label, read_array, read_opt, text, utf16_label};
 use crate::inspect::image::ImageError;
 use crate::inspect::source::ReadAt;
-use crate::inspect::volume::{luks, lvm2};
+use crate::inspect::volume::{luks, lvm2, md_superblock};
 
 /// What a probe found on one block device.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,7 +41,8 @@ type ProbeFn = fn(&dyn ReadAt) -> Result<Option<Probed>, ImageError>;
 /// Probes in a fixed order; the first match wins. Containers come first (their payload
 /// may hold anything), then formats with strong magic, then FAT (whose signature is
 /// weak), then iso9660 and swap.
-const PROBES: [ProbeFn; 10] = [
+const PROBES: [ProbeFn; 11] = [
+    probe_md,
     probe_luks,
     probe_bitlocker,
     probe_lvm2,
@@ -66,6 +67,17 @@ pub fn probe(src: &dyn ReadAt) -> Result<Option<Probed>, ImageError> {
         }
     }
     Ok(None)
+}
+
+/// md members first: a raid1 member with its superblock at the end also shows the
+/// array's filesystem at offset 0, which must not be read as the member's own.
+fn probe_md(src: &dyn ReadAt) -> Result<Option<Probed>, ImageError> {
+    Ok(md_superblock::detect(src)?.map(|sb| Probed {
+        fs_type: "linux_raid_member",
+        uuid: Some(sb.uuid_blkid()),
+        label: sb.name.clone(),
+        size: None,
+    }))
 }
 
 fn probe_luks(src: &dyn ReadAt) -> Result<Option<Probed>, ImageError> {

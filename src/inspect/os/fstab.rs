@@ -254,7 +254,10 @@ pub fn resolve<'a>(spec: &str, devices: &'a [Mountable]) -> Option<&'a Mountable
         return devices.iter().find(|d| eq(&d.part_label, &v));
     }
     let name = guest_device_name(spec)?;
-    devices.iter().find(|d| d.device == name)
+    devices
+        .iter()
+        .find(|d| d.device == name)
+        .or_else(|| devices.iter().find(|d| d.aliases.contains(&name)))
 }
 
 /// Maps a guest kernel device name to ours. Block devices of the first disk, whatever
@@ -265,6 +268,12 @@ fn guest_device_name(spec: &str) -> Option<String> {
     let name = spec.strip_prefix("/dev/")?;
     if let Some(mapper) = name.strip_prefix("mapper/") {
         return lvm_from_mapper(mapper).or_else(|| Some(spec.to_string()));
+    }
+    // mdadm's `/dev/md/N` is a link to `/dev/mdN`.
+    if let Some(n) = name.strip_prefix("md/") {
+        if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) {
+            return Some(format!("/dev/md{n}"));
+        }
     }
     for bus in ["xvd", "sd", "hd", "vd"] {
         if let Some(rest) = name.strip_prefix(bus) {
@@ -388,6 +397,7 @@ mod tests {
             part_start: None,
             fs: fs.map(|f| Arc::new(f) as _),
             subvolume: None,
+            aliases: Vec::new(),
         }
     }
 
@@ -399,6 +409,18 @@ mod tests {
         assert_eq!(e.len(), 2);
         assert_eq!(e[1].mountpoint, "/mnt/my disk");
         assert_eq!(e[1].options, "defaults");
+    }
+
+    #[test]
+    fn md_arrays_resolve_by_number_and_name() {
+        let mut md = dev("/dev/md127", "mduuid", None, "", None);
+        md.aliases.push("/dev/md/data".into());
+        let devs = vec![dev("/dev/md0", "md0", None, "", None), md];
+        let r = |s: &str| resolve(s, &devs).map(|d| d.device.as_str());
+        assert_eq!(r("/dev/md0"), Some("/dev/md0"));
+        assert_eq!(r("/dev/md/0"), Some("/dev/md0"));
+        assert_eq!(r("/dev/md/data"), Some("/dev/md127"));
+        assert_eq!(r("/dev/md/other"), None);
     }
 
     #[test]

@@ -28,6 +28,8 @@ pub struct Mountable {
     /// For btrfs: which subvolume `fs` shows (the default one for the block device
     /// itself), so fstab's `subvol=`/`subvolid=` options can be matched.
     pub subvolume: Option<SubvolumeRef>,
+    /// Other names the guest has for the device (an MD array's `/dev/md/<name>`).
+    pub aliases: Vec<String>,
 }
 
 /// A btrfs subvolume as a mountable: libguestfs names it `btrfsvol:<device>/<path>`.
@@ -53,6 +55,7 @@ impl Mountable {
             part_start: None,
             fs: None,
             subvolume: None,
+            aliases: Vec::new(),
         }
     }
 }

@@ -19,6 +19,8 @@ pub mod lvm2_mda;
 pub mod lvm2_text;
 pub mod lvm2_thin;
 pub mod lvm2_vg;
+pub mod md;
+pub mod md_superblock;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -42,6 +44,7 @@ pub struct Assembled {
     /// The new devices (readable LVs), in report order.
     pub devices: Vec<BlockDevice>,
     pub volume_groups: Vec<VolumeGroupInfo>,
+    pub md_arrays: Vec<crate::inspect::report::MdArrayInfo>,
     pub warnings: Vec<String>,
 }
 
@@ -59,8 +62,13 @@ struct FoundPv {
 /// warning (and an LV with `readable: false`).
 pub fn assemble(members: &[BlockDevice]) -> Assembled {
     let mut out = Assembled::default();
+    let (md_members, members) = md::split(members);
+    let md = md::assemble(&md_members);
+    out.devices.extend(md.devices);
+    out.md_arrays.extend(md.arrays);
+    out.warnings.extend(md.warnings);
     let mut found = Vec::new();
-    for m in members {
+    for m in &members {
         match read_pv(m) {
             Ok(Some(pv)) => found.push(pv),
             Ok(None) => out.warnings.push(format!(
