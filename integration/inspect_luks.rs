@@ -26,6 +26,7 @@ use guestkit_worker::inspect::volume::luks_open::{unlock, LuksKeys};
 use guestkit_worker::inspect::volume::BlockDevice;
 use zeroize::Zeroizing;
 
+use crate::common::guests::debian_tarball;
 use crate::common::{guestfish_disks, run, sh, sha256sum, tempdir, Rng};
 
 const LAYOUTS: &str = include_str!("fixtures/luks-layouts.gf");
@@ -223,12 +224,7 @@ fn payloads_decrypt_to_what_dm_crypt_wrote() {
 
 #[test]
 fn debian_lvm_on_luks_is_the_plain_guest_with_the_key() {
-    let tar = crate::common::fixture_cache().join("debian-bookworm.tar");
-    run(
-        Command::new(crate::common::fixtures().join("debian-tree.sh"))
-            .arg("bookworm")
-            .arg(&tar),
-    );
+    let tar = debian_tarball();
     let luks = guestfish_disks(DEBIAN_LUKS, &[512], &[&tar]);
     let plain = guestfish_disks(DEBIAN_PLAIN, &[448], &[&tar]);
     let plain_report = inspect(&plain[0], LuksKeys::default());

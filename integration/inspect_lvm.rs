@@ -23,13 +23,14 @@ use std::time::Instant;
 use guestkit_worker::inspect::fs::probe::probe;
 use guestkit_worker::inspect::image::RawImage;
 use guestkit_worker::inspect::partition;
-use guestkit_worker::inspect::pipeline::{self, DiskSpec, InspectOptions};
-use guestkit_worker::inspect::report::{OperatingSystem, Report};
+use guestkit_worker::inspect::pipeline;
+use guestkit_worker::inspect::report::Report;
 use guestkit_worker::inspect::source::{ReadAt, Slice};
 use guestkit_worker::inspect::volume::{self, lvm2, Assembled, BlockDevice};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use crate::common::guests::{debian_tarball, inspect_disks as inspect, renamed};
 use crate::common::{guestfish_disks, run, sha256sum, tempdir};
 
 const LAYOUTS: &str = include_str!("fixtures/lvm-layouts.gf");
@@ -289,44 +290,9 @@ fn layouts_with_a_missing_disk_read_the_lvs_that_do_not_need_it() {
         .any(|l| !l.readable && l.segment_type != "snapshot"));
 }
 
-/// Replaces every device name of `os` with `rename`'s.
-fn renamed(os: &OperatingSystem, rename: &BTreeMap<&str, &str>) -> OperatingSystem {
-    let r = |d: &String| rename.get(d.as_str()).map_or(d.clone(), |n| n.to_string());
-    let mut os = os.clone();
-    os.root = r(&os.root);
-    os.mountpoints = os
-        .mountpoints
-        .iter()
-        .map(|(k, v)| (k.clone(), r(v)))
-        .collect();
-    os
-}
-
-fn inspect(disks: &[PathBuf]) -> (Report, u64, std::time::Duration) {
-    let opts = InspectOptions {
-        image_roots: vec![disks[0].parent().unwrap().to_path_buf()],
-        extra_disks: disks[1..]
-            .iter()
-            .map(|p| DiskSpec {
-                path: p.clone(),
-                format: Some("raw".into()),
-            })
-            .collect(),
-        ..InspectOptions::default()
-    };
-    let t = Instant::now();
-    let (report, stats) = pipeline::inspect_with_stats(&disks[0], &opts).unwrap();
-    (report, stats.bytes_read, t.elapsed())
-}
-
 #[test]
 fn debian_on_lvm_across_two_disks_is_the_plain_partition_guest() {
-    let tar = crate::common::fixture_cache().join("debian-bookworm.tar");
-    run(
-        Command::new(crate::common::fixtures().join("debian-tree.sh"))
-            .arg("bookworm")
-            .arg(&tar),
-    );
+    let tar = debian_tarball();
     let lvm = guestfish_disks(DEBIAN_LVM, &[320, 192], &[&tar]);
     let plain = guestfish_disks(DEBIAN_PLAIN, &[448], &[&tar]);
     let (lvm_report, lvm_bytes, lvm_time) = inspect(&lvm);

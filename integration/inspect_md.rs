@@ -17,16 +17,15 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
-use std::time::Instant;
 
 use guestkit_worker::inspect::image::RawImage;
 use guestkit_worker::inspect::partition;
 use guestkit_worker::inspect::pipeline::{self, DiskSpec, InspectOptions};
-use guestkit_worker::inspect::report::{OperatingSystem, Report};
 use guestkit_worker::inspect::source::{MemSource, ReadAt, Slice};
 use guestkit_worker::inspect::volume::{self, md_superblock, BlockDevice};
 use sha2::{Digest, Sha256};
 
+use crate::common::guests::{debian_tarball, inspect_disks as inspect, renamed};
 use crate::common::{guestfish_disks, run, tempdir, Rng};
 
 const LAYOUTS: &str = include_str!("fixtures/md-layouts.gf");
@@ -330,44 +329,9 @@ fn mutated_superblocks_give_warnings_never_a_panic() {
 const DEBIAN_MD: &str = include_str!("fixtures/debian-md.gf");
 const DEBIAN_PLAIN: &str = include_str!("fixtures/debian-plain.gf");
 
-fn inspect(disks: &[PathBuf]) -> (Report, u64, std::time::Duration) {
-    let opts = InspectOptions {
-        image_roots: vec![disks[0].parent().unwrap().to_path_buf()],
-        extra_disks: disks[1..]
-            .iter()
-            .map(|p| DiskSpec {
-                path: p.clone(),
-                format: Some("raw".into()),
-            })
-            .collect(),
-        ..InspectOptions::default()
-    };
-    let t = Instant::now();
-    let (report, stats) = pipeline::inspect_with_stats(&disks[0], &opts).unwrap();
-    (report, stats.bytes_read, t.elapsed())
-}
-
-/// Replaces every device name of `os` with `rename`'s.
-fn renamed(os: &OperatingSystem, rename: &BTreeMap<&str, &str>) -> OperatingSystem {
-    let r = |d: &String| rename.get(d.as_str()).map_or(d.clone(), |n| n.to_string());
-    let mut os = os.clone();
-    os.root = r(&os.root);
-    os.mountpoints = os
-        .mountpoints
-        .iter()
-        .map(|(k, v)| (k.clone(), r(v)))
-        .collect();
-    os
-}
-
 #[test]
 fn debian_on_lvm_on_md_raid1_is_the_plain_partition_guest() {
-    let tar = crate::common::fixture_cache().join("debian-bookworm.tar");
-    run(
-        Command::new(crate::common::fixtures().join("debian-tree.sh"))
-            .arg("bookworm")
-            .arg(&tar),
-    );
+    let tar = debian_tarball();
     let md = guestfish_disks(DEBIAN_MD, &[480, 448], &[&tar]);
     let plain = guestfish_disks(DEBIAN_PLAIN, &[448], &[&tar]);
     let (md_report, md_bytes, md_time) = inspect(&md);

@@ -117,5 +117,6 @@ impl Rng {
 }
 
 pub mod broker;
+pub mod guests;
 pub mod regf;
 pub mod windows_disk;
