@@ -28,6 +28,15 @@ async fn wait_metric(worker: &WorkerProcess, line: &str, want: &str) {
     panic!("metric `{line} {want}` not seen; last scrape:\n{last}");
 }
 
+/// Waits until the worker counted `n` replies of `outcome` for `pool`.
+async fn wait_replies(worker: &WorkerProcess, pool: &Pool, outcome: &str, n: u64) {
+    let line = format!(
+        "guestkit_replies_total{{outcome=\"{outcome}\",pool=\"{}\"}}",
+        pool.pool()
+    );
+    wait_metric(worker, &line, &n.to_string()).await;
+}
+
 /// The bug this rule closes: a job on one pool whose `reply_to` names another pool's job
 /// queue made the worker inject its result there. Now the result goes to
 /// `guestkit.results` only, the other queue stays empty, and the refusal is counted.
@@ -44,15 +53,7 @@ async fn reply_to_cannot_target_another_pools_job_queue() {
     pool.publish_raw(&body, props).await;
     let results = pool.results(1, Duration::from_secs(30)).await;
     assert_eq!(results[0].body["status"], "completed");
-    wait_metric(
-        &worker,
-        &format!(
-            "guestkit_replies_total{{outcome=\"guestkit_queue\",pool=\"{}\"}}",
-            pool.pool()
-        ),
-        "1",
-    )
-    .await;
+    wait_replies(&worker, &pool, "guestkit_queue", 1).await;
     assert_eq!(
         queue_counts(&victim.names.jobs),
         (0, 0),
@@ -79,15 +80,7 @@ async fn reply_to_cannot_target_another_pools_job_queue() {
     )
     .await;
     pool.results(1, Duration::from_secs(30)).await;
-    wait_metric(
-        &worker,
-        &format!(
-            "guestkit_replies_total{{outcome=\"not_private\",pool=\"{}\"}}",
-            pool.pool()
-        ),
-        "1",
-    )
-    .await;
+    wait_replies(&worker, &pool, "not_private", 1).await;
     assert_eq!(
         queue_counts(&named).0,
         0,
@@ -111,15 +104,7 @@ async fn reply_to_a_vanished_queue_is_returned_and_the_job_still_acked() {
     pool.publish_raw(&body, props).await;
     let results = pool.results(1, Duration::from_secs(30)).await;
     assert_eq!(results[0].body["status"], "completed");
-    wait_metric(
-        &worker,
-        &format!(
-            "guestkit_replies_total{{outcome=\"returned\",pool=\"{}\"}}",
-            pool.pool()
-        ),
-        "1",
-    )
-    .await;
+    wait_replies(&worker, &pool, "returned", 1).await;
     pool.wait_drained(Duration::from_secs(30)).await;
     pool.cleanup().await;
 }
@@ -167,15 +152,7 @@ async fn direct_reply_to_gets_the_reply() {
     let got = crate::common::broker::Received::from(d);
     assert_eq!(got.body["job_id"], "job-rtdirect-1");
     assert_eq!(got.body["output"]["d"], 2);
-    wait_metric(
-        &worker,
-        &format!(
-            "guestkit_replies_total{{outcome=\"delivered\",pool=\"{}\"}}",
-            pool.pool()
-        ),
-        "1",
-    )
-    .await;
+    wait_replies(&worker, &pool, "delivered", 1).await;
     pool.cleanup().await;
 }
 
