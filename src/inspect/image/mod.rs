@@ -233,6 +233,38 @@ impl Chain {
         Ok(canonical)
     }
 
+    /// Opens the parent a differencing image names in several places (VHD and VHDX
+    /// parent locators): the first name that exists wins. A name of a file that is
+    /// not there (another machine's path) is skipped; any other error stops the search.
+    pub(crate) fn open_first_parent(
+        &mut self,
+        overlay: &Path,
+        format: &'static str,
+        names: &[Vec<u8>],
+        depth: usize,
+        expected: Identity,
+    ) -> Result<Arc<dyn ReadAt>, ImageError> {
+        let mut last = None;
+        for name in names {
+            match self.open_backing(overlay, format, name, Some(format), depth, expected) {
+                Ok((parent, _)) => return Ok(parent),
+                Err(ImageError::Io { path, source })
+                    if source.kind() == std::io::ErrorKind::NotFound =>
+                {
+                    last = Some(ImageError::Io { path, source });
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| ImageError::Unsupported {
+            format,
+            message: format!(
+                "differencing disk {} names no usable parent",
+                overlay.display()
+            ),
+        }))
+    }
+
     /// Resolves, confines and opens the backing (parent) file `name` of the image at
     /// `overlay`, and checks it is the parent the overlay expects when `expected` says.
     pub(crate) fn open_backing(

@@ -448,39 +448,10 @@ pub(crate) fn open(
             .as_ref()
             .map(|d| d.header.parent_unique_id)
             .unwrap_or_default();
-        let mut last = None;
-        for name in vhd.parent_candidates()? {
-            match chain.open_backing(
-                path,
-                "vpc",
-                &name,
-                Some("vpc"),
-                depth + 1,
-                Identity::Vhd(expected),
-            ) {
-                Ok((parent, _)) => {
-                    vhd.attach_parent(parent);
-                    last = None;
-                    break;
-                }
-                // A locator naming a missing file (another machine's path): try the next.
-                Err(ImageError::Io { path, source })
-                    if source.kind() == std::io::ErrorKind::NotFound =>
-                {
-                    last = Some(ImageError::Io { path, source });
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        if matches!(vhd.parent, Parent::NotAttached) {
-            return Err(last.unwrap_or_else(|| ImageError::Unsupported {
-                format: "vpc",
-                message: format!(
-                    "differencing disk {} names no usable parent",
-                    path.display()
-                ),
-            }));
-        }
+        let names = vhd.parent_candidates()?;
+        let parent =
+            chain.open_first_parent(path, "vpc", &names, depth + 1, Identity::Vhd(expected))?;
+        vhd.attach_parent(parent);
     }
     Ok((Arc::new(vhd), identity))
 }

@@ -302,44 +302,22 @@ pub(crate) fn open(
             .parent_value("parent_linkage")
             .and_then(parse_guid)
             .ok_or_else(|| corrupt(0, "parent locator has no valid parent_linkage"))?;
-        let mut last = None;
-        let candidates: Vec<String> = ["relative_path", "volume_path", "absolute_win32_path"]
+        let candidates: Vec<Vec<u8>> = ["relative_path", "volume_path", "absolute_win32_path"]
             .iter()
             .filter_map(|k| vhdx.meta.parent_value(k))
             .map(|v| v.replace('\\', "/"))
             .map(|v| v.strip_prefix("./").unwrap_or(&v).to_string())
             .filter(|v| !v.is_empty() && v.as_bytes().get(1) != Some(&b':') && !v.starts_with("//"))
+            .map(String::into_bytes)
             .collect();
-        for name in candidates {
-            match chain.open_backing(
-                path,
-                "vhdx",
-                name.as_bytes(),
-                Some("vhdx"),
-                depth + 1,
-                Identity::Vhdx(linkage),
-            ) {
-                Ok((parent, _)) => {
-                    vhdx.attach_parent(parent);
-                    break;
-                }
-                Err(ImageError::Io { path, source })
-                    if source.kind() == std::io::ErrorKind::NotFound =>
-                {
-                    last = Some(ImageError::Io { path, source });
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        if matches!(vhdx.parent, Parent::NotAttached) {
-            return Err(last.unwrap_or_else(|| ImageError::Unsupported {
-                format: "vhdx",
-                message: format!(
-                    "differencing disk {} names no usable parent path",
-                    path.display()
-                ),
-            }));
-        }
+        let parent = chain.open_first_parent(
+            path,
+            "vhdx",
+            &candidates,
+            depth + 1,
+            Identity::Vhdx(linkage),
+        )?;
+        vhdx.attach_parent(parent);
     }
     Ok((Arc::new(vhdx), identity))
 }
