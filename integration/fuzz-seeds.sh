@@ -161,6 +161,15 @@ head -c 200000 /var/lib/dpkg/status > "$out/packages/dpkg-status"
 mkdir -p "$work/rpmroot"
 rpm --root "$work/rpmroot" --dbpath /var/lib/rpm --initdb 2>/dev/null || true
 [ -f "$work/rpmroot/var/lib/rpm/rpmdb.sqlite" ] && cp "$work/rpmroot/var/lib/rpm/rpmdb.sqlite" "$out/packages/" || true
+# rpm ndb Packages.db with one package, when rpm with ndb (fixtures/rpm-ndb.sh) is cached.
+ndb_rpm=$(ls "${GUESTKIT_FIXTURE_CACHE:-$HOME/.cache/guestkit-fixtures}"/rpm-ndb/*/bin/rpm 2>/dev/null | head -n1 || true)
+if [ -n "$ndb_rpm" ]; then
+  printf 'Name: seed\nVersion: 1\nRelease: 1\nSummary: Seed\nLicense: MIT\nBuildArch: noarch\n%%description\nSeed.\n%%files\n' > "$work/seed.spec"
+  rpmbuild --quiet --define "_topdir $work/rpmbuild" -bb "$work/seed.spec" >/dev/null 2>&1 || true
+  "$ndb_rpm" --define '_db_backend ndb' --dbpath "$work/ndb" --initdb 2>/dev/null || true
+  "$ndb_rpm" --define '_db_backend ndb' --dbpath "$work/ndb" -i --justdb --nodeps --noscripts "$work"/rpmbuild/RPMS/noarch/*.rpm 2>/dev/null || true
+  [ -f "$work/ndb/Packages.db" ] && cp "$work/ndb/Packages.db" "$out/packages/" || true
+fi
 printf 'C:Q1abc=\nP:musl\nV:1.2.4-r2\nA:x86_64\nT:the musl c library\n\n' > "$out/packages/apk-installed"
 printf '%%NAME%%\nbash\n\n%%VERSION%%\n5.2.015-1\n\n%%DESC%%\nThe GNU Bourne Again shell\n\n%%ARCH%%\nx86_64\n' > "$out/packages/pacman-desc"
 # ntfs: the smallest volume mkntfs makes, with a directory, files and a compressed file.

@@ -9,6 +9,9 @@
 //!   left un-checkpointed by holding a reader open while rpm installs more packages.
 //! - rpm < 4.16: the same real headers loaded into Berkeley DB hash files by the real
 //!   `db5.3_load` (Debian package `db5.3-util`), against the same `rpm -qa` output.
+//! - rpm ndb (SUSE's `Packages.db`): Debian's rpm has no ndb backend, so rpm is built
+//!   from Debian's source with `--enable-ndb` (`fixtures/rpm-ndb.sh`); the same packages
+//!   installed, some erased and one installed again, against that rpm's `rpm -qa`.
 //! - apk and pacman: no tool on this machine writes those databases, so the fixtures are
 //!   hand-written from the formats' documentation and the expected values are written
 //!   next to them.
@@ -20,11 +23,11 @@ use std::time::Instant;
 
 use guestkit_worker::inspect::os::packages::{
     parse_apk_installed, parse_dpkg_status, parse_pacman_desc, parse_rpm_header, parse_rpmdb_bdb,
-    parse_rpmdb_ndb, parse_rpmdb_sqlite, parse_rpmdb_sqlite_with_wal, PackageError,
+    parse_rpmdb_ndb, parse_rpmdb_sqlite, parse_rpmdb_sqlite_with_wal,
 };
 use guestkit_worker::inspect::report::Application;
 
-use crate::common::{run, sh, tempdir};
+use crate::common::{fixture_cache, fixtures, run, sh, tempdir};
 
 // ---------------------------------------------------------------------------- dpkg
 
@@ -207,8 +210,13 @@ fn dpkg_status_with_other_states_matches_dpkg_query() {
 /// SOURCERPM without the `-VERSION-RELEASE.src.rpm` rpm itself reports for the package
 /// (rpmbuild gives every subpackage its source's version and release).
 fn rpm_qa(args: &[&str]) -> Vec<Application> {
+    rpm_qa_with(Path::new("rpm"), args)
+}
+
+/// [`rpm_qa`] run by the `rpm` binary at `rpm`.
+fn rpm_qa_with(rpm: &Path, args: &[&str]) -> Vec<Application> {
     // Records end with RS (0x1e): descriptions span lines.
-    let out = run(Command::new("rpm").args(args).args([
+    let out = run(Command::new(rpm).args(args).args([
         "-qa",
         "--qf",
         "%{NAME}\t%{EPOCH}\t%{VERSION}\t%{RELEASE}\t%{ARCH}\t%{SUMMARY}\t%{URL}\t%{SOURCERPM}\t%{DESCRIPTION}\x1e",
@@ -787,11 +795,218 @@ fn pacman_desc_hand_written_fixtures() {
 
 // -------------------------------------------------------------------------------- ndb
 
+/// rpm built with its ndb backend from Debian's source (`fixtures/rpm-ndb.sh`, cached:
+/// the first run compiles rpm, a few minutes).
+pub(crate) fn rpm_ndb() -> PathBuf {
+    let out = run(Command::new(fixtures().join("rpm-ndb.sh")).arg(fixture_cache()));
+    PathBuf::from(String::from_utf8(out).unwrap().trim())
+}
+
+/// `rpm` with the ndb backend on the database in `dbpath`.
+pub(crate) fn rpm_ndb_cmd(rpm: &Path, dbpath: &Path) -> Command {
+    let mut cmd = Command::new(rpm);
+    cmd.args(["--define", "_db_backend ndb", "--dbpath"])
+        .arg(dbpath);
+    cmd
+}
+
 #[test]
-fn ndb_is_refused_as_unsupported() {
-    // Debian's rpm has no ndb backend, so no real file can be made to test a reader.
-    assert!(matches!(
-        parse_rpmdb_ndb(b"RpmP"),
-        Err(PackageError::Unsupported(_))
-    ));
+fn rpmdb_ndb_matches_rpm_qa() {
+    let rpm = rpm_ndb();
+    let dir = tempdir();
+    let top = dir.path().join("rpmbuild");
+    let (main, late) = build_rpms(&top);
+    let dbpath = dir.path().join("Packages-ndb");
+    run(rpm_ndb_cmd(&rpm, &dbpath).arg("--initdb"));
+    let install = |rpms: &[PathBuf]| {
+        run(rpm_ndb_cmd(&rpm, &dbpath)
+            .args(["-i", "--justdb", "--nodeps", "--noscripts", "--ignorearch"])
+            .args(rpms));
+    };
+    install(&main);
+    let qa = || {
+        rpm_qa_with(
+            &rpm,
+            &[
+                "--define",
+                "_db_backend ndb",
+                "--dbpath",
+                dbpath.to_str().unwrap(),
+            ],
+        )
+    };
+    let check = |what: &str, want: usize| {
+        let bytes = std::fs::read(dbpath.join("Packages.db")).unwrap();
+        let start = Instant::now();
+        let ours = parse_rpmdb_ndb(&bytes).unwrap();
+        eprintln!(
+            "Packages.db ({what}): {} packages from {} bytes in {:.2} ms",
+            ours.applications.len(),
+            bytes.len(),
+            start.elapsed().as_secs_f64() * 1e3
+        );
+        assert!(ours.warnings.is_empty(), "{what}: {:?}", ours.warnings);
+        let oracle = qa();
+        assert_eq!(oracle.len(), want, "{what}");
+        assert_eq!(ours.applications, oracle, "{what}");
+        bytes
+    };
+    check("installed", 33);
+    // Erased packages leave free slots and holes that later installs reuse.
+    run(rpm_ndb_cmd(&rpm, &dbpath).args([
+        "-e",
+        "--justdb",
+        "--nodeps",
+        "--noscripts",
+        "many-05",
+        "many-17",
+        "beta",
+    ]));
+    check("after erase", 30);
+    install(&late);
+    let bytes = check("after a later install", 31);
+    // Robustness on the real file: truncations and byte mutations give Ok or a typed
+    // error, never a panic.
+    mutate(&bytes, |b| {
+        let _ = parse_rpmdb_ndb(b);
+    });
+}
+
+const SLES_15_SP6: &str = r#"NAME="SLES"
+VERSION="15-SP6"
+VERSION_ID="15.6"
+PRETTY_NAME="SUSE Linux Enterprise Server 15 SP6"
+ID="sles"
+ID_LIKE="suse"
+ANSI_COLOR="0;32"
+CPE_NAME="cpe:/o:suse:sles:15:sp6"
+DOCUMENTATION_URL="https://documentation.suse.com/"
+"#;
+
+const LEAP_15_6: &str = r#"NAME="openSUSE Leap"
+VERSION="15.6"
+ID="opensuse-leap"
+ID_LIKE="suse opensuse"
+VERSION_ID="15.6"
+PRETTY_NAME="openSUSE Leap 15.6"
+ANSI_COLOR="0;32"
+CPE_NAME="cpe:/o:opensuse:leap:15.6"
+BUG_REPORT_URL="https://bugs.opensuse.org"
+HOME_URL="https://www.opensuse.org/"
+DOCUMENTATION_URL="https://en.opensuse.org/Portal:Leap"
+LOGO="distributor-logo-Leap"
+"#;
+
+const TUMBLEWEED: &str = r#"NAME="openSUSE Tumbleweed"
+# VERSION="20241120"
+ID="opensuse-tumbleweed"
+ID_LIKE="opensuse suse"
+VERSION_ID="20241120"
+PRETTY_NAME="openSUSE Tumbleweed"
+ANSI_COLOR="0;32"
+CPE_NAME="cpe:/o:opensuse:tumbleweed:20241120"
+BUG_REPORT_URL="https://bugzilla.opensuse.org"
+SUPPORT_URL="https://bugs.opensuse.org"
+HOME_URL="https://www.opensuse.org"
+DOCUMENTATION_URL="https://en.opensuse.org/Portal:Tumbleweed"
+LOGO="distributor-logo-Tumbleweed"
+"#;
+
+/// Whole SUSE guests (SLES 15 SP6, Leap 15.6, Tumbleweed: their published os-release)
+/// whose rpm database is ndb, as they ship it: `/usr/lib/sysimage/rpm/Packages.db` and
+/// `Index.db`, `/var/lib/rpm` a link to it. Applications against `rpm -qa`; distro,
+/// version and osinfo from the os-release written here (libosinfo's id where its
+/// database has the release).
+#[test]
+fn suse_guests_with_an_ndb_rpm_database() {
+    use crate::inspect_usr::{check_osinfo, inspect, link, make_disk, os_release, write};
+    let rpm = rpm_ndb();
+    let dir = tempdir();
+    let (main, _) = build_rpms(&dir.path().join("rpmbuild"));
+    let dbpath = dir.path().join("db");
+    run(rpm_ndb_cmd(&rpm, &dbpath).arg("--initdb"));
+    run(rpm_ndb_cmd(&rpm, &dbpath)
+        .args(["-i", "--justdb", "--nodeps", "--noscripts", "--ignorearch"])
+        .args(&main));
+    let oracle = rpm_qa_with(
+        &rpm,
+        &[
+            "--define",
+            "_db_backend ndb",
+            "--dbpath",
+            dbpath.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(oracle.len(), 33);
+    for (i, release) in [SLES_15_SP6, LEAP_15_6, TUMBLEWEED].into_iter().enumerate() {
+        let r = dir.path().join(format!("root{i}"));
+        write(&r, "/usr/lib/os-release", release);
+        link(&r, "/etc/os-release", "../usr/lib/os-release");
+        let uuid = format!("5e5e5e5e-0000-4000-8000-00000000000{i}");
+        write(
+            &r,
+            "/etc/fstab",
+            &format!("UUID={uuid} / ext4 defaults 0 1\n"),
+        );
+        write(&r, "/etc/hostname", &format!("suse-{i}\n"));
+        std::fs::create_dir_all(r.join("usr/bin")).unwrap();
+        std::fs::copy("/bin/sh", r.join("usr/bin/sh")).unwrap();
+        link(&r, "/bin", "usr/bin");
+        let sysimage = r.join("usr/lib/sysimage/rpm");
+        std::fs::create_dir_all(&sysimage).unwrap();
+        for f in ["Packages.db", "Index.db"] {
+            std::fs::copy(dbpath.join(f), sysimage.join(f)).unwrap();
+        }
+        link(&r, "/var/lib/rpm", "../../usr/lib/sysimage/rpm");
+        let disk = dir.path().join(format!("suse{i}.raw"));
+        make_disk(&disk, &[format!("L:ext4:48:{}:{uuid}:", r.display())]);
+        let report = inspect(&disk);
+        assert_eq!(report.operating_systems.len(), 1);
+        let os = &report.operating_systems[0];
+        let rel = os_release(release);
+        let id = rel["ID"].as_str();
+        // libguestfs's names: `sles`, and `opensuse` for every openSUSE flavour.
+        let distro = if id.starts_with("opensuse") {
+            "opensuse"
+        } else {
+            id
+        };
+        assert_eq!(os.distro.as_deref(), Some(distro), "{id}");
+        assert_eq!(
+            os.product_name.as_deref(),
+            Some(rel["PRETTY_NAME"].as_str())
+        );
+        let rolling = rel["NAME"].contains("Tumbleweed");
+        let version: Vec<u32> = rel["VERSION_ID"]
+            .split('.')
+            .map(|v| v.parse().unwrap())
+            .collect();
+        let (major, minor) = if rolling {
+            (0, 0)
+        } else {
+            (version[0], version[1])
+        };
+        assert_eq!(
+            (os.major_version, os.minor_version),
+            (Some(major), Some(minor)),
+            "{id}"
+        );
+        assert_eq!(os.package_format.as_deref(), Some("rpm"));
+        assert_eq!(os.package_management.as_deref(), Some("zypper"));
+        // libosinfo's names: `sle` for SLES 15, `opensuse` for Leap and Tumbleweed; its
+        // Tumbleweed entry has the version `tumbleweed`.
+        let db_distro = if id == "sles" { "sle" } else { "opensuse" };
+        let db_version = if rolling {
+            "tumbleweed"
+        } else {
+            rel["VERSION_ID"].as_str()
+        };
+        check_osinfo(os.osinfo.as_deref(), db_distro, db_version);
+        assert_eq!(os.applications, oracle, "{id}");
+        assert!(
+            !report.warnings.iter().any(|w| w.contains("rpm")),
+            "{:?}",
+            report.warnings
+        );
+    }
 }

@@ -4,6 +4,7 @@
 mod broker_security;
 mod common;
 mod inspect_btrfs;
+mod inspect_cli;
 mod inspect_formats;
 mod inspect_fs;
 mod inspect_hostile;
@@ -16,6 +17,7 @@ mod inspect_os;
 mod inspect_packages;
 mod inspect_partition;
 mod inspect_robustness;
+mod inspect_usr;
 mod inspect_windows;
 mod inspect_xfs;
 mod profile;

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use guestkit_job_spec::{OutputFormat, OutputTemplate};
 
 /// Default broker URL of the contract.
 pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
@@ -205,20 +206,23 @@ pub struct SubmitArgs {
 
 /// Arguments of `inspect`.
 #[derive(Debug, Args)]
+#[command(after_help = INSPECT_AFTER_HELP)]
 pub struct InspectArgs {
     /// The disk image.
     pub image: PathBuf,
-    /// Assert the image format (`raw`, `qcow2`); a mismatch is an error.
-    #[arg(long)]
+    /// Assert the image format; a mismatch fails with exit code 3. `vhd` is an alias of
+    /// `vpc` (qemu-img's name for VHD).
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(crate::inspect::image::ImageFormat::NAMES))]
     pub format: Option<String>,
     /// A further disk of the same guest (`/dev/sdb`, `/dev/sdc`, ... in order); repeatable.
     #[arg(long = "disk", value_name = "IMAGE")]
     pub disks: Vec<PathBuf>,
-    /// Output format of the report.
-    #[arg(long, default_value = "json")]
+    /// Output format: `json` prints the report itself; the others render the result
+    /// document as a job's `output.format` does.
+    #[arg(long, default_value = "json", value_parser = clap::builder::PossibleValuesParser::new(OutputFormat::ALL.map(OutputFormat::as_str)))]
     pub output: String,
-    /// Template for text/markdown/html output.
-    #[arg(long, default_value = "standard")]
+    /// Template of the yaml/text/markdown/html rendering, as a job's `output.template`.
+    #[arg(long, default_value = "standard", value_parser = clap::builder::PossibleValuesParser::new(OutputTemplate::ALL.map(OutputTemplate::as_str)))]
     pub template: String,
     /// A LUKS passphrase: `UUID_OR_DEVICE:file:PATH` (the file's exact bytes, as
     /// `cryptsetup --key-file`); repeatable.
@@ -227,4 +231,65 @@ pub struct InspectArgs {
     /// Read LUKS passphrases from stdin, one per line, each tried on every locked volume.
     #[arg(long)]
     pub keys_from_stdin: bool,
+    /// Most guest bytes read (suffixes K, M, G, T); more stops with exit code 4.
+    #[arg(long, value_name = "SIZE", default_value = "4G", value_parser = crate::isolation::parse_bytes)]
+    pub read_budget: u64,
+}
+
+/// Exit codes of `inspect`, shown in its `--help` (and the README).
+pub const INSPECT_AFTER_HELP: &str = "\
+Exit codes:
+  0  the report was printed (warnings included)
+  1  internal error (the process could not limit itself, the output could not be written)
+  2  usage: unknown flag or value, unreadable --key file
+  3  the image cannot be read: missing, not a regular file, not the --format asserted,
+     damaged image format or partition table
+  4  stopped by --read-budget
+A process past --inspect-memory-limit or its CPU time (--max-job-timeout) is ended by a
+signal (SIGABRT, SIGXCPU/SIGKILL), as the daemon's inspection processes are.";
+
+/// Exit codes of `inspect` (see [`INSPECT_AFTER_HELP`]).
+pub mod inspect_exit {
+    pub const REPORT: u8 = 0;
+    pub const INTERNAL: u8 = 1;
+    pub const USAGE: u8 = 2;
+    pub const IMAGE: u8 = 3;
+    pub const LIMIT: u8 = 4;
+}
+
+/// The global settings the one-shot `inspect` reads (field names, clap's ids); the
+/// daemon's others (broker, pool, concurrency, metrics, shutdown, ...) are hidden from
+/// its help.
+const INSPECT_SETTINGS: &[&str] = &[
+    "image_roots",
+    "log_format",
+    "log_level",
+    "max_job_timeout",
+    "templates_dir",
+    "inspect_memory_limit",
+];
+
+impl Cli {
+    /// The command line definition, with `inspect --help` showing only the settings an
+    /// inspection uses. Global settings are copied into every subcommand when the
+    /// command is built, so they are hidden there after that.
+    pub fn command_line() -> clap::Command {
+        let mut cmd = <Cli as clap::CommandFactory>::command();
+        cmd.build();
+        cmd.mut_subcommand("inspect", |sub| {
+            sub.mut_args(|a| {
+                if a.is_global_set() && !INSPECT_SETTINGS.contains(&a.get_id().as_str()) {
+                    a.hide(true)
+                } else {
+                    a
+                }
+            })
+        })
+    }
+
+    /// Parses the process's arguments (exits with clap's usage code 2 on error).
+    pub fn parse_args() -> Cli {
+        let matches = Cli::command_line().get_matches();
+        <Cli as clap::FromArgMatches>::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+    }
 }

@@ -2,9 +2,8 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use guestkit_worker::broker::{connection, topology};
-use guestkit_worker::config::{Cli, Command, Config, InspectArgs};
+use guestkit_worker::config::{inspect_exit, Cli, Command, Config, InspectArgs};
 use guestkit_worker::executor::ResultStamp;
 use guestkit_worker::ops::image_request::ImageRequest;
 use guestkit_worker::ops::inspect::run_blocking;
@@ -35,7 +34,7 @@ const FRAME_PARSER_STACK: usize = 1 << 30;
 const RUNTIME_THREAD_STACK: usize = 64 << 20;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_args();
     let daemon = cli.command.is_none();
     if daemon {
         reserve_frame_parser_stacks();
@@ -162,26 +161,45 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Ends `inspect` with `code` (see `config::INSPECT_AFTER_HELP`), saying why on stderr.
+fn inspect_failed(code: u8, message: impl std::fmt::Display) -> anyhow::Result<ExitCode> {
+    tracing::error!(error = %message, "exiting");
+    eprintln!("guestkit-worker: {message}");
+    Ok(ExitCode::from(code))
+}
+
+/// The exit code of an inspection that produced no report.
+fn inspect_error_code(kind: &str) -> u8 {
+    match kind {
+        "read_budget_exceeded" | "cancelled" => inspect_exit::LIMIT,
+        _ => inspect_exit::IMAGE,
+    }
+}
+
 /// Runs the inspection pipeline once, with no broker, and prints the report (json) or
 /// the rendered result document (other formats). The process limits itself as the
 /// daemon limits each inspection's process.
 fn inspect_once(cfg: &Config, args: &InspectArgs) -> anyhow::Result<ExitCode> {
     use guestkit_job_spec::{OutputFormat, OutputSpec, OutputTemplate};
-    let format: OutputFormat = args
-        .output
-        .parse()
-        .map_err(|e: String| anyhow::anyhow!(e))?;
-    let template: OutputTemplate = args
-        .template
-        .parse()
-        .map_err(|e: String| anyhow::anyhow!(e))?;
+    // Both are checked by clap against the same lists; kept typed here.
+    let (format, template): (OutputFormat, OutputTemplate) =
+        match (args.output.parse(), args.template.parse()) {
+            (Ok(f), Ok(t)) => (f, t),
+            (Err(e), _) | (_, Err(e)) => return inspect_failed(inspect_exit::USAGE, e),
+        };
     // The image the user named is trusted, and so are the files right next to it (its
     // backing files), but not the folder's subfolders or siblings: a crafted image in
     // $HOME or /tmp must not read other files from there. `--image-root` trusts more.
     let mut roots = cfg.image_roots.clone();
     let mut dirs = Vec::new();
     for image in std::iter::once(&args.image).chain(&args.disks) {
-        if let Some(dir) = image.canonicalize()?.parent() {
+        let canonical = match image.canonicalize() {
+            Ok(c) => c,
+            Err(e) => {
+                return inspect_failed(inspect_exit::IMAGE, format!("{}: {e}", image.display()))
+            }
+        };
+        if let Some(dir) = canonical.parent() {
             dirs.push(dir.to_path_buf());
         }
     }
@@ -193,13 +211,21 @@ fn inspect_once(cfg: &Config, args: &InspectArgs) -> anyhow::Result<ExitCode> {
         disks.extend(args.disks.iter().map(|d| serde_json::json!({ "path": d })));
         serde_json::json!({ "disks": disks })
     };
-    let mut request =
-        ImageRequest::from_data(&data, &roots).map_err(|e| anyhow::anyhow!(e.message))?;
+    let mut request = match ImageRequest::from_data(&data, &roots) {
+        Ok(r) => r,
+        Err(e) if e.reason == "invalid_payload" => {
+            return inspect_failed(inspect_exit::USAGE, e.message)
+        }
+        Err(e) => return inspect_failed(inspect_exit::IMAGE, e.message),
+    };
     request.options.image_roots = cfg.image_roots.clone();
     request.options.image_dirs = dirs;
+    request.options.read_budget = args.read_budget;
     // Keys are read now, before the limits forbid reading their files.
     for spec in &args.keys {
-        request.options.luks_keys.add_cli_key(spec)?;
+        if let Err(e) = request.options.luks_keys.add_cli_key(spec) {
+            return inspect_failed(inspect_exit::USAGE, format!("--key: {e}"));
+        }
     }
     if args.keys_from_stdin {
         use std::io::Read;
@@ -243,7 +269,10 @@ fn inspect_once(cfg: &Config, args: &InspectArgs) -> anyhow::Result<ExitCode> {
                 println!("{}", serde_json::to_string_pretty(&report)?);
                 Ok(ExitCode::SUCCESS)
             }
-            Err(err) => anyhow::bail!("{}: {}", err.kind, err.message),
+            Err(err) => inspect_failed(
+                inspect_error_code(&err.kind),
+                format!("{}: {}", err.kind, err.message),
+            ),
         };
     }
     let job = guestkit_job_spec::JobBuilder::new("guestkit.inspect")
@@ -255,7 +284,10 @@ fn inspect_once(cfg: &Config, args: &InspectArgs) -> anyhow::Result<ExitCode> {
         started_at,
         started,
     };
-    let ok = outcome.is_ok();
+    let code = match &outcome {
+        Ok(_) => inspect_exit::REPORT,
+        Err(err) => inspect_error_code(&err.kind),
+    };
     let doc = stamp.finished(
         &job,
         outcome.map(|r| serde_json::to_value(r).unwrap_or_default()),
@@ -265,11 +297,7 @@ fn inspect_once(cfg: &Config, args: &InspectArgs) -> anyhow::Result<ExitCode> {
         eprintln!("render error, printing json: {err}");
     }
     println!("{}", String::from_utf8_lossy(&rendered.body));
-    Ok(if ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(ExitCode::from(code))
 }
 
 fn data_for(image: &std::path::Path) -> serde_json::Value {

@@ -440,6 +440,8 @@ fn add_disk_devices(
         let mut m = Mountable::new(&device);
         m.part_uuid = p.part_uuid.clone();
         m.part_label = p.name.clone().filter(|n| !n.is_empty());
+        m.part_type = Some(p.part_type.clone());
+        m.part_attrs = p.attributes;
         m.part_start = Some(p.start);
         // A byte range probed once is not probed again: overlapping copies of one table
         // entry would open the same filesystem many times.
@@ -644,6 +646,7 @@ fn open_btrfs(mountables: &mut Vec<Mountable>, members: BtrfsMembers, report: &m
                     m.device = format!("btrfsvol:{device}/{}", s.path);
                     m.part_uuid = None;
                     m.part_label = None;
+                    m.part_type = None;
                     m.fs = Some(Arc::new(view));
                     m.subvolume = Some(SubvolumeRef {
                         device: device.clone(),

@@ -30,9 +30,18 @@ pub use parent::{ChildOutput, Isolation};
 /// standard streams and a margin. Far below any host's default.
 pub const OPEN_FILES: u64 = 128;
 
-/// Parses a byte size as given on the command line: a number with an optional binary
-/// suffix (`K`, `M`, `G`, `T`, optionally followed by `i`/`iB`/`B`), e.g. `2G`, `512MiB`.
+/// Parses a memory size as given on the command line ([`parse_bytes`]), at least 1M.
 pub fn parse_size(text: &str) -> Result<u64, String> {
+    let bytes = parse_bytes(text)?;
+    if bytes < (1 << 20) {
+        return Err(format!("{text:?} is below the minimum of 1M"));
+    }
+    Ok(bytes)
+}
+
+/// Parses a byte count as given on the command line: a number with an optional binary
+/// suffix (`K`, `M`, `G`, `T`, optionally followed by `i`/`iB`/`B`), e.g. `2G`, `512MiB`.
+pub fn parse_bytes(text: &str) -> Result<u64, String> {
     let t = text.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (digits, unit) = t.split_at(split);
@@ -47,13 +56,8 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         "T" | "TB" | "TI" | "TIB" => 40,
         other => return Err(format!("unknown size unit {other:?} in {text:?}")),
     };
-    let bytes = n
-        .checked_mul(1u64 << shift)
-        .ok_or_else(|| format!("{text:?} is too large"))?;
-    if bytes < (1 << 20) {
-        return Err(format!("{text:?} is below the minimum of 1M"));
-    }
-    Ok(bytes)
+    n.checked_mul(1u64 << shift)
+        .ok_or_else(|| format!("{text:?} is too large"))
 }
 
 /// A byte count for messages: `2 GiB`, `96 MiB`, or plain bytes.

@@ -13,7 +13,7 @@ use super::{Invalid, OpError};
 use crate::inspect::pipeline::{DiskSpec, InspectOptions, MAX_DISKS};
 
 /// Formats a job may assert in `image.format` (qemu-img names).
-const KNOWN_FORMATS: &[&str] = &["raw", "qcow2", "vmdk", "vhd", "vpc", "vhdx", "vdi"];
+const KNOWN_FORMATS: &[&str] = &crate::inspect::image::ImageFormat::NAMES;
 
 #[derive(Deserialize)]
 struct ImageSpec {

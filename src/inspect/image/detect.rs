@@ -34,6 +34,9 @@ impl ImageFormat {
         }
     }
 
+    /// Every name [`ImageFormat::from_name`] accepts.
+    pub const NAMES: [&'static str; 7] = ["raw", "qcow2", "vmdk", "vpc", "vhd", "vhdx", "vdi"];
+
     /// Parses a format name: qemu-img's names, plus `vhd` as an alias of `vpc`.
     pub fn from_name(name: &str) -> Option<ImageFormat> {
         Some(match name {
@@ -106,6 +109,20 @@ mod tests {
         let mut v = vec![0u8; 4096];
         v[at..at + magic.len()].copy_from_slice(magic);
         v
+    }
+
+    #[test]
+    fn every_name_parses_and_every_format_is_named() {
+        for name in ImageFormat::NAMES {
+            assert!(ImageFormat::from_name(name).is_some(), "{name}");
+        }
+        for f in ImageFormat::NAMES
+            .iter()
+            .filter_map(|n| ImageFormat::from_name(n))
+        {
+            assert!(ImageFormat::NAMES.contains(&f.as_str()), "{f}");
+        }
+        assert_eq!(ImageFormat::from_name("qed"), None);
     }
 
     #[test]

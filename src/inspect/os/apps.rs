@@ -130,7 +130,7 @@ fn rpm(ctx: &mut Ctx, expected: bool) -> Vec<Application> {
     missing(
         ctx,
         expected,
-        "rpm database (/var/lib/rpm/rpmdb.sqlite or Packages)",
+        "rpm database (rpmdb.sqlite, Packages.db or Packages)",
     );
     Vec::new()
 }

@@ -44,6 +44,9 @@ pub fn osinfo(rel: &Release) -> Option<String> {
         "oraclelinux" if major > 0 => format!("ol{major}.{minor}"),
         "ubuntu" => format!("ubuntu{major}.{minor:02}"),
         "archlinux" | "gentoo" | "voidlinux" => distro.to_string(),
+        // libosinfo has no Container Linux or Flatcar entry (its only CoreOS ids are
+        // Fedora CoreOS streams, which os-release does not name).
+        "coreos" | "flatcar" => return None,
         "altlinux" if major >= 8 => format!("alt{major}.{minor}"),
         // libosinfo's name for Alpine (we report the distro as "alpine").
         "alpine" if major > 0 || minor > 0 => format!("alpinelinux{major}.{minor}"),
@@ -200,6 +203,8 @@ mod tests {
             ("sles", Some((12, 5)), Some("sles12sp5")),
             ("debian", None, None),
             ("pop", None, None),
+            ("flatcar", Some((3815, 2)), None),
+            ("coreos", Some((2512, 3)), None),
         ];
         for (d, v, want) in cases {
             assert_eq!(osinfo(&rel(d, v)).as_deref(), want, "{d} {v:?}");
@@ -405,6 +410,12 @@ mod libosinfo_db {
             }
         }
         assert!(checked > 300, "only {checked} releases checked");
+        // We give Container Linux and Flatcar no id because libosinfo has none.
+        let coreos: Vec<&&str> = all
+            .iter()
+            .filter(|id| id.contains("flatcar") || id.contains("container-linux"))
+            .collect();
+        assert!(coreos.is_empty(), "libosinfo now knows {coreos:?}");
         assert!(
             wrong.is_empty(),
             "{} of {checked}:\n{}",

@@ -394,6 +394,8 @@ mod tests {
             label: label.map(str::to_string),
             part_uuid: Some(partuuid.into()),
             part_label: Some(format!("part {name}")),
+            part_type: None,
+            part_attrs: 0,
             part_start: None,
             fs: fs.map(|f| Arc::new(f) as _),
             subvolume: None,

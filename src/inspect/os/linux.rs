@@ -1,4 +1,5 @@
-//! Inspection of one Linux root: mount what its fstab names, then read every fact.
+//! Inspection of one Linux root: mount what its fstab names (and a separate `/usr` it
+//! does not name, found by partition: see `usr.rs`), then read every fact.
 
 use std::sync::Arc;
 
@@ -10,7 +11,7 @@ use super::guest::GuestFs;
 use super::mountable::Mountable;
 use super::{
     apps, arch, distro, fstab, hostname, kernels, misc, network, release, security, services,
-    users, Include,
+    users, usr, Include,
 };
 
 /// Everything about the Linux root on `root`, and the warnings met on the way.
@@ -27,7 +28,10 @@ pub fn inspect(
         );
     };
     let mut guest = GuestFs::new(fs);
-    let fstab = fstab::mount_from_fstab(&mut guest, root, devices);
+    let mut fstab = fstab::mount_from_fstab(&mut guest, root, devices);
+    if let Some(w) = usr::mount_separate_usr(&mut guest, root, devices, &mut fstab.mountpoints) {
+        fstab.warnings.push(w);
+    }
     let mut ctx = Ctx::new(&guest, &root.device).with_work(work.clone());
     for w in fstab.warnings {
         ctx.warn(w);

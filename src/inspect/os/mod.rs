@@ -26,6 +26,7 @@ mod services;
 pub mod sshd;
 pub mod text;
 mod users;
+pub mod usr;
 pub mod windows;
 
 pub use guest::GuestFs;
@@ -82,7 +83,12 @@ pub fn inspect_roots(
             ));
             continue;
         }
-        let kind = roots::classify(fs);
+        // A root without fstab or hosts whose OS is on a separate /usr partition
+        // (Flatcar, a discoverable-partitions image) is a Linux root too.
+        let kind = roots::classify(fs).or_else(|| {
+            (usr::needs_usr(&GuestFs::new(fs.clone())) && usr::find(dev, devices).is_some())
+                .then_some(RootKind::Linux)
+        });
         if kind.is_some() && oses.len() == MAX_OS_ROOTS {
             warnings.push(format!(
                 "{}: OS root not inspected: only {MAX_OS_ROOTS} are inspected per disk",

@@ -21,6 +21,10 @@ pub struct Mountable {
     pub part_uuid: Option<String>,
     /// GPT partition name (`PARTLABEL=`).
     pub part_label: Option<String>,
+    /// GPT type GUID (upper-case) or MBR type (`0x83`): finds a separate `/usr` by type.
+    pub part_type: Option<String>,
+    /// GPT attribute bits (0 on MBR): which of Flatcar's `/usr` partitions is active.
+    pub part_attrs: u64,
     /// Byte offset of the partition on its disk (Windows maps MBR drive letters by it).
     pub part_start: Option<u64>,
     /// The opened filesystem, when its type is one we read.
@@ -52,6 +56,8 @@ impl Mountable {
             label: None,
             part_uuid: None,
             part_label: None,
+            part_type: None,
+            part_attrs: 0,
             part_start: None,
             fs: None,
             subvolume: None,

@@ -289,6 +289,7 @@ fn entries_to_partitions(
             part_type: guid_mixed_endian(&type_guid).to_uppercase(),
             name: utf16_name(field(e, 56, 72)),
             bootable: le64(e, 48) & ATTR_LEGACY_BIOS_BOOTABLE != 0,
+            attributes: le64(e, 48),
             part_uuid: Some(guid_mixed_endian(&array(e, 16))),
         });
     }

@@ -166,6 +166,7 @@ impl Walk<'_> {
             part_type: format!("{:#x}", e.kind),
             name: None,
             bootable: e.boot == 0x80,
+            attributes: 0,
             // blkid's form; no PARTUUID when the disk has no signature, as blkid.
             part_uuid: (self.signature != 0)
                 .then(|| format!("{:08x}-{:02x}", self.signature, number)),

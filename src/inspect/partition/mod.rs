@@ -39,6 +39,9 @@ pub struct Partition {
     pub name: Option<String>,
     /// MBR active flag; GPT legacy-BIOS-bootable attribute.
     pub bootable: bool,
+    /// GPT attribute bits (bits 48-63 are the type's own: the systemd read-only and
+    /// no-auto flags, ChromeOS/Flatcar priority, tries and successful); 0 on MBR.
+    pub attributes: u64,
     /// GPT unique partition GUID (lower-case, as `PARTUUID=` in fstab uses it); for MBR
     /// the Linux form `<disk-signature>-<nn>`.
     pub part_uuid: Option<String>,

@@ -9,6 +9,7 @@
 //! - [`rpmdb_sqlite`]: `/var/lib/rpm/rpmdb.sqlite` (rpm >= 4.16), read by our own minimal
 //!   SQLite reader in [`sqlite`] (plus its write-ahead log).
 //! - [`rpmdb_bdb`]: `/var/lib/rpm/Packages` (Berkeley DB hash, rpm < 4.16).
+//! - [`rpmdb_ndb`]: `/usr/lib/sysimage/rpm/Packages.db` (rpm's ndb, SUSE).
 //! - [`apk`]: `/lib/apk/db/installed` (Alpine).
 //! - [`pacman`]: `/var/lib/pacman/local/<pkg>/desc` (Arch).
 //!
@@ -20,6 +21,7 @@ pub mod dpkg;
 pub mod pacman;
 pub mod rpm_header;
 pub mod rpmdb_bdb;
+pub mod rpmdb_ndb;
 pub mod rpmdb_sqlite;
 pub mod sqlite;
 
@@ -27,7 +29,8 @@ pub use apk::parse_apk_installed;
 pub use dpkg::{parse_dpkg_status, parse_dpkg_status_list};
 pub use pacman::parse_pacman_desc;
 pub use rpm_header::parse_rpm_header;
-pub use rpmdb_bdb::{parse_rpmdb_bdb, parse_rpmdb_ndb};
+pub use rpmdb_bdb::parse_rpmdb_bdb;
+pub use rpmdb_ndb::parse_rpmdb_ndb;
 pub use rpmdb_sqlite::{parse_rpmdb_sqlite, parse_rpmdb_sqlite_with_wal};
 
 use crate::inspect::report::Application;

@@ -1,7 +1,6 @@
 //! rpm's Berkeley DB database, `/var/lib/rpm/Packages` (rpm < 4.16: RHEL/CentOS <= 8,
 //! Fedora <= 32, SLES <= 15): a Berkeley DB *hash* file whose keys are package instance
-//! numbers and whose values are rpm headers. Also the refusal of SUSE's `ndb`
-//! (`Packages.db`).
+//! numbers and whose values are rpm headers.
 //!
 //! Only what rpm's files use is read: page 0 is the hash metadata page (magic 0x061561,
 //! page size, last page, `max_bucket`, the `spares` table that maps buckets to pages);
@@ -97,15 +96,6 @@ fn ceil_log2(n: u64) -> usize {
     } else {
         (64 - (n - 1).leading_zeros()) as usize
     }
-}
-
-/// SUSE's `ndb` backend (`/var/lib/rpm/Packages.db`, openSUSE/SLES 15 before the switch
-/// to SQLite) is not read: no tool here can create one to test a reader against, so it
-/// is refused with a message the OS layer turns into a warning.
-pub fn parse_rpmdb_ndb(_bytes: &[u8]) -> Result<PackageList, PackageError> {
-    Err(PackageError::Unsupported(
-        "rpm ndb database (Packages.db, SUSE): not read; applications not listed".to_string(),
-    ))
 }
 
 /// The hash metadata fields we use.
@@ -603,10 +593,6 @@ mod tests {
         btree[12..16].copy_from_slice(&0x0005_3162u32.to_le_bytes());
         assert!(matches!(
             parse_rpmdb_bdb(&btree),
-            Err(PackageError::Unsupported(_))
-        ));
-        assert!(matches!(
-            parse_rpmdb_ndb(b""),
             Err(PackageError::Unsupported(_))
         ));
     }
