@@ -13,7 +13,7 @@ PACKAGES=(
   util-linux                # blkid: the probe oracle
   debootstrap               # a real Debian tree for the OS oracle
   rpm sqlite3 db5.3-util    # real rpmdb.sqlite and Berkeley DB Packages databases
-  gcc make pkgconf libpopt-dev liblua5.3-dev libgcrypt20-dev libmagic-dev zlib1g-dev
+  gcc make dpkg-dev pkgconf libpopt-dev liblua5.3-dev libgcrypt20-dev libmagic-dev zlib1g-dev
                             # rpm built with ndb from Debian's source (fixtures/rpm-ndb.sh)
   chromium cmark-gfm        # headless check of the html report; an independent markdown parser
   osinfo-db                 # libosinfo's own short ids: the osinfo oracle
