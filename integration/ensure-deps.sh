@@ -22,6 +22,7 @@ PACKAGES=(
   libhivex-bin              # hivexget/hivexregedit: the independent registry-hive oracle
   attr psmisc fuse3         # setfattr (NTFS compression, reparse points), fuser, fusermount: NTFS fixtures
   stress-ng                 # load for the race hunt (issue 9: the suite under --cpu 2)
+  cpio zstd xz-utils initramfs-tools-core  # initramfs fixtures, and lsinitramfs: their oracle
 )
 
 SUDO=""

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=fuzz/corpus
-mkdir -p "$out"/{qcow2,partition,probe,packages,image_formats,lvm_text,lvm_pv,xfs,btrfs,ntfs,hive,luks,md}
+mkdir -p "$out"/{qcow2,partition,probe,packages,image_formats,lvm_text,lvm_pv,xfs,btrfs,ntfs,hive,luks,md,initramfs}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
@@ -212,4 +212,16 @@ for i in range(127): x ^= struct.unpack_from("<I", base, i * 4)[0]
 struct.pack_into("<I", base, 508, 0xfffffffe if x == 0xffffffff else (1 if x == 0 else x))
 open(sys.argv[1], "wb").write(bytes(base) + bytes(bins))
 PY
+# initramfs: an early-microcode cpio then the main cpio compressed each way, as dracut
+# and initramfs-tools write them.
+mkdir -p "$work/ird/main/usr/lib/modules/6.1/kernel" "$work/ird/early/kernel/x86/microcode"
+printf 'x' > "$work/ird/main/usr/lib/modules/6.1/kernel/virtio_blk.ko"
+printf '#!/bin/sh\n' > "$work/ird/main/init"
+printf 'u' > "$work/ird/early/kernel/x86/microcode/GenuineIntel.bin"
+(cd "$work/ird/early" && find . -mindepth 1 -printf '%P\n' | cpio -o -H newc --quiet) > "$work/ird/early.cpio"
+(cd "$work/ird/main" && find . -mindepth 1 -printf '%P\n' | cpio -o -H newc --quiet) > "$work/ird/main.cpio"
+cp "$work/ird/main.cpio" "$out/initramfs/plain.cpio"
+for c in "gzip -n" zstd xz lzma; do
+  { cat "$work/ird/early.cpio"; $c -c < "$work/ird/main.cpio"; } > "$out/initramfs/early-${c%% *}.img"
+done
 echo "fuzz seeds in $out"

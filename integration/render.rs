@@ -561,6 +561,7 @@ fn windows_os() -> OperatingSystem {
             firewall: Some("windows-firewall".into()),
             rdp_enabled: Some(true),
             uac_enabled: Some(false),
+            ..Security::default()
         },
         machine_id: None,
         cloud_init: false,

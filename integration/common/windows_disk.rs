@@ -165,12 +165,14 @@ pub fn cmd_exe() -> Vec<u8> {
 
 /// The NTFS partition of the skeleton and the GPT and MBR disks holding it.
 pub fn windows_disks(dir: &Path) -> (PathBuf, PathBuf) {
+    windows_disks_with(dir, [software_hive(), system_hive(), sam_hive()], "")
+}
+
+/// The same with other SOFTWARE, SYSTEM and SAM hives, and `extra` shell run in `dir`
+/// while the volume is mounted at `mnt` (after the files are copied).
+pub fn windows_disks_with(dir: &Path, hives: [Key; 3], extra: &str) -> (PathBuf, PathBuf) {
     let d = dir.display();
-    for (name, spec) in [
-        ("SOFTWARE", software_hive()),
-        ("SYSTEM", system_hive()),
-        ("SAM", sam_hive()),
-    ] {
+    for (name, spec) in ["SOFTWARE", "SYSTEM", "SAM"].into_iter().zip(hives) {
         let file = dir.join(name);
         std::fs::write(&file, regf::build(&spec, (1, 1))).unwrap();
     }
@@ -190,6 +192,7 @@ cp cmd.exe mnt/Windows/System32/cmd.exe
 head -c 8192 /dev/zero > mnt/Windows/System32/drivers/viostor.sys
 # A VMware driver file left behind, its service gone: not present.
 head -c 4096 /dev/zero > mnt/Windows/System32/drivers/VMXNET3.SYS
+{extra}
 cd /
 fusermount -u '{d}/mnt'
 trap - EXIT

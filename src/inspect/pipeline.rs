@@ -387,6 +387,11 @@ pub fn inspect_full(path: &Path, opts: &InspectOptions) -> Result<Inspection, In
     }
     report.operating_systems = oses;
     report.warnings.extend(warnings);
+    if include.security {
+        for o in &mut report.operating_systems {
+            os::windows::note_bitlocker(o, &report.encrypted);
+        }
+    }
     if report.operating_systems.is_empty() {
         report
             .warnings

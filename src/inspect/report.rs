@@ -229,8 +229,14 @@ pub struct Driver {
     pub name: String,
     /// `virtio`, `vmware`, `hyperv`, `xen` or `other`.
     pub kind: String,
-    /// Installed and set to load at boot (not only a file left on disk).
+    /// Installed and set to load at boot (not only a file left on disk); Linux: shipped
+    /// for (or built into) the default kernel.
     pub present: bool,
+    /// Linux: built into the default kernel or carried by its initramfs, so usable
+    /// before the root filesystem is mounted; `None` when unknown (Windows, or no
+    /// initramfs read).
+    #[serde(default)]
+    pub in_initramfs: Option<bool>,
 }
 
 /// Network configuration as written in the guest's config files.
@@ -269,6 +275,9 @@ pub struct Security {
     /// Windows: User Account Control on (`EnableLUA`).
     #[serde(default)]
     pub uac_enabled: Option<bool>,
+    /// Windows: the BitLocker volumes on the guest's disks (also in `encrypted`).
+    #[serde(default)]
+    pub bitlocker_volumes: Vec<String>,
 }
 
 /// The effective sshd settings that matter most.

@@ -1,6 +1,6 @@
-//! Security profiles: checks a security reviewer would run over a Linux guest's files,
-//! evaluated on the image after the inspection pipeline has found its OS roots
-//! (`guestkit.profile`).
+//! Security profiles: checks a security reviewer would run over a guest's files (Linux
+//! configuration files; Windows registry hives), evaluated on the image after the
+//! inspection pipeline has found its OS roots (`guestkit.profile`).
 //!
 //! Every finding comes from a file on the image and points at it (file, and line where
 //! one applies). A check whose file is absent reports nothing, except the checks whose
@@ -11,7 +11,8 @@
 //!
 //! One file per area: `ssh`, `accounts`, `logins` (login.defs), `files` (the walks of
 //! `writable` and `suid`), `services`, `mac`, `firewall`, `sysctl`, `mounts` (fstab),
-//! `audit`, `cron`, `sudo`, `trust`. [`catalogue`] lists every check.
+//! `audit`, `cron`, `sudo`, `trust`; Windows roots get the `windows` area only.
+//! [`catalogue`] lists every check.
 
 mod accounts;
 mod audit;
@@ -34,6 +35,7 @@ mod target;
 mod testing;
 mod trust;
 mod walk;
+mod windows;
 mod writable;
 
 use std::path::Path;
@@ -82,6 +84,7 @@ pub fn catalogue() -> Vec<Check> {
         cron::CHECKS,
         sudo::CHECKS,
         trust::CHECKS,
+        windows::CHECKS,
     ] {
         all.extend_from_slice(area);
     }
@@ -173,7 +176,7 @@ impl ProfileOutput {
     }
 }
 
-/// Runs the checks of `profiles` over every Linux OS of an inspection. Returns the
+/// Runs the checks of `profiles` over every Linux and Windows OS of an inspection. Returns the
 /// findings (unsorted, unfiltered by severity) and warnings about files the checks
 /// could not read.
 pub fn evaluate(
@@ -184,11 +187,13 @@ pub fn evaluate(
     let mut findings = Vec::new();
     let mut warnings = Vec::new();
     for os in &inspection.report.operating_systems {
-        // The checks read Linux files; other OS types have nothing for them to read,
-        // and an absence check run there would be an unconditional finding.
-        if os.os_type != "linux" {
-            continue;
-        }
+        // Each OS type gets its own areas: an absence check of Linux files run on
+        // another OS would be an unconditional finding.
+        let areas: &[fn(&mut Target)] = match os.os_type.as_str() {
+            "linux" => AREAS,
+            "windows" => &[windows::run],
+            _ => continue,
+        };
         let Some(guest) = inspection.guest(os) else {
             warnings.push(format!(
                 "{}: profile: root filesystem not readable, no checks run",
@@ -197,7 +202,7 @@ pub fn evaluate(
             continue;
         };
         let mut t = Target::new(&guest, os, profiles, cancel);
-        for area in AREAS {
+        for area in areas {
             area(&mut t);
             if t.cancelled() {
                 return Err(ProfileError::Cancelled);

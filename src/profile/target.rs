@@ -66,6 +66,11 @@ impl<'a> Target<'a> {
         }
     }
 
+    /// The reading context, for readers shared with the inspection (registry hives).
+    pub fn ctx(&mut self) -> &mut Ctx<'a> {
+        &mut self.ctx
+    }
+
     /// Whether the job asked for `profile`; checks skip work nobody wants.
     pub fn wants(&self, profile: ProfileKind) -> bool {
         self.wanted.contains(&profile)

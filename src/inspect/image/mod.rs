@@ -8,7 +8,7 @@
 pub mod detect;
 mod error;
 pub mod qcow2;
-mod qcow2_compressed;
+pub(crate) mod qcow2_compressed;
 mod qcow2_header;
 mod qcow2_l2;
 pub mod raw;

@@ -77,7 +77,7 @@ fn unzstd(input: &[u8], out: &mut [u8]) -> Result<(), String> {
 
 /// The window size a zstd frame header asks for (RFC 8878, section 3.1.1.1), read before
 /// handing the frame to the decoder. Dictionaries are refused: qemu never uses them.
-fn zstd_window_size(b: &[u8]) -> Result<u64, String> {
+pub(crate) fn zstd_window_size(b: &[u8]) -> Result<u64, String> {
     const MAGIC: u32 = 0xfd2f_b528;
     let short = || "zstd frame header is truncated".to_string();
     let magic = b.get(0..4).ok_or_else(short)?;

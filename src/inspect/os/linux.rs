@@ -10,8 +10,8 @@ use super::context::Ctx;
 use super::guest::GuestFs;
 use super::mountable::Mountable;
 use super::{
-    apps, arch, distro, fstab, hostname, kernels, misc, network, release, security, services,
-    users, usr, Include,
+    apps, arch, distro, fstab, hostname, kernels, misc, modules, network, release, security,
+    services, users, usr, Include,
 };
 
 /// Everything about the Linux root on `root`, and the warnings met on the way.
@@ -69,6 +69,7 @@ pub fn inspect(
         os.network = network::detect(&mut ctx);
     }
     os.kernels = kernels::detect(&mut ctx);
+    os.drivers = modules::detect(&mut ctx, &os.kernels);
     if include.security {
         os.security = security::detect(&mut ctx, &svc);
     }

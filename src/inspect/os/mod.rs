@@ -12,11 +12,13 @@ pub mod distro;
 pub mod fstab;
 pub mod guest;
 pub mod hostname;
+pub mod initramfs;
 mod kernels;
 mod linux;
 #[cfg(test)]
 pub(crate) mod memfs;
 mod misc;
+mod modules;
 pub mod mountable;
 mod network;
 pub mod release;

@@ -7,12 +7,12 @@ mod apps;
 mod drivers;
 pub mod hive;
 mod pe;
-mod system;
-mod users;
+pub(crate) mod system;
+pub(crate) mod users;
 mod version;
 
 use crate::inspect::fs::FileKind;
-use crate::inspect::report::OperatingSystem;
+use crate::inspect::report::{EncryptedVolumeInfo, OperatingSystem};
 
 use super::context::Ctx;
 use super::guest::GuestFs;
@@ -41,9 +41,9 @@ pub fn system_root(ctx: &mut Ctx) -> Option<(String, String)> {
     None
 }
 
-/// Reads a hive and its transaction logs from `config`; `None` with a warning when
-/// it is missing or unreadable.
-fn load_hive(ctx: &mut Ctx, config: &str, name: &str) -> Option<Hive> {
+/// Reads a hive and its transaction logs from `config`, with its real-case path;
+/// `None` when it is missing, or unreadable (with a warning).
+pub(crate) fn load_hive(ctx: &mut Ctx, config: &str, name: &str) -> Option<(String, Hive)> {
     let path = find_nocase(ctx, config, name, FileKind::File)?;
     let data = ctx.read_bytes(&path, hive::MAX_HIVE_BYTES)?;
     let mut logs = Vec::new();
@@ -59,13 +59,19 @@ fn load_hive(ctx: &mut Ctx, config: &str, name: &str) -> Option<Hive> {
             for w in h.warnings() {
                 ctx.warn(format_args!("{path}: {w}"));
             }
-            Some(h)
+            Some((path, h))
         }
         Err(e) => {
             ctx.warn(format_args!("{path}: {e}"));
             None
         }
     }
+}
+
+/// `System32/config` of the Windows root, in its real case.
+pub(crate) fn config_dir(ctx: &mut Ctx) -> Option<String> {
+    let (_, sys32) = system_root(ctx)?;
+    find_nocase(ctx, &sys32, "config", FileKind::Dir)
 }
 
 /// A fact read from a hive; a damaged hive makes it unknown, with a warning.
@@ -105,12 +111,13 @@ pub fn inspect(
     };
     os.windows_systemroot = Some(sysroot);
     if let Some(cmd) = find_nocase(&mut ctx, &sys32, "cmd.exe", FileKind::File) {
-        if let Ok(b) = ctx.guest.read_file(&cmd, 64 << 20) {
+        // Unreadable (WOF-compressed by CompactOS, say): a warning naming it, no arch.
+        if let Some(b) = ctx.read_bytes(&cmd, 64 << 20) {
             os.arch = pe::arch(&b[..b.len().min(pe::HEADER_BYTES)]).map(str::to_string);
         }
     }
     let config = find_nocase(&mut ctx, &sys32, "config", FileKind::Dir);
-    let hive = |ctx: &mut Ctx, name: &str| load_hive(ctx, config.as_deref()?, name);
+    let hive = |ctx: &mut Ctx, name: &str| load_hive(ctx, config.as_deref()?, name).map(|(_, h)| h);
 
     if let Some(software) = hive(&mut ctx, "SOFTWARE") {
         let v = fact(&mut ctx, "SOFTWARE", version::read(&software));
@@ -176,4 +183,17 @@ pub fn inspect(
         }
     }
     (os, ctx.into_warnings())
+}
+
+/// Puts the BitLocker volumes the volume layer found on the guest's disks into a
+/// Windows OS's security section (a data volume beside `C:` is the usual case; a
+/// BitLocker system volume would hide the OS itself).
+pub fn note_bitlocker(os: &mut OperatingSystem, encrypted: &[EncryptedVolumeInfo]) {
+    if os.os_type == "windows" {
+        os.security.bitlocker_volumes = encrypted
+            .iter()
+            .filter(|e| e.enc_type == "bitlocker")
+            .map(|e| e.device.clone())
+            .collect();
+    }
 }

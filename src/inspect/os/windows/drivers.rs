@@ -50,6 +50,7 @@ pub(crate) fn read(system: &Hive, cs: &str, files: &[String]) -> Result<Vec<Driv
             name: name.to_string(),
             kind: kind.to_string(),
             present: matches!(start, Some(Some(s)) if s < 4),
+            in_initramfs: None,
         });
     }
     Ok(out)

@@ -31,7 +31,7 @@ fn string(hive: &Hive, key: &Key, name: &str) -> Result<Option<String>, HiveErro
         .filter(|s| !s.is_empty()))
 }
 
-fn number(hive: &Hive, key: &Key, name: &str) -> Result<Option<u64>, HiveError> {
+pub(crate) fn number(hive: &Hive, key: &Key, name: &str) -> Result<Option<u64>, HiveError> {
     Ok(hive.value(key, name)?.and_then(|v| v.as_u64()))
 }
 

@@ -7,11 +7,23 @@ use crate::inspect::report::User;
 
 use super::hive::{Hive, HiveError, RegValue};
 
-const USERS: &str = "SAM\\Domains\\Account\\Users";
+pub(crate) const USERS: &str = "SAM\\Domains\\Account\\Users";
 /// Account control bit: the account is disabled.
-const ACB_DISABLED: u16 = 0x0001;
+pub(crate) const ACB_DISABLED: u16 = 0x0001;
 /// Most accounts listed.
 const MAX_USERS: usize = 10_000;
+
+/// The account control bits of RID `rid` (the `F` record of its key), if readable.
+pub(crate) fn account_control(sam: &Hive, rid: u32) -> Result<Option<u16>, HiveError> {
+    let Some(k) = sam.key(&format!("{USERS}\\{rid:08X}"))? else {
+        return Ok(None);
+    };
+    Ok(sam.value(&k, "F")?.and_then(|v| {
+        v.as_bytes()
+            .filter(|b| b.len() >= 0x3a)
+            .map(|b| le16(b, 0x38))
+    }))
+}
 
 pub(crate) fn read(sam: &Hive) -> Result<Vec<User>, HiveError> {
     let Some(names) = sam.key(&format!("{USERS}\\Names"))? else {
@@ -23,16 +35,7 @@ pub(crate) fn read(sam: &Hive) -> Result<Vec<User>, HiveError> {
             Some(RegValue::Other { kind, .. }) => kind,
             _ => continue,
         };
-        let disabled = match sam.key(&format!("{USERS}\\{rid:08X}"))? {
-            Some(rk) => sam
-                .value(&rk, "F")?
-                .and_then(|v| {
-                    v.as_bytes()
-                        .map(|b| b.len() >= 0x3a && le16(b, 0x38) & ACB_DISABLED != 0)
-                })
-                .unwrap_or(false),
-            None => false,
-        };
+        let disabled = account_control(sam, rid)?.is_some_and(|acb| acb & ACB_DISABLED != 0);
         out.push(User {
             name: k.name.clone(),
             uid: rid,
