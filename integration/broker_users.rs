@@ -284,9 +284,11 @@ async fn worker_with_least_privilege_delivers_retries_and_replies() {
     assert_eq!(printed["output"]["w"], 2);
 
     pool.wait_drained(Duration::from_secs(30)).await;
-    for q in [&pool.names.retry, &pool.names.dead] {
-        pool.wait_counts(q, (0, 0), Duration::from_secs(10)).await;
-    }
+    pool.wait_counts(&pool.names.retry, (0, 0), Duration::from_secs(10))
+        .await;
+    // The rejected message, dead-lettered through the queue's DLX.
+    pool.wait_counts(&pool.names.dead, (1, 0), Duration::from_secs(10))
+        .await;
     // The results of the two replies also went to guestkit.results.
     pool.results(2, Duration::from_secs(30)).await;
 
