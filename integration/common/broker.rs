@@ -322,21 +322,23 @@ impl Pool {
 /// (ready, unacked) of a queue, from `rabbitmqctl list_queues`.
 pub fn queue_counts(queue: &str) -> (u64, u64) {
     let out = Command::new("rabbitmqctl")
-        .args([
-            "list_queues",
-            "-q",
-            "--no-table-headers",
-            "name",
-            "messages_ready",
-            "messages_unacknowledged",
-        ])
+        .args(LIST_QUEUE_COUNTS)
         .output()
         .expect("rabbitmqctl");
     parse_queue_counts(&String::from_utf8_lossy(&out.stdout), queue)
 }
 
-/// (ready, unacked) of `queue` in the output of `rabbitmqctl list_queues -q
-/// --no-table-headers name messages_ready messages_unacknowledged`.
+/// The `rabbitmqctl` arguments listing each queue's (ready, unacked).
+pub const LIST_QUEUE_COUNTS: [&str; 6] = [
+    "list_queues",
+    "-q",
+    "--no-table-headers",
+    "name",
+    "messages_ready",
+    "messages_unacknowledged",
+];
+
+/// (ready, unacked) of `queue` in the output of `rabbitmqctl` with [`LIST_QUEUE_COUNTS`].
 pub fn parse_queue_counts(text: &str, queue: &str) -> (u64, u64) {
     for line in text.lines() {
         let cols: Vec<&str> = line.split_whitespace().collect();

@@ -227,14 +227,7 @@ impl PrivateNode {
 
     /// (ready, unacked) of `queue`, from `rabbitmqctl list_queues`.
     pub fn queue_counts(&self, queue: &str) -> (u64, u64) {
-        let text = self.ctl(&[
-            "list_queues",
-            "-q",
-            "--no-table-headers",
-            "name",
-            "messages_ready",
-            "messages_unacknowledged",
-        ]);
+        let text = self.ctl(&super::broker::LIST_QUEUE_COUNTS);
         super::broker::parse_queue_counts(&text, queue)
     }
 
