@@ -278,6 +278,41 @@ async fn deeply_nested_headers_do_not_crash_the_worker() {
     pool.cleanup().await;
 }
 
+/// AMQP short strings (the correlation id, reply_to, message id, header names) are
+/// UTF-8 for the client library, but the broker passes any bytes through. A job whose
+/// correlation id is not UTF-8 cannot even be decoded by the worker's AMQP parser: the
+/// worker must survive it, the broker must end up dead-lettering it (delivery limit),
+/// and the next job must run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_non_utf8_short_string_property_does_not_wedge_the_worker() {
+    let _shared = BROKER_LOCK.read().await;
+    let pool = Pool::new("badutf8").await;
+    let mut worker = WorkerProcess::spawn(pool.pool(), &[]);
+    worker.wait_ready(Duration::from_secs(30)).await;
+
+    let body = serde_json::to_vec(&echo_job("job-badutf8-1", json!({}))).unwrap();
+    let queue = pool.names.jobs.clone();
+    // delivery mode 2, then correlation-id = 3 bytes that are not UTF-8.
+    let props = [2u8, 3, 0xff, 0xfe, b'\n'];
+    tokio::task::spawn_blocking(move || {
+        raw_amqp::publish_with_properties(&queue, 0x1000 | 0x0400, &props, &body)
+    })
+    .await
+    .unwrap();
+    pool.wait_counts(&pool.names.dead, (1, 0), Duration::from_secs(120))
+        .await;
+    assert!(
+        worker.child.try_wait().unwrap().is_none(),
+        "the worker must still run"
+    );
+    pool.publish(&echo_job("job-badutf8-after", json!({})))
+        .await;
+    let got = pool.results(1, Duration::from_secs(60)).await;
+    assert_eq!(got[0].body["job_id"], "job-badutf8-after");
+    pool.wait_drained(Duration::from_secs(30)).await;
+    pool.cleanup().await;
+}
+
 /// Just enough AMQP 0-9-1, written by hand, to publish one message whose header table
 /// no client library would serialise.
 mod raw_amqp {
@@ -354,6 +389,14 @@ mod raw_amqp {
     /// nested `depth` deep, as guest/guest on 127.0.0.1:5672; returns once the broker
     /// has closed the connection cleanly (so the publish was handled).
     pub fn publish_nested(queue: &str, depth: usize, body: &[u8]) {
+        let mut props = nested_table(depth);
+        props.push(2); // delivery mode
+        publish_with_properties(queue, 0x2000 | 0x1000, &props, body);
+    }
+
+    /// Publishes `body` to `queue` with a content header of property `flags` and the
+    /// properties' encoded bytes `props`, written as given (any bytes, valid or not).
+    pub fn publish_with_properties(queue: &str, flags: u16, props: &[u8], body: &[u8]) {
         let mut s = TcpStream::connect("127.0.0.1:5672").unwrap();
         s.write_all(b"AMQP\x00\x00\x09\x01").unwrap();
         expect(&mut s, 10, 10); // start
@@ -385,9 +428,8 @@ mod raw_amqp {
         let mut header = 60u16.to_be_bytes().to_vec();
         header.extend_from_slice(&[0, 0]);
         header.extend_from_slice(&(body.len() as u64).to_be_bytes());
-        header.extend_from_slice(&(0x2000u16 | 0x1000).to_be_bytes()); // headers, delivery mode
-        header.extend(nested_table(depth));
-        header.push(2);
+        header.extend_from_slice(&flags.to_be_bytes());
+        header.extend_from_slice(props);
         assert!(header.len() + 8 <= 131_072, "the header frame must fit");
         let mut out = frame(1, 1, &method(60, 40, &publish));
         out.extend(frame(2, 1, &header));

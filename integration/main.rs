@@ -2,6 +2,8 @@
 //! One test binary (one link) with a module per area.
 
 mod broker_security;
+mod broker_tls;
+mod broker_users;
 mod common;
 mod inspect_btrfs;
 mod inspect_cli;

@@ -32,6 +32,17 @@ pub struct Config {
     /// AMQP 0-9-1 URL of the broker.
     #[arg(long, env = "GUESTKIT_AMQP_URL", default_value = DEFAULT_AMQP_URL, global = true)]
     pub amqp_url: String,
+    /// PEM file of the CA that signed the broker's certificate (`amqps://` only), trusted
+    /// besides the system's roots.
+    #[arg(long, env = "GUESTKIT_AMQP_CA_FILE", global = true)]
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate (chain) for brokers that require one (`amqps://` only);
+    /// with --tls-key.
+    #[arg(long, env = "GUESTKIT_AMQP_TLS_CERT", global = true)]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "GUESTKIT_AMQP_TLS_KEY", global = true)]
+    pub tls_key: Option<PathBuf>,
     /// Worker pool: the queue `guestkit.jobs.<pool>` this worker consumes.
     #[arg(long, env = "GUESTKIT_POOL", default_value = "default", global = true)]
     pub pool: String,

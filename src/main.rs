@@ -305,12 +305,12 @@ fn data_for(image: &std::path::Path) -> serde_json::Value {
 }
 
 async fn declare(cfg: &Config) -> anyhow::Result<()> {
-    let conn = connection::connect_with_retry(
-        &cfg.amqp_url,
-        "guestkit-worker declare",
-        std::time::Duration::from_secs(60),
-    )
-    .await?;
+    let conn = connection::Broker::from_config(cfg)?
+        .connect_with_retry(
+            "guestkit-worker declare",
+            std::time::Duration::from_secs(60),
+        )
+        .await?;
     let channel = conn.create_channel().await?;
     let names = topology::PoolNames::new(&cfg.pool);
     topology::declare(&channel, &names, cfg.delivery_limit).await?;

@@ -9,8 +9,9 @@ use lapin::options::{
     BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
-use lapin::{BasicProperties, Connection, ConnectionProperties};
+use lapin::{BasicProperties, ConnectionProperties};
 
+use crate::broker::connection::Broker;
 use crate::broker::topology::JOBS_EXCHANGE;
 use crate::config::{Config, SubmitArgs};
 
@@ -48,7 +49,9 @@ fn load_job(cfg: &Config, args: &SubmitArgs) -> anyhow::Result<JobDocument> {
 pub async fn submit(cfg: &Config, args: &SubmitArgs) -> anyhow::Result<Submitted> {
     let job = load_job(cfg, args)?;
     let body = serde_json::to_vec(&job)?;
-    let conn = Connection::connect(&cfg.amqp_url, ConnectionProperties::default()).await?;
+    let conn = Broker::from_config(cfg)?
+        .connect(ConnectionProperties::default())
+        .await?;
     let channel = conn.create_channel().await?;
     channel
         .confirm_select(ConfirmSelectOptions::default())

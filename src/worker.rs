@@ -14,7 +14,7 @@ use lapin::{BasicProperties, Channel, Connection};
 use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
 
-use crate::broker::connection::connect_with_retry;
+use crate::broker::connection::Broker;
 use crate::broker::publisher::{PublishError, Publisher};
 use crate::broker::reply_to;
 use crate::broker::settler::{Settle, Settler, Unsettled};
@@ -36,6 +36,7 @@ const CONNECT_DEADLINE: Duration = Duration::from_secs(120);
 /// What every job task shares.
 struct Shared {
     cfg: Config,
+    broker: Broker,
     worker_id: String,
     names: PoolNames,
     registry: Registry,
@@ -71,10 +72,11 @@ pub async fn run(cfg: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         shutdown.clone(),
     ));
 
+    let broker = Broker::from_config(&cfg)?;
     let publisher = Arc::new(Publisher::new(
-        &cfg.amqp_url,
+        broker.clone(),
         &format!("guestkit-worker {worker_id} publisher"),
-    )?);
+    ));
     let (events, events_rx) = EventSink::new();
     let events_task = tokio::spawn(run_events_publisher(
         events_rx,
@@ -103,6 +105,7 @@ pub async fn run(cfg: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         publisher,
         metrics,
         events,
+        broker,
         cfg,
     });
     tracing::info!(
@@ -266,14 +269,15 @@ async fn open_consumer(
     shared: &Shared,
     tag: &str,
 ) -> anyhow::Result<(Connection, Channel, lapin::Consumer)> {
-    let conn = connect_with_retry(
-        &shared.cfg.amqp_url,
-        &format!("guestkit-worker {} consumer", shared.worker_id),
-        CONNECT_DEADLINE,
-    )
-    .await?;
-    let channel = conn.create_channel().await?;
-    topology::declare(&channel, &shared.names, shared.cfg.delivery_limit).await?;
+    let conn = shared
+        .broker
+        .connect_with_retry(
+            &format!("guestkit-worker {} consumer", shared.worker_id),
+            CONNECT_DEADLINE,
+        )
+        .await?;
+    let channel =
+        topology::declare_for_worker(&conn, &shared.names, shared.cfg.delivery_limit).await?;
     channel
         .basic_qos(shared.cfg.max_concurrent, BasicQosOptions::default())
         .await?;

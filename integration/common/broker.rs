@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -13,6 +13,8 @@ use lapin::options::*;
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use serde_json::Value;
+
+use super::rabbit_node::PrivateNode;
 
 pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
@@ -36,16 +38,20 @@ pub fn free_port() -> u16 {
 }
 
 pub async fn connect() -> Connection {
-    Connection::connect(AMQP_URL, ConnectionProperties::default())
+    connect_to(AMQP_URL).await
+}
+
+pub async fn connect_to(url: &str) -> Connection {
+    Connection::connect(url, ConnectionProperties::default())
         .await
-        .expect("RabbitMQ must answer on 127.0.0.1:5672 (see .ci/run)")
+        .unwrap_or_else(|e| panic!("RabbitMQ must answer on {url} (see .ci/run): {e}"))
 }
 
 /// A consumer on `queue` over its own connection (the test's main connection may have
 /// been closed by a test that breaks connections). Without `auto_ack`, prefetch is
 /// bounded so unread messages return to the queue when the connection closes.
-async fn consume(queue: &str, auto_ack: bool) -> (Connection, lapin::Consumer) {
-    let conn = connect().await;
+async fn consume(url: &str, queue: &str, auto_ack: bool) -> (Connection, lapin::Consumer) {
+    let conn = connect_to(url).await;
     let ch = conn.create_channel().await.unwrap();
     if !auto_ack {
         ch.basic_qos(64, BasicQosOptions::default()).await.unwrap();
@@ -86,6 +92,10 @@ async fn durable_queue_bound(ch: &Channel, queue: &str, exchange: &str, key: &st
 /// test's own connection is being closed are not lost).
 pub struct Pool {
     pub names: PoolNames,
+    /// The broker, as a user allowed to declare and read everything (the test's view).
+    pub url: String,
+    /// The private node the pool lives on; `None` for the shared node on 5672.
+    node: Option<Arc<PrivateNode>>,
     pub conn: Connection,
     pub ch: Channel,
     results_queue: String,
@@ -94,8 +104,13 @@ pub struct Pool {
 
 impl Pool {
     pub async fn new(name: &str) -> Pool {
+        Pool::on(None, AMQP_URL, name).await
+    }
+
+    /// A pool on `node` (or the shared node), reached as `url`.
+    pub async fn on(node: Option<Arc<PrivateNode>>, url: &str, name: &str) -> Pool {
         let names = PoolNames::new(&unique_pool(name));
-        let conn = connect().await;
+        let conn = connect_to(url).await;
         let ch = conn.create_channel().await.unwrap();
         topology::declare(&ch, &names, 5).await.unwrap();
         ch.confirm_select(ConfirmSelectOptions::default())
@@ -119,6 +134,8 @@ impl Pool {
         .await;
         Pool {
             names,
+            url: url.to_string(),
+            node,
             conn,
             ch,
             results_queue,
@@ -164,7 +181,7 @@ impl Pool {
         let mut out = Vec::new();
         let deadline = tokio::time::Instant::now() + wait;
         while out.len() < n {
-            let (conn, mut consumer) = consume(&self.results_queue, false).await;
+            let (conn, mut consumer) = consume(&self.url, &self.results_queue, false).await;
             while out.len() < n {
                 let next = tokio::time::timeout_at(deadline, consumer.next()).await;
                 match next {
@@ -211,7 +228,7 @@ impl Pool {
 
     /// Results that arrive within `wait` (for checking that nothing more comes).
     pub async fn results_within(&self, wait: Duration) -> Vec<Received> {
-        let (conn, mut consumer) = consume(&self.results_queue, false).await;
+        let (conn, mut consumer) = consume(&self.url, &self.results_queue, false).await;
         let mut out = Vec::new();
         let deadline = tokio::time::Instant::now() + wait;
         while let Ok(Some(Ok(d))) = tokio::time::timeout_at(deadline, consumer.next()).await {
@@ -225,7 +242,7 @@ impl Pool {
     /// Waits for `n` progress events named `event` (`started`, `finished`...); quicker
     /// and more precise than polling queue statistics.
     pub async fn wait_events(&self, event: &str, n: usize, wait: Duration) {
-        let (conn, mut consumer) = consume(&self.events_queue, true).await;
+        let (conn, mut consumer) = consume(&self.url, &self.events_queue, true).await;
         let deadline = tokio::time::Instant::now() + wait;
         let mut seen = 0;
         while seen < n {
@@ -243,7 +260,10 @@ impl Pool {
 
     /// Messages in `queue` as (ready, unacked), from rabbitmqctl.
     pub fn counts(&self, queue: &str) -> (u64, u64) {
-        queue_counts(queue)
+        match &self.node {
+            Some(node) => node.queue_counts(queue),
+            None => queue_counts(queue),
+        }
     }
 
     /// Waits until `queue` holds `want` (ready, unacked) messages: queue counts are
@@ -282,7 +302,7 @@ impl Pool {
 
     /// Deletes the pool's queues.
     pub async fn cleanup(self) {
-        let conn = connect().await;
+        let conn = connect_to(&self.url).await;
         let ch = conn.create_channel().await.unwrap();
         for q in [
             &self.names.jobs,
@@ -302,17 +322,24 @@ impl Pool {
 /// (ready, unacked) of a queue, from `rabbitmqctl list_queues`.
 pub fn queue_counts(queue: &str) -> (u64, u64) {
     let out = Command::new("rabbitmqctl")
-        .args([
-            "list_queues",
-            "-q",
-            "--no-table-headers",
-            "name",
-            "messages_ready",
-            "messages_unacknowledged",
-        ])
+        .args(LIST_QUEUE_COUNTS)
         .output()
         .expect("rabbitmqctl");
-    let text = String::from_utf8_lossy(&out.stdout);
+    parse_queue_counts(&String::from_utf8_lossy(&out.stdout), queue)
+}
+
+/// The `rabbitmqctl` arguments listing each queue's (ready, unacked).
+pub const LIST_QUEUE_COUNTS: [&str; 6] = [
+    "list_queues",
+    "-q",
+    "--no-table-headers",
+    "name",
+    "messages_ready",
+    "messages_unacknowledged",
+];
+
+/// (ready, unacked) of `queue` in the output of `rabbitmqctl` with [`LIST_QUEUE_COUNTS`].
+pub fn parse_queue_counts(text: &str, queue: &str) -> (u64, u64) {
     for line in text.lines() {
         let cols: Vec<&str> = line.split_whitespace().collect();
         if cols.len() == 3 && cols[0] == queue {
@@ -382,6 +409,11 @@ pub struct WorkerProcess {
 
 impl WorkerProcess {
     pub fn spawn(pool: &str, extra: &[&str]) -> WorkerProcess {
+        WorkerProcess::spawn_on(AMQP_URL, pool, extra)
+    }
+
+    /// The worker connecting to `url` (another node, user or scheme).
+    pub fn spawn_on(url: &str, pool: &str, extra: &[&str]) -> WorkerProcess {
         let metrics_port = free_port();
         let child = Command::new(env!("CARGO_BIN_EXE_guestkit-worker"))
             .args([
@@ -393,7 +425,7 @@ impl WorkerProcess {
                 "warn",
             ])
             .args(extra)
-            .env("GUESTKIT_AMQP_URL", AMQP_URL)
+            .env("GUESTKIT_AMQP_URL", url)
             .stdout(Stdio::null())
             .stderr(if std::env::var_os("GUESTKIT_TEST_LOGS").is_some() {
                 Stdio::inherit()

@@ -118,5 +118,6 @@ impl Rng {
 
 pub mod broker;
 pub mod guests;
+pub mod rabbit_node;
 pub mod regf;
 pub mod windows_disk;

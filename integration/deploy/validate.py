@@ -596,9 +596,13 @@ def check_compose_semantics(doc, text, known_env, uid):
     tenv = tsvc.get("environment", {})
     for wname, w in workers.items():
         env = w.get("environment", {})
-        for key in ("GUESTKIT_AMQP_URL", "GUESTKIT_POOL", "GUESTKIT_DELIVERY_LIMIT"):
+        for key in ("GUESTKIT_POOL", "GUESTKIT_DELIVERY_LIMIT"):
             if env.get(key) != tenv.get(key):
                 problems.append(f"{wname} and {tname} disagree on {key}: the topology must match the worker")
+        # Same broker and vhost; the users differ (operator declares, worker consumes).
+        wurl, turl = (urllib.parse.urlsplit(str(e.get("GUESTKIT_AMQP_URL", ""))) for e in (env, tenv))
+        if (wurl.scheme, wurl.hostname, wurl.port, wurl.path) != (turl.scheme, turl.hostname, turl.port, turl.path):
+            problems.append(f"{wname} and {tname} disagree on the broker of GUESTKIT_AMQP_URL: the topology must match the worker")
         roots = str(env.get("GUESTKIT_IMAGE_ROOT", "/var/lib/guestkit/images")).split(",")
         ro = [t for t, r in mounts(w) if t in roots]
         if not ro:

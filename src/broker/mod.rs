@@ -4,4 +4,5 @@ pub mod connection;
 pub mod publisher;
 pub mod reply_to;
 pub mod settler;
+pub mod tls;
 pub mod topology;

@@ -2,17 +2,18 @@
 
 use std::time::Duration;
 
-use deadpool_lapin::{Pool, Runtime};
+use crate::broker::connection::{Broker, ConnectError};
+
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
-use lapin::{BasicProperties, Channel, PublisherConfirm};
+use lapin::{BasicProperties, Channel, Connection, PublisherConfirm};
 use tokio::sync::Mutex;
 
 /// Why a publish was not confirmed. The caller must then NOT ack the job: the broker
 /// will redeliver it.
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
-    #[error("cannot get a publishing connection: {0}")]
-    Pool(String),
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
     #[error("amqp error while publishing: {0}")]
     Amqp(#[from] lapin::Error),
     #[error("the broker did not confirm the message (nack)")]
@@ -22,48 +23,35 @@ pub enum PublishError {
 /// Publishes results, retries and events, and waits for the broker's confirm where it
 /// matters.
 ///
-/// Keeps one pooled connection with two channels: a confirm-mode channel for results
+/// Keeps one connection with two channels: a confirm-mode channel for results
 /// and retries (lapin channels take concurrent publishes, and each publish's confirm is
 /// awaited on its own, so many jobs publish at once without a round trip each), and a
 /// plain channel for best-effort progress events, so the broker does no confirm
 /// bookkeeping for them. One connection, not two: each lapin connection has an I/O
 /// thread, and on a 2-core machine every extra wake-up costs broker throughput. A
-/// broken connection is dropped and replaced from the deadpool pool.
+/// broken connection is dropped and replaced by a fresh one.
 pub struct Publisher {
-    pool: Pool,
+    broker: Broker,
+    name: String,
     lanes: Mutex<Option<Lanes>>,
 }
 
-/// The pooled connection and its two channels.
+/// The connection and its two channels.
 struct Lanes {
-    _conn: deadpool_lapin::Connection,
+    _conn: Connection,
     confirmed: Channel,
     best_effort: Channel,
 }
 
 impl Publisher {
-    /// A publisher over its own small connection pool (separate from the consumer's
-    /// connection, so flow control on publishing never stalls deliveries and acks).
-    pub fn new(url: &str, name: &str) -> Result<Publisher, PublishError> {
-        let cfg = deadpool_lapin::Config {
-            url: Some(url.to_string()),
-            ..Default::default()
-        };
-        let name = name.to_string();
-        // No lapin auto-recovery here: a dead connection should fail the publish at
-        // once and be replaced by the pool, not stall the job while it reconnects.
-        let pool = cfg
-            .create_pool(
-                move || {
-                    lapin::ConnectionProperties::default().with_connection_name(name.clone().into())
-                },
-                Runtime::Tokio1,
-            )
-            .map_err(|e| PublishError::Pool(e.to_string()))?;
-        Ok(Publisher {
-            pool,
+    /// A publisher over its own connection (separate from the consumer's, so flow
+    /// control on publishing never stalls deliveries and acks), opened on first use.
+    pub fn new(broker: Broker, name: &str) -> Publisher {
+        Publisher {
+            broker,
+            name: name.to_string(),
             lanes: Mutex::new(None),
-        })
+        }
     }
 
     /// The confirmed or the best-effort channel, opened (both) on first use or after a
@@ -75,15 +63,13 @@ impl Publisher {
                 return Ok(l.pick(confirm).clone());
             }
         }
-        if let Some(old) = guard.take() {
-            // The connection may be dead: take it out of the pool.
-            let _ = deadpool_lapin::Object::take(old._conn);
-        }
-        let conn = self
-            .pool
-            .get()
-            .await
-            .map_err(|e| PublishError::Pool(e.to_string()))?;
+        // The old connection may be dead: dropped, not reused.
+        guard.take();
+        // No lapin auto-recovery here: a dead connection should fail the publish at
+        // once and be replaced, not stall the job while it reconnects.
+        let props =
+            lapin::ConnectionProperties::default().with_connection_name(self.name.as_str().into());
+        let conn = self.broker.connect(props).await?;
         let confirmed = conn.create_channel().await?;
         confirmed
             .confirm_select(ConfirmSelectOptions::default())
@@ -107,9 +93,7 @@ impl Publisher {
             .as_ref()
             .is_some_and(|l| l.confirmed.id() == broken.id() || l.best_effort.id() == broken.id());
         if matches {
-            if let Some(old) = guard.take() {
-                let _ = deadpool_lapin::Object::take(old._conn);
-            }
+            guard.take();
         }
     }
 
