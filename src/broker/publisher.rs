@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use crate::broker::connection::{Broker, ConnectError};
 
+use deadpool::managed::{self, Object, Pool};
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::{BasicProperties, Channel, Connection, PublisherConfirm};
 use tokio::sync::Mutex;
@@ -14,6 +15,8 @@ use tokio::sync::Mutex;
 pub enum PublishError {
     #[error(transparent)]
     Connect(#[from] ConnectError),
+    #[error("cannot get a publishing connection: {0}")]
+    Pool(String),
     #[error("amqp error while publishing: {0}")]
     Amqp(#[from] lapin::Error),
     #[error("the broker did not confirm the message (nack)")]
@@ -29,27 +32,69 @@ pub enum PublishError {
 /// plain channel for best-effort progress events, so the broker does no confirm
 /// bookkeeping for them. One connection, not two: each lapin connection has an I/O
 /// thread, and on a 2-core machine every extra wake-up costs broker throughput. A
-/// broken connection is dropped and replaced by a fresh one.
+/// broken connection is taken out of the deadpool pool and replaced by a fresh one.
 pub struct Publisher {
-    broker: Broker,
-    name: String,
+    pool: Pool<Connector>,
     lanes: Mutex<Option<Lanes>>,
 }
 
-/// The connection and its two channels.
+/// The pooled connection and its two channels.
 struct Lanes {
-    _conn: Connection,
+    _conn: Object<Connector>,
     confirmed: Channel,
     best_effort: Channel,
 }
 
+/// deadpool's manager for publishing connections: deadpool-lapin's own manager has no
+/// way to pass a TLS configuration (private CA, client certificate), so connections are
+/// opened through [`Broker::connect`], like every other connection of the worker.
+pub struct Connector {
+    broker: Broker,
+    name: String,
+}
+
+impl managed::Manager for Connector {
+    type Type = Connection;
+    type Error = ConnectError;
+
+    async fn create(&self) -> Result<Connection, ConnectError> {
+        // No lapin auto-recovery here: a dead connection should fail the publish at
+        // once and be replaced, not stall the job while it reconnects.
+        let props =
+            lapin::ConnectionProperties::default().with_connection_name(self.name.as_str().into());
+        self.broker.connect(props).await
+    }
+
+    async fn recycle(
+        &self,
+        conn: &mut Connection,
+        _: &managed::Metrics,
+    ) -> managed::RecycleResult<ConnectError> {
+        if conn.status().connected() {
+            Ok(())
+        } else {
+            Err(managed::RecycleError::message("connection closed"))
+        }
+    }
+}
+
 impl Publisher {
-    /// A publisher over its own connection (separate from the consumer's, so flow
-    /// control on publishing never stalls deliveries and acks), opened on first use.
+    /// A publisher over its own small connection pool (separate from the consumer's
+    /// connection, so flow control on publishing never stalls deliveries and acks),
+    /// connected on first use.
     pub fn new(broker: Broker, name: &str) -> Publisher {
-        Publisher {
+        let connector = Connector {
             broker,
             name: name.to_string(),
+        };
+        // One connection is all the publisher holds at a time (see above); the pool
+        // owns opening, health-checking and replacing it.
+        let pool = Pool::builder(connector)
+            .max_size(1)
+            .build()
+            .expect("a pool without a runtime-dependent timeout always builds");
+        Publisher {
+            pool,
             lanes: Mutex::new(None),
         }
     }
@@ -63,13 +108,14 @@ impl Publisher {
                 return Ok(l.pick(confirm).clone());
             }
         }
-        // The old connection may be dead: dropped, not reused.
-        guard.take();
-        // No lapin auto-recovery here: a dead connection should fail the publish at
-        // once and be replaced, not stall the job while it reconnects.
-        let props =
-            lapin::ConnectionProperties::default().with_connection_name(self.name.as_str().into());
-        let conn = self.broker.connect(props).await?;
+        if let Some(old) = guard.take() {
+            // The connection may be dead: take it out of the pool.
+            let _ = Object::take(old._conn);
+        }
+        let conn = self.pool.get().await.map_err(|e| match e {
+            managed::PoolError::Backend(e) => PublishError::Connect(e),
+            other => PublishError::Pool(other.to_string()),
+        })?;
         let confirmed = conn.create_channel().await?;
         confirmed
             .confirm_select(ConfirmSelectOptions::default())
@@ -93,7 +139,9 @@ impl Publisher {
             .as_ref()
             .is_some_and(|l| l.confirmed.id() == broken.id() || l.best_effort.id() == broken.id());
         if matches {
-            guard.take();
+            if let Some(old) = guard.take() {
+                let _ = Object::take(old._conn);
+            }
         }
     }
 
