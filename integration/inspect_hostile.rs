@@ -376,9 +376,9 @@ fn gpt_overlapping(dir: &Path, n: usize) -> PathBuf {
     img
 }
 
-/// A qcow2 of 2 MiB clusters with `n` small partitions, each alone in its own
-/// compressed cluster (a little data at its start so qemu-img stores the cluster).
-fn qcow2_compressed_partitions(dir: &Path, n: u64) -> PathBuf {
+/// A raw GPT disk of `n` small partitions, each alone in its own 2 MiB with a little data
+/// at its start (so an image format stores its cluster or grain).
+fn partitions_raw(dir: &Path, n: u64) -> PathBuf {
     let raw = dir.join("parts.raw");
     let cluster_sectors = 4096;
     let parts: Vec<(u64, u64)> = (1..=n)
@@ -395,40 +395,33 @@ fn qcow2_compressed_partitions(dir: &Path, n: u64) -> PathBuf {
     for (first, _) in &parts {
         write_at(&raw, first * 512, &filler);
     }
-    let img = dir.join("parts.qcow2");
+    raw
+}
+
+/// Converts `raw` with `qemu-img convert` and these options into `out`, then removes it.
+fn convert(raw: &Path, args: &[&str], out: &Path) {
     run(Command::new("qemu-img")
-        .args([
-            "convert",
-            "-q",
-            "-c",
-            "-O",
-            "qcow2",
-            "-o",
-            "cluster_size=2M",
-        ])
-        .arg(&raw)
-        .arg(&img));
-    std::fs::remove_file(&raw).unwrap();
+        .args(["convert", "-q"])
+        .args(args)
+        .arg(raw)
+        .arg(out));
+    std::fs::remove_file(raw).unwrap();
+}
+
+/// A qcow2 of 2 MiB clusters with `n` small partitions, each alone in its own
+/// compressed cluster.
+fn qcow2_compressed_partitions(dir: &Path, n: u64) -> PathBuf {
+    let img = dir.join("parts.qcow2");
+    let args = ["-c", "-O", "qcow2", "-o", "cluster_size=2M"];
+    convert(&partitions_raw(dir, n), &args, &img);
     img
 }
 
-/// The same partitions as [`qcow2_compressed_partitions`] in a streamOptimized VMDK:
-/// every grain deflated on its own.
+/// The same partitions in a streamOptimized VMDK: every grain deflated on its own.
 fn vmdk_stream_partitions(dir: &Path, n: u64) -> PathBuf {
-    let qcow2 = qcow2_compressed_partitions(dir, n);
     let img = dir.join("parts.vmdk");
-    run(Command::new("qemu-img")
-        .args([
-            "convert",
-            "-q",
-            "-O",
-            "vmdk",
-            "-o",
-            "subformat=streamOptimized",
-        ])
-        .arg(&qcow2)
-        .arg(&img));
-    std::fs::remove_file(&qcow2).unwrap();
+    let args = ["-O", "vmdk", "-o", "subformat=streamOptimized"];
+    convert(&partitions_raw(dir, n), &args, &img);
     img
 }
 
