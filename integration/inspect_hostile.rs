@@ -823,7 +823,7 @@ async fn daemon_reports_every_hostile_image_and_keeps_no_child() {
         (
             "ext4-dag-dir",
             Box::new(|d: &Path| ext4_dag_in(d, Some("/etc"))),
-            Some("referenced twice"),
+            Some("no operating system root found"),
         ),
         (
             "sshd",
