@@ -183,9 +183,16 @@ fn ext4_dag(dir: &Path) -> PathBuf {
     linux_tree(&tree);
     let img = dir.join("dag.ext4");
     mkfs_ext4(&tree, &img, 16);
-    let bs = block_size(&img);
+    make_dag(&img, "/etc/os-release");
+    img
+}
+
+/// Replaces the extent tree of `path` in the ext4 `img` with the red team's DAG, whose
+/// nodes go to the last five blocks of the filesystem (free in a 16 MiB one).
+fn make_dag(img: &Path, path: &str) {
+    let bs = block_size(img);
     let per_node = ((bs - 12) / 12) as u16;
-    let blocks = std::fs::metadata(&img).unwrap().len() / bs;
+    let blocks = std::fs::metadata(img).unwrap().len() / bs;
     // Node of depth d at block `blocks - 1 - d` (d = 0 is the leaf).
     let node_block = |d: u64| blocks - 1 - d;
     for depth in 0..5u64 {
@@ -200,7 +207,7 @@ fn ext4_dag(dir: &Path) -> PathBuf {
             }
             node.extend(e);
         }
-        write_at(&img, node_block(depth) * bs, &node);
+        write_at(img, node_block(depth) * bs, &node);
     }
     let mut root = extent_header(4, 4, 5);
     for _ in 0..4 {
@@ -208,7 +215,23 @@ fn ext4_dag(dir: &Path) -> PathBuf {
         e[4..8].copy_from_slice(&(node_block(4) as u32).to_le_bytes());
         root.extend(e);
     }
-    write_at(&img, inode_offset(&img, "/etc/os-release") + 0x28, &root);
+    write_at(img, inode_offset(img, path) + 0x28, &root);
+}
+
+/// The DAG in the extent tree of `what`: a directory (`/etc`) or a symlink long enough
+/// to be stored in blocks (`/etc/hostname`, pointing at a file of a 100-byte name).
+/// `None` leaves the filesystem sound (the control).
+fn ext4_dag_in(dir: &Path, what: Option<&str>) -> PathBuf {
+    let tree = dir.join("tree");
+    linux_tree(&tree);
+    let long = format!("{}.txt", "h".repeat(96));
+    std::fs::rename(tree.join("etc/hostname"), tree.join("etc").join(&long)).unwrap();
+    std::os::unix::fs::symlink(format!("/etc/{long}"), tree.join("etc/hostname")).unwrap();
+    let img = dir.join("dag-in.ext4");
+    mkfs_ext4(&tree, &img, 16);
+    if let Some(what) = what {
+        make_dag(&img, what);
+    }
     img
 }
 
@@ -354,9 +377,9 @@ fn gpt_overlapping(dir: &Path, n: usize) -> PathBuf {
     img
 }
 
-/// A qcow2 of 2 MiB clusters with `n` small partitions, each alone in its own
-/// compressed cluster (a little data at its start so qemu-img stores the cluster).
-fn qcow2_compressed_partitions(dir: &Path, n: u64) -> PathBuf {
+/// A raw GPT disk of `n` small partitions, each alone in its own 2 MiB with a little data
+/// at its start (so an image format stores its cluster or grain).
+fn partitions_raw(dir: &Path, n: u64) -> PathBuf {
     let raw = dir.join("parts.raw");
     let cluster_sectors = 4096;
     let parts: Vec<(u64, u64)> = (1..=n)
@@ -373,20 +396,33 @@ fn qcow2_compressed_partitions(dir: &Path, n: u64) -> PathBuf {
     for (first, _) in &parts {
         write_at(&raw, first * 512, &filler);
     }
-    let img = dir.join("parts.qcow2");
+    raw
+}
+
+/// Converts `raw` with `qemu-img convert` and these options into `out`, then removes it.
+fn convert(raw: &Path, args: &[&str], out: &Path) {
     run(Command::new("qemu-img")
-        .args([
-            "convert",
-            "-q",
-            "-c",
-            "-O",
-            "qcow2",
-            "-o",
-            "cluster_size=2M",
-        ])
-        .arg(&raw)
-        .arg(&img));
-    std::fs::remove_file(&raw).unwrap();
+        .args(["convert", "-q"])
+        .args(args)
+        .arg(raw)
+        .arg(out));
+    std::fs::remove_file(raw).unwrap();
+}
+
+/// A qcow2 of 2 MiB clusters with `n` small partitions, each alone in its own
+/// compressed cluster.
+fn qcow2_compressed_partitions(dir: &Path, n: u64) -> PathBuf {
+    let img = dir.join("parts.qcow2");
+    let args = ["-c", "-O", "qcow2", "-o", "cluster_size=2M"];
+    convert(&partitions_raw(dir, n), &args, &img);
+    img
+}
+
+/// The same partitions in a streamOptimized VMDK: every grain deflated on its own.
+fn vmdk_stream_partitions(dir: &Path, n: u64) -> PathBuf {
+    let img = dir.join("parts.vmdk");
+    let args = ["-O", "vmdk", "-o", "subformat=streamOptimized"];
+    convert(&partitions_raw(dir, n), &args, &img);
     img
 }
 
@@ -443,6 +479,50 @@ fn ext4_extent_dag_is_refused_on_both_overlapping_partitions() {
     assert_eq!(report["filesystems"].as_array().unwrap().len(), 1);
     assert!(ran.warned("repeat the byte range"), "{:?}", ran.warnings());
     assert!(ran.warned("referenced twice"), "{:?}", ran.warnings());
+}
+
+#[test]
+fn ext4_extent_dag_in_a_directory_or_a_symlink_is_refused() {
+    use guestkit_worker::inspect::fs::{ext4::Ext4Fs, FileSystem};
+    use guestkit_worker::inspect::image;
+    let dir = tempdir();
+    // The control: the long symlink reads, so the hostname comes through it.
+    let tree = dir.path().join("control");
+    std::fs::create_dir_all(&tree).unwrap();
+    let control = ext4_dag_in(&tree, None);
+    let ran = inspect(&control, &[]);
+    assert_eq!(
+        ran.report.as_ref().unwrap()["operating_systems"][0]["hostname"],
+        "hostile"
+    );
+    // A DAG under the symlink: its target is never read, and the warning says why.
+    let link = dir.path().join("link");
+    std::fs::create_dir_all(&link).unwrap();
+    let ran = inspect(&ext4_dag_in(&link, Some("/etc/hostname")), &[]);
+    let os = &ran.report.as_ref().unwrap()["operating_systems"][0];
+    assert_eq!(os["distro"], "debian", "{os:#}");
+    assert!(os["hostname"].is_null(), "{os:#}");
+    assert!(ran.warned("referenced twice"), "{:?}", ran.warnings());
+    // A DAG under `/etc`: nothing below it is read, so no OS is found (the root
+    // classification drops unreadable roots without a warning)...
+    let etc = dir.path().join("etc");
+    std::fs::create_dir_all(&etc).unwrap();
+    let img = ext4_dag_in(&etc, Some("/etc"));
+    let ran = inspect(&img, &[]);
+    let report = ran.report.as_ref().unwrap();
+    assert_eq!(report["operating_systems"].as_array().unwrap().len(), 0);
+    // ...and the filesystem says why for any path below it.
+    let opened = image::open(&img, None, std::slice::from_ref(&etc)).unwrap();
+    let fs = Ext4Fs::open(opened.source).unwrap();
+    for path in ["/etc/os-release", "/etc"] {
+        let err = fs
+            .read_dir(path)
+            .map(|_| ())
+            .and(fs.read_file(path, 1 << 20).map(|_| ()));
+        let err = err.unwrap_err().to_string();
+        assert!(err.contains("referenced twice"), "{path}: {err}");
+    }
+    assert!(fs.read_dir("/").is_ok());
 }
 
 #[test]
@@ -506,6 +586,73 @@ fn gpt_of_1024_overlapping_partitions_opens_the_filesystem_once() {
     );
 }
 
+/// One 16 MiB ext4 (a whole Linux root) under `n` GPT entries of distinct byte ranges
+/// (each one sector longer than the one before), so each is probed and opened.
+fn gpt_distinct(dir: &Path, n: u64) -> PathBuf {
+    let tree = dir.join("tree");
+    linux_tree(&tree);
+    let fs = dir.join("fs.ext4");
+    mkfs_ext4(&tree, &fs, 16);
+    let last = 2048 + 16 * 2048 - 1;
+    let parts: Vec<(u64, u64)> = (0..n).map(|i| (2048, last + i)).collect();
+    let img = dir.join("distinct.raw");
+    gpt_disk(&img, Some(&fs), &parts, 2048 + 16 * 2048 + 2048);
+    img
+}
+
+/// Threads of `pid` named `name`, from /proc (an oracle outside the worker).
+fn threads_named(pid: u32, name: &str) -> usize {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter(|t| {
+            std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim_end() == name)
+        })
+        .count()
+}
+
+#[test]
+fn sixty_four_ext4_partitions_never_hold_more_than_the_live_cap_of_threads() {
+    use guestkit_worker::inspect::caps::MAX_OS_ROOTS;
+    use guestkit_worker::inspect::fs::ext4::MAX_LIVE;
+    let dir = tempdir();
+    let img = gpt_distinct(dir.path(), 64);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_guestkit-worker"))
+        .args(["--log-level", "error", "inspect"])
+        .arg(&img)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        std::io::Read::read_to_end(&mut { stdout }, &mut out).unwrap();
+        out
+    });
+    let (mut peak, mut samples) = (0, 0);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(RUN_TIMEOUT_S);
+    while child.try_wait().unwrap().is_none() {
+        assert!(std::time::Instant::now() < deadline, "no answer");
+        let n = threads_named(child.id(), "ext4-reader");
+        peak = peak.max(n);
+        samples += usize::from(n > 0);
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    assert!(child.wait().unwrap().success());
+    let report: Value = serde_json::from_slice(&reader.join().unwrap()).unwrap();
+    eprintln!("peak {peak} ext4 reader threads over {samples} samples that saw one");
+    // Every partition was opened and the first OS roots inspected (twice the live cap:
+    // closed filesystems were loaded again).
+    assert_eq!(report["filesystems"].as_array().unwrap().len(), 64);
+    let oses = report["operating_systems"].as_array().unwrap();
+    assert_eq!(oses.len(), MAX_OS_ROOTS);
+    assert!(oses.iter().all(|o| o["hostname"] == "hostile"), "{oses:?}");
+    assert!(samples > 0, "the inspection ended before a thread was seen");
+    assert!(peak <= MAX_LIVE, "{peak} ext4 reader threads at once");
+}
+
 #[test]
 fn qcow2_compressed_partitions_are_capped() {
     let dir = tempdir();
@@ -517,6 +664,42 @@ fn qcow2_compressed_partitions_are_capped() {
         "{:?}",
         ran.warnings()
     );
+}
+
+#[test]
+fn vmdk_stream_optimized_partitions_are_capped_and_inflation_is_charged() {
+    use guestkit_worker::inspect::image;
+    use guestkit_worker::inspect::source::ReadAt;
+    let dir = tempdir();
+    let img = vmdk_stream_partitions(dir.path(), 1000);
+    let ran = inspect(&img, &[]);
+    let report = ran.report.as_ref().unwrap();
+    assert_eq!(report["image"]["format"], "vmdk");
+    assert_eq!(report["partitions"].as_array().unwrap().len(), 1000);
+    assert!(
+        ran.warned("936 partitions not probed"),
+        "{:?}",
+        ran.warnings()
+    );
+    // The charge itself: one byte read from each partition inflates its whole grain,
+    // whose size the VMDK header states (`grainSize`, sectors, at byte 20).
+    let mut header = [0u8; 28];
+    read_at(&img, 0, &mut header);
+    let grain = u64::from_le_bytes(header[20..28].try_into().unwrap()) * 512;
+    let opened = image::open(&img, Some("vmdk"), &[dir.path().to_path_buf()]).unwrap();
+    assert_eq!(opened.source.inflated(), 0);
+    let parts = 100u64;
+    for i in 1..=parts {
+        let mut byte = [0u8; 1];
+        opened
+            .source
+            .read_exact_at(i * 4096 * 512, &mut byte)
+            .unwrap();
+        assert_eq!(byte[0], b'h', "partition {i} starts with its filler");
+    }
+    let inflated = opened.source.inflated();
+    eprintln!("{parts} one-byte reads inflated {inflated} bytes (grain {grain})");
+    assert_eq!(inflated, parts * grain);
 }
 
 #[test]
@@ -596,6 +779,10 @@ fn hostile_images_for_measurement() {
             Box::new(|d: &Path| qcow2_compressed_partitions(d, 1000)),
         ),
         ("rpmdb-wal.raw", Box::new(rpmdb_and_wal)),
+        (
+            "vmdk-1000.vmdk",
+            Box::new(|d: &Path| vmdk_stream_partitions(d, 1000)),
+        ),
     ];
     for (name, build) in builders {
         let dir = tempdir();
@@ -606,4 +793,209 @@ fn hostile_images_for_measurement() {
             out.join(name).display()
         ));
     }
+}
+
+/// CPU time (user + system, clock ticks) `pid` used so far, from /proc.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let rest = stat.rsplit_once(')').unwrap().1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // After the comm: state is field 3, utime 14 and stime 15 (1-based, of the whole).
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+/// The check on the daemon side: a job on each hostile image with a 5 s timeout
+/// gets its result (the report with the warning that names what was refused, or
+/// `failed/timeout` where a debug build under load needs longer), no inspection process
+/// is left behind and the worker goes idle, and SIGTERM during a hostile job ends the
+/// worker within its grace. The bounds are hang detectors, not speed assertions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemon_reports_every_hostile_image_and_keeps_no_child() {
+    use crate::common::broker::{Pool, WorkerProcess, BROKER_LOCK};
+    use crate::worker_isolation::{children_of, inspect_job, wait_for_child, wait_gone};
+    use std::time::Duration;
+
+    type Build = Box<dyn Fn(&Path) -> PathBuf>;
+    let _shared = BROKER_LOCK.read().await;
+    let dir = tempdir();
+    let root = dir.path().join("images");
+    let cases: Vec<(&str, Build, Option<&str>)> = vec![
+        ("ext4-dag", Box::new(ext4_dag), Some("referenced twice")),
+        (
+            "ext4-dag-dir",
+            Box::new(|d: &Path| ext4_dag_in(d, Some("/etc"))),
+            Some("no operating system root found"),
+        ),
+        (
+            "sshd",
+            Box::new(|d: &Path| sshd_glob_bomb(d, 4)),
+            Some("more than 16 patterns"),
+        ),
+        ("networkd", Box::new(networkd_quadratic), None),
+        (
+            "netplan",
+            Box::new(|d: &Path| netplan_aliases(d, 5000)),
+            Some("YAML nodes"),
+        ),
+        ("keyfile", Box::new(keyfile_section), None),
+        (
+            "gpt-1024",
+            Box::new(|d: &Path| gpt_overlapping(d, 1024)),
+            Some("1023 partitions repeat the byte range"),
+        ),
+        (
+            "qcow2-1000",
+            Box::new(|d: &Path| qcow2_compressed_partitions(d, 1000)),
+            Some("936 partitions not probed"),
+        ),
+        (
+            "vmdk-1000",
+            Box::new(|d: &Path| vmdk_stream_partitions(d, 1000)),
+            Some("936 partitions not probed"),
+        ),
+        (
+            "rpmdb-wal",
+            Box::new(rpmdb_and_wal),
+            Some("rpmdb.sqlite-wal not read"),
+        ),
+    ];
+    let mut images = Vec::new();
+    for (name, build, _) in &cases {
+        let case_dir = root.join(name);
+        std::fs::create_dir_all(&case_dir).unwrap();
+        images.push(build(&case_dir));
+    }
+
+    let pool = Pool::new("hostile-daemon").await;
+    let mut worker = WorkerProcess::spawn(
+        pool.pool(),
+        &[
+            "--max-concurrent",
+            "2",
+            "--shutdown-grace",
+            "2",
+            "--image-root",
+            root.to_str().unwrap(),
+        ],
+    );
+    let worker_pid = worker.child.id();
+    for ((name, _, _), image) in cases.iter().zip(&images) {
+        pool.publish(&inspect_job(
+            &format!("hostile-{name}"),
+            serde_json::json!({ "path": image }),
+            5,
+        ))
+        .await;
+    }
+    let results = pool.results(cases.len(), Duration::from_secs(600)).await;
+    for (name, _, needle) in &cases {
+        let body = &results
+            .iter()
+            .find(|r| r.body["job_id"] == format!("hostile-{name}"))
+            .unwrap_or_else(|| panic!("no result for {name}"))
+            .body;
+        let ms = body["duration_ms"].as_u64().unwrap_or(0);
+        match (body["status"].as_str(), body["error"]["kind"].as_str()) {
+            (Some("completed"), _) => {
+                let warnings = body["output"]["warnings"].to_string();
+                if let Some(needle) = needle {
+                    assert!(warnings.contains(needle), "{name}: {warnings}");
+                }
+                eprintln!("{name}: completed in {ms} ms");
+            }
+            (Some("failed"), Some("timeout")) => eprintln!("{name}: timed out after {ms} ms"),
+            _ => panic!("{name}: {body:#}"),
+        }
+    }
+    // Every inspection process is gone, and the worker is idle: a thread left spinning
+    // would burn a full core (100 ticks a second); heartbeats cost next to nothing.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !children_of(worker_pid).is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "children left: {:?}",
+            children_of(worker_pid)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let before = cpu_ticks(worker_pid);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let idle = cpu_ticks(worker_pid) - before;
+    eprintln!("worker used {idle} ticks in 2 s after its jobs");
+    assert!(idle < 100, "worker still busy: {idle} ticks in 2 s");
+
+    // SIGTERM while children work on hostile images again: the worker ends within its
+    // grace (plus a generous margin) and its children with it.
+    for ((name, _, _), image) in cases.iter().zip(&images) {
+        pool.publish(&inspect_job(
+            &format!("hostile-term-{name}"),
+            serde_json::json!({ "path": image }),
+            600,
+        ))
+        .await;
+    }
+    wait_for_child(worker_pid, Duration::from_secs(30)).await;
+    let children = children_of(worker_pid);
+    let sent = std::time::Instant::now();
+    worker.signal("TERM");
+    let status = worker.wait_exit(Duration::from_secs(15)).await;
+    eprintln!(
+        "worker exited {:?} after SIGTERM (grace 2 s) with {} children",
+        sent.elapsed(),
+        children.len()
+    );
+    assert!(status.success(), "{status:?}");
+    for (pid, _, _) in children {
+        wait_gone(pid, Duration::from_secs(10)).await;
+    }
+    pool.cleanup().await;
+}
+
+/// Running out of threads or memory is not a warning about one filesystem: under a
+/// 4 MiB address-space limit the ext4 reader threads of eight sound filesystems (2 MiB
+/// of stack each) cannot all be started, and the job fails with `resource_limit` naming
+/// the limit, in the worker's child process as in the CLI. The control, under the
+/// default limit, completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exhaustion_under_a_small_memory_limit_fails_with_resource_limit() {
+    use guestkit_worker::isolation::Isolation;
+    use guestkit_worker::progress::Progress;
+    let dir = tempdir();
+    let img = gpt_distinct(dir.path(), 8);
+    let roots = [dir.path().to_path_buf()];
+    let job = serde_json::json!({"image": {"path": img}});
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let run = |limit: u64| {
+        let isolation = Isolation::new(env!("CARGO_BIN_EXE_guestkit-worker"), limit);
+        let (job, roots, cancel) = (job.clone(), roots.clone(), cancel.clone());
+        async move {
+            isolation
+                .run(
+                    "guestkit.inspect",
+                    &job,
+                    &roots,
+                    60,
+                    &Progress::disabled(),
+                    &cancel,
+                )
+                .await
+        }
+    };
+    let err = run(4 << 20).await.unwrap_err();
+    eprintln!("4 MiB: {err:?}");
+    assert_eq!(err.kind, "resource_limit", "{err:?}");
+    assert!(err.message.contains("ext4 reader thread"), "{err:?}");
+    assert!(err.message.contains("memory limit of 4 MiB"), "{err:?}");
+    let done = run(2 << 30).await.unwrap();
+    assert_eq!(done.output["operating_systems"][0]["hostname"], "hostile");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_guestkit-worker"))
+        .args(["--inspect-memory-limit", "4M", "inspect"])
+        .arg(&img)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("ext4 reader thread"), "{stderr}");
+    assert!(stderr.contains("memory limit of 4 MiB"), "{stderr}");
 }

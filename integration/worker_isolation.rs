@@ -15,7 +15,11 @@ use serde_json::json;
 use crate::common::broker::{Pool, WorkerProcess, BROKER_LOCK};
 use crate::common::{fixture_cache, fixtures, run, sh, tempdir};
 
-fn inspect_job(job_id: &str, image: serde_json::Value, timeout_seconds: u64) -> serde_json::Value {
+pub(crate) fn inspect_job(
+    job_id: &str,
+    image: serde_json::Value,
+    timeout_seconds: u64,
+) -> serde_json::Value {
     json!({
         "version": "1.0", "job_id": job_id, "kind": "VMOperation",
         "operation": "guestkit.inspect",
@@ -42,7 +46,7 @@ fn endless(root: &Path) -> serde_json::Value {
 
 /// (pid, state, cmdline) of every process whose parent is `parent`, from /proc (an
 /// oracle outside the worker).
-fn children_of(parent: u32) -> Vec<(u32, char, String)> {
+pub(crate) fn children_of(parent: u32) -> Vec<(u32, char, String)> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
@@ -69,7 +73,7 @@ fn children_of(parent: u32) -> Vec<(u32, char, String)> {
 }
 
 /// Waits for the worker's isolated child to appear; returns its pid.
-async fn wait_for_child(worker: u32, wait: Duration) -> u32 {
+pub(crate) async fn wait_for_child(worker: u32, wait: Duration) -> u32 {
     let deadline = tokio::time::Instant::now() + wait;
     loop {
         if let Some((pid, _, _)) = children_of(worker)
@@ -87,7 +91,7 @@ async fn wait_for_child(worker: u32, wait: Duration) -> u32 {
 }
 
 /// True once `pid` no longer exists or is a zombie (dead, not yet reaped by init).
-async fn wait_gone(pid: u32, wait: Duration) {
+pub(crate) async fn wait_gone(pid: u32, wait: Duration) {
     let deadline = tokio::time::Instant::now() + wait;
     loop {
         let state = std::fs::read_to_string(format!("/proc/{pid}/stat"))
@@ -342,4 +346,38 @@ async fn a_child_over_its_cpu_limit_fails_with_resource_limit() {
     assert_eq!(sandbox.landlock == "enforced", sandbox.outside_read_denied);
     assert_eq!(sandbox.seccomp == "enforced", sandbox.socket_denied);
     assert_eq!(done.output["image"]["format"], "raw");
+}
+
+/// `--no-inspect-sandbox`: a child skips Landlock and seccomp, still inspects, and says
+/// so: the sandbox it reports is `disabled`, not complete, and its own probes (a read
+/// outside the roots, a socket) succeed, as they must without the two.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_sandbox_a_child_still_inspects_and_reports_it_degraded() {
+    use guestkit_worker::isolation::Isolation;
+    use guestkit_worker::progress::Progress;
+    let dir = tempdir();
+    let root = image_root(dir.path());
+    let isolation =
+        Isolation::new(env!("CARGO_BIN_EXE_guestkit-worker"), 1 << 30).without_sandbox(true);
+    let done = isolation
+        .run(
+            "guestkit.inspect",
+            &json!({"image": {"path": root.join("empty.raw")}}),
+            &[root],
+            10,
+            &Progress::disabled(),
+            &tokio_util::sync::CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(done.output["image"]["format"], "raw");
+    let sandbox = done.sandbox.unwrap();
+    eprintln!("sandbox: {}", sandbox.describe());
+    assert_eq!(
+        (sandbox.landlock.as_str(), sandbox.seccomp.as_str()),
+        ("disabled", "disabled")
+    );
+    assert!(!sandbox.complete());
+    assert!(!sandbox.outside_read_denied && !sandbox.socket_denied);
+    assert!(sandbox.describe().contains("--no-inspect-sandbox"));
 }

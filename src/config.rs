@@ -125,6 +125,12 @@ pub struct Config {
         global = true
     )]
     pub inspect_memory_limit: u64,
+    /// Skip Landlock and seccomp in inspection processes (and the `inspect` subcommand),
+    /// keeping the rlimits, no-new-privs and the parent-death signal: for a kernel or a
+    /// container profile where those calls misbehave. The worker logs a warning naming
+    /// the degraded sandbox at its first inspection job.
+    #[arg(long, env = "GUESTKIT_NO_INSPECT_SANDBOX", global = true)]
+    pub no_inspect_sandbox: bool,
     /// Folder of LUKS passphrases (a mounted Kubernetes Secret): a file per volume named
     /// by its LUKS UUID, and `default` for any volume. Read for each job and passed to
     /// its isolated process on stdin.
@@ -187,6 +193,9 @@ pub struct IsolatedJobArgs {
     /// The worker's pid: the process dies with it.
     #[arg(long)]
     pub parent_pid: Option<u32>,
+    /// Landlock and seccomp skipped (`--no-inspect-sandbox`).
+    #[arg(long)]
+    pub no_sandbox: bool,
 }
 
 /// Arguments of `submit`.

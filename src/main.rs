@@ -243,6 +243,7 @@ fn inspect_once(cfg: &Config, args: &InspectArgs) -> anyhow::Result<ExitCode> {
         cpu_seconds: cfg.max_job_timeout.max(1),
         open_files: isolation::OPEN_FILES,
         parent_pid: None,
+        sandbox: !cfg.no_inspect_sandbox,
     };
     // Landlock's read access: the configured roots and the folders of the images named
     // (the code's own rule, direct children only, is narrower and still applies).

@@ -90,7 +90,8 @@ pub async fn run(cfg: Config, shutdown: Shutdown) -> anyhow::Result<()> {
             metrics: Some(metrics.clone()),
             isolation: Some(Arc::new(
                 Isolation::own_binary(cfg.inspect_memory_limit)
-                    .with_luks_keys_dir(cfg.luks_keys_dir.clone()),
+                    .with_luks_keys_dir(cfg.luks_keys_dir.clone())
+                    .without_sandbox(cfg.no_inspect_sandbox),
             )),
         }),
         semaphore: Arc::new(Semaphore::new(cfg.max_concurrent as usize)),

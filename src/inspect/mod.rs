@@ -12,6 +12,7 @@ pub mod os;
 pub mod partition;
 pub mod pipeline;
 pub mod report;
+pub mod resources;
 pub mod source;
 pub mod volume;
 pub mod work;

@@ -140,6 +140,9 @@ pub enum InspectError {
     /// The job read more guest bytes than its budget allows.
     #[error("inspection of {path} stopped: read budget of {limit} bytes exhausted")]
     Budget { path: PathBuf, limit: u64 },
+    /// The process ran out of memory or threads (see [`resources`](super::resources)).
+    #[error("inspection of {path} stopped: {message}")]
+    Resources { path: PathBuf, message: String },
 }
 
 impl InspectError {
@@ -149,6 +152,7 @@ impl InspectError {
             InspectError::Image { .. } => "image",
             InspectError::Partition { .. } => "partition",
             InspectError::Budget { .. } => "budget",
+            InspectError::Resources { .. } => "resources",
         }
     }
 }
@@ -288,6 +292,12 @@ pub fn inspect_full(path: &Path, opts: &InspectOptions) -> Result<Inspection, In
             return Some(InspectError::Image {
                 path: path.to_path_buf(),
                 source: ImageError::Cancelled,
+            });
+        }
+        if let Some(message) = super::resources::take() {
+            return Some(InspectError::Resources {
+                path: path.to_path_buf(),
+                message,
             });
         }
         all_faults.iter().find_map(|(p, f)| {

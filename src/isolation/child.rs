@@ -49,6 +49,7 @@ pub fn main(args: &IsolatedJobArgs) -> ExitCode {
         cpu_seconds: args.cpu_seconds,
         open_files: args.open_files,
         parent_pid: args.parent_pid,
+        sandbox: !args.no_sandbox,
     };
     let roots: Vec<PathBuf> = request
         .image_roots

@@ -36,6 +36,9 @@ pub struct Limits {
     /// The process that must stay our parent: with it set, the parent-death signal is
     /// armed (SIGKILL) and a parent already gone ends this process at once.
     pub parent_pid: Option<u32>,
+    /// Landlock and seccomp applied (`false`: `--no-inspect-sandbox`, reported as
+    /// `disabled`).
+    pub sandbox: bool,
 }
 
 /// Why limits could not be applied (the job fails rather than run unconfined).
@@ -59,10 +62,10 @@ pub enum LimitError {
 /// which logs it once.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct Sandbox {
-    /// `enforced`, `partial` (an older Landlock ABI: some rights not handled) or
-    /// `unavailable`.
+    /// `enforced`, `partial` (an older Landlock ABI: some rights not handled),
+    /// `unavailable` or `disabled` (`--no-inspect-sandbox`).
     pub landlock: String,
-    /// `enforced` or `unavailable`.
+    /// `enforced`, `unavailable` or `disabled`.
     pub seccomp: String,
     /// Why something is unavailable (empty when everything is enforced).
     pub notes: Vec<String>,
@@ -102,6 +105,7 @@ impl Sandbox {
 /// the process has one thread.
 pub fn apply(limits: &Limits, read_roots: &[PathBuf]) -> Result<Sandbox, LimitError> {
     let address_space = current_address_space().saturating_add(limits.memory_bytes);
+    crate::inspect::resources::set_memory_limit(limits.memory_bytes);
     set_rlimit("RLIMIT_AS", Resource::As, address_space, address_space)?;
     let cpu = limits.cpu_seconds.max(1);
     set_rlimit("RLIMIT_CPU", Resource::Cpu, cpu, cpu.saturating_add(1))?;
@@ -130,6 +134,25 @@ pub fn apply(limits: &Limits, read_roots: &[PathBuf]) -> Result<Sandbox, LimitEr
     }
 
     let mut sandbox = Sandbox::default();
+    if !limits.sandbox {
+        sandbox.landlock = "disabled".into();
+        sandbox.seccomp = "disabled".into();
+        sandbox
+            .notes
+            .push("Landlock and seccomp disabled by --no-inspect-sandbox".into());
+    } else {
+        confine(read_roots, &mut sandbox);
+    }
+    // Check, not trust: try what must now fail.
+    let probe = Path::new("/proc/self/status");
+    sandbox.outside_read_denied = !read_roots.iter().any(|r| probe.starts_with(r))
+        && matches!(std::fs::File::open(probe), Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied);
+    sandbox.socket_denied = std::net::UdpSocket::bind(("127.0.0.1", 0)).is_err();
+    Ok(sandbox)
+}
+
+/// Applies Landlock and seccomp where the kernel allows, noting in `sandbox` what holds.
+fn confine(read_roots: &[PathBuf], sandbox: &mut Sandbox) {
     match landlock(read_roots) {
         Ok((state, notes)) => {
             sandbox.landlock = state.into();
@@ -147,12 +170,6 @@ pub fn apply(limits: &Limits, read_roots: &[PathBuf]) -> Result<Sandbox, LimitEr
             sandbox.notes.push(format!("seccomp: {e}"));
         }
     }
-    // Check, not trust: try what must now fail.
-    let probe = Path::new("/proc/self/status");
-    sandbox.outside_read_denied = !read_roots.iter().any(|r| probe.starts_with(r))
-        && matches!(std::fs::File::open(probe), Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied);
-    sandbox.socket_denied = std::net::UdpSocket::bind(("127.0.0.1", 0)).is_err();
-    Ok(sandbox)
 }
 
 /// Bytes of address space mapped now (the binary, the allocator's first arena, the

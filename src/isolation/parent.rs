@@ -47,6 +47,8 @@ pub struct Isolation {
     sandbox_logged: AtomicBool,
     /// `--luks-keys-dir`, read for each job (a mounted Secret changes under us).
     pub luks_keys_dir: Option<PathBuf>,
+    /// Landlock and seccomp applied by children (off: `--no-inspect-sandbox`).
+    pub sandbox: bool,
 }
 
 /// A job's output, as the child produced it.
@@ -83,7 +85,14 @@ impl Isolation {
             memory_limit,
             sandbox_logged: AtomicBool::new(false),
             luks_keys_dir: None,
+            sandbox: true,
         }
+    }
+
+    /// Children skip Landlock and seccomp (`--no-inspect-sandbox`) when `off`.
+    pub fn without_sandbox(mut self, off: bool) -> Isolation {
+        self.sandbox = !off;
+        self
     }
 
     /// Passes the passphrases of `dir` (`--luks-keys-dir`) to every child.
@@ -230,6 +239,7 @@ impl Isolation {
         .arg(OPEN_FILES.to_string())
         .arg("--parent-pid")
         .arg(std::process::id().to_string())
+        .args((!self.sandbox).then_some("--no-sandbox"))
         .env_clear()
         // mimalloc would otherwise reserve a 1 GiB arena at start, before the child
         // sets its limits: reserved address space counts as already mapped and the

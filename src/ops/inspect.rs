@@ -121,5 +121,6 @@ pub fn inspect_error(err: InspectError) -> OpError {
         InspectError::Image { .. } => OpError::fatal("image_error", message),
         InspectError::Partition { .. } => OpError::fatal("partition_error", message),
         InspectError::Budget { .. } => OpError::fatal("read_budget_exceeded", message),
+        InspectError::Resources { .. } => OpError::fatal("resource_limit", message),
     }
 }

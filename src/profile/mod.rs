@@ -45,7 +45,7 @@ use serde::Serialize;
 pub use error::ProfileError;
 pub use finding::{Check, Evidence, Finding, ProfileKind, Severity};
 
-use crate::inspect::pipeline::{inspect_full, InspectOptions, Inspection};
+use crate::inspect::pipeline::{inspect_full, InspectError, InspectOptions, Inspection};
 use crate::inspect::report::Report;
 use crate::inspect::source::CancelFlag;
 use target::Target;
@@ -232,6 +232,13 @@ pub fn profile_image(
     };
     let inspection = inspect_full(path, &opts)?;
     let (findings, warnings) = evaluate(&inspection, &request.profiles, opts.cancel.as_ref())?;
+    // A filesystem loaded again for the checks may have found the process exhausted.
+    if let Some(message) = crate::inspect::resources::take() {
+        return Err(ProfileError::Inspect(InspectError::Resources {
+            path: path.to_path_buf(),
+            message,
+        }));
+    }
     let bytes_read = inspection.stats.bytes_read;
     let mut report = inspection.report;
     report.warnings.extend(warnings);

@@ -4,7 +4,10 @@
 //! replay in memory, metadata checksums); this module adds what a hostile image needs on
 //! top of it: superblock bounds checked before loading ([`superblock`]), sizes checked
 //! before every allocation, no symlink ever followed inside ext4-view, a panic in the
-//! crate turned into an error instead of a dead worker, and a timeout ([`worker`]).
+//! crate turned into an error instead of a dead worker, a timeout ([`worker`]), every
+//! extent tree ext4-view would walk (of a file, of each directory on a path, of a long
+//! symlink) checked first ([`extent_check`], [`dir_scan`]), and at most [`MAX_LIVE`]
+//! reader threads per process ([`live`]).
 //!
 //! A journal that needs recovery is replayed in memory; one ext4-view cannot replay
 //! (it knows only checksummed v3 journals) is skipped like `mount -o noload`, with a
@@ -16,8 +19,10 @@
 //! (preallocated) extents as data instead of zeros; its replay does not wrap around the
 //! end of the journal.
 
+mod dir_scan;
 mod error_map;
 mod extent_check;
+mod live;
 mod reader;
 mod superblock;
 mod worker;
@@ -29,6 +34,7 @@ use super::{DirEntry, FileSystem, FsError, Metadata};
 use crate::inspect::image::ImageError;
 use crate::inspect::source::ReadAt;
 use error_map::{corrupt, unsupported};
+pub use live::MAX_LIVE;
 use worker::{Job, Shared, Worker};
 
 /// How long one operation may take before the filesystem is given up. Nothing on a sane
@@ -42,12 +48,19 @@ const MAX_PATH_BYTES: usize = 4096;
 /// A read-only ext2/3/4 filesystem.
 ///
 /// A handle to the thread that owns the loaded filesystem (see [`worker`]): cheap to
-/// share between threads, with calls served one at a time.
+/// share between threads, with calls served one at a time. The thread is one of at
+/// most [`MAX_LIVE`] per process (see [`live`]): a filesystem unused for a while is
+/// closed and loaded again when next used.
 pub struct Ext4Fs {
     fs_type: &'static str,
     warnings: Vec<String>,
-    jobs: mpsc::Sender<Job>,
+    src: Arc<dyn ReadAt>,
+    block_size: u64,
+    replays_journal: bool,
+    /// Kept across reloads: a filesystem that failed once stays failed.
     shared: Arc<Shared>,
+    /// The running thread's job queue, `None` while closed.
+    slot: Arc<live::Slot>,
 }
 
 impl Ext4Fs {
@@ -55,52 +68,86 @@ impl Ext4Fs {
     /// replay) on its own thread.
     pub fn open(src: Arc<dyn ReadAt>) -> Result<Ext4Fs, FsError> {
         let geometry = superblock::check(src.as_ref())?;
-        let replays_journal = geometry.replays_journal;
-        let block_size = geometry.block_size;
-        let shared = Arc::new(Shared::default());
-        let (jobs, job_rx) = mpsc::channel::<Job>();
-        let (loaded_tx, loaded_rx) = mpsc::sync_channel(1);
-        let thread_shared = shared.clone();
-        std::thread::Builder::new()
-            .name("ext4-reader".to_string())
-            .spawn(move || {
-                worker::run(
-                    src,
-                    block_size,
-                    replays_journal,
-                    thread_shared,
-                    loaded_tx,
-                    job_rx,
-                )
-            })
-            .map_err(|source| {
-                FsError::Image(ImageError::Io {
-                    path: "<ext4 reader thread>".into(),
-                    source,
-                })
-            })?;
         let mut fs = Ext4Fs {
             fs_type: geometry.fs_type,
             warnings: Vec::new(),
-            jobs,
-            shared,
+            src,
+            block_size: geometry.block_size,
+            replays_journal: geometry.replays_journal,
+            shared: Arc::new(Shared::default()),
+            slot: Arc::new(live::Slot::default()),
         };
-        match loaded_rx.recv_timeout(OP_TIMEOUT) {
-            Ok(result) => {
-                fs.warnings = result?;
-                Ok(fs)
-            }
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                Err(fs.give_up("loading the filesystem".to_string()))
-            }
-            Err(mpsc::RecvTimeoutError::Disconnected) => Err(fs.stopped()),
-        }
+        let (running, warnings) = fs.start()?;
+        fs.warnings = warnings;
+        *fs.lock_slot() = Some(running);
+        live::touch(&fs.slot);
+        Ok(fs)
     }
 
     /// What the report should mention about this filesystem (a journal that could not
     /// be replayed).
     pub fn warnings(&self) -> &[String] {
         &self.warnings
+    }
+
+    /// Starts a thread that loads the filesystem; returns it once loaded.
+    fn start(&self) -> Result<(live::Running, Vec<String>), FsError> {
+        live::reserve();
+        let (jobs, job_rx) = mpsc::channel::<Job>();
+        let (loaded_tx, loaded_rx) = mpsc::sync_channel(1);
+        let (src, shared) = (self.src.clone(), self.shared.clone());
+        let (block_size, replays_journal) = (self.block_size, self.replays_journal);
+        let thread = std::thread::Builder::new()
+            .name("ext4-reader".to_string())
+            .spawn(move || worker::run(src, block_size, replays_journal, shared, loaded_tx, job_rx))
+            .map_err(|source| {
+                // Out of threads or memory (the inspection's address-space limit): the
+                // job fails with `resource_limit`, it does not lose this filesystem.
+                if crate::inspect::resources::is_exhaustion(&source) {
+                    crate::inspect::resources::record(
+                        "cannot start an ext4 reader thread",
+                        &source,
+                    );
+                }
+                FsError::Image(ImageError::Io {
+                    path: "<ext4 reader thread>".into(),
+                    source,
+                })
+            })?;
+        let running = live::Running {
+            jobs,
+            thread,
+            shared: self.shared.clone(),
+        };
+        match loaded_rx.recv_timeout(OP_TIMEOUT) {
+            Ok(result) => Ok((running, result?)),
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                Err(self.give_up("loading the filesystem".to_string()))
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => Err(self.stopped()),
+        }
+    }
+
+    fn lock_slot(&self) -> std::sync::MutexGuard<'_, Option<live::Running>> {
+        self.slot.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The running thread's job queue, loading the filesystem again if it was closed.
+    fn jobs(&self) -> Result<mpsc::Sender<Job>, FsError> {
+        let jobs = {
+            let mut slot = self.lock_slot();
+            match slot.as_ref() {
+                Some(running) => running.jobs.clone(),
+                None => {
+                    let (running, _) = self.start()?;
+                    let jobs = running.jobs.clone();
+                    *slot = Some(running);
+                    jobs
+                }
+            }
+        };
+        live::touch(&self.slot);
+        Ok(jobs)
     }
 
     /// Runs `op` on the owner thread and waits for its answer.
@@ -125,7 +172,7 @@ impl Ext4Fs {
             });
             let _ = tx.send(result);
         });
-        self.jobs.send(job).map_err(|_| self.stopped())?;
+        self.jobs()?.send(job).map_err(|_| self.stopped())?;
         match rx.recv_timeout(OP_TIMEOUT) {
             Ok(result) => result,
             Err(mpsc::RecvTimeoutError::Timeout) => Err(self.give_up(format!("reading {shown}"))),

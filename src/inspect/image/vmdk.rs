@@ -55,6 +55,8 @@ pub struct Vmdk {
     extents: Vec<Extent>,
     size: u64,
     descriptor: Descriptor,
+    /// The parent of a delta disk, for [`ReadAt::inflated`].
+    parent: Option<Arc<dyn ReadAt>>,
 }
 
 impl Vmdk {
@@ -84,6 +86,7 @@ impl Vmdk {
                     }],
                     size,
                     descriptor,
+                    parent: None,
                 })
             }
             b"COWD" => Err(ImageError::Unsupported {
@@ -161,6 +164,7 @@ impl Vmdk {
             extents,
             size: start,
             descriptor,
+            parent: None,
         })
     }
 
@@ -171,6 +175,7 @@ impl Vmdk {
 
     /// Sets the parent of a delta disk: unallocated grains of every sparse extent read it.
     pub fn attach_parent(&mut self, parent: Arc<dyn ReadAt>) {
+        self.parent = Some(parent.clone());
         for e in &mut self.extents {
             if let ExtentData::Sparse(s) = &mut e.data {
                 s.attach_parent(Arc::new(Shifted {
@@ -198,6 +203,17 @@ fn check_create_type(d: &Descriptor) -> Result<(), ImageError> {
 impl ReadAt for Vmdk {
     fn size(&self) -> u64 {
         self.size
+    }
+
+    fn inflated(&self) -> u64 {
+        let parent = self.parent.as_ref().map_or(0, |p| p.inflated());
+        self.extents
+            .iter()
+            .map(|e| match &e.data {
+                ExtentData::Sparse(s) => s.inflated(),
+                ExtentData::Flat(_) | ExtentData::Zero => 0,
+            })
+            .fold(parent, u64::saturating_add)
     }
 
     fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), ImageError> {

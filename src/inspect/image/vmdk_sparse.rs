@@ -6,6 +6,7 @@
 //!
 //! Everything is little endian and counted in 512-byte sectors.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use miniz_oxide::inflate::core::{decompress, inflate_flags, DecompressorOxide};
@@ -133,6 +134,9 @@ pub struct SparseExtent {
     gts: TableCache,
     grains: TableCache,
     parent: Parent,
+    /// Bytes inflated so far (see [`ReadAt::inflated`]): a grain is inflated whole for
+    /// a read of one byte of it.
+    inflated: AtomicU64,
 }
 
 impl SparseExtent {
@@ -204,6 +208,7 @@ impl SparseExtent {
             grains: TableCache::new(grain_slots),
             parent: Parent::None,
             header,
+            inflated: AtomicU64::new(0),
         })
     }
 
@@ -305,6 +310,7 @@ impl SparseExtent {
             ));
         }
         let input = read_vec(self.file.as_ref(), data_at, data_len, 2 * grain)?;
+        self.inflated.fetch_add(out.len() as u64, Ordering::Relaxed);
         let mut state = Box::<DecompressorOxide>::default();
         let flags = inflate_flags::TINFL_FLAG_PARSE_ZLIB_HEADER
             | inflate_flags::TINFL_FLAG_USING_NON_WRAPPING_OUTPUT_BUF;
@@ -375,6 +381,12 @@ impl BlockMap for SparseExtent {
 impl ReadAt for SparseExtent {
     fn size(&self) -> u64 {
         self.len
+    }
+
+    /// This extent's grains only: the parent is shared by every extent of a disk, so
+    /// [`Vmdk`](super::vmdk::Vmdk) counts it once.
+    fn inflated(&self) -> u64 {
+        self.inflated.load(Ordering::Relaxed)
     }
 
     fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), ImageError> {
@@ -453,8 +465,13 @@ pub(crate) mod tests {
         b[4108..4108 + packed.len()].copy_from_slice(&packed);
         let e = SparseExtent::open(Arc::new(MemSource(b.clone())), None).unwrap();
         let mut out = [0u8; 4096];
+        assert_eq!(e.inflated(), 0);
+        e.read_exact_at(0, &mut out[..16]).unwrap();
+        // A read of 16 bytes inflated the whole grain; a second read is served cached.
+        assert_eq!(e.inflated(), 4096);
         e.read_exact_at(0, &mut out).unwrap();
         assert_eq!(out, [7u8; 4096]);
+        assert_eq!(e.inflated(), 4096);
         // A marker naming another sector.
         b[4096..4104].copy_from_slice(&5u64.to_le_bytes());
         let e = SparseExtent::open(Arc::new(MemSource(b)), None).unwrap();

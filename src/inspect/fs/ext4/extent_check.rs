@@ -7,8 +7,8 @@
 //! read reaches the disk, so neither the read budget nor the cancel flag ever fires, and
 //! the reader thread spins for ever.
 //!
-//! So before a regular file is handed to ext4-view, its tree is walked here from the raw
-//! device: each node block may appear once (a tree, not a DAG or a loop), every extent
+//! So before ext4-view reads a regular file, looks a name up in a directory or reads a
+//! symlink stored in blocks, its tree is walked here from the raw device: each node block may appear once (a tree, not a DAG or a loop), every extent
 //! has a length, the depth is at most 5 and at most [`MAX_NODES`] index nodes are
 //! visited. The walk reads a few blocks per file (the root sits in the inode).
 //!
@@ -32,15 +32,43 @@ const EXTENT_MAGIC: u16 = 0xf30a;
 const EXTENTS_FL: u32 = 0x8_0000;
 const MAX_DEPTH: u16 = 5;
 
+/// One leaf extent: `len` blocks of the file from block `logical` on, stored from device
+/// block `physical` (`len` already without the unwritten flag).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Leaf {
+    pub logical: u32,
+    pub len: u16,
+    pub physical: u64,
+    /// Preallocated, never written: reads as zeros.
+    pub unwritten: bool,
+}
+
 /// Checks the extent tree of inode `inode`; a file mapped by block lists (ext2/3) has no
 /// tree and passes (ext4-view bounds those walks by the file size).
 pub(super) fn check(src: &dyn ReadAt, block_size: u64, inode: u64) -> Result<(), FsError> {
     let raw = superblock::read_inode(src, inode)?;
-    if le32(&raw, 0x20) & EXTENTS_FL == 0 {
-        return Ok(());
+    walk(src, block_size, inode, &raw).map(|_| ())
+}
+
+/// Whether the raw inode maps its data with an extent tree.
+pub(super) fn has_extents(raw: &[u8]) -> bool {
+    le32(raw, 0x20) & EXTENTS_FL != 0
+}
+
+/// Checks the extent tree of the raw inode `raw` (number `inode`) and returns its leaf
+/// extents (in no particular order); `None` for a file mapped by block lists.
+pub(super) fn walk(
+    src: &dyn ReadAt,
+    block_size: u64,
+    inode: u64,
+    raw: &[u8],
+) -> Result<Option<Vec<Leaf>>, FsError> {
+    if !has_extents(raw) {
+        return Ok(None);
     }
     let bad = |why: String| corrupt(format!("inode {inode}: extent tree: {why}"));
     let mut seen: HashSet<u64> = HashSet::new();
+    let mut leaves = Vec::new();
     // (node bytes, depth the parent expects; None for the root)
     let mut stack: Vec<(Vec<u8>, Option<u16>)> = vec![(raw[0x28..0x28 + 60].to_vec(), None)];
     while let Some((node, expected)) = stack.pop() {
@@ -63,12 +91,20 @@ pub(super) fn check(src: &dyn ReadAt, block_size: u64, inode: u64) -> Result<(),
         for i in 0..entries {
             let e = &node[12 + i * 12..24 + i * 12];
             if depth == 0 {
-                if le16(e, 4) == 0 {
+                let raw_len = le16(e, 4);
+                if raw_len == 0 {
                     return Err(bad(format!(
                         "zero-length extent at file block {}",
                         le32(e, 0)
                     )));
                 }
+                let unwritten = raw_len > 32768;
+                leaves.push(Leaf {
+                    logical: le32(e, 0),
+                    len: if unwritten { raw_len - 32768 } else { raw_len },
+                    physical: u64::from(le32(e, 8)) | u64::from(le16(e, 6)) << 32,
+                    unwritten,
+                });
                 continue;
             }
             let child = u64::from(le32(e, 4)) | u64::from(le16(e, 8)) << 32;
@@ -88,7 +124,7 @@ pub(super) fn check(src: &dyn ReadAt, block_size: u64, inode: u64) -> Result<(),
             stack.push((block, Some(depth - 1)));
         }
     }
-    Ok(())
+    Ok(Some(leaves))
 }
 
 /// The inode number of a file ext4-view opened. ext4-view 1.0 (pinned) does not expose

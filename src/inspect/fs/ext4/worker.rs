@@ -5,12 +5,13 @@
 //! thread of its own instead, with its block cache, and the `Ext4Fs` handle sends it
 //! jobs. The thread ends when the handle is dropped.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 
 use ext4_view::{DirEntry as RawDirEntry, Ext4, Ext4Error, Metadata as RawMetadata};
 
+use super::dir_scan;
 use super::error_map::{corrupt, map_error, unsupported};
 use super::extent_check;
 use super::reader::SourceReader;
@@ -29,6 +30,13 @@ pub(super) const MAX_LINK_BYTES: u64 = 4096;
 
 /// Directories already checked, kept below this many so memory stays bounded.
 const MAX_CHECKED_DIRS: usize = 65_536;
+
+/// The root directory's inode number, fixed by the format.
+const ROOT_INODE: u64 = 2;
+
+/// Longest symlink target ext4 stores inside the inode; a longer one has data blocks
+/// (and an extent tree ext4-view walks).
+const MAX_INLINE_LINK_BYTES: u64 = 59;
 
 /// One unit of work run on the owner thread.
 pub(super) type Job = Box<dyn FnOnce(&mut Worker) + Send>;
@@ -63,9 +71,14 @@ pub(super) struct Worker {
     /// The device, for our own checks of what ext4-view would walk blindly.
     src: Arc<dyn ReadAt>,
     block_size: u64,
-    /// Directories known to be real directories of a bounded size, so ext4-view never
-    /// follows a symlink or walks an oversized directory while resolving a path.
-    checked_dirs: HashSet<String>,
+    /// Directories known to be real directories of a bounded size, with a checked
+    /// extent tree, so ext4-view never follows a symlink, walks an oversized directory
+    /// or loops in a hostile tree while resolving a path. With the inode number, when
+    /// our own scan found it (see [`dir_scan`]).
+    checked_dirs: HashMap<String, Option<u64>>,
+    /// Name to inode number in the directories [`dir_scan`] read, by directory.
+    inode_names: HashMap<String, HashMap<Vec<u8>, u64>>,
+    named_entries: usize,
     /// Entries of the directories the caller listed, by directory then name, so the
     /// usual walk (list, then stat each entry) reads each inode directly instead of
     /// scanning the directory again per entry (ext4-view's linear lookups are costly).
@@ -97,7 +110,9 @@ pub(super) fn run(
         fs,
         src,
         block_size,
-        checked_dirs: HashSet::new(),
+        checked_dirs: HashMap::new(),
+        inode_names: HashMap::new(),
+        named_entries: 0,
         listings: HashMap::new(),
         listed_entries: 0,
     };
@@ -288,6 +303,13 @@ impl Worker {
                 meta.len()
             )));
         }
+        if meta.len() > MAX_INLINE_LINK_BYTES {
+            // Stored in blocks: check the link's extent tree before ext4-view reads it.
+            let (dir, name) = split(path);
+            if let Some(inode) = self.inode_in(dir, name)? {
+                extent_check::check(self.src.as_ref(), self.block_size, inode)?;
+            }
+        }
         let target = self.fs.read_link(path).map_err(|e| map_error(e, path))?;
         Ok(String::from_utf8_lossy(target.as_ref()).into_owned())
     }
@@ -317,13 +339,15 @@ impl Worker {
         Ok(())
     }
 
-    /// Makes sure `dir` is a real directory (not a symlink) of a bounded size.
+    /// Makes sure `dir` is a real directory (not a symlink) of a bounded size whose
+    /// extent tree is a tree.
     fn check_dir(&mut self, dir: &str) -> Result<(), FsError> {
-        if self.checked_dirs.contains(dir) {
+        if self.checked_dirs.contains_key(dir) {
             return Ok(());
         }
         // Parents of `dir` are checked first, so resolving `dir` follows no symlink.
         self.check_parents(dir)?;
+        // ext4-view reads the inode here (through the checked parent), not its tree.
         let meta = self
             .fs
             .symlink_metadata(dir)
@@ -337,12 +361,66 @@ impl Worker {
                 meta.len()
             )));
         }
+        let inode = if dir == "/" {
+            Some(ROOT_INODE)
+        } else {
+            let (parent, name) = split(dir);
+            self.inode_in(parent, name)?
+        };
+        if let Some(inode) = inode {
+            extent_check::check(self.src.as_ref(), self.block_size, inode)?;
+        }
         if self.checked_dirs.len() >= MAX_CHECKED_DIRS {
             self.checked_dirs.clear();
         }
-        self.checked_dirs.insert(dir.to_string());
+        self.checked_dirs.insert(dir.to_string(), inode);
         Ok(())
     }
+
+    /// The inode number of `name` in the checked directory `dir`, from our own scan of
+    /// it (remembered per directory); `None` when unknown.
+    fn inode_in(&mut self, dir: &str, name: &str) -> Result<Option<u64>, FsError> {
+        let Some(Some(dir_inode)) = self.checked_dirs.get(dir).copied() else {
+            return Ok(None);
+        };
+        if let Some(names) = self.inode_names.get(dir) {
+            return Ok(names.get(name.as_bytes()).copied());
+        }
+        let (mut names, mut wanted, mut complete) = (HashMap::new(), None, true);
+        dir_scan::scan(
+            self.src.as_ref(),
+            self.block_size,
+            dir_inode,
+            MAX_DIR_BYTES,
+            &mut |entry: &[u8], inode: u64| {
+                if wanted.is_none() && entry == name.as_bytes() {
+                    wanted = Some(inode);
+                }
+                if names.len() < MAX_LISTED_ENTRIES {
+                    names.entry(entry.to_vec()).or_insert(inode);
+                } else {
+                    complete = false;
+                }
+                true
+            },
+        )?;
+        // A directory too large to remember is scanned again for each name.
+        if complete {
+            if self.named_entries + names.len() > MAX_LISTED_ENTRIES {
+                self.inode_names.clear();
+                self.named_entries = 0;
+            }
+            self.named_entries += names.len();
+            self.inode_names.insert(dir.to_string(), names);
+        }
+        Ok(wanted)
+    }
+}
+
+/// `/a/b` as (`/a`, `b`); `/b` as (`/`, `b`). `path` is normalised and not `/`.
+fn split(path: &str) -> (&str, &str) {
+    let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
+    (if dir.is_empty() { "/" } else { dir }, name)
 }
 
 fn kind_of(t: ext4_view::FileType) -> FileKind {
