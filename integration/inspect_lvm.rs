@@ -259,11 +259,18 @@ fn layouts_with_a_missing_disk_read_the_lvs_that_do_not_need_it() {
     for lv in &vg.logical_volumes {
         let alternatives = &needs[&lv.name];
         let complete = |devs: &Vec<String>| !devs.iter().any(|d| d == "/dev/sdc1");
-        // One complete copy is enough for a mirror; every image for the rest (we do not
-        // reconstruct from parity or from the other copy of a raid10 pair).
+        let lost: Vec<usize> = (0..alternatives.len())
+            .filter(|i| !complete(&alternatives[*i]))
+            .collect();
+        // One complete copy is enough for a mirror; a parity array rebuilds one lost
+        // image; raid10 (near 2) needs one image of each pair; the rest need all.
         let expected = match types[&lv.name].as_str() {
             "mirror" | "raid1" => alternatives.iter().any(complete),
             _ if lv.segment_type == "snapshot" => false,
+            t if t.starts_with("raid4") || t.starts_with("raid5") || t.starts_with("raid6") => {
+                lost.len() <= 1
+            }
+            "raid10" => !lost.iter().any(|i| i % 2 == 0 && lost.contains(&(i + 1))),
             _ => alternatives.iter().all(complete),
         };
         assert_eq!(
@@ -845,10 +852,9 @@ fn raid6_and_degraded_raid_lvs_match_the_kernel() {
         let expected = match lv {
             "r1" => lost.len() < n,
             // raid10 near-2: images (0,1) and (2,3) are the pairs.
-            "r10" => {
-                !(lost.contains(&0) && lost.contains(&1))
-                    && !(lost.contains(&2) && lost.contains(&3))
-            }
+            "r10" => [(0, 1), (2, 3)]
+                .iter()
+                .all(|(a, b)| !(lost.contains(a) && lost.contains(b))),
             _ => lost.len() <= 1,
         };
         assert_eq!(
