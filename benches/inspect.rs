@@ -21,13 +21,16 @@
 //!
 //! Then the volume layer's cost: the same Debian tree on LVM across two disks
 //! (`debian-lvm.gf`: /, /usr, /var, /home as LVs) against plain partitions
-//! (`debian-plain.gf`), both built by guestfish and cached like the integration tests'.
+//! (`debian-plain.gf`), both built by guestfish and cached like the integration tests';
+//! and on LVM over an MD raid1 of two disks (`debian-md.gf`) and LVM on LUKS2 with its
+//! key (`debian-luks.gf`: Argon2id at 16 MiB x 4, paid in every round).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
 use guestkit_worker::inspect::pipeline::{inspect_full, DiskSpec, InspectOptions};
+use guestkit_worker::inspect::volume::luks_open::LuksKeys;
 
 #[path = "../integration/common/regf.rs"]
 #[allow(dead_code)]
@@ -139,13 +142,18 @@ fn fs_images(qcow2: &Path) -> Vec<(&'static str, PathBuf)> {
 }
 
 fn time_inspect(path: &Path) -> (f64, usize, u64) {
-    time_inspect_disks(&[path.to_path_buf()])
+    time_inspect_disks(&[path.to_path_buf()], None)
 }
 
-/// Best of 7 in-process inspections of a job with these disks.
-fn time_inspect_disks(disks: &[PathBuf]) -> (f64, usize, u64) {
+/// Best of 7 in-process inspections of a job with these disks (and LUKS passphrase).
+fn time_inspect_disks(disks: &[PathBuf], luks_key: Option<&str>) -> (f64, usize, u64) {
     let path = &disks[0];
+    let mut luks_keys = LuksKeys::default();
+    if let Some(k) = luks_key {
+        luks_keys.add_lines(k.as_bytes());
+    }
     let opts = InspectOptions {
+        luks_keys,
         image_roots: vec![path.parent().unwrap().to_path_buf()],
         extra_disks: disks[1..]
             .iter()
@@ -461,27 +469,35 @@ fn main() {
     // The volume layer's cost: LVM over two disks against plain partitions.
     let lvm = guestfish_disks("debian-lvm.gf", "320,192");
     let plain = guestfish_disks("debian-plain.gf", "448");
-    let (lvm_ms, lvm_apps, lvm_bytes) = time_inspect_disks(&lvm);
-    let (plain_ms, plain_apps, plain_bytes) = time_inspect_disks(&plain);
-    for (name, ms, bytes, apps) in [
+    let md = guestfish_disks("debian-md.gf", "480,448");
+    let luks = guestfish_disks("debian-luks.gf", "512");
+    let (plain_ms, plain_apps, plain_bytes) = time_inspect_disks(&plain, None);
+    println!(
+        "{:<30} inspect {plain_ms:>7.1} ms  read {:>6.1} MiB  ({plain_apps} packages)",
+        "debian, plain partitions",
+        plain_bytes as f64 / 1048576.0
+    );
+    for (name, short, disks, key) in [
+        ("debian, LVM over 2 disks", "LVM", &lvm, None),
+        ("debian, LVM on MD raid1", "MD", &md, None),
         (
-            "debian, plain partitions",
-            plain_ms,
-            plain_bytes,
-            plain_apps,
+            "debian, LVM on LUKS2",
+            "LUKS",
+            &luks,
+            Some("debian-luks-key"),
         ),
-        ("debian, LVM over 2 disks", lvm_ms, lvm_bytes, lvm_apps),
     ] {
+        let (ms, apps, bytes) = time_inspect_disks(disks, key);
         println!(
             "{name:<30} inspect {ms:>7.1} ms  read {:>6.1} MiB  ({apps} packages)",
             bytes as f64 / 1048576.0
         );
+        println!(
+            "{short} / plain: time {:.2}x, bytes read {:.2}x (target <= 1.5x)",
+            ms / plain_ms,
+            bytes as f64 / plain_bytes as f64
+        );
     }
-    println!(
-        "LVM / plain: time {:.2}x, bytes read {:.2}x (target <= 1.5x)",
-        lvm_ms / plain_ms,
-        lvm_bytes as f64 / plain_bytes as f64
-    );
 
     // The same OS tree on ext4 and on XFS.
     let (ext4, xfs, skipped) = ext4_and_xfs_disks();

@@ -24,10 +24,12 @@ use guestkit_worker::inspect::report::Report;
 use guestkit_worker::inspect::source::{ReadAt, Slice};
 use guestkit_worker::inspect::volume::luks_open::{unlock, LuksKeys};
 use guestkit_worker::inspect::volume::BlockDevice;
+use guestkit_worker::inspect::work::Work;
 use zeroize::Zeroizing;
 
 use crate::common::guests::debian_tarball;
 use crate::common::{guestfish_disks, run, sh, sha256sum, tempdir, Rng};
+use crate::inspect_lvm::{assert_agrees_with_virt_inspector, virt_inspector_of_volume_guest};
 
 const LAYOUTS: &str = include_str!("fixtures/luks-layouts.gf");
 const DEBIAN_LUKS: &str = include_str!("fixtures/debian-luks.gf");
@@ -53,6 +55,27 @@ fn inspect(path: &Path, luks_keys: LuksKeys) -> Report {
     pipeline::inspect(path, &opts).unwrap()
 }
 
+/// The payload cipher and volume key size (bits) `cryptsetup luksDump` prints: LUKS1's
+/// `Cipher name`-`Cipher mode` and `MK bits`, LUKS2's data segment `cipher` and key
+/// slot `Key`.
+fn dump_cipher(path: &Path) -> (String, u32) {
+    let out = run(Command::new("cryptsetup").arg("luksDump").arg(path));
+    let text = String::from_utf8_lossy(&out);
+    let value = |name: &str| {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(&format!("{name}:")))
+            .map(|v| v.trim().to_string())
+    };
+    let bits = |v: String| v.trim_end_matches(" bits").trim().parse::<u32>().unwrap();
+    match value("Cipher name") {
+        Some(name) => (
+            format!("{name}-{}", value("Cipher mode").unwrap()),
+            bits(value("MK bits").unwrap()),
+        ),
+        None => (value("cipher").unwrap(), bits(value("Key").unwrap())),
+    }
+}
+
 /// `cryptsetup luksDump`'s value of `field` (`UUID`, `Version`).
 fn dump_field(path: &Path, field: &str) -> String {
     let out = run(Command::new("cryptsetup").arg("luksDump").arg(path));
@@ -70,6 +93,10 @@ fn headers_agree_with_luksdump_and_only_the_right_key_unlocks() {
     let cases = [
         ("luks1", "--type luks1 --hash sha1 --pbkdf-force-iterations 1000"),
         ("luks1", "--type luks1 --hash sha512 --pbkdf-force-iterations 1000 --key-size 256"),
+        (
+            "luks1",
+            "--type luks1 --cipher aes-cbc-essiv:sha256 --key-size 256 --hash sha256 --pbkdf-force-iterations 1000",
+        ),
         ("luks2", "--type luks2 --pbkdf pbkdf2 --hash sha256 --pbkdf-force-iterations 1000"),
         (
             "luks2",
@@ -98,6 +125,12 @@ fn headers_agree_with_luksdump_and_only_the_right_key_unlocks() {
             ("/dev/sda", *version, Some(uuid.as_str()))
         );
         assert!(e.unlocked, "{args}: {:?}", r.warnings);
+        let (cipher, bits) = dump_cipher(&img);
+        assert_eq!(
+            (e.cipher.as_deref(), e.key_size),
+            (Some(cipher.as_str()), Some(bits)),
+            "{args}"
+        );
         assert_eq!(
             e.mapped_device.as_deref(),
             Some(format!("/dev/mapper/luks-{uuid}").as_str())
@@ -106,6 +139,8 @@ fn headers_agree_with_luksdump_and_only_the_right_key_unlocks() {
         for tried in [keys(&[]), keys(&["wrong", "correct horse"])] {
             let r = inspect(&img, tried);
             assert!(!r.encrypted[0].unlocked && r.encrypted[0].mapped_device.is_none());
+            // Locked volumes still report their cipher.
+            assert_eq!(r.encrypted[0].cipher.as_deref(), Some(cipher.as_str()));
             assert!(
                 r.warnings.iter().any(|w| w.contains(&uuid)),
                 "{:?}",
@@ -183,6 +218,7 @@ fn payloads_decrypt_to_what_dm_crypt_wrote() {
     let opened = unlock(
         members,
         &keys(&["nope", "pass-one", "pass-two", "pass-three", "pass-four-b"]),
+        &Work::unlimited(),
     );
     assert_eq!(opened.warnings, Vec::<String>::new());
     assert_eq!(
@@ -250,6 +286,12 @@ fn debian_lvm_on_luks_is_the_plain_guest_with_the_key() {
         .map(|(k, v)| (k.clone(), r(v)))
         .collect();
     assert_eq!(report.operating_systems, vec![want]);
+    let theirs = virt_inspector_of_volume_guest(&luks, Some("debian-luks-key"));
+    let n = assert_agrees_with_virt_inspector(&report, &theirs);
+    eprintln!(
+        "virt-inspector agrees: root, {} mountpoints, {n} filesystems",
+        theirs.mountpoints.len()
+    );
 
     // Without the key, or with a wrong one: the volume is reported locked, no OS root
     // is found (root is inside), and the key tried is nowhere.
@@ -445,4 +487,53 @@ fn mutated_headers_never_panic() {
         eprintln!("{version}: {unlocked} mutants still unlocked, {locked} not");
         assert!(locked > 0, "no mutation ever broke the {version} header");
     }
+}
+
+/// A LUKS1 header whose eight key slots all ask for the most PBKDF2 iterations a slot
+/// may (8 x 20M, minutes of CPU per passphrase): the job's work budget refuses each
+/// derivation before it runs, with a typed reason, and the volume stays locked.
+#[test]
+fn hostile_kdf_costs_stop_at_the_work_budget() {
+    let tmp = tempdir();
+    let img = tmp.path().join("hostile.img");
+    // Eight real slots (cryptsetup checks their areas), then every slot's iteration
+    // count raised to the maximum.
+    sh(&format!(
+        "cd {dir}; truncate -s 8M {img}; printf pw > k0; \
+         cryptsetup luksFormat -q --type luks1 --hash sha256 --pbkdf-force-iterations 1000 --key-file k0 {img}; \
+         for i in 1 2 3 4 5 6 7; do printf pw$i > k$i; \
+         cryptsetup luksAddKey -q --pbkdf-force-iterations 1000 --key-file k0 {img} k$i; done",
+        dir = tmp.path().display(),
+        img = img.display()
+    ));
+    let mut bytes = std::fs::read(&img).unwrap();
+    for i in 0..8 {
+        let at = 208 + 48 * i + 4;
+        bytes[at..at + 4].copy_from_slice(&20_000_000u32.to_be_bytes());
+    }
+    std::fs::write(&img, &bytes).unwrap();
+    assert_eq!(
+        run(Command::new("cryptsetup").arg("luksDump").arg(&img))
+            .windows(7)
+            .filter(|w| w == b"ENABLED")
+            .count(),
+        8,
+        "cryptsetup reads eight enabled slots"
+    );
+    let t = std::time::Instant::now();
+    let r = inspect(&img, keys(&["pw", "other", "third"]));
+    eprintln!(
+        "8 max-cost slots x 3 passphrases refused in {:?}",
+        t.elapsed()
+    );
+    let e = &r.encrypted[0];
+    assert!(!e.unlocked);
+    assert_eq!(e.cipher.as_deref(), Some("aes-xts-plain64"));
+    assert!(
+        r.warnings
+            .iter()
+            .any(|w| w.contains("key derivation not run") && w.contains("work budget")),
+        "{:?}",
+        r.warnings
+    );
 }

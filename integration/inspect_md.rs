@@ -27,6 +27,7 @@ use sha2::{Digest, Sha256};
 
 use crate::common::guests::{debian_tarball, inspect_disks as inspect, renamed};
 use crate::common::{guestfish_disks, run, tempdir, Rng};
+use crate::inspect_lvm::{assert_agrees_with_virt_inspector, virt_inspector_of_volume_guest};
 
 const LAYOUTS: &str = include_str!("fixtures/md-layouts.gf");
 
@@ -391,6 +392,12 @@ fn debian_on_lvm_on_md_raid1_is_the_plain_partition_guest() {
     assert_eq!(os, &renamed(&plain_report.operating_systems[0], &rename));
     assert_eq!(os.mountpoints.len(), 5, "{:?}", os.mountpoints);
     assert!(os.applications.len() > 50);
+    let theirs = virt_inspector_of_volume_guest(&md, None);
+    let n = assert_agrees_with_virt_inspector(&md_report, &theirs);
+    eprintln!(
+        "virt-inspector agrees: root, {} mountpoints, {n} filesystems",
+        theirs.mountpoints.len()
+    );
 
     // One disk of the mirror left out: the same OS, the array degraded.
     let (one, _, _) = inspect(&md[..1]);

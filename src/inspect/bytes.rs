@@ -149,6 +149,11 @@ pub(crate) fn utf16_label(raw: &[u8], big_endian: bool) -> Option<String> {
     )
 }
 
+/// `dst ^= src`, byte by byte (parity rebuilds of md, dm-raid and btrfs RAID5/6).
+pub fn xor_into(dst: &mut [u8], src: &[u8]) {
+    dst.iter_mut().zip(src).for_each(|(d, s)| *d ^= s);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

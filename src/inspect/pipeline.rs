@@ -343,12 +343,15 @@ pub fn inspect_full(path: &Path, opts: &InspectOptions) -> Result<Inspection, In
         }
         mountables.push(m);
     }
+    // One work budget for the job: LUKS key derivation spends from it first.
+    let work = Arc::new(Work::new(opts.work_budget, opts.cancel.clone()));
     // Containers reveal more devices, which may be containers again.
     for _ in 0..MAX_VOLUME_ROUNDS {
         if containers.is_empty() {
             break;
         }
-        let opened = volume::luks_open::unlock(std::mem::take(&mut containers), &opts.luks_keys);
+        let opened =
+            volume::luks_open::unlock(std::mem::take(&mut containers), &opts.luks_keys, &work);
         report.encrypted.extend(opened.encrypted);
         report.warnings.extend(opened.warnings);
         let assembled = volume::assemble(&opened.rest);
@@ -388,7 +391,6 @@ pub fn inspect_full(path: &Path, opts: &InspectOptions) -> Result<Inspection, In
         network: opts.include_network,
         security: opts.include_security,
     };
-    let work = Arc::new(Work::new(opts.work_budget, opts.cancel.clone()));
     let (oses, warnings) = os::inspect_roots(&mountables, &include, &work);
     // A budget hit or image damage inside the OS layer surfaced as per-file warnings;
     // either fails the job.

@@ -69,6 +69,12 @@ pub struct EncryptedVolumeInfo {
     pub unlocked: bool,
     /// `/dev/mapper/luks-<uuid>` once unlocked.
     pub mapped_device: Option<String>,
+    /// LUKS: the payload cipher as cryptsetup names it (`aes-xts-plain64`) and its key
+    /// size in bits (512 for aes-xts with 256-bit AES), locked or not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cipher: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_size: Option<u32>,
 }
 
 /// An MD RAID array.

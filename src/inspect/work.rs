@@ -25,7 +25,7 @@ pub const DEFAULT_WORK_BUDGET: u64 = 5_000_000;
 /// Why a step was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum WorkStop {
-    #[error("work budget of {limit} steps exhausted (glob, include or YAML fan-out?)")]
+    #[error("work budget of {limit} steps exhausted (glob, include or YAML fan-out, or LUKS key derivation?)")]
     Exhausted { limit: u64 },
     #[error("inspection cancelled")]
     Cancelled,
@@ -72,6 +72,19 @@ impl Work {
         Ok(())
     }
 
+    /// Charges `units` only if they fit in what is left (and the job is not
+    /// cancelled); a refusal charges nothing. For one large step (a LUKS key
+    /// derivation) that should not starve the rest of the job when refused.
+    pub fn charge_if_within(&self, units: u64) -> Result<(), WorkStop> {
+        self.check()?;
+        self.done
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |done| {
+                done.checked_add(units).filter(|&d| d <= self.limit)
+            })
+            .map(|_| ())
+            .map_err(|_| WorkStop::Exhausted { limit: self.limit })
+    }
+
     /// Whether another step may run (charges nothing).
     pub fn check(&self) -> Result<(), WorkStop> {
         self.charge(0)
@@ -102,5 +115,12 @@ mod tests {
         cancel.store(true, Ordering::Relaxed);
         assert_eq!(w.check(), Err(WorkStop::Cancelled));
         assert_eq!(Work::unlimited().charge(u64::MAX), Ok(()));
+        let w = Work::new(10, None);
+        assert_eq!(
+            w.charge_if_within(11),
+            Err(WorkStop::Exhausted { limit: 10 })
+        );
+        assert_eq!(w.charge_if_within(10), Ok(()));
+        assert_eq!(w.done(), 10);
     }
 }

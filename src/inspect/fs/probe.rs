@@ -8,7 +8,7 @@
 //! a few pages per format and follows no chain further than a fixed bound.
 
 mod btrfs;
-pub(crate) mod crc32c;
+pub(crate) use crate::inspect::crc32c;
 mod ext;
 pub(crate) mod fat;
 mod iso9660;

@@ -103,32 +103,9 @@ fn unsupported(message: impl Into<String>) -> ImageError {
     }
 }
 
-/// CRC-32C (Castagnoli, reflected polynomial 0x82f63b78), bit by bit over a table built at
-/// compile time.
-const CRC32C_TABLE: [u32; 256] = {
-    let mut t = [0u32; 256];
-    let mut i = 0;
-    while i < 256 {
-        let mut c = i as u32;
-        let mut k = 0;
-        while k < 8 {
-            c = if c & 1 != 0 {
-                0x82f6_3b78 ^ (c >> 1)
-            } else {
-                c >> 1
-            };
-            k += 1;
-        }
-        t[i] = c;
-        i += 1;
-    }
-    t
-};
-
+/// CRC-32C (Castagnoli), as VHDX headers, region tables and log entries store it.
 pub fn crc32c(data: &[u8]) -> u32 {
-    !data.iter().fold(!0u32, |c, &b| {
-        CRC32C_TABLE[((c ^ u32::from(b)) & 0xff) as usize] ^ (c >> 8)
-    })
+    crate::inspect::crc32c::checksum(data)
 }
 
 /// CRC-32C of `b` with its checksum field (4 bytes at `at`) taken as zero.

@@ -1,6 +1,7 @@
 //! Errors of the volume layer (LVM2 today; MD and LUKS stack on the same types).
 
 use crate::inspect::image::ImageError;
+use crate::inspect::work::WorkStop;
 
 /// Why a volume group, or one of its logical volumes, could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +47,14 @@ pub enum VolumeError {
         what: &'static str,
         value: u64,
         limit: u64,
+    },
+    /// Deriving a slot's key would overrun the job's work budget (or the job was
+    /// cancelled): the slot is not tried.
+    #[error("LUKS key slot {slot}: key derivation not run: {stop}")]
+    KdfBudget {
+        slot: String,
+        #[source]
+        stop: WorkStop,
     },
     #[error(transparent)]
     Image(#[from] ImageError),

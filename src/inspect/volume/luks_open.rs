@@ -14,6 +14,7 @@ use zeroize::Zeroizing;
 
 use crate::inspect::report::EncryptedVolumeInfo;
 use crate::inspect::source::{read_vec, ReadAt};
+use crate::inspect::work::{Work, WorkStop};
 
 use super::error::VolumeError;
 use super::luks_crypt::{LuksSource, SectorCipher};
@@ -165,8 +166,15 @@ pub struct Opened {
     pub rest: Vec<BlockDevice>,
 }
 
-/// Reports every LUKS volume among `members` and unlocks those a key opens.
-pub fn unlock(members: Vec<BlockDevice>, keys: &LuksKeys) -> Opened {
+/// Work units charged per [`KDF_UNIT`] PBKDF2 iterations (per hash block of output) or
+/// Argon2 KiB-passes: about a microsecond of CPU each, like the rest of the work budget.
+/// A real header (cryptsetup calibrates to ~2 s) costs about a million; the default
+/// budget pays for a few such slots, not for dozens at the maximum cost.
+pub const KDF_UNIT: u64 = 4;
+
+/// Reports every LUKS volume among `members` and unlocks those a key opens; key
+/// derivation is paid from the job's `work` budget.
+pub fn unlock(members: Vec<BlockDevice>, keys: &LuksKeys, work: &Work) -> Opened {
     let mut out = Opened::default();
     for m in members {
         let Ok(Some(h)) = luks::detect(m.src.as_ref()) else {
@@ -179,7 +187,14 @@ pub fn unlock(members: Vec<BlockDevice>, keys: &LuksKeys) -> Opened {
             uuid: h.uuid.clone(),
             unlocked: false,
             mapped_device: None,
+            cipher: None,
+            key_size: None,
         };
+        let params = luks_header::read(m.src.as_ref());
+        if let Ok(p) = &params {
+            info.cipher = Some(p.cipher.clone());
+            info.key_size = u32::try_from(p.key_bytes * 8).ok();
+        }
         let uuid = h.uuid.clone().unwrap_or_default();
         let tried = keys.for_volume(&uuid, &m.name);
         if tried.is_empty() {
@@ -188,7 +203,7 @@ pub fn unlock(members: Vec<BlockDevice>, keys: &LuksKeys) -> Opened {
                 m.name
             ));
         } else {
-            match open_volume(&m, &tried) {
+            match params.and_then(|p| open_volume(&m, &p, &tried, work)) {
                 Ok(Some(src)) => {
                     let name = format!("/dev/mapper/luks-{uuid}");
                     info.unlocked = true;
@@ -213,19 +228,33 @@ pub fn unlock(members: Vec<BlockDevice>, keys: &LuksKeys) -> Opened {
 /// Tries each passphrase on each key slot; the payload source when one opens it.
 fn open_volume(
     m: &BlockDevice,
+    p: &LuksParams,
     passphrases: &[&[u8]],
+    work: &Work,
 ) -> Result<Option<Arc<dyn ReadAt>>, VolumeError> {
-    let p = luks_header::read(m.src.as_ref())?;
     // The payload cipher must be one we decrypt before any KDF time is spent.
     SectorCipher::new(&p.cipher, &vec![0u8; p.key_bytes])?;
+    // A slot too costly for what is left of the budget is skipped (a cheaper one may
+    // still open the volume); if none does, that refusal is the answer.
+    let mut refused = None;
     for pass in passphrases {
         for slot in &p.keyslots {
-            if let Some(key) = try_slot(m.src.as_ref(), &p, slot, pass)? {
-                return payload(m, &p, &key).map(Some);
+            match try_slot(m.src.as_ref(), p, slot, pass, work) {
+                Ok(Some(key)) => return payload(m, p, &key).map(Some),
+                Ok(None) => {}
+                Err(
+                    e @ VolumeError::KdfBudget {
+                        stop: WorkStop::Exhausted { .. },
+                        ..
+                    },
+                ) => {
+                    refused.get_or_insert(e);
+                }
+                Err(e) => return Err(e),
             }
         }
     }
-    Ok(None)
+    refused.map_or(Ok(None), Err)
 }
 
 fn payload(m: &BlockDevice, p: &LuksParams, key: &[u8]) -> Result<Arc<dyn ReadAt>, VolumeError> {
@@ -261,8 +290,9 @@ fn try_slot(
     p: &LuksParams,
     slot: &Keyslot,
     pass: &[u8],
+    work: &Work,
 ) -> Result<Option<Zeroizing<Vec<u8>>>, VolumeError> {
-    let derived = derive(&slot.kdf, &slot.id, pass, slot.area_key_bytes)?;
+    let derived = derive(&slot.kdf, &slot.id, pass, slot.area_key_bytes, work)?;
     let len = slot.key_bytes as u64 * u64::from(slot.stripes);
     let padded = len.div_ceil(512) * 512;
     let mut material = Zeroizing::new(read_vec(src, slot.area_offset, padded, 512 * 1024)?);
@@ -285,7 +315,7 @@ fn try_slot(
             iterations: d.iterations,
             salt: d.salt.clone(),
         };
-        let check = derive(&kdf, "digest", &key, d.digest.len())?;
+        let check = derive(&kdf, "digest", &key, d.digest.len(), work)?;
         if check.as_slice() == d.digest.as_slice() {
             return Ok(Some(key));
         }
@@ -293,12 +323,14 @@ fn try_slot(
     Ok(None)
 }
 
-/// Runs a KDF, refusing costs above the job limits with a typed error.
+/// Runs a KDF, refusing costs above the per-slot limits, or above what is left of the
+/// job's work budget, with a typed error before any time is spent.
 fn derive(
     kdf: &Kdf,
     slot: &str,
     pass: &[u8],
     len: usize,
+    work: &Work,
 ) -> Result<Zeroizing<Vec<u8>>, VolumeError> {
     let cost = |what, value: u32, limit: u32| {
         if value > limit {
@@ -325,6 +357,9 @@ fn derive(
                 luks_header::MAX_PBKDF2_ITERATIONS,
             )?;
             let it = (*iterations).max(1);
+            let block = if hash == "sha512" { 64 } else { 32 };
+            let rounds = u64::from(it) * len.div_ceil(block).max(1) as u64;
+            charge(work, slot, rounds)?;
             match hash.as_str() {
                 "sha1" => pbkdf2::pbkdf2::<Hmac<Sha1>>(pass, salt, it, &mut out),
                 "sha256" => pbkdf2::pbkdf2::<Hmac<Sha256>>(pass, salt, it, &mut out),
@@ -347,6 +382,7 @@ fn derive(
             )?;
             cost("Argon2 time", *time, luks_header::MAX_ARGON2_TIME)?;
             cost("Argon2 lanes", *lanes, luks_header::MAX_ARGON2_LANES)?;
+            charge(work, slot, u64::from(*memory_kib) * u64::from(*time))?;
             let alg = if variant == "argon2i" {
                 argon2::Algorithm::Argon2i
             } else {
@@ -362,6 +398,16 @@ fn derive(
         }
     }
     Ok(out)
+}
+
+/// Pays for `rounds` KDF rounds; a refusal leaves the budget as it was, so one absurd
+/// slot does not starve the rest of the job.
+fn charge(work: &Work, slot: &str, rounds: u64) -> Result<(), VolumeError> {
+    work.charge_if_within(rounds.div_ceil(KDF_UNIT).max(1))
+        .map_err(|stop| VolumeError::KdfBudget {
+            slot: slot.to_string(),
+            stop,
+        })
 }
 
 /// The anti-forensic merge: the key is the XOR of the last stripe with the diffusion of
@@ -427,7 +473,7 @@ mod tests {
             salt: vec![0; 32],
         };
         assert!(matches!(
-            derive(&kdf, "0", b"pw", 64),
+            derive(&kdf, "0", b"pw", 64, &Work::unlimited()),
             Err(VolumeError::KdfCost { .. })
         ));
         let kdf = Kdf::Pbkdf2 {
@@ -436,9 +482,35 @@ mod tests {
             salt: vec![0; 32],
         };
         assert!(matches!(
-            derive(&kdf, "0", b"pw", 64),
+            derive(&kdf, "0", b"pw", 64, &Work::unlimited()),
             Err(VolumeError::KdfCost { .. })
         ));
+    }
+
+    #[test]
+    fn kdf_work_is_charged_and_a_slot_past_the_budget_is_refused_unrun() {
+        let kdf = Kdf::Pbkdf2 {
+            hash: "sha256".into(),
+            iterations: 4000,
+            salt: vec![0; 32],
+        };
+        // 64 bytes of sha256 output: two blocks of 4000 iterations, 2000 units.
+        let work = Work::new(3000, None);
+        derive(&kdf, "0", b"pw", 64, &work).unwrap();
+        assert_eq!(work.done(), 2000);
+        let err = derive(&kdf, "1", b"pw", 64, &work).err().unwrap();
+        assert!(matches!(err, VolumeError::KdfBudget { .. }), "{err}");
+        assert_eq!(work.done(), 2000, "a refused slot is not charged");
+        let argon = Kdf::Argon2 {
+            variant: "argon2id".into(),
+            time: 2,
+            memory_kib: 2000,
+            lanes: 1,
+            salt: vec![0; 16],
+        };
+        // 4000 KiB-passes: 1000 units, which still fit.
+        derive(&argon, "2", b"pw", 32, &work).unwrap();
+        assert_eq!(work.done(), 3000);
     }
 
     #[test]

@@ -1,10 +1,10 @@
 //! Reading a logical volume: its segments mapped onto PV extents and sub-LVs, as
 //! device-mapper would map them, but in userspace and read-only.
 //!
-//! `linear`/`striped` map extents to PV ranges in chunk-sized rounds; `mirror`, `raid1`
-//! and `raid10` read one copy of each chunk; `raid0` stripes over its images; `raid4/5`
-//! read the data chunks where md's layout puts them (parity is never needed while every
-//! image is present); `cache`/`writecache` read their origin. Every LV opened is a
+//! `linear`/`striped` map extents to PV ranges in chunk-sized rounds; `mirror` and
+//! `raid1` read one copy; `raid0`, `raid10` and `raid4/5/6` are md arrays over their
+//! images ([`RaidSource`], shared with MD), which rebuild one missing image from parity
+//! or read a raid10 chunk from its other copy; `cache`/`writecache` read their origin. Every LV opened is a
 //! [`ReadAt`], so filesystems and further volume layers read it like a partition.
 
 use std::collections::HashMap;
@@ -13,6 +13,7 @@ use std::sync::Arc;
 use super::error::VolumeError;
 use super::lvm2_thin::ThinSource;
 use super::lvm2_vg::{AreaRef, LvMeta, Segment, VgMeta};
+use super::raid::{algo, Kind, RaidSource};
 use crate::inspect::bytes::{le32, le64, read_array};
 use crate::inspect::image::ImageError;
 use crate::inspect::source::{check_range, ReadAt, Slice};
@@ -149,56 +150,81 @@ impl<'a> VgReader<'a> {
             }
             "mirror" | "raid1" => {
                 // Any complete copy will do; prefer one the raid metadata says is in sync.
-                let mut fallback = None;
-                let mut last_err = None;
+                let (mut in_sync, mut fallback, mut last_err) = (None, None, None);
+                let mut lost = Vec::new();
                 for (i, a) in seg.areas.iter().enumerate() {
                     match self.area(lv, a, len, stack, warnings) {
                         Ok(src) => {
                             let meta = seg.meta_areas.get(i).cloned().flatten();
-                            if self.image_in_sync(meta.as_deref(), i, stack) != Some(false) {
-                                return Ok(Map::Stripes {
-                                    parts: vec![src],
-                                    chunk: len.max(1),
-                                });
+                            if in_sync.is_none()
+                                && self.image_in_sync(meta.as_deref(), i, stack) != Some(false)
+                            {
+                                in_sync = Some(src);
+                            } else {
+                                fallback.get_or_insert(src);
                             }
-                            fallback.get_or_insert(src);
                         }
-                        Err(e) => last_err = Some(e),
+                        Err(e) => {
+                            if let VolumeError::MissingPv { .. } = e {
+                                lost.push(i.to_string());
+                            }
+                            last_err = Some(e)
+                        }
                     }
                 }
-                if let Some(src) = fallback {
+                if in_sync.is_none() && fallback.is_some() {
                     warnings.push(format!(
                         "{}: no {ty} image is marked in sync; an out-of-sync image is read",
                         lv.name
                     ));
-                    return Ok(Map::Stripes {
-                        parts: vec![src],
-                        chunk: len.max(1),
-                    });
                 }
-                Err(last_err.unwrap_or_else(|| unsupported(format!("{ty} without images"))))
+                let src = in_sync.or(fallback).ok_or_else(|| {
+                    last_err.unwrap_or_else(|| unsupported(format!("{ty} without images")))
+                })?;
+                if !lost.is_empty() {
+                    warnings.push(format!(
+                        "{}: {ty} is degraded (image(s) {} missing); another copy is read",
+                        lv.name,
+                        lost.join(", ")
+                    ));
+                }
+                Ok(Map::Stripes {
+                    parts: vec![src],
+                    chunk: len.max(1),
+                })
             }
             "raid0" | "raid0_meta" | "raid10" | "raid4" | "raid5" | "raid5_ls" | "raid5_la"
-            | "raid5_rs" | "raid5_ra" | "raid5_n" => {
-                let layout = match ty {
-                    "raid0" | "raid0_meta" => Layout::Stripe,
-                    "raid10" => Layout::Near(seg.data_copies),
-                    "raid4" => Layout::Parity(Parity::First),
-                    "raid5_n" => Layout::Parity(Parity::Last),
-                    "raid5" | "raid5_ls" => Layout::Parity(Parity::LeftSymmetric),
-                    "raid5_la" => Layout::Parity(Parity::LeftAsymmetric),
-                    "raid5_rs" => Layout::Parity(Parity::RightSymmetric),
-                    _ => Layout::Parity(Parity::RightAsymmetric),
+            | "raid5_rs" | "raid5_ra" | "raid5_n" | "raid6" | "raid6_zr" | "raid6_nr"
+            | "raid6_nc" | "raid6_n_6" => {
+                // dm-raid's names for md's levels and layout algorithms.
+                let kind = match ty {
+                    "raid0" | "raid0_meta" => Kind::Stripe,
+                    "raid10" => Kind::Near(seg.data_copies),
+                    _ => {
+                        let q = ty.starts_with("raid6");
+                        let algo = match ty {
+                            "raid4" => algo::PARITY_0,
+                            "raid5_n" | "raid6_n_6" => algo::PARITY_N,
+                            "raid5" | "raid5_ls" => algo::LEFT_SYMMETRIC,
+                            "raid5_la" => algo::LEFT_ASYMMETRIC,
+                            "raid5_rs" => algo::RIGHT_SYMMETRIC,
+                            "raid5_ra" => algo::RIGHT_ASYMMETRIC,
+                            "raid6" | "raid6_zr" => algo::ROTATING_ZERO_RESTART,
+                            "raid6_nr" => algo::ROTATING_N_RESTART,
+                            _ => algo::ROTATING_N_CONTINUE,
+                        };
+                        Kind::Parity { algo, q }
+                    }
                 };
                 if seg.start_extent != 0 {
                     return Err(unsupported(format!(
                         "{ty} segment not at the start of the LV"
                     )));
                 }
-                let data = match layout {
-                    Layout::Stripe => n,
-                    Layout::Near(copies) if copies >= 1 && copies <= n => n,
-                    Layout::Parity(_) if n >= 2 => n - 1,
+                let data = match kind {
+                    Kind::Near(copies) if copies >= 1 && copies <= n => n,
+                    Kind::Parity { q, .. } if n > 1 + u64::from(q) => n - 1 - u64::from(q),
+                    Kind::Stripe if n >= 1 => n,
                     _ => return Err(unsupported(format!("{ty} with {n} images"))),
                 };
                 if seg.stripe_size == 0 {
@@ -208,30 +234,42 @@ impl<'a> VgReader<'a> {
                     )));
                 }
                 // Each image holds its share of the data (times the copies, for raid10).
-                let copies = if let Layout::Near(c) = layout { c } else { 1 };
+                let copies = if let Kind::Near(c) = kind { c } else { 1 };
                 let image_len = len
                     .checked_mul(copies)
                     .map(|l| l.div_ceil(data))
                     .ok_or_else(|| VolumeError::Metadata(format!("{}: size overflows", lv.name)))?;
+                // An image on a missing PV is left out; the array says whether the rest
+                // still hold (or rebuild) every chunk.
                 let mut images = Vec::new();
-                for a in &seg.areas {
+                let mut lost = Vec::new();
+                for (i, a) in seg.areas.iter().enumerate() {
                     match self.area(lv, a, image_len, stack, warnings) {
-                        Ok(src) => images.push(src),
+                        Ok(src) => images.push(Some(src)),
                         Err(e @ VolumeError::MissingPv { .. }) => {
-                            return Err(VolumeError::Unsupported {
-                                lv: lv.name.clone(),
-                                message: format!(
-                                    "{ty} array is degraded ({e}); reading it through parity is not supported"
-                                ),
-                            })
+                            lost.push(format!("{i} ({e})"));
+                            images.push(None);
                         }
                         Err(e) => return Err(e),
                     }
                 }
-                Ok(Map::Raid {
-                    images,
-                    chunk: seg.stripe_size,
-                    layout,
+                let raid =
+                    RaidSource::new(images, seg.stripe_size, len, kind).ok_or_else(|| {
+                        unsupported(format!(
+                            "{ty} array cannot be read without image(s) {}",
+                            lost.join(", ")
+                        ))
+                    })?;
+                if !lost.is_empty() {
+                    warnings.push(format!(
+                        "{}: {ty} array is degraded (image(s) {} missing); missing chunks are rebuilt from parity or read from another copy",
+                        lv.name,
+                        lost.join(", ")
+                    ));
+                }
+                Ok(Map::Stripes {
+                    parts: vec![Arc::new(raid)],
+                    chunk: len.max(1),
                 })
             }
             "zero" => Ok(Map::Zero),
@@ -241,9 +279,6 @@ impl<'a> VgReader<'a> {
             "thin-pool" => Err(unsupported(
                 "a thin pool holds thin volumes; it is not read itself".into(),
             )),
-            other if other.starts_with("raid6") => {
-                Err(unsupported(format!("{other} layout is not read yet")))
-            }
             other => Err(unsupported(format!("segment type {other} is not read"))),
         }
     }
@@ -373,87 +408,12 @@ impl<'a> VgReader<'a> {
     }
 }
 
-/// Where md puts the parity of each row of a raid4/5 array.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Parity {
-    /// raid4 as dm-raid lays it out: parity on the first image.
-    First,
-    /// raid5_n: parity on the last image.
-    Last,
-    LeftSymmetric,
-    LeftAsymmetric,
-    RightSymmetric,
-    RightAsymmetric,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Layout {
-    /// raid0: chunks round-robin over the images.
-    Stripe,
-    /// raid10 "near": each chunk on `copies` consecutive images.
-    Near(u64),
-    /// raid4/5: one parity chunk per row.
-    Parity(Parity),
-}
-
-impl Layout {
-    /// For data chunk `c` of an `n`-image array: (image, row) holding it.
-    fn locate(self, c: u64, n: u64) -> (u64, u64) {
-        match self {
-            Layout::Stripe => (c % n, c / n),
-            Layout::Near(copies) => {
-                let pos = c * copies;
-                (pos % n, pos / n)
-            }
-            Layout::Parity(p) => {
-                let data = n - 1;
-                let (row, d) = (c / data, c % data);
-                let disk = match p {
-                    Parity::First => d + 1,
-                    Parity::Last => d,
-                    Parity::LeftSymmetric => {
-                        let pd = n - 1 - row % n;
-                        (pd + 1 + d) % n
-                    }
-                    Parity::LeftAsymmetric => {
-                        let pd = n - 1 - row % n;
-                        if d >= pd {
-                            d + 1
-                        } else {
-                            d
-                        }
-                    }
-                    Parity::RightSymmetric => {
-                        let pd = row % n;
-                        (pd + 1 + d) % n
-                    }
-                    Parity::RightAsymmetric => {
-                        let pd = row % n;
-                        if d >= pd {
-                            d + 1
-                        } else {
-                            d
-                        }
-                    }
-                };
-                (disk, row)
-            }
-        }
-    }
-}
-
 /// One segment's bytes, by kind.
 enum Map {
     /// Chunks of `chunk` bytes round-robin over `parts` (one part: a plain range).
     Stripes {
         parts: Vec<Arc<dyn ReadAt>>,
         chunk: u64,
-    },
-    /// A raid array of images with md's chunk placement.
-    Raid {
-        images: Vec<Arc<dyn ReadAt>>,
-        chunk: u64,
-        layout: Layout,
     },
     Zero,
 }
@@ -504,46 +464,9 @@ impl ReadAt for LvSource {
                     part.read_exact_at(at, &mut buf[done..done + run as usize])?;
                     run
                 }
-                Map::Raid {
-                    images,
-                    chunk,
-                    layout,
-                } => {
-                    let c = o / chunk;
-                    let within = o % chunk;
-                    let run = (chunk - within).min(left);
-                    let (image, row) = layout.locate(c, images.len() as u64);
-                    let at = row * chunk + within;
-                    images[image as usize]
-                        .read_exact_at(at, &mut buf[done..done + run as usize])?;
-                    run
-                }
             };
             done += n as usize;
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn left_symmetric_rotates_parity_backwards() {
-        // 3 images: row 0 parity on 2, data 0,1; row 1 parity on 1, data 2,0; row 2
-        // parity on 0, data 1,2 (md's left-symmetric).
-        let l = Layout::Parity(Parity::LeftSymmetric);
-        let got: Vec<(u64, u64)> = (0..6).map(|c| l.locate(c, 3)).collect();
-        assert_eq!(got, vec![(0, 0), (1, 0), (2, 1), (0, 1), (1, 2), (2, 2)]);
-    }
-
-    #[test]
-    fn near_copies_pair_images() {
-        let l = Layout::Near(2);
-        let got: Vec<(u64, u64)> = (0..4).map(|c| l.locate(c, 4)).collect();
-        assert_eq!(got, vec![(0, 0), (2, 0), (0, 1), (2, 1)]);
-        // Odd image counts wrap the copies across rows.
-        assert_eq!(Layout::Near(2).locate(1, 3), (2, 0));
     }
 }

@@ -4,14 +4,16 @@
 //! blocks up in those btrees; an unmapped block reads as zeros, as dm-thin returns.
 //!
 //! Hostile metadata cannot loop: every lookup descends at most [`MAX_DEPTH`] levels,
-//! each node must name its own block number and have a sane geometry. Node checksums
-//! are not verified (a damaged node gives wrong bytes or an error, never a hang).
+//! each node must name its own block number and have a sane geometry. The superblock
+//! and every node carry a CRC-32C salted per block type (so a node can't pass for a
+//! superblock): both are verified, and a damaged block is an error, not wrong bytes.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use super::error::VolumeError;
 use crate::inspect::bytes::{le32, le64};
+use crate::inspect::crc32c;
 use crate::inspect::image::ImageError;
 use crate::inspect::source::{check_range, ReadAt};
 
@@ -20,6 +22,9 @@ const SUPERBLOCK_MAGIC: u64 = 27_022_010;
 const INTERNAL_NODE: u32 = 1;
 const LEAF_NODE: u32 = 2;
 const NODE_HEADER: usize = 32;
+/// dm-persistent-data's checksum salts (`SUPERBLOCK_CSUM_XOR`, `BTREE_CSUM_XOR`).
+const SUPERBLOCK_CSUM_XOR: u32 = 160_774;
+const BTREE_CSUM_XOR: u32 = 121_107;
 /// Deepest btree walked (a 16 TiB device of 64 KiB blocks needs 4-5 levels).
 const MAX_DEPTH: usize = 16;
 /// Metadata nodes kept in memory per thin device.
@@ -54,6 +59,9 @@ impl ThinSource {
         meta.read_exact_at(0, &mut sb)?;
         if le64(&sb, 32) != SUPERBLOCK_MAGIC {
             return Err(corrupt("bad superblock magic"));
+        }
+        if !checksum_ok(&sb, SUPERBLOCK_CSUM_XOR) {
+            return Err(corrupt("superblock checksum mismatch"));
         }
         let sectors = u64::from(le32(&sb, 336));
         // dm-thin allows 64 KiB to 1 GiB data blocks (multiples of 64 KiB).
@@ -94,6 +102,9 @@ impl ThinSource {
                 }
                 e => VolumeError::Image(e),
             })?;
+        if !checksum_ok(&buf, BTREE_CSUM_XOR) {
+            return Err(corrupt(format!("btree node {block}: checksum mismatch")));
+        }
         if le64(&buf, 8) != block {
             return Err(corrupt(format!(
                 "node at block {block} names block {}",
@@ -159,6 +170,16 @@ impl ThinSource {
             "btree deeper than {MAX_DEPTH} levels (a loop?)"
         )))
     }
+}
+
+/// The checksum dm-persistent-data stores in a block's first 4 bytes: CRC-32C of the
+/// rest, seeded with !0, not inverted, xored with the block type's salt.
+fn checksum(block: &[u8], salt: u32) -> u32 {
+    crc32c::update(!0, &block[4..]) ^ salt
+}
+
+fn checksum_ok(block: &[u8], salt: u32) -> bool {
+    le32(block, 0) == checksum(block, salt)
 }
 
 impl ReadAt for ThinSource {
@@ -233,7 +254,11 @@ mod tests {
                 let at = 32 + 8 * max + 8 * i;
                 n[at..at + 8].copy_from_slice(&v.to_le_bytes());
             }
+            let sum = checksum(n, BTREE_CSUM_XOR);
+            n[..4].copy_from_slice(&sum.to_le_bytes());
         }
+        let sum = checksum(&m[..BLOCK as usize], SUPERBLOCK_CSUM_XOR);
+        m[..4].copy_from_slice(&sum.to_le_bytes());
         Arc::new(MemSource(m))
     }
 
@@ -274,6 +299,19 @@ mod tests {
         };
         let err = ThinSource::open(m2, data(), 0, 1 << 16).err().unwrap();
         assert!(err.to_string().contains("names block 2"), "{err}");
+        // One flipped bit in a node or in the superblock.
+        for at in [2 * BLOCK as usize + 40, 330] {
+            let m = meta(&[(1, LEAF_NODE, &[(7, 2)]), (2, LEAF_NODE, &[(1, 5 << 24)])]);
+            let mut bytes = vec![0u8; 8 * BLOCK as usize];
+            m.read_exact_at(0, &mut bytes).unwrap();
+            bytes[at] ^= 0x10;
+            let m: Arc<dyn ReadAt> = Arc::new(MemSource(bytes));
+            let err = ThinSource::open(m, data(), 7, 4 << 16)
+                .and_then(|t| Ok(t.read_exact_at(1 << 16, &mut [0u8; 4])?))
+                .err()
+                .unwrap();
+            assert!(err.to_string().contains("checksum mismatch"), "{err}");
+        }
         // An unknown device.
         let m = meta(&[(1, LEAF_NODE, &[(7, 2)])]);
         assert!(ThinSource::open(m, data(), 8, 1 << 16).is_err());

@@ -1,17 +1,17 @@
 //! MD RAID arrays: members grouped by array UUID (the newest event count wins, stale
 //! members are left out), and the array read as md maps it: raid0 stripes, raid1
 //! copies, raid10 near copies, raid4/5/6 data chunks where md's layout algorithm puts
-//! them. A raid5 missing one member (or a raid6 missing one data chunk of a row) is
-//! read by XOR of the rest of the row with P; what cannot be rebuilt is an error.
+//! them (the array itself is a [`RaidSource`], shared with LVM's raid segments); a member
+//! missing where the level allows is rebuilt there.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::md_superblock::{self, MdSuperblock, MAX_CHUNK, MAX_MEMBERS};
+use super::raid::{algo, Kind, RaidSource};
 use super::BlockDevice;
-use crate::inspect::image::ImageError;
 use crate::inspect::report::MdArrayInfo;
-use crate::inspect::source::{check_range, ReadAt, Slice};
+use crate::inspect::source::{ReadAt, Slice};
 
 /// What assembling the md members of one round produced.
 #[derive(Default)]
@@ -175,8 +175,7 @@ fn open(
         sizes.push(len);
         slots[role as usize] = Some(Arc::new(src));
     }
-    let missing: Vec<u32> = (0..n).filter(|i| slots[*i as usize].is_none()).collect();
-    let present = n as usize - missing.len();
+    let present = slots.iter().flatten().count();
     let too_degraded = || MdError::TooDegraded {
         level: sb.level_name(),
         present,
@@ -199,18 +198,8 @@ fn open(
     }
     let n64 = u64::from(n);
     let (kind, size) = match sb.level {
-        1 => {
-            if present == 0 {
-                return Err(too_degraded());
-            }
-            (Kind::Mirror, per)
-        }
-        0 => {
-            if !missing.is_empty() {
-                return Err(too_degraded());
-            }
-            (Kind::Stripe, per * n64)
-        }
+        1 => (Kind::Mirror, per),
+        0 => (Kind::Stripe, per * n64),
         10 => {
             let near = u64::from(sb.layout & 0xff);
             let far = (sb.layout >> 8) & 0xff;
@@ -220,201 +209,38 @@ fn open(
                     sb.layout
                 )));
             }
-            // Every chunk needs one present copy: no run of `near` missing slots.
             let size = per / sb.chunk * n64 / near * sb.chunk;
             (Kind::Near(near), size)
         }
         4..=6 => {
-            let parity = if sb.level == 6 { 2 } else { 1 };
+            let q = sb.level == 6;
+            let parity = if q { 2 } else { 1 };
             if n64 <= parity {
                 return Err(MdError::Invalid(format!(
                     "raid{} with {n} members",
                     sb.level
                 )));
             }
-            let algo = if sb.level == 4 { 5 } else { sb.layout };
-            if algo > 5 {
+            // md's raid4 is parity on the last member.
+            let algo = if sb.level == 4 {
+                algo::PARITY_N
+            } else {
+                sb.layout
+            };
+            if !algo::known(algo, q) {
                 return Err(MdError::Unsupported(format!(
                     "raid{} layout {algo}",
                     sb.level
                 )));
             }
-            if missing.len() > 1 {
-                return Err(too_degraded());
-            }
-            (
-                Kind::Parity {
-                    algo,
-                    q: sb.level == 6,
-                },
-                per * (n64 - parity),
-            )
+            (Kind::Parity { algo, q }, per * (n64 - parity))
         }
         -1 => return Err(MdError::Unsupported("linear array".into())),
         l => return Err(MdError::Unsupported(format!("md level {l}"))),
     };
-    Ok((
-        Arc::new(MdSource {
-            slots,
-            chunk: sb.chunk.max(1),
-            size,
-            kind,
-        }),
-        missing,
-    ))
-}
-
-#[derive(Debug, Clone, Copy)]
-enum Kind {
-    Mirror,
-    Stripe,
-    Near(u64),
-    /// md's raid5 algorithm number (0 left-asym, 1 right-asym, 2 left-sym, 3 right-sym,
-    /// 4 parity-first, 5 parity-last); `q`: raid6 (a Q chunk follows P).
-    Parity {
-        algo: u32,
-        q: bool,
-    },
-}
-
-/// Where md puts one row of a raid4/5/6 array: (data slot of data index `d`, P slot,
-/// Q slot), following the kernel's `raid5_compute_sector`.
-fn parity_row(algo: u32, q: bool, n: u64, row: u64, d: u64) -> (u64, u64, Option<u64>) {
-    let data = n - if q { 2 } else { 1 };
-    if !q {
-        let (pd, dd) = match algo {
-            0 => {
-                let pd = data - row % n;
-                (pd, if d >= pd { d + 1 } else { d })
-            }
-            1 => {
-                let pd = row % n;
-                (pd, if d >= pd { d + 1 } else { d })
-            }
-            2 => {
-                let pd = data - row % n;
-                (pd, (pd + 1 + d) % n)
-            }
-            3 => {
-                let pd = row % n;
-                (pd, (pd + 1 + d) % n)
-            }
-            4 => (0, d + 1),
-            _ => (data, d),
-        };
-        return (dd, pd, None);
-    }
-    let (pd, qd, dd) = match algo {
-        0 | 1 => {
-            let pd = if algo == 0 { n - 1 - row % n } else { row % n };
-            if pd == n - 1 {
-                (pd, 0, d + 1)
-            } else if d >= pd {
-                (pd, pd + 1, d + 2)
-            } else {
-                (pd, pd + 1, d)
-            }
-        }
-        2 | 3 => {
-            let pd = if algo == 2 { n - 1 - row % n } else { row % n };
-            (pd, (pd + 1) % n, (pd + 2 + d) % n)
-        }
-        4 => (0, 1, d + 2),
-        _ => (data, data + 1, d),
-    };
-    (dd, pd, Some(qd))
-}
-
-/// An assembled array as a byte source.
-struct MdSource {
-    /// Each slot's data area (`None`: missing member).
-    slots: Vec<Option<Arc<dyn ReadAt>>>,
-    chunk: u64,
-    size: u64,
-    kind: Kind,
-}
-
-impl MdSource {
-    fn slot(&self, i: u64) -> Option<&Arc<dyn ReadAt>> {
-        self.slots.get(i as usize).and_then(|s| s.as_ref())
-    }
-
-    fn missing(&self, what: &str) -> ImageError {
-        ImageError::Unsupported {
-            format: "md",
-            message: format!("{what} is on a missing member"),
-        }
-    }
-
-    /// Reads `buf.len()` bytes (within one chunk) of data chunk `c` from `within`.
-    fn read_chunk(&self, c: u64, within: u64, buf: &mut [u8]) -> Result<(), ImageError> {
-        let n = self.slots.len() as u64;
-        let at = |row: u64| row * self.chunk + within;
-        match self.kind {
-            Kind::Mirror => {
-                let s = self.slots.iter().flatten().next();
-                s.ok_or_else(|| self.missing("the data"))?
-                    .read_exact_at(c * self.chunk + within, buf)
-            }
-            Kind::Stripe => self
-                .slot(c % n)
-                .ok_or_else(|| self.missing("a chunk"))?
-                .read_exact_at(at(c / n), buf),
-            Kind::Near(copies) => {
-                for k in 0..copies {
-                    let pos = c * copies + k;
-                    if let Some(s) = self.slot(pos % n) {
-                        return s.read_exact_at(at(pos / n), buf);
-                    }
-                }
-                Err(self.missing("every copy of a chunk"))
-            }
-            Kind::Parity { algo, q } => {
-                let data = n - if q { 2 } else { 1 };
-                let (row, d) = (c / data, c % data);
-                let (dd, pd, _) = parity_row(algo, q, n, row, d);
-                if let Some(s) = self.slot(dd) {
-                    return s.read_exact_at(at(row), buf);
-                }
-                // Rebuild: P xor every other data chunk of the row.
-                let p = self
-                    .slot(pd)
-                    .ok_or_else(|| self.missing("a chunk and its parity"))?;
-                p.read_exact_at(at(row), buf)?;
-                let mut other = vec![0u8; buf.len()];
-                for od in (0..data).filter(|od| *od != d) {
-                    let (slot, _, _) = parity_row(algo, q, n, row, od);
-                    self.slot(slot)
-                        .ok_or_else(|| self.missing("more than one chunk of a row"))?
-                        .read_exact_at(at(row), &mut other)?;
-                    buf.iter_mut().zip(&other).for_each(|(b, o)| *b ^= o);
-                }
-                Ok(())
-            }
-        }
-    }
-}
-
-impl ReadAt for MdSource {
-    fn size(&self) -> u64 {
-        self.size
-    }
-
-    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), ImageError> {
-        check_range(offset, buf.len(), self.size)?;
-        if let Kind::Mirror = self.kind {
-            return self.read_chunk(0, offset, buf);
-        }
-        let mut done = 0usize;
-        while done < buf.len() {
-            let pos = offset + done as u64;
-            let (c, within) = (pos / self.chunk, pos % self.chunk);
-            let run = ((self.chunk - within) as usize).min(buf.len() - done);
-            self.read_chunk(c, within, &mut buf[done..done + run])?;
-            done += run;
-        }
-        Ok(())
-    }
+    let src = RaidSource::new(slots, sb.chunk, size, kind).ok_or_else(too_degraded)?;
+    let missing = src.missing();
+    Ok((Arc::new(src), missing))
 }
 
 #[cfg(test)]
@@ -482,7 +308,7 @@ mod tests {
         let mut disks = vec![vec![0u8; 4096]; 3];
         for c in 0..16u64 {
             let (row, d) = (c / 2, c % 2);
-            let (dd, pd, _) = parity_row(2, false, n, row, d);
+            let (dd, pd, _) = crate::inspect::volume::raid::parity_row(2, false, n, row, d);
             let at = row as usize * chunk;
             let bytes = &data[c as usize * chunk..(c as usize + 1) * chunk];
             disks[dd as usize][at..at + chunk].copy_from_slice(bytes);
@@ -513,27 +339,5 @@ mod tests {
         let a = assemble(&[member("/dev/sd0", disks[0].clone(), sb(0, 1, 5, 3))]);
         assert_eq!(a.arrays[0].state, "unreadable");
         assert!(a.devices.is_empty());
-    }
-
-    #[test]
-    fn raid5_left_symmetric_matches_md() {
-        // 3 disks: row 0 P on 2, data 0,1; row 1 P on 1, data 2,0; row 2 P on 0.
-        let got: Vec<(u64, u64)> = (0..3)
-            .flat_map(|row| (0..2).map(move |d| (row, d)))
-            .map(|(row, d)| {
-                let (dd, pd, _) = parity_row(2, false, 3, row, d);
-                (dd, pd)
-            })
-            .collect();
-        assert_eq!(got, vec![(0, 2), (1, 2), (2, 1), (0, 1), (1, 0), (2, 0)]);
-    }
-
-    #[test]
-    fn raid6_left_symmetric_puts_q_after_p() {
-        // 4 disks, row 0: P on 3, Q on 0, data on 1, 2.
-        assert_eq!(parity_row(2, true, 4, 0, 0), (1, 3, Some(0)));
-        assert_eq!(parity_row(2, true, 4, 0, 1), (2, 3, Some(0)));
-        // row 1: P on 2, Q on 3, data 0, 1.
-        assert_eq!(parity_row(2, true, 4, 1, 0), (0, 2, Some(3)));
     }
 }

@@ -21,6 +21,7 @@ pub mod lvm2_thin;
 pub mod lvm2_vg;
 pub mod md;
 pub mod md_superblock;
+pub mod raid;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;

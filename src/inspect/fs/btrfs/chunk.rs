@@ -3,7 +3,8 @@
 //! `sys_chunk_array`, then completed from the chunk tree.
 //!
 //! Profiles: single, DUP, RAID1/1C3/1C4 (any copy), RAID0 and RAID10 (striped), RAID5/6
-//! (data stripes only, so every device must be present).
+//! (data stripes; a data stripe on a missing device is rebuilt from P and the rest of
+//! its row, see [`ChunkMap::parity_sources`]; Q is not used).
 
 use std::collections::BTreeMap;
 
@@ -131,15 +132,20 @@ impl ChunkMap {
         Ok(())
     }
 
-    /// Where the logical byte `logical` lives: every copy of it, and how many bytes from
-    /// there are contiguous (to the end of its stripe element or chunk).
-    pub fn map(&self, logical: u64) -> Result<(Vec<Physical>, u64), FsError> {
-        let (&start, chunk) = self
-            .chunks
+    /// The chunk holding `logical`, with its start.
+    fn chunk_at(&self, logical: u64) -> Result<(u64, &Chunk), FsError> {
+        self.chunks
             .range(..=logical)
             .next_back()
             .filter(|(s, c)| logical - **s < c.length)
-            .ok_or_else(|| corrupt(format!("logical address {logical:#x} is in no chunk")))?;
+            .map(|(s, c)| (*s, c))
+            .ok_or_else(|| corrupt(format!("logical address {logical:#x} is in no chunk")))
+    }
+
+    /// Where the logical byte `logical` lives: every copy of it, and how many bytes from
+    /// there are contiguous (to the end of its stripe element or chunk).
+    pub fn map(&self, logical: u64) -> Result<(Vec<Physical>, u64), FsError> {
+        let (start, chunk) = self.chunk_at(logical)?;
         let off = logical - start;
         let chunk_left = chunk.length - off;
         let at = |idx: usize, stripe_nr: u64, within: u64| -> Physical {
@@ -189,6 +195,37 @@ impl ChunkMap {
                 ))
             }
         }
+    }
+}
+
+impl ChunkMap {
+    /// For a RAID5/6 data byte: P's location and the other data stripes' of its row,
+    /// whose XOR is the byte's stripe (same offset within each stripe element, for as
+    /// many bytes as [`ChunkMap::map`] says are contiguous). `None` for other profiles.
+    pub fn parity_sources(&self, logical: u64) -> Result<Option<Vec<Physical>>, FsError> {
+        let (start, chunk) = self.chunk_at(logical)?;
+        let Profile::Raid56 { parity } = chunk.profile else {
+            return Ok(None);
+        };
+        let n = chunk.stripes.len() as u64;
+        let data = n - u64::from(parity);
+        let off = logical - start;
+        let (nr, within) = (off / chunk.stripe_len, off % chunk.stripe_len);
+        let full = nr / data;
+        let at = |k: u64| {
+            let s = chunk.stripes[((k + full) % n) as usize];
+            Physical {
+                devid: s.devid,
+                offset: s
+                    .offset
+                    .saturating_add(full.saturating_mul(chunk.stripe_len))
+                    .saturating_add(within),
+            }
+        };
+        // Stripe k of the row is on device (k + full) % n: data 0..data, then P.
+        Ok(Some(
+            (0..=data).filter(|k| *k != nr % data).map(at).collect(),
+        ))
     }
 }
 

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use crate::inspect::bytes::xor_into;
 use crate::inspect::fs::FsError;
 use crate::inspect::image::ImageError;
 use crate::inspect::source::ReadAt;
@@ -67,7 +68,7 @@ impl Volume {
         if (by_id.len() as u64) < main.num_devices {
             warnings.push(format!(
                 "btrfs filesystem has {} devices, {} present: data on missing devices is read \
-                 from other copies where the profile has them",
+                 from other copies or rebuilt from parity where the profile allows",
                 main.num_devices,
                 by_id.len()
             ));
@@ -171,7 +172,34 @@ impl Volume {
                 }
             }
         }
+        // RAID5/6: the row's P and other data stripes rebuild this one.
+        if let Some(sources) = self.chunks.parity_sources(logical)? {
+            if let Ok(()) = self.read_rebuilt(&sources, buf) {
+                if check(buf).is_ok() {
+                    return Ok(());
+                }
+            }
+        }
         Err(first_err.unwrap_or_else(|| corrupt(format!("no copy of logical {logical:#x}"))))
+    }
+
+    /// XOR of `buf.len()` bytes at each of `sources` (all must be present).
+    fn read_rebuilt(
+        &self,
+        sources: &[super::chunk::Physical],
+        buf: &mut [u8],
+    ) -> Result<(), FsError> {
+        let mut other = vec![0u8; buf.len()];
+        buf.fill(0);
+        for p in sources {
+            let dev = self
+                .devices
+                .get(&p.devid)
+                .ok_or_else(|| corrupt("a RAID5/6 row misses more than one device"))?;
+            dev.read_exact_at(p.offset, &mut other)?;
+            xor_into(buf, &other);
+        }
+        Ok(())
     }
 
     /// The verified tree block at `bytenr`, from the cache or any good copy.

@@ -1,4 +1,5 @@
-//! CRC-32C (Castagnoli), the checksum of ext4, xfs and btrfs superblocks.
+//! CRC-32C (Castagnoli), the checksum of ext4, xfs and btrfs metadata and of
+//! dm-persistent-data (thin pool) blocks.
 //!
 //! crc32fast only does the IEEE polynomial; this table-driven version is enough for
 //! the few KiB a probe checksums.
