@@ -401,10 +401,12 @@ fn rpm_database(root: &Path, work: &Path) -> Vec<Application> {
     apps
 }
 
-#[test]
-fn fedora_like_rpmdb_sqlite_usrmerge() {
-    let dir = tempdir();
-    let r = dir.path().join("root");
+const FEDORA_MACHINE_ID: &str = "5f3a9c1e7b2d4e6f8a0b1c2d3e4f5a6b";
+
+/// The Fedora-like guest (GPT, ESP, ext4 root with usr-merge links, rpmdb.sqlite, SELinux,
+/// NetworkManager, ...) built in `dir`: its raw disk and the oracle's package list.
+pub(crate) fn fedora_like_disk(dir: &Path) -> (PathBuf, Vec<Application>) {
+    let r = dir.join("root");
     write(
         &r,
         "/usr/lib/os-release",
@@ -463,13 +465,12 @@ fn fedora_like_rpmdb_sqlite_usrmerge() {
         "/usr/lib/modules/6.5.6-300.fc39.x86_64/vmlinuz",
         "not really a kernel",
     );
-    let machine_id = "5f3a9c1e7b2d4e6f8a0b1c2d3e4f5a6b";
-    write(&r, "/etc/machine-id", format!("{machine_id}\n"));
+    write(&r, "/etc/machine-id", format!("{FEDORA_MACHINE_ID}\n"));
     write(&r, "/etc/cloud/cloud.cfg", "users: [default]\n");
-    let oracle = rpm_database(&r, &dir.path().join("rpmbuild"));
+    let oracle = rpm_database(&r, &dir.join("rpmbuild"));
     assert_eq!(oracle.len(), 3, "{oracle:?}");
 
-    let raw = dir.path().join("fedora.raw");
+    let raw = dir.join("fedora.raw");
     make_disk(
         &raw,
         "gpt",
@@ -481,6 +482,13 @@ fn fedora_like_rpmdb_sqlite_usrmerge() {
             ),
         ],
     );
+    (raw, oracle)
+}
+
+#[test]
+fn fedora_like_rpmdb_sqlite_usrmerge() {
+    let dir = tempdir();
+    let (raw, oracle) = fedora_like_disk(dir.path());
     let report = inspect(&raw);
     assert_eq!(report.warnings, Vec::<String>::new());
     let os = only_os(&report);
@@ -563,16 +571,20 @@ fn fedora_like_rpmdb_sqlite_usrmerge() {
             "/lib/modules/6.5.6-300.fc39.x86_64/vmlinuz"
         )]
     );
-    assert_eq!(os.machine_id.as_deref(), Some(machine_id));
+    assert_eq!(os.machine_id.as_deref(), Some(FEDORA_MACHINE_ID));
     assert!(os.cloud_init);
 }
 
 // --------------------------------------------------------------------------- Alpine
 
-#[test]
-fn alpine_like_whole_disk_openrc() {
-    let dir = tempdir();
-    let r = dir.path().join("root");
+const ALPINE_INSTALLED: &str = "C:Q1abc=\nP:musl\nV:1.2.4_git20230717-r4\nA:x86_64\nS:383152\nT:the musl c library (libc) implementation\n\n\
+                     C:Q1def=\nP:busybox\nV:1.36.1-r15\nA:x86_64\nT:Size optimized toolbox of many common UNIX utilities\n\n\
+                     P:alpine-baselayout\nV:3.4.3-r2\nA:x86_64\nT:Alpine base dir structure and init scripts\n\n";
+
+/// The Alpine-like guest (no partition table, OpenRC, apk database `ALPINE_INSTALLED`)
+/// built in `dir`: its qcow2 disk.
+pub(crate) fn alpine_like_disk(dir: &Path) -> PathBuf {
+    let r = dir.join("root");
     write(&r, "/etc/alpine-release", "3.19.1\n");
     write(
         &r,
@@ -585,10 +597,7 @@ fn alpine_like_whole_disk_openrc() {
     std::fs::copy("/bin/sh", r.join("bin/busybox")).unwrap();
     link(&r, "/bin/sh", "/bin/busybox");
     link(&r, "/bin/ls", "/bin/busybox");
-    let installed = "C:Q1abc=\nP:musl\nV:1.2.4_git20230717-r4\nA:x86_64\nS:383152\nT:the musl c library (libc) implementation\n\n\
-                     C:Q1def=\nP:busybox\nV:1.36.1-r15\nA:x86_64\nT:Size optimized toolbox of many common UNIX utilities\n\n\
-                     P:alpine-baselayout\nV:3.4.3-r2\nA:x86_64\nT:Alpine base dir structure and init scripts\n\n";
-    write(&r, "/lib/apk/db/installed", installed);
+    write(&r, "/lib/apk/db/installed", ALPINE_INSTALLED);
     write(&r, "/etc/init.d/sshd", "#!/sbin/openrc-run\n");
     write(&r, "/etc/init.d/crond", "#!/sbin/openrc-run\n");
     link(&r, "/etc/runlevels/default/sshd", "/etc/init.d/sshd");
@@ -612,13 +621,19 @@ fn alpine_like_whole_disk_openrc() {
     write(&r, "/boot/vmlinuz-lts", "k");
     std::fs::create_dir_all(r.join("lib/modules/6.6.14-0-lts")).unwrap();
 
-    let raw = dir.path().join("alpine.raw");
+    let raw = dir.join("alpine.raw");
     make_disk(
         &raw,
         "none",
         &[format!("L:ext4:32:{}::alpineroot", r.display())],
     );
-    let image = to_qcow2(&raw);
+    to_qcow2(&raw)
+}
+
+#[test]
+fn alpine_like_whole_disk_openrc() {
+    let dir = tempdir();
+    let image = alpine_like_disk(dir.path());
     let (report, stats, _) = inspect_with(&image, InspectOptions::default());
     assert!(stats.bytes_read > 0);
     assert_eq!(report.partition_table, None);
@@ -646,7 +661,7 @@ fn alpine_like_whole_disk_openrc() {
     // The oracle: the P:/V: lines of the file this test wrote.
     let mut want: Vec<(String, String)> = Vec::new();
     let mut name = String::new();
-    for line in installed.lines() {
+    for line in ALPINE_INSTALLED.lines() {
         if let Some(p) = line.strip_prefix("P:") {
             name = p.to_string();
         } else if let Some(v) = line.strip_prefix("V:") {
@@ -717,10 +732,16 @@ fn alpine_like_whole_disk_openrc() {
 
 // --------------------------------------------------------------------------- Arch
 
-#[test]
-fn arch_like_mbr_pacman_device_names() {
-    let dir = tempdir();
-    let r = dir.path().join("root");
+const ARCH_PACKAGES: [(&str, &str); 3] = [
+    ("linux", "6.7.4.arch1-1"),
+    ("pacman", "6.0.2-9"),
+    ("zlib", "1:1.3.1-1"),
+];
+
+/// The Arch-like guest (MBR, device-name fstab, swap, pacman database of
+/// `ARCH_PACKAGES`) built in `dir`: its raw disk.
+pub(crate) fn arch_like_disk(dir: &Path) -> PathBuf {
+    let r = dir.join("root");
     write(&r, "/etc/arch-release", "");
     write(
         &r,
@@ -735,13 +756,8 @@ fn arch_like_mbr_pacman_device_names() {
     link(&r, "/bin", "usr/bin");
     std::fs::create_dir_all(r.join("usr/bin")).unwrap();
     std::fs::copy("/bin/sh", r.join("usr/bin/ls")).unwrap();
-    let packages = [
-        ("linux", "6.7.4.arch1-1"),
-        ("pacman", "6.0.2-9"),
-        ("zlib", "1:1.3.1-1"),
-    ];
     write(&r, "/var/lib/pacman/local/ALPM_DB_VERSION", "9\n");
-    for (name, version) in packages {
+    for (name, version) in ARCH_PACKAGES {
         write(
             &r,
             &format!("/var/lib/pacman/local/{name}-{version}/desc"),
@@ -767,7 +783,7 @@ fn arch_like_mbr_pacman_device_names() {
     write(&r, "/usr/lib/modules/6.7.4-arch1-1/pkgbase", "linux\n");
     link(&r, "/lib", "usr/lib");
 
-    let raw = dir.path().join("arch.raw");
+    let raw = dir.join("arch.raw");
     make_disk(
         &raw,
         "dos",
@@ -776,6 +792,13 @@ fn arch_like_mbr_pacman_device_names() {
             "S:swap:8:-:0f0e0d0c-0b0a-4998-8776-554433221100:".to_string(),
         ],
     );
+    raw
+}
+
+#[test]
+fn arch_like_mbr_pacman_device_names() {
+    let dir = tempdir();
+    let raw = arch_like_disk(dir.path());
     let report = inspect(&raw);
     assert_eq!(report.partition_table.as_deref(), Some("mbr"));
     let types: Vec<(&str, &str)> = report
@@ -830,7 +853,7 @@ fn arch_like_mbr_pacman_device_names() {
             (a.name.clone(), v)
         })
         .collect();
-    let want: Vec<(String, String)> = packages
+    let want: Vec<(String, String)> = ARCH_PACKAGES
         .iter()
         .map(|(n, v)| (n.to_string(), v.to_string()))
         .collect();

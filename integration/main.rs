@@ -18,6 +18,7 @@ mod inspect_md;
 mod inspect_ntfs;
 mod inspect_os;
 mod inspect_packages;
+mod inspect_parity;
 mod inspect_partition;
 mod inspect_robustness;
 mod inspect_usr;

@@ -23,6 +23,11 @@ pub fn debian_tarball() -> PathBuf {
 /// Inspects raw `disks` as one job (`/dev/sda`, `/dev/sdb`, ... in order), with the
 /// first disk's folder as the image root: the report, guest bytes read and time taken.
 pub fn inspect_disks(disks: &[PathBuf]) -> (Report, u64, Duration) {
+    inspect_disks_with(disks, InspectOptions::default())
+}
+
+/// [`inspect_disks`] with `base`'s other options (keys, sections).
+pub fn inspect_disks_with(disks: &[PathBuf], base: InspectOptions) -> (Report, u64, Duration) {
     let opts = InspectOptions {
         image_roots: vec![disks[0].parent().unwrap().to_path_buf()],
         extra_disks: disks[1..]
@@ -32,7 +37,7 @@ pub fn inspect_disks(disks: &[PathBuf]) -> (Report, u64, Duration) {
                 format: Some("raw".into()),
             })
             .collect(),
-        ..InspectOptions::default()
+        ..base
     };
     let t = Instant::now();
     let (report, stats) = pipeline::inspect_with_stats(&disks[0], &opts).unwrap();

@@ -72,6 +72,56 @@ pub fn guestfish_disks(script: &str, sizes_mib: &[u64], inputs: &[&Path]) -> Vec
         .collect()
 }
 
+/// Disks a test builds itself (`build` gets an empty folder and returns the disk files it
+/// made), kept in the cache so their bytes stay the same between runs: mkfs stamps
+/// times and random ids, and an oracle cached by the disk's content (virt-inspector's
+/// XML) would otherwise run again every time. Keyed by `name` and the content of
+/// `sources`, the files whose code or data decide the disk (a changed builder builds a
+/// new entry). Returns the cached files in `build`'s order, all in one folder.
+pub fn cached_disks(
+    name: &str,
+    sources: &[&Path],
+    build: impl FnOnce(&Path) -> Vec<PathBuf>,
+) -> Vec<PathBuf> {
+    let mut key = format!("v1 {name}\n");
+    for s in sources {
+        key.push_str(&sha256sum(s));
+        key.push('\n');
+    }
+    let tmp = tempdir();
+    std::fs::write(tmp.path().join("key"), &key).unwrap();
+    let dir = fixture_cache().join("built").join(format!(
+        "{name}-{}",
+        &sha256sum(&tmp.path().join("key"))[..16]
+    ));
+    std::fs::create_dir_all(dir.parent().unwrap()).unwrap();
+    // Test threads may ask for the same disks at once: one builds, the others wait.
+    let lock = std::fs::File::create(dir.with_extension("lock")).unwrap();
+    lock.lock().unwrap();
+    let list = dir.join("disks");
+    if let Ok(names) = std::fs::read_to_string(&list) {
+        return names.lines().map(|n| dir.join(n)).collect();
+    }
+    let work = tempdir();
+    let built = build(work.path());
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut names = String::new();
+    for disk in &built {
+        let file = disk.file_name().unwrap();
+        run(Command::new("cp")
+            .arg("--sparse=always")
+            .arg(disk)
+            .arg(dir.join(file)));
+        names.push_str(&format!("{}\n", file.to_string_lossy()));
+    }
+    std::fs::write(&list, names).unwrap();
+    built
+        .iter()
+        .map(|d| dir.join(d.file_name().unwrap()))
+        .collect()
+}
+
 /// The fixture scripts' folder.
 pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("integration/fixtures")
@@ -120,4 +170,5 @@ pub mod broker;
 pub mod guests;
 pub mod rabbit_node;
 pub mod regf;
+pub mod virt_inspector;
 pub mod windows_disk;

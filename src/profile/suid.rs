@@ -162,6 +162,7 @@ mod tests {
             mode,
             uid: 0,
             gid: 0,
+            times: Default::default(),
         };
         let mut s = SetId::default();
         s.visit("/usr/bin/passwd", &m(FileKind::File, 0o4755));

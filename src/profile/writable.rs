@@ -90,6 +90,7 @@ mod tests {
             mode,
             uid: 0,
             gid: 0,
+            times: Default::default(),
         }
     }
 

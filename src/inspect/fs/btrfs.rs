@@ -445,6 +445,7 @@ impl FileSystem for BtrfsFs {
             mode: inode.mode & 0o7777,
             uid: inode.uid,
             gid: inode.gid,
+            times: inode.times,
         })
     }
 

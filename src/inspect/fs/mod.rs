@@ -20,7 +20,7 @@ pub enum FileKind {
 }
 
 /// The inode facts the OS layer needs (permissions for the security checks, size for
-/// bounding reads).
+/// bounding reads, times for what changed when).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Metadata {
     pub kind: FileKind,
@@ -29,6 +29,26 @@ pub struct Metadata {
     pub mode: u32,
     pub uid: u32,
     pub gid: u32,
+    pub times: Times,
+}
+
+/// An inode's times as the filesystem stores them; `None` where a reader does not
+/// decode one (FAT and NTFS today) or the format has none (ext4-view gives no ctime).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Times {
+    /// Last access.
+    pub atime: Option<Timestamp>,
+    /// Last change of the content.
+    pub mtime: Option<Timestamp>,
+    /// Last change of the inode (owner, mode, links, content).
+    pub ctime: Option<Timestamp>,
+}
+
+/// A point in time: seconds since 1970-01-01 UTC (negative before) and nanoseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Timestamp {
+    pub secs: i64,
+    pub nsecs: u32,
 }
 
 /// One name in a directory (never `.` or `..`).

@@ -677,6 +677,7 @@ impl FileSystem for NtfsFs {
             mode,
             uid: 0,
             gid: 0,
+            times: Default::default(),
         })
     }
 

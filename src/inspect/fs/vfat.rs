@@ -231,6 +231,7 @@ impl FileSystem for VfatFs {
             mode,
             uid: 0,
             gid: 0,
+            times: Default::default(),
         })
     }
 
@@ -390,7 +391,8 @@ mod tests {
                 size: 3,
                 mode: 0o644,
                 uid: 0,
-                gid: 0
+                gid: 0,
+                times: Default::default(),
             }
         );
         let m = fs.metadata("/").unwrap();

@@ -220,6 +220,7 @@ impl FileSystem for XfsFs {
             mode: u32::from(i.mode) & 0o7777,
             uid: i.uid,
             gid: i.gid,
+            times: i.times,
         })
     }
 

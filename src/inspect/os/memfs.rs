@@ -92,6 +92,7 @@ impl FileSystem for MemFs {
             mode: 0o644,
             uid: 0,
             gid: 0,
+            times: Default::default(),
         })
     }
 

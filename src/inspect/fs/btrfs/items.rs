@@ -2,7 +2,7 @@
 //! root tree's subvolume records (root items, root refs, the default-subvolume entry).
 
 use crate::inspect::bytes::{le16, le32, le64};
-use crate::inspect::fs::{FileKind, FsError};
+use crate::inspect::fs::{FileKind, FsError, Times, Timestamp};
 
 use super::corrupt;
 use super::key::Key;
@@ -33,6 +33,15 @@ pub struct Inode {
     pub uid: u32,
     pub gid: u32,
     pub nlink: u32,
+    pub times: Times,
+}
+
+/// A `btrfs_timespec`: le64 seconds (signed), le32 nanoseconds.
+fn timespec(b: &[u8], at: usize) -> Timestamp {
+    Timestamp {
+        secs: le64(b, at) as i64,
+        nsecs: le32(b, at + 8),
+    }
 }
 
 impl Inode {
@@ -46,6 +55,12 @@ impl Inode {
             uid: le32(b, 44),
             gid: le32(b, 48),
             mode: le32(b, 52),
+            // After 32 reserved bytes: atime, ctime, mtime, otime (12 bytes each).
+            times: Times {
+                atime: Some(timespec(b, 112)),
+                ctime: Some(timespec(b, 124)),
+                mtime: Some(timespec(b, 136)),
+            },
         })
     }
 

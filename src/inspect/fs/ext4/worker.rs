@@ -16,7 +16,9 @@ use super::error_map::{corrupt, map_error, unsupported};
 use super::extent_check;
 use super::reader::SourceReader;
 use super::superblock;
-use crate::inspect::fs::{DirEntry, FileKind, FsError, Metadata, MAX_DIR_ENTRIES};
+use crate::inspect::fs::{
+    DirEntry, FileKind, FsError, Metadata, Times, Timestamp, MAX_DIR_ENTRIES,
+};
 use crate::inspect::source::ReadAt;
 
 /// Largest directory we list or search. ext4-view walks a directory block by block
@@ -442,5 +444,17 @@ fn convert(m: &RawMetadata) -> Metadata {
         mode: u32::from(m.mode()),
         uid: m.uid(),
         gid: m.gid(),
+        times: Times {
+            atime: Some(timestamp(m.accessed())),
+            mtime: Some(timestamp(m.modified())),
+            ctime: None,
+        },
+    }
+}
+
+fn timestamp(t: ext4_view::Timestamp) -> Timestamp {
+    Timestamp {
+        secs: t.seconds(),
+        nsecs: t.nanoseconds(),
     }
 }

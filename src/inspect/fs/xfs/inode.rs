@@ -9,7 +9,7 @@
 use super::superblock::Superblock;
 use super::{corrupt, unsupported, verify_crc};
 use crate::inspect::bytes::{array, be16, be32, be64};
-use crate::inspect::fs::{FileKind, FsError};
+use crate::inspect::fs::{FileKind, FsError, Times, Timestamp};
 use crate::inspect::source::ReadAt;
 
 const MAGIC: u16 = 0x494e; // "IN"
@@ -18,6 +18,10 @@ const CRC_OFFSET: usize = 100;
 const FLAG_REALTIME: u16 = 0x0001;
 /// di_flags2: extent counters are 64/32 bits wide (the nrext64 feature).
 const FLAG2_NREXT64: u64 = 1 << 4;
+/// di_flags2: timestamps are one 64-bit nanosecond count (the bigtime feature).
+const FLAG2_BIGTIME: u64 = 1 << 3;
+/// A bigtime count starts at the smallest legacy time, -2^31 s (1901-12-13).
+const BIGTIME_EPOCH_OFFSET: i64 = 1 << 31;
 
 const S_IFMT: u16 = 0o170000;
 const S_IFDIR: u16 = 0o040000;
@@ -49,6 +53,7 @@ pub(super) struct Inode {
     /// Data fork extent count as the inode states it.
     pub nextents: u64,
     pub realtime: bool,
+    pub times: Times,
     /// The data fork's bytes.
     pub fork: Vec<u8>,
 }
@@ -121,6 +126,11 @@ impl Inode {
             format,
             nextents,
             realtime: be16(raw, 90) & FLAG_REALTIME != 0,
+            times: Times {
+                atime: Some(timestamp(raw, 32, flags2)),
+                mtime: Some(timestamp(raw, 40, flags2)),
+                ctime: Some(timestamp(raw, 48, flags2)),
+            },
             fork: raw[core..core + fork_size].to_vec(),
         })
     }
@@ -131,6 +141,23 @@ impl Inode {
             S_IFREG => FileKind::File,
             S_IFLNK => FileKind::Symlink,
             _ => FileKind::Other,
+        }
+    }
+}
+
+/// One of the inode's timestamps at `at`: legacy (be32 signed seconds, be32
+/// nanoseconds) or, with bigtime, be64 nanoseconds since -2^31 s.
+fn timestamp(raw: &[u8], at: usize, flags2: u64) -> Timestamp {
+    if flags2 & FLAG2_BIGTIME != 0 {
+        let ns = be64(raw, at);
+        Timestamp {
+            secs: (ns / 1_000_000_000) as i64 - BIGTIME_EPOCH_OFFSET,
+            nsecs: (ns % 1_000_000_000) as u32,
+        }
+    } else {
+        Timestamp {
+            secs: i64::from(be32(raw, at) as i32),
+            nsecs: be32(raw, at + 4),
         }
     }
 }
