@@ -15,6 +15,7 @@ mod inspect_ntfs;
 mod inspect_os;
 mod inspect_packages;
 mod inspect_partition;
+mod inspect_remote;
 mod inspect_robustness;
 mod inspect_windows;
 mod inspect_xfs;

@@ -19,7 +19,7 @@ fn inspect_job(job_id: &str, image: serde_json::Value) -> serde_json::Value {
 }
 
 /// A GPT disk holding one ext4 root with a small Linux tree, as qcow2.
-fn linux_qcow2(dir: &Path) -> std::path::PathBuf {
+pub(crate) fn linux_qcow2(dir: &Path) -> std::path::PathBuf {
     sh(&format!(
         r#"cd {d}; mkdir -p tree/etc tree/bin images
         printf 'ID=alpine\nVERSION_ID=3.19.1\nPRETTY_NAME="Alpine Linux v3.19"\n' > tree/etc/os-release

@@ -3,6 +3,7 @@
 //! `rabbitmqctl` (an oracle that does not go through our code).
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -382,6 +383,11 @@ pub struct WorkerProcess {
 
 impl WorkerProcess {
     pub fn spawn(pool: &str, extra: &[&str]) -> WorkerProcess {
+        WorkerProcess::spawn_logged(pool, extra, None)
+    }
+
+    /// [`WorkerProcess::spawn`], its stderr (logs) written to `log` when given.
+    pub fn spawn_logged(pool: &str, extra: &[&str], log: Option<&Path>) -> WorkerProcess {
         let metrics_port = free_port();
         let child = Command::new(env!("CARGO_BIN_EXE_guestkit-worker"))
             .args([
@@ -395,10 +401,10 @@ impl WorkerProcess {
             .args(extra)
             .env("GUESTKIT_AMQP_URL", AMQP_URL)
             .stdout(Stdio::null())
-            .stderr(if std::env::var_os("GUESTKIT_TEST_LOGS").is_some() {
-                Stdio::inherit()
-            } else {
-                Stdio::null()
+            .stderr(match log {
+                Some(path) => Stdio::from(std::fs::File::create(path).expect("log file")),
+                None if std::env::var_os("GUESTKIT_TEST_LOGS").is_some() => Stdio::inherit(),
+                None => Stdio::null(),
             })
             .spawn()
             .expect("spawn guestkit-worker");
