@@ -11,6 +11,7 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -304,6 +305,8 @@ struct Proxy {
     port: u16,
     script: Arc<Mutex<VecDeque<Fault>>>,
     seen: Arc<Mutex<u64>>,
+    /// Connections being served now.
+    open: Arc<AtomicUsize>,
 }
 
 impl Proxy {
@@ -312,18 +315,27 @@ impl Proxy {
         let port = listener.local_addr().unwrap().port();
         let script: Arc<Mutex<VecDeque<Fault>>> = Arc::default();
         let seen: Arc<Mutex<u64>> = Arc::default();
-        let (s, n) = (script.clone(), seen.clone());
+        let open: Arc<AtomicUsize> = Arc::default();
+        let (s, n, o) = (script.clone(), seen.clone(), open.clone());
         // Detached: it blocks in accept() until the test binary exits.
         std::thread::spawn(move || {
             for conn in listener.incoming().flatten() {
                 let fault = s.lock().unwrap().pop_front().unwrap_or(Fault::Pass);
                 *n.lock().unwrap() += 1;
+                o.fetch_add(1, Ordering::SeqCst);
+                let o = o.clone();
                 std::thread::spawn(move || {
                     let _ = serve(conn, upstream, fault);
+                    o.fetch_sub(1, Ordering::SeqCst);
                 });
             }
         });
-        Proxy { port, script, seen }
+        Proxy {
+            port,
+            script,
+            seen,
+            open,
+        }
     }
 
     fn then(&self, faults: &[Fault]) {
@@ -516,6 +528,68 @@ fn faults_are_retried_or_fail_typed() {
     }
 }
 
+/// A job that times out while the parent fetches for it (a server trickling its body,
+/// per-request timeout 300 s): the child is killed, the job fails with `timeout`, and the
+/// parent's fetch thread drops the connection within moments and makes no new request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timed_out_job_stops_its_fetcher() {
+    let _shared = BROKER_LOCK.read().await;
+    let dir = tempdir();
+    let d = dir.path().join("img");
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::write(d.join("blob"), vec![7u8; 1 << 20]).unwrap();
+    let ngx = Nginx::start(&d, &dir.path().join("nginx"));
+    let proxy = Proxy::start(ngx.http);
+    proxy.then(&[Fault::Slowloris; 8]);
+    let base = format!("http://127.0.0.1:{}/img/", proxy.port);
+    let pool = Pool::new("remote-timeout").await;
+    let _worker = WorkerProcess::spawn(
+        pool.pool(),
+        &[
+            "--image-root",
+            d.to_str().unwrap(),
+            "--image-url-allow",
+            &base,
+            "--remote-timeout",
+            "300",
+        ],
+    );
+    pool.publish(&json!({
+        "version": "1.0", "job_id": "job-remote-slow", "kind": "VMOperation",
+        "operation": "guestkit.inspect",
+        "payload": { "type": "guestkit.inspect.v1",
+                     "data": { "image": { "url": format!("{base}blob?{SECRET}") } } },
+        "execution": { "max_attempts": 1, "timeout_seconds": 3 },
+    }))
+    .await;
+    let results = pool.results(1, Duration::from_secs(60)).await;
+    let r = &results[0].body;
+    assert_eq!(
+        (r["status"].as_str(), r["error"]["kind"].as_str()),
+        (Some("failed"), Some("timeout")),
+        "{r:#}"
+    );
+    assert!(!r.to_string().contains("s3cr3t"));
+    // Far below the 300 s the request would otherwise have left (a liveness bound, not
+    // a timing).
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while proxy.open.load(Ordering::SeqCst) > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the parent still fetches for a killed job"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let seen = *proxy.seen.lock().unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        *proxy.seen.lock().unwrap(),
+        seen,
+        "a request after the job ended"
+    );
+    pool.cleanup().await;
+}
+
 /// The Debian fixture over HTTPS through the real broker, each job in its isolated
 /// child (no network) reading through the worker's fetcher: qcow2, a qcow2 overlay whose
 /// backing file is a relative name, and every other format give the report of the local
@@ -581,9 +655,10 @@ async fn debian_over_https_through_the_broker_equals_local() {
     let sum = sha256sum(&d.join("disk.qcow2"));
     let ngx = Nginx::start(&d, &dir.path().join("nginx"));
     let base = format!("https://127.0.0.1:{}/img/", ngx.https);
+    // Job ids are 8 to 128 characters.
     let job = |id: &str, image: Value| {
         json!({
-            "version": "1.0", "job_id": id, "kind": "VMOperation",
+            "version": "1.0", "job_id": format!("job-remote-{id}"), "kind": "VMOperation",
             "operation": "guestkit.inspect",
             "payload": { "type": "guestkit.inspect.v1", "data": { "image": image } },
             "execution": { "max_attempts": 1, "timeout_seconds": 600 },
@@ -600,8 +675,6 @@ async fn debian_over_https_through_the_broker_equals_local() {
             &base,
             "--ca-file",
             ngx.ca().to_str().unwrap(),
-            "--log-level",
-            "debug",
             "--max-concurrent",
             "2",
         ],
@@ -627,7 +700,7 @@ async fn debian_over_https_through_the_broker_equals_local() {
     let get = |id: &str| {
         results
             .iter()
-            .find(|r| r.body["job_id"] == id)
+            .find(|r| r.body["job_id"] == format!("job-remote-{id}"))
             .unwrap_or_else(|| panic!("{id}"))
             .body
             .clone()
@@ -659,11 +732,12 @@ async fn debian_over_https_through_the_broker_equals_local() {
             without_image(report.clone()) == expected,
             "{name}: report differs from the local one"
         );
-        // A flat VMDK's data is in its extent file.
+        // The image with the files it reads: a flat VMDK's extent, the overlay's backing.
         let flat = name
             .strip_suffix(".vmdk")
             .map(|s| d.join(format!("{s}-flat.vmdk")));
-        let size: u64 = [Some(d.join(name)), flat]
+        let backing = (*name == "top.qcow2").then(|| d.join("disk.qcow2"));
+        let size: u64 = [Some(d.join(name)), flat, backing]
             .into_iter()
             .flatten()
             .filter_map(|p| std::fs::metadata(p).ok())

@@ -386,7 +386,8 @@ impl WorkerProcess {
         WorkerProcess::spawn_logged(pool, extra, None)
     }
 
-    /// [`WorkerProcess::spawn`], its stderr (logs) written to `log` when given.
+    /// [`WorkerProcess::spawn`], its stderr (logs, at debug level) written to `log` when
+    /// given.
     pub fn spawn_logged(pool: &str, extra: &[&str], log: Option<&Path>) -> WorkerProcess {
         let metrics_port = free_port();
         let child = Command::new(env!("CARGO_BIN_EXE_guestkit-worker"))
@@ -396,7 +397,8 @@ impl WorkerProcess {
                 "--metrics-addr",
                 &format!("127.0.0.1:{metrics_port}"),
                 "--log-level",
-                "warn",
+                // A log asked for is there to be read: all of it.
+                if log.is_some() { "debug" } else { "warn" },
             ])
             .args(extra)
             .env("GUESTKIT_AMQP_URL", AMQP_URL)

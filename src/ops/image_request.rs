@@ -423,4 +423,63 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn urls_need_the_allow_list() {
+        let cfg = RemoteConfig::new(
+            &["https://images.example/vm/".into()],
+            None,
+            std::time::Duration::from_secs(5),
+        )
+        .unwrap();
+        let req = |image: Value| ImageRequest::from_data(&json!({ "image": image }), &[]);
+        let ok = req(json!({"url": "https://images.example/vm/a.qcow2?sig=SECRET"})).unwrap();
+        ok.check_remote(Some(&cfg)).unwrap();
+        assert_eq!(ok.path, PathBuf::from("https://images.example/vm/a.qcow2"));
+        assert!(!format!("{ok:?}").contains("SECRET"));
+        for (image, remote, reason) in [
+            (
+                json!({"url": "https://images.example/vm/a"}),
+                None,
+                "image_url_not_allowed",
+            ),
+            (
+                json!({"url": "https://images.example/other/a?sig=SECRET"}),
+                Some(&cfg),
+                "image_url_not_allowed",
+            ),
+            (
+                json!({"url": "https://images.example.evil/vm/a"}),
+                Some(&cfg),
+                "image_url_not_allowed",
+            ),
+            (
+                json!({"url": "https://images.example/vm/../x"}),
+                Some(&cfg),
+                "image_url_not_allowed",
+            ),
+            (
+                json!({"url": "https://u:p@images.example/vm/a"}),
+                Some(&cfg),
+                "invalid_payload",
+            ),
+            (
+                json!({"url": "file:///etc/passwd"}),
+                Some(&cfg),
+                "invalid_payload",
+            ),
+            (
+                json!({"url": "https://images.example/vm/a", "path": "/x"}),
+                Some(&cfg),
+                "invalid_payload",
+            ),
+            (json!({}), Some(&cfg), "invalid_payload"),
+        ] {
+            let e = req(image.clone())
+                .and_then(|r| r.check_remote(remote))
+                .unwrap_err();
+            assert_eq!(e.reason, reason, "{image}: {e:?}");
+            assert!(!e.message.contains("SECRET"), "{}", e.message);
+        }
+    }
 }
