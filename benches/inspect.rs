@@ -19,6 +19,11 @@
 //! machine, cached in $HOME/.cache/guestkit-fixtures). Also the Windows skeleton of the
 //! integration tests (NTFS with LZNT1-compressed registry hives on GPT).
 //!
+//! Then remote images: the qcow2 and every format over HTTP range requests from a local
+//! nginx against the same file on disk (time, bytes fetched, requests), in process (the
+//! CLI's fetch thread) and, for qcow2, through an isolated child reading through the
+//! parent's fetcher. `cargo bench --bench inspect -- remote` runs only these.
+//!
 //! Then the volume layer's cost: the same Debian tree on LVM across two disks
 //! (`debian-lvm.gf`: /, /usr, /var, /home as LVs) against plain partitions
 //! (`debian-plain.gf`), both built by guestfish and cached like the integration tests';
@@ -422,12 +427,180 @@ fn isolation_overhead(path: &Path) {
     );
 }
 
+/// nginx (Debian `nginx-light`) serving `root` on a free loopback port over plain
+/// HTTP, in the foreground as our child; killed on drop.
+struct Nginx(std::process::Child, u16);
+
+impl Nginx {
+    fn start(root: &Path) -> Nginx {
+        let dir = std::env::temp_dir().join(format!("guestkit-bench-nginx-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("tmp")).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let d = dir.display();
+        std::fs::write(
+            dir.join("nginx.conf"),
+            format!(
+                "daemon off; master_process off; user root; pid {d}/nginx.pid; error_log {d}/error.log;
+                 events {{ worker_connections 64; }}
+                 http {{ access_log off; client_body_temp_path {d}/tmp/b; proxy_temp_path {d}/tmp/p;
+                   fastcgi_temp_path {d}/tmp/f; uwsgi_temp_path {d}/tmp/u; scgi_temp_path {d}/tmp/s;
+                   server {{ listen 127.0.0.1:{port}; location /img/ {{ alias {}/; }} }} }}",
+                root.display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("nginx")
+            .arg("-p")
+            .arg(&dir)
+            .arg("-c")
+            .arg(dir.join("nginx.conf"))
+            .spawn()
+            .expect("nginx (Debian package nginx-light)");
+        // Owned at once, so a panic below still kills it.
+        let nginx = Nginx(child, port);
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return nginx;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("nginx did not start");
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Bytes of the image at `path` with its extent file (`NAME-flat.vmdk`) if it has one.
+fn image_bytes(path: &Path) -> u64 {
+    let flat = path.with_file_name(format!(
+        "{}-flat.vmdk",
+        path.file_stem().unwrap().to_string_lossy()
+    ));
+    [path, &flat]
+        .iter()
+        .filter_map(|p| std::fs::metadata(p).ok())
+        .map(|m| m.len())
+        .sum()
+}
+
+/// Each file over HTTP from a local nginx against the same file on disk: best of 7
+/// (every run a new job, cold cache), bytes fetched and requests per inspection.
+/// Targets: under 1/4 of the file's bytes, under 3x the local time.
+fn remote(files: &[(&str, PathBuf)]) {
+    use guestkit_worker::inspect::image::http::{RemoteConfig, RemoteJob};
+    use guestkit_worker::inspect::image::http_url::RemoteUrl;
+    use guestkit_worker::inspect::image::remote::serve_in_thread;
+    let root = files[0].1.parent().unwrap();
+    let ngx = Nginx::start(root);
+    let base = format!("http://127.0.0.1:{}/img/", ngx.1);
+    let config = std::sync::Arc::new(
+        RemoteConfig::new(
+            std::slice::from_ref(&base),
+            None,
+            std::time::Duration::from_secs(30),
+        )
+        .unwrap(),
+    );
+    let url_of = |path: &Path| format!("{base}{}", path.file_name().unwrap().to_str().unwrap());
+    for (name, path) in files {
+        let (local_ms, _, _) = time_inspect(path);
+        let url = RemoteUrl::parse(&url_of(path)).unwrap();
+        let shown = PathBuf::from(url.redacted());
+        let mut best = f64::MAX;
+        let mut stats = Default::default();
+        for _ in 0..7 {
+            let t = Instant::now();
+            let (client, _thread) =
+                serve_in_thread(RemoteJob::new(config.clone(), None), url.clone()).unwrap();
+            let opts = InspectOptions {
+                remote: Some(client),
+                ..Default::default()
+            };
+            stats = inspect_full(&shown, &opts)
+                .expect("remote inspection")
+                .stats;
+            best = best.min(t.elapsed().as_secs_f64() * 1000.0);
+        }
+        let size = image_bytes(path);
+        let s: guestkit_worker::inspect::pipeline::InspectStats = stats;
+        println!(
+            "{:<32} file {:>6.1} MiB  inspect {best:>7.1} ms (local {local_ms:>6.1} ms, {:.2}x)  fetched {:>6.2} MiB ({:.3} of the file) in {} requests",
+            format!("{name} over HTTP"),
+            size as f64 / 1048576.0,
+            best / local_ms,
+            s.remote_bytes as f64 / 1048576.0,
+            s.remote_bytes as f64 / size as f64,
+            s.remote_requests
+        );
+    }
+    // The daemon's path: the job in an isolated child, reading through the parent.
+    let (name, qcow2) = &files[0];
+    let roots = vec![root.to_path_buf()];
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let isolation = Isolation::new(env!("CARGO_BIN_EXE_guestkit-worker"), 2 << 30)
+        .with_remote(Some(config.clone()));
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let through_child = |data: serde_json::Value| {
+        let t = Instant::now();
+        runtime
+            .block_on(isolation.run(
+                "guestkit.inspect",
+                &data,
+                &roots,
+                600,
+                &Progress::disabled(),
+                &cancel,
+            ))
+            .unwrap();
+        t.elapsed().as_secs_f64() * 1000.0
+    };
+    let (mut local, mut over_http) = (Vec::new(), Vec::new());
+    for _ in 0..7 {
+        local.push(through_child(
+            serde_json::json!({ "image": { "path": qcow2 } }),
+        ));
+        over_http.push(through_child(
+            serde_json::json!({ "image": { "url": url_of(qcow2) } }),
+        ));
+    }
+    let (a, b) = (median(local), median(over_http));
+    println!(
+        "{name} through an isolated child: local {a:>7.1} ms  over HTTP {b:>7.1} ms  ({:.2}x, medians of 7)",
+        b / a
+    );
+}
+
 fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         println!("inspect: run with `cargo bench --bench inspect`");
         return;
     }
     let (qcow2, big_raw, big_qcow2) = fixtures();
+    let over_http = || {
+        let mut files = vec![("debian qcow2 (zlib)", qcow2.clone())];
+        files.extend(
+            format_fixtures(&qcow2)
+                .into_iter()
+                .filter(|(n, _)| *n != "raw"),
+        );
+        files
+    };
+    if std::env::args().any(|a| a == "remote") {
+        remote(&over_http());
+        return;
+    }
     let windows_dir = tempfile::tempdir().unwrap();
     let (windows_gpt, _) = windows_disk::windows_disks(windows_dir.path());
     let mut cases = vec![
@@ -515,4 +688,5 @@ fn main() {
         println!("({skipped} tree entries with names a protofile cannot carry are on ext4 only)");
     }
     isolation_overhead(&qcow2);
+    remote(&over_http());
 }

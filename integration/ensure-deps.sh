@@ -19,6 +19,7 @@ PACKAGES=(
   osinfo-db                 # libosinfo's own short ids: the osinfo oracle
   python3 python3-venv      # deploy-file validation, the pika publisher example
   curl ca-certificates
+  nginx-light openssl       # the HTTP(S) server of the remote-image tests, and their CA
   libhivex-bin              # hivexget/hivexregedit: the independent registry-hive oracle
   attr psmisc fuse3         # setfattr (NTFS compression, reparse points), fuser, fusermount: NTFS fixtures
   stress-ng                 # load for the race hunt (issue 9: the suite under --cpu 2)

@@ -20,6 +20,7 @@ mod inspect_os;
 mod inspect_packages;
 mod inspect_parity;
 mod inspect_partition;
+mod inspect_remote;
 mod inspect_robustness;
 mod inspect_usr;
 mod inspect_windows;

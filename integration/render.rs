@@ -602,6 +602,7 @@ fn report() -> Report {
             virtual_size: 64 * GIB,
             backing_chain: vec!["/var/lib/guestkit/images/base/debian-12-generic-amd64.qcow2".into()],
             sha256: Some("9f2c5d8e1a7b4c3d6e0f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b9c8d".into()),
+            ..Default::default()
         },
         disks: vec![],
         partition_table: Some("gpt".into()),

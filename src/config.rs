@@ -61,6 +61,27 @@ pub struct Config {
         global = true
     )]
     pub image_roots: Vec<PathBuf>,
+    /// URL prefix remote images (`image.url`) may be fetched from (repeatable; in the
+    /// variable, comma-separated). None: remote images are refused.
+    #[arg(
+        long = "image-url-allow",
+        env = "GUESTKIT_IMAGE_URL_ALLOW",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub image_url_allow: Vec<String>,
+    /// PEM file of extra CA certificates trusted for remote images (beside the system's).
+    #[arg(long, env = "GUESTKIT_CA_FILE", global = true)]
+    pub ca_file: Option<PathBuf>,
+    /// Timeout of one HTTP request of a remote image, in seconds (connect, headers and
+    /// body together).
+    #[arg(
+        long,
+        env = "GUESTKIT_REMOTE_TIMEOUT",
+        default_value_t = 30,
+        global = true
+    )]
+    pub remote_timeout: u64,
     /// Address of the HTTP server for /metrics, /healthz and /readyz.
     #[arg(
         long,
@@ -147,6 +168,36 @@ impl Config {
     /// `--max-job-timeout` as a duration.
     pub fn max_job_timeout(&self) -> Duration {
         Duration::from_secs(self.max_job_timeout.max(1))
+    }
+
+    /// The remote-image settings for `allow` (`--image-url-allow`), plus the files
+    /// directly in the folder of `folder_of` (the CLI's own URL): `None` when nothing is
+    /// allowed, so remote images are refused. Reads `--ca-file` and the system's roots now.
+    pub fn remote_config(
+        &self,
+        allow: &[String],
+        folder_of: Option<&crate::inspect::image::http_url::RemoteUrl>,
+        metrics: Option<&crate::metrics::Metrics>,
+    ) -> anyhow::Result<Option<std::sync::Arc<crate::inspect::image::http::RemoteConfig>>> {
+        if allow.iter().all(|a| a.trim().is_empty()) && folder_of.is_none() {
+            return Ok(None);
+        }
+        let mut config = crate::inspect::image::http::RemoteConfig::new(
+            allow,
+            self.ca_file.as_deref(),
+            Duration::from_secs(self.remote_timeout.max(1)),
+        )
+        .map_err(|e| anyhow::anyhow!("--image-url-allow/--ca-file: {e}"))?;
+        if let Some(url) = folder_of {
+            config.allow.add_folder_of(url);
+        }
+        config.metrics = metrics.map(|m| {
+            (
+                m.remote_bytes_total.clone(),
+                m.remote_requests_total.clone(),
+            )
+        });
+        Ok(Some(std::sync::Arc::new(config)))
     }
 }
 

@@ -265,6 +265,7 @@ mod tests {
             image_roots: vec![],
             metrics: None,
             isolation: None,
+            remote: None,
         }
     }
 

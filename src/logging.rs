@@ -17,6 +17,12 @@ use crate::config::LogFormat;
 /// print their results on stdout.
 pub fn init(format: LogFormat, level: &str) {
     let filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));
+    // The HTTP client logs request URLs (with a pre-signed URL's query) at trace level:
+    // its own lines are capped at warn, whatever the level asked.
+    let filter = ["ureq=warn", "ureq_proto=warn", "rustls=warn"]
+        .iter()
+        .filter_map(|d| d.parse().ok())
+        .fold(filter, |f, d| f.add_directive(d));
     use std::io::IsTerminal;
     let ansi = io::stderr().is_terminal();
     let builder = tracing_subscriber::fmt()

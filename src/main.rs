@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use guestkit_worker::broker::{connection, topology};
 use guestkit_worker::config::{inspect_exit, Cli, Command, Config, InspectArgs};
 use guestkit_worker::executor::ResultStamp;
+use guestkit_worker::inspect::image::http_url::is_remote;
 use guestkit_worker::ops::image_request::ImageRequest;
 use guestkit_worker::ops::inspect::run_blocking;
 use guestkit_worker::progress::Progress;
@@ -192,7 +193,16 @@ fn inspect_once(cfg: &Config, args: &InspectArgs) -> anyhow::Result<ExitCode> {
     // $HOME or /tmp must not read other files from there. `--image-root` trusts more.
     let mut roots = cfg.image_roots.clone();
     let mut dirs = Vec::new();
-    for image in std::iter::once(&args.image).chain(&args.disks) {
+    let named = args.image.to_string_lossy().into_owned();
+    let remote = is_remote(&named);
+    if remote && !args.disks.is_empty() {
+        return inspect_failed(
+            inspect_exit::USAGE,
+            "--disk is not supported with a remote image",
+        );
+    }
+    let images = std::iter::once(&args.image).filter(|_| !remote);
+    for image in images.chain(&args.disks) {
         let canonical = match image.canonicalize() {
             Ok(c) => c,
             Err(e) => {
@@ -204,7 +214,9 @@ fn inspect_once(cfg: &Config, args: &InspectArgs) -> anyhow::Result<ExitCode> {
         }
     }
     roots.extend(dirs.iter().cloned());
-    let data = if args.disks.is_empty() {
+    let data = if remote {
+        serde_json::json!({ "image": { "url": named, "format": args.format } })
+    } else if args.disks.is_empty() {
         serde_json::json!({ "image": { "path": args.image, "format": args.format } })
     } else {
         let mut disks = vec![serde_json::json!({ "path": args.image, "format": args.format })];
@@ -221,6 +233,22 @@ fn inspect_once(cfg: &Config, args: &InspectArgs) -> anyhow::Result<ExitCode> {
     request.options.image_roots = cfg.image_roots.clone();
     request.options.image_dirs = dirs;
     request.options.read_budget = args.read_budget;
+    // A URL: fetched by a thread started now, before the limits, which bind only the
+    // threads that apply them or start after; the inspection on this thread reads
+    // through a socket pair and has no network. The URL's own folder is trusted (its
+    // files, not its subfolders), like a local image's.
+    let _fetcher = match &request.url {
+        Some(url) => {
+            let config = cfg.remote_config(&cfg.image_url_allow, Some(url), None)?;
+            match request.fetch_in_thread(config.as_ref(), &Default::default()) {
+                Ok(fetcher) => fetcher,
+                Err(e) => {
+                    return inspect_failed(inspect_exit::IMAGE, format!("{}: {}", e.kind, e.message))
+                }
+            }
+        }
+        None => None,
+    };
     // Keys are read now, before the limits forbid reading their files.
     for spec in &args.keys {
         if let Err(e) = request.options.luks_keys.add_cli_key(spec) {
@@ -277,7 +305,7 @@ fn inspect_once(cfg: &Config, args: &InspectArgs) -> anyhow::Result<ExitCode> {
         };
     }
     let job = guestkit_job_spec::JobBuilder::new("guestkit.inspect")
-        .data(data_for(&args.image))
+        .data(data_for(&request.path))
         .build()?;
     let stamp = ResultStamp {
         worker_id: "cli",

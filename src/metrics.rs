@@ -18,6 +18,8 @@ pub struct Metrics {
     pub amqp_reconnects_total: IntCounter,
     pub replies_total: IntCounterVec,
     pub inspect_bytes_read_total: IntCounter,
+    pub remote_bytes_total: IntCounter,
+    pub remote_requests_total: IntCounter,
     pub worker_info: IntGaugeVec,
 }
 
@@ -95,6 +97,16 @@ impl Metrics {
             "Bytes read from disk images by inspections",
         )
         .expect("metric");
+        let remote_bytes_total = IntCounter::new(
+            "guestkit_remote_bytes_total",
+            "Bytes fetched over HTTP for remote images",
+        )
+        .expect("metric");
+        let remote_requests_total = IntCounter::new(
+            "guestkit_remote_requests_total",
+            "HTTP range requests made for remote images",
+        )
+        .expect("metric");
         let worker_info = IntGaugeVec::new(
             Opts::new(
                 "guestkit_worker_info",
@@ -117,6 +129,8 @@ impl Metrics {
             Box::new(amqp_reconnects_total.clone()),
             Box::new(replies_total.clone()),
             Box::new(inspect_bytes_read_total.clone()),
+            Box::new(remote_bytes_total.clone()),
+            Box::new(remote_requests_total.clone()),
             Box::new(worker_info.clone()),
         ] {
             registry.register(c).expect("register metric");
@@ -133,6 +147,8 @@ impl Metrics {
             amqp_reconnects_total,
             replies_total,
             inspect_bytes_read_total,
+            remote_bytes_total,
+            remote_requests_total,
             worker_info,
         }
     }
@@ -177,6 +193,8 @@ mod tests {
             ("guestkit_amqp_reconnects_total", "counter"),
             ("guestkit_replies_total", "counter"),
             ("guestkit_inspect_bytes_read_total", "counter"),
+            ("guestkit_remote_bytes_total", "counter"),
+            ("guestkit_remote_requests_total", "counter"),
             ("guestkit_worker_info", "gauge"),
         ] {
             assert!(

@@ -84,6 +84,7 @@ pub async fn run(cfg: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         names.progress_key(),
     ));
 
+    let remote = cfg.remote_config(&cfg.image_url_allow, None, Some(&metrics))?;
     let shared = Arc::new(Shared {
         env: Arc::new(OpEnv {
             image_roots: cfg.image_roots.clone(),
@@ -91,8 +92,10 @@ pub async fn run(cfg: Config, shutdown: Shutdown) -> anyhow::Result<()> {
             isolation: Some(Arc::new(
                 Isolation::own_binary(cfg.inspect_memory_limit)
                     .with_luks_keys_dir(cfg.luks_keys_dir.clone())
-                    .without_sandbox(cfg.no_inspect_sandbox),
+                    .without_sandbox(cfg.no_inspect_sandbox)
+                    .with_remote(remote.clone()),
             )),
+            remote,
         }),
         semaphore: Arc::new(Semaphore::new(cfg.max_concurrent as usize)),
         registry: Registry::standard(),

@@ -3,6 +3,7 @@
 //! `rabbitmqctl` (an oracle that does not go through our code).
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
@@ -409,11 +410,22 @@ pub struct WorkerProcess {
 
 impl WorkerProcess {
     pub fn spawn(pool: &str, extra: &[&str]) -> WorkerProcess {
-        WorkerProcess::spawn_on(AMQP_URL, pool, extra)
+        WorkerProcess::spawn_logged(pool, extra, None)
+    }
+
+    /// [`WorkerProcess::spawn`], its stderr (logs, at debug level) written to `log` when
+    /// given.
+    pub fn spawn_logged(pool: &str, extra: &[&str], log: Option<&Path>) -> WorkerProcess {
+        WorkerProcess::spawn_on_logged(AMQP_URL, pool, extra, log)
     }
 
     /// The worker connecting to `url` (another node, user or scheme).
     pub fn spawn_on(url: &str, pool: &str, extra: &[&str]) -> WorkerProcess {
+        WorkerProcess::spawn_on_logged(url, pool, extra, None)
+    }
+
+    /// The worker connecting to `url`, its stderr written to `log` when given.
+    fn spawn_on_logged(url: &str, pool: &str, extra: &[&str], log: Option<&Path>) -> WorkerProcess {
         let metrics_port = free_port();
         let child = Command::new(env!("CARGO_BIN_EXE_guestkit-worker"))
             .args([
@@ -422,15 +434,16 @@ impl WorkerProcess {
                 "--metrics-addr",
                 &format!("127.0.0.1:{metrics_port}"),
                 "--log-level",
-                "warn",
+                // A log asked for is there to be read: all of it.
+                if log.is_some() { "debug" } else { "warn" },
             ])
             .args(extra)
             .env("GUESTKIT_AMQP_URL", url)
             .stdout(Stdio::null())
-            .stderr(if std::env::var_os("GUESTKIT_TEST_LOGS").is_some() {
-                Stdio::inherit()
-            } else {
-                Stdio::null()
+            .stderr(match log {
+                Some(path) => Stdio::from(std::fs::File::create(path).expect("log file")),
+                None if std::env::var_os("GUESTKIT_TEST_LOGS").is_some() => Stdio::inherit(),
+                None => Stdio::null(),
             })
             .spawn()
             .expect("spawn guestkit-worker");

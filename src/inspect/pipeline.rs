@@ -91,6 +91,9 @@ pub struct InspectOptions {
     pub work_budget: u64,
     /// Passphrases for LUKS volumes (never logged: `Debug` shows counts).
     pub luks_keys: volume::luks_open::LuksKeys,
+    /// A remote image (`image.url`): the first disk is read through this channel to its
+    /// fetcher, and the path only names it (the URL without its query).
+    pub remote: Option<Arc<image::remote::RemoteClient>>,
 }
 
 impl Default for InspectOptions {
@@ -109,6 +112,7 @@ impl Default for InspectOptions {
             extra_disks: Vec::new(),
             work_budget: DEFAULT_WORK_BUDGET,
             luks_keys: Default::default(),
+            remote: None,
         }
     }
 }
@@ -118,6 +122,9 @@ impl Default for InspectOptions {
 pub struct InspectStats {
     /// Guest (virtual-disk) bytes read through the budget.
     pub bytes_read: u64,
+    /// Bytes and HTTP requests fetched for a remote image (checksum included).
+    pub remote_bytes: u64,
+    pub remote_requests: u64,
 }
 
 /// Why an inspection produced no report.
@@ -234,12 +241,15 @@ pub fn inspect_full(path: &Path, opts: &InspectOptions) -> Result<Inspection, In
                 source,
             },
         };
-        let opened = image::open_confined(
-            &spec.path,
-            spec.format.as_deref(),
-            &opts.image_roots,
-            &opts.image_dirs,
-        )
+        let opened = match &opts.remote {
+            Some(client) if i == 0 => image::open_remote(client.clone(), spec.format.as_deref()),
+            _ => image::open_confined(
+                &spec.path,
+                spec.format.as_deref(),
+                &opts.image_roots,
+                &opts.image_dirs,
+            ),
+        }
         .map_err(image_error)?;
         let backing_chain: Vec<String> = opened
             .backing_chain
@@ -253,6 +263,11 @@ pub fn inspect_full(path: &Path, opts: &InspectOptions) -> Result<Inspection, In
                 virtual_size: opened.virtual_size,
                 backing_chain: backing_chain.clone(),
                 sha256: None,
+                url: opts
+                    .remote
+                    .as_ref()
+                    .map(|_| spec.path.display().to_string()),
+                bytes_fetched: None,
             };
         }
         report.disks.push(DiskInfo {
@@ -410,9 +425,18 @@ pub fn inspect_full(path: &Path, opts: &InspectOptions) -> Result<Inspection, In
             .push("no operating system root found on this disk".to_string());
     }
     caps::cap_output(&mut report);
-    let stats = InspectStats {
+    let mut stats = InspectStats {
         bytes_read: read.load(Ordering::Relaxed),
+        ..InspectStats::default()
     };
+    if let Some(client) = &opts.remote {
+        let (bytes, requests) = client.stats().map_err(|e| InspectError::Image {
+            path: path.to_path_buf(),
+            source: e.into(),
+        })?;
+        (stats.remote_bytes, stats.remote_requests) = (bytes, requests);
+        report.image.bytes_fetched = Some(bytes);
+    }
     Ok(Inspection {
         report,
         stats,
@@ -745,6 +769,7 @@ fn damage(e: &ImageError) -> Option<ImageError> {
             path: path.clone(),
             source: std::io::Error::new(source.kind(), source.to_string()),
         }),
+        ImageError::Remote(e) => Some(ImageError::Remote(e.clone())),
         _ => None,
     }
 }

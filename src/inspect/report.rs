@@ -32,6 +32,12 @@ pub struct ImageInfo {
     pub virtual_size: u64,
     pub backing_chain: Vec<String>,
     pub sha256: Option<String>,
+    /// A remote image's URL without its query (absent for a local image).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Bytes fetched over HTTP for a remote image (absent for a local image).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_fetched: Option<u64>,
 }
 
 /// One disk of the job.

@@ -2,7 +2,9 @@
 //! applies the limits to itself, runs the operation on this (single) thread, writes
 //! the reply on stdout, exits. No async runtime: nothing runs here but the job.
 
-use std::io::{Read, Write};
+use std::io::Write;
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -18,22 +20,28 @@ use crate::progress::Progress;
 
 /// Largest request accepted on stdin: a job payload is at most `--max-message-bytes`
 /// (1 MiB by default); this only stops a broken parent from feeding us forever.
-const MAX_REQUEST_BYTES: u64 = 64 << 20;
+const MAX_REQUEST_BYTES: u32 = 64 << 20;
 
 /// Runs the subcommand. The exit code is 0 whenever a reply was written (the reply
 /// says whether the job failed); anything else means the reply is missing.
 pub fn main(args: &IsolatedJobArgs) -> ExitCode {
+    // Stdin is a socket: one request frame from the parent, then (for a remote image)
+    // the channel to the parent's fetcher.
+    let channel = match std::io::stdin().as_fd().try_clone_to_owned() {
+        Ok(fd) => UnixStream::from(fd),
+        Err(e) => return fail(None, OpError::fatal("internal", format!("stdin: {e}"))),
+    };
     // Zeroed when dropped: the request may carry LUKS passphrases.
-    let mut input = zeroize::Zeroizing::new(Vec::new());
-    if let Err(e) = std::io::stdin()
-        .take(MAX_REQUEST_BYTES)
-        .read_to_end(&mut input)
-    {
-        return fail(
-            None,
-            OpError::fatal("internal", format!("reading the request: {e}")),
-        );
-    }
+    let input = match crate::inspect::image::remote::read_frame(&mut &channel, MAX_REQUEST_BYTES) {
+        Ok(Some(frame)) => zeroize::Zeroizing::new(frame),
+        Ok(None) => return fail(None, OpError::fatal("internal", "no request on stdin")),
+        Err(e) => {
+            return fail(
+                None,
+                OpError::fatal("internal", format!("reading the request: {e}")),
+            )
+        }
+    };
     let request: Request = match serde_json::from_slice(&input) {
         Ok(r) => r,
         Err(e) => {
@@ -66,7 +74,7 @@ pub fn main(args: &IsolatedJobArgs) -> ExitCode {
         }
     };
     // A panic fails this job with its message, like the in-process panic guard did.
-    let outcome = std::panic::catch_unwind(|| run(&request));
+    let outcome = std::panic::catch_unwind(|| run(&request, channel));
     let outcome = outcome.unwrap_or_else(|panic| {
         let msg = panic
             .downcast_ref::<&str>()
@@ -101,10 +109,13 @@ enum Done {
     Profile(Box<crate::profile::ProfileOutput>),
 }
 
-fn run(request: &Request) -> Result<Done, OpError> {
+fn run(request: &Request, channel: UnixStream) -> Result<Done, OpError> {
     let invalid = |e: crate::ops::Invalid| OpError::fatal(e.reason, e.message);
     let mut image =
         ImageRequest::from_data(&request.data, &request.image_roots).map_err(invalid)?;
+    if image.url.is_some() {
+        image.options.remote = Some(crate::inspect::image::remote::RemoteClient::new(channel));
+    }
     image.options.luks_keys = request.luks_keys.clone();
     let progress = Progress::lines();
     // Never set: the parent ends this process instead of asking.

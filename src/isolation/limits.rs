@@ -2,7 +2,10 @@
 //! of every inspection job, and the `inspect` CLI.
 //!
 //! Applied while the process has a single thread (threads started later inherit the
-//! per-thread parts: no-new-privs, Landlock, seccomp). The rlimits, no-new-privs and the
+//! per-thread parts: no-new-privs, Landlock, seccomp). The one exception is on purpose:
+//! the `inspect` CLI starts a remote image's fetch thread (trusted code, see
+//! `inspect::image::remote`) just before, so that thread keeps its network while the
+//! inspecting thread and any thread it starts have none. The rlimits, no-new-privs and the
 //! parent-death signal are always enforced (failing to set one fails the job); Landlock
 //! and seccomp depend on the kernel (and on the container's own seccomp profile) and
 //! degrade to "unavailable", which [`Sandbox`] reports so the caller can log it.

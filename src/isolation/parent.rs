@@ -10,20 +10,35 @@
 //! Spawned from an async task, never from a blocking-pool thread: the parent-death
 //! signal fires when the *thread* that forked the child exits, and tokio's runtime
 //! threads live as long as the worker, while blocking threads end after 10 s idle.
+//!
+//! The child's stdin is one end of a Unix socket pair: the parent's fetch thread writes
+//! the request there (one frame) and, for a remote image (`image.url`), then serves the
+//! child's reads on it (`inspect::image::remote`): the parent fetches, checks the
+//! allow-list and holds the URL's credentials; the child, which has no network, gets
+//! the URL without its query. The thread ends when the child's end closes (it exited
+//! or was killed) and stops fetching when the run ends (a flag set on drop).
 
 use std::collections::VecDeque;
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use rustix::process::{Pid, Signal};
 use serde_json::Value;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio_util::sync::CancellationToken;
 
 use super::limits::Sandbox;
 use super::protocol::{Reply, Request, StderrLine};
 use super::{show_bytes, OPEN_FILES};
+use crate::inspect::image::http::{RemoteConfig, RemoteJob};
+use crate::inspect::image::http_url::RemoteUrl;
+use crate::inspect::image::remote;
+use crate::inspect::source::CancelFlag;
+use crate::ops::image_request::remote_error;
 use crate::ops::OpError;
 use crate::progress::Progress;
 
@@ -49,6 +64,8 @@ pub struct Isolation {
     pub luks_keys_dir: Option<PathBuf>,
     /// Landlock and seccomp applied by children (off: `--no-inspect-sandbox`).
     pub sandbox: bool,
+    /// Remote images: the allow-list and HTTP client the parent fetches with.
+    pub remote: Option<Arc<RemoteConfig>>,
 }
 
 /// A job's output, as the child produced it.
@@ -86,7 +103,38 @@ impl Isolation {
             sandbox_logged: AtomicBool::new(false),
             luks_keys_dir: None,
             sandbox: true,
+            remote: None,
         }
+    }
+
+    /// Serves the children's remote images with `remote` (`--image-url-allow`).
+    pub fn with_remote(mut self, remote: Option<Arc<RemoteConfig>>) -> Isolation {
+        self.remote = remote;
+        self
+    }
+
+    /// The remote image of `data`, if any: its URL (checked against the allow-list
+    /// again) and settings; `data.image.url` is replaced by the URL without its query,
+    /// so the child never sees credentials.
+    fn remote_image(
+        &self,
+        data: &mut Value,
+    ) -> Result<Option<(Arc<RemoteConfig>, RemoteUrl)>, OpError> {
+        let Some(url) = data.pointer_mut("/image/url") else {
+            return Ok(None);
+        };
+        let text = url.as_str().unwrap_or_default();
+        let parsed = RemoteUrl::parse(text).map_err(|e| remote_error(&e))?;
+        let not_allowed = crate::inspect::image::http::HttpError::NotAllowed {
+            url: parsed.redacted(),
+        };
+        let config = self
+            .remote
+            .clone()
+            .ok_or_else(|| remote_error(&not_allowed))?;
+        config.check(&parsed).map_err(|e| remote_error(&e))?;
+        *url = Value::String(parsed.redacted());
+        Ok(Some((config, parsed)))
     }
 
     /// Children skip Landlock and seccomp (`--no-inspect-sandbox`) when `off`.
@@ -117,6 +165,8 @@ impl Isolation {
         progress: &Progress,
         cancel: &CancellationToken,
     ) -> Result<ChildOutput, OpError> {
+        let mut data = data.clone();
+        let remote_image = self.remote_image(&mut data)?;
         let luks_keys = match &self.luks_keys_dir {
             Some(dir) => crate::inspect::volume::luks_open::LuksKeys::from_dir(dir)
                 .map_err(|e| OpError::retryable("luks_keys", e.to_string()))?,
@@ -125,13 +175,20 @@ impl Isolation {
         let request = zeroize::Zeroizing::new(
             serde_json::to_vec(&Request {
                 operation: operation.to_string(),
-                data: data.clone(),
+                data,
                 image_roots: image_roots.to_vec(),
                 luks_keys,
             })
             .map_err(|e| OpError::fatal("internal", e.to_string()))?,
         );
-        let mut child = self.command(cpu_seconds).spawn().map_err(|e| {
+        let (ours, theirs) = UnixStream::pair()
+            .map_err(|e| OpError::retryable("internal", format!("socket pair: {e}")))?;
+        let mut command = self.command(cpu_seconds);
+        command.stdin(std::process::Stdio::from(OwnedFd::from(theirs)));
+        let spawned = command.spawn();
+        // Our copy of the child's end must close, or the fetch thread never sees its end.
+        drop(command);
+        let mut child = spawned.map_err(|e| {
             // Out of processes or memory on the host: another attempt may succeed.
             OpError::retryable(
                 "internal",
@@ -143,16 +200,26 @@ impl Isolation {
         })?;
         let pgid = child.id().and_then(|p| Pid::from_raw(p as i32));
         let mut group = GroupKill(pgid);
-        let (Some(mut stdin), Some(stdout), Some(stderr)) =
-            (child.stdin.take(), child.stdout.take(), child.stderr.take())
-        else {
+        let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
             return Err(OpError::fatal("internal", "child without pipes"));
         };
-
-        let write = async move {
-            // A child that died early closes its stdin: its exit status says why.
-            let _ = stdin.write_all(&request).await;
-        };
+        // Set when this run ends, however it ends: the fetch thread stops fetching.
+        let stop = StopOnDrop(CancelFlag::default());
+        let fetch =
+            remote_image.map(|(config, url)| (RemoteJob::new(config, Some(stop.0.clone())), url));
+        std::thread::Builder::new()
+            .name("job-fetch".into())
+            .spawn(move || {
+                let mut ours = ours;
+                // A child that died early closes its end: its exit status says why.
+                if remote::write_frame(&mut ours, &[&request]).is_err() {
+                    return;
+                }
+                if let Some((job, url)) = fetch {
+                    remote::serve(ours, job, url);
+                }
+            })
+            .map_err(|e| OpError::retryable("internal", format!("fetch thread: {e}")))?;
         let waited = async {
             let status = child.wait().await;
             // A child that forked must not leave its group behind.
@@ -163,13 +230,12 @@ impl Isolation {
         };
         let exchange = async {
             tokio::join!(
-                write,
                 read_capped(stdout, MAX_REPLY_BYTES),
                 read_stderr(stderr, progress),
                 waited
             )
         };
-        let (_, out, tail, status) = tokio::select! {
+        let (out, tail, status) = tokio::select! {
             done = exchange => done,
             _ = cancel.cancelled() => {
                 group.kill();
@@ -247,7 +313,6 @@ impl Isolation {
         // mapped on demand, each under RLIMIT_AS.
         .env("MIMALLOC_ARENA_RESERVE", "0")
         .current_dir("/")
-        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
@@ -314,6 +379,15 @@ impl Isolation {
                 "inspections run in isolated processes with rlimits only where the kernel lacks Landlock or seccomp"
             );
         }
+    }
+}
+
+/// Sets its flag when dropped.
+struct StopOnDrop(CancelFlag);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
     }
 }
 

@@ -10,6 +10,8 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::{Invalid, OpError};
+use crate::inspect::image::http::{HttpError, RemoteConfig, RemoteJob};
+use crate::inspect::image::http_url::RemoteUrl;
 use crate::inspect::pipeline::{DiskSpec, InspectOptions, MAX_DISKS};
 
 /// Formats a job may assert in `image.format` (qemu-img names).
@@ -17,7 +19,12 @@ const KNOWN_FORMATS: &[&str] = &crate::inspect::image::ImageFormat::NAMES;
 
 #[derive(Deserialize)]
 struct ImageSpec {
-    path: String,
+    /// A local image; exactly one of `path` and `url`.
+    #[serde(default)]
+    path: Option<String>,
+    /// A remote image (http or https), read with range requests by the trusted side.
+    #[serde(default)]
+    url: Option<String>,
     #[serde(default)]
     format: Option<String>,
     #[serde(default)]
@@ -45,8 +52,11 @@ struct OptionsSpec {
 /// A validated image request: the image resolved inside an image root.
 #[derive(Debug, Clone)]
 pub struct ImageRequest {
-    /// Canonical path (symlinks resolved) of the image file.
+    /// Canonical path (symlinks resolved) of the image file; for a remote image its URL
+    /// without the query.
     pub path: PathBuf,
+    /// A remote image's URL (`Debug` shows it without the query).
+    pub url: Option<RemoteUrl>,
     pub format: Option<String>,
     /// Expected sha256, lower-case hex.
     pub sha256: Option<String>,
@@ -69,7 +79,8 @@ impl ImageRequest {
             (Some(image), None) => serde_json::from_value(image.clone())
                 .map_err(|e| Invalid::payload(format!("payload.data.image: {e}")))?,
             (None, Some(first)) => ImageSpec {
-                path: first.path.clone(),
+                path: Some(first.path.clone()),
+                url: None,
                 format: first.format.clone(),
                 checksum: None,
             },
@@ -89,7 +100,18 @@ impl ImageRequest {
             None => None,
             Some(c) => Some(parse_checksum(c)?),
         };
-        let path = resolve_in_roots(Path::new(&spec.path), roots)?;
+        let (path, url) = match (&spec.path, &spec.url) {
+            (Some(path), None) => (resolve_in_roots(Path::new(path), roots)?, None),
+            (None, Some(url)) => {
+                let url = RemoteUrl::parse(url).map_err(remote_invalid)?;
+                (PathBuf::from(url.redacted()), Some(url))
+            }
+            _ => {
+                return Err(Invalid::payload(
+                    "payload.data.image needs exactly one of path and url",
+                ))
+            }
+        };
         let mut extra_disks = Vec::new();
         for (i, d) in disks.iter().enumerate().skip(1) {
             check_format(&d.format, &format!("payload.data.disks[{i}].format"))?;
@@ -111,6 +133,7 @@ impl ImageRequest {
         };
         Ok(ImageRequest {
             path,
+            url,
             format: options.asserted_format.clone(),
             sha256,
             options,
@@ -123,9 +146,16 @@ impl ImageRequest {
         let Some(expected) = &self.sha256 else {
             return Ok(None);
         };
-        let actual = sha256_file(&self.path).map_err(|e| {
-            OpError::retryable("io_error", format!("reading {}: {e}", self.path.display()))
-        })?;
+        let actual = match &self.options.remote {
+            // The fetcher streams the whole object (a full read).
+            Some(client) => client
+                .open(None, "")
+                .and_then(|(id, _, _)| client.sha256(id))
+                .map_err(|e| remote_error(&e))?,
+            None => sha256_file(&self.path).map_err(|e| {
+                OpError::retryable("io_error", format!("reading {}: {e}", self.path.display()))
+            })?,
+        };
         if &actual != expected {
             return Err(OpError::fatal(
                 "checksum_mismatch",
@@ -136,6 +166,66 @@ impl ImageRequest {
             ));
         }
         Ok(Some(actual))
+    }
+
+    /// For a remote image read in this process (no isolation: library use, tests): starts
+    /// a fetcher thread for it (see `inspect::image::remote::serve_in_thread`) and
+    /// attaches its channel. The thread ends when the request (its channel) is dropped.
+    pub fn fetch_in_thread(
+        &mut self,
+        remote: Option<&std::sync::Arc<RemoteConfig>>,
+        cancel: &crate::inspect::source::CancelFlag,
+    ) -> Result<Option<std::thread::JoinHandle<()>>, OpError> {
+        let Some(url) = &self.url else {
+            return Ok(None);
+        };
+        let config = remote.ok_or_else(|| {
+            remote_error(&HttpError::NotAllowed {
+                url: url.redacted(),
+            })
+        })?;
+        config.check(url).map_err(|e| remote_error(&e))?;
+        let job = RemoteJob::new(config.clone(), Some(cancel.clone()));
+        let (client, handle) = crate::inspect::image::remote::serve_in_thread(job, url.clone())
+            .map_err(|e| OpError::retryable("internal", format!("remote fetcher: {e}")))?;
+        self.options.remote = Some(client);
+        Ok(Some(handle))
+    }
+
+    /// Refuses a remote image unless `remote` (the worker's settings) allows its URL:
+    /// `image_url_not_allowed`, checked before anything is fetched.
+    pub fn check_remote(&self, remote: Option<&RemoteConfig>) -> Result<(), Invalid> {
+        let Some(url) = &self.url else {
+            return Ok(());
+        };
+        let not_allowed = HttpError::NotAllowed {
+            url: url.redacted(),
+        };
+        match remote {
+            Some(config) => config.check(url).map_err(remote_invalid),
+            None => Err(remote_invalid(not_allowed)),
+        }
+    }
+}
+
+/// Why a remote image request is refused: `image_url_not_allowed`, or `invalid_payload`
+/// for a malformed URL; the message shows the URL's host and path only.
+fn remote_invalid(e: HttpError) -> Invalid {
+    Invalid {
+        reason: match e {
+            HttpError::NotAllowed { .. } => "image_url_not_allowed",
+            _ => "invalid_payload",
+        },
+        message: format!("payload.data.image.url: {e}"),
+    }
+}
+
+/// A failed fetch as a result error: transient ones may be retried.
+pub fn remote_error(e: &HttpError) -> OpError {
+    if e.transient() {
+        OpError::retryable(e.kind(), e.to_string())
+    } else {
+        OpError::fatal(e.kind(), e.to_string())
     }
 }
 
@@ -331,6 +421,65 @@ mod tests {
                 ImageRequest::from_data(&bad, &roots).unwrap_err().reason,
                 "invalid_payload"
             );
+        }
+    }
+
+    #[test]
+    fn urls_need_the_allow_list() {
+        let cfg = RemoteConfig::new(
+            &["https://images.example/vm/".into()],
+            None,
+            std::time::Duration::from_secs(5),
+        )
+        .unwrap();
+        let req = |image: Value| ImageRequest::from_data(&json!({ "image": image }), &[]);
+        let ok = req(json!({"url": "https://images.example/vm/a.qcow2?sig=SECRET"})).unwrap();
+        ok.check_remote(Some(&cfg)).unwrap();
+        assert_eq!(ok.path, PathBuf::from("https://images.example/vm/a.qcow2"));
+        assert!(!format!("{ok:?}").contains("SECRET"));
+        for (image, remote, reason) in [
+            (
+                json!({"url": "https://images.example/vm/a"}),
+                None,
+                "image_url_not_allowed",
+            ),
+            (
+                json!({"url": "https://images.example/other/a?sig=SECRET"}),
+                Some(&cfg),
+                "image_url_not_allowed",
+            ),
+            (
+                json!({"url": "https://images.example.evil/vm/a"}),
+                Some(&cfg),
+                "image_url_not_allowed",
+            ),
+            (
+                json!({"url": "https://images.example/vm/../x"}),
+                Some(&cfg),
+                "image_url_not_allowed",
+            ),
+            (
+                json!({"url": "https://u:p@images.example/vm/a"}),
+                Some(&cfg),
+                "invalid_payload",
+            ),
+            (
+                json!({"url": "file:///etc/passwd"}),
+                Some(&cfg),
+                "invalid_payload",
+            ),
+            (
+                json!({"url": "https://images.example/vm/a", "path": "/x"}),
+                Some(&cfg),
+                "invalid_payload",
+            ),
+            (json!({}), Some(&cfg), "invalid_payload"),
+        ] {
+            let e = req(image.clone())
+                .and_then(|r| r.check_remote(remote))
+                .unwrap_err();
+            assert_eq!(e.reason, reason, "{image}: {e:?}");
+            assert!(!e.message.contains("SECRET"), "{}", e.message);
         }
     }
 }

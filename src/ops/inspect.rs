@@ -21,7 +21,7 @@ impl Operation for Inspect {
     }
 
     fn validate(&self, data: &Value, env: &OpEnv) -> Result<(), Invalid> {
-        ImageRequest::from_data(data, &env.image_roots).map(|_| ())
+        ImageRequest::from_data(data, &env.image_roots)?.check_remote(env.remote.as_deref())
     }
 
     fn run(&self, ctx: OpContext) -> OpFuture {
@@ -29,10 +29,11 @@ impl Operation for Inspect {
             if let Some(isolation) = &ctx.env.isolation {
                 return run_isolated(OPERATION, isolation, &ctx).await;
             }
-            let request = ImageRequest::from_data(&ctx.job.payload.data, &ctx.env.image_roots)
+            let mut request = ImageRequest::from_data(&ctx.job.payload.data, &ctx.env.image_roots)
                 .map_err(|e| OpError::fatal(e.reason, e.message))?;
             let progress = ctx.progress.clone();
             let flag = cancel_flag(&ctx.cancel);
+            let _fetcher = request.fetch_in_thread(ctx.env.remote.as_ref(), &flag)?;
             let blocking_flag = flag.clone();
             let joined = tokio::task::spawn_blocking(move || {
                 run_blocking(&request, &progress, &blocking_flag)
@@ -118,6 +119,14 @@ pub fn inspect_error(err: InspectError) -> OpError {
             source: ImageError::Cancelled,
             ..
         } => OpError::fatal("cancelled", message),
+        InspectError::Image {
+            source: ImageError::Remote(e),
+            ..
+        } => {
+            let mut e = super::image_request::remote_error(e);
+            e.message = message;
+            e
+        }
         InspectError::Image { .. } => OpError::fatal("image_error", message),
         InspectError::Partition { .. } => OpError::fatal("partition_error", message),
         InspectError::Budget { .. } => OpError::fatal("read_budget_exceeded", message),

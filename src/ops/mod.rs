@@ -75,6 +75,8 @@ pub struct OpEnv {
     /// Runs image-reading operations in child processes (the daemon); `None` runs them
     /// in this process (library use, tests).
     pub isolation: Option<Arc<crate::isolation::Isolation>>,
+    /// Remote images (`image.url`): allow-list and HTTP client; `None` refuses every URL.
+    pub remote: Option<Arc<crate::inspect::image::http::RemoteConfig>>,
 }
 
 /// Everything one run of an operation gets.

@@ -26,7 +26,7 @@ impl Operation for Profile {
 
     fn validate(&self, data: &Value, env: &OpEnv) -> Result<(), Invalid> {
         profile_request(data)?;
-        ImageRequest::from_data(data, &env.image_roots).map(|_| ())
+        ImageRequest::from_data(data, &env.image_roots)?.check_remote(env.remote.as_deref())
     }
 
     fn run(&self, ctx: OpContext) -> OpFuture {
@@ -37,9 +37,11 @@ impl Operation for Profile {
             let data = &ctx.job.payload.data;
             let invalid = |e: Invalid| OpError::fatal(e.reason, e.message);
             let profile = profile_request(data).map_err(invalid)?;
-            let request = ImageRequest::from_data(data, &ctx.env.image_roots).map_err(invalid)?;
+            let mut request =
+                ImageRequest::from_data(data, &ctx.env.image_roots).map_err(invalid)?;
             let progress = ctx.progress.clone();
             let flag = cancel_flag(&ctx.cancel);
+            let _fetcher = request.fetch_in_thread(ctx.env.remote.as_ref(), &flag)?;
             let joined = tokio::task::spawn_blocking(move || {
                 run_blocking(&request, &profile, &progress, &flag)
             })

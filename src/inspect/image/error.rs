@@ -58,4 +58,6 @@ pub enum ImageError {
     ParentMismatch { path: PathBuf, message: String },
     #[error("vhdx image {path} has a log that must be replayed before it can be read: {message}")]
     NeedsLogReplay { path: PathBuf, message: String },
+    #[error("remote image: {0}")]
+    Remote(super::http::HttpError),
 }

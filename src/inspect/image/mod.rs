@@ -4,15 +4,21 @@
 //! follows qcow2 backing chains, opening a backing file only when its canonical path lies
 //! inside one of the image roots. The path of the top image itself is the caller's to
 //! check (the `guestkit.inspect` operation does it before calling here).
+//!
+//! [`open_remote`] opens an image read over HTTP through [`remote`]: every file of its
+//! chain is then a URL, resolved and checked against the allow-list by the fetcher.
 
 pub mod detect;
 mod error;
+pub mod http;
+pub mod http_url;
 pub mod qcow2;
 pub(crate) mod qcow2_compressed;
 mod qcow2_header;
 mod qcow2_l2;
 pub mod raw;
 mod read_map;
+pub mod remote;
 pub mod vdi;
 pub mod vhd;
 pub mod vhdx;
@@ -70,15 +76,6 @@ pub fn open_confined(
     dirs: &[PathBuf],
 ) -> Result<OpenedImage, ImageError> {
     let file = RawImage::open(path)?;
-    let format = detect(&file)?;
-    if let Some(asserted) = asserted {
-        if ImageFormat::from_name(asserted) != Some(format) {
-            return Err(ImageError::FormatMismatch {
-                detected: format.as_str(),
-                asserted: asserted.to_string(),
-            });
-        }
-    }
     let mut roots_all: Vec<PathBuf> = roots.to_vec();
     roots_all.extend(roots.iter().filter_map(|r| r.canonicalize().ok()));
     let mut dirs_all: Vec<PathBuf> = dirs.to_vec();
@@ -89,9 +86,52 @@ pub fn open_confined(
         seen: Vec::new(),
         backing: Vec::new(),
         warnings: Vec::new(),
+        remote: None,
+        urls: Vec::new(),
     };
     if let Ok(canonical) = path.canonicalize() {
         chain.seen.push(canonical);
+    }
+    open_top(chain, path, file, asserted)
+}
+
+/// Opens the job's remote image through `client` (see [`remote`]); backing files and
+/// extents are names the fetcher resolves next to its URL and checks against the
+/// allow-list. Paths in the result and in errors are URLs without their query.
+pub fn open_remote(
+    client: Arc<remote::RemoteClient>,
+    asserted: Option<&str>,
+) -> Result<OpenedImage, ImageError> {
+    let (id, size, shown) = client.open(None, "")?;
+    let shown = PathBuf::from(shown);
+    let file = RawImage::remote(remote::RemoteFile::new(client.clone(), id, size), &shown);
+    let chain = Chain {
+        roots: Vec::new(),
+        dirs: Vec::new(),
+        seen: vec![shown.clone()],
+        backing: Vec::new(),
+        warnings: Vec::new(),
+        remote: Some(client),
+        urls: vec![(shown.clone(), id, size)],
+    };
+    open_top(chain, &shown, file, asserted)
+}
+
+/// Detects the top image's format, checks the job's assertion, opens the chain.
+fn open_top(
+    mut chain: Chain,
+    path: &Path,
+    file: RawImage,
+    asserted: Option<&str>,
+) -> Result<OpenedImage, ImageError> {
+    let format = detect(&file)?;
+    if let Some(asserted) = asserted {
+        if ImageFormat::from_name(asserted) != Some(format) {
+            return Err(ImageError::FormatMismatch {
+                detected: format.as_str(),
+                asserted: asserted.to_string(),
+            });
+        }
     }
     let (source, _) = chain.open_format(path, file, format, 0)?;
     Ok(OpenedImage {
@@ -149,9 +189,73 @@ pub(crate) struct Chain {
     seen: Vec<PathBuf>,
     backing: Vec<PathBuf>,
     warnings: Vec<String>,
+    /// Set when the top image is remote: every file of the chain is then a URL that the
+    /// fetcher resolves and checks against the allow-list, instead of the roots.
+    remote: Option<Arc<remote::RemoteClient>>,
+    /// The remote files opened, by their shown URL (the `PathBuf`s the formats pass
+    /// around), with the fetcher's id and the size.
+    urls: Vec<(PathBuf, u32, u64)>,
 }
 
 impl Chain {
+    /// Is the chain read over HTTP?
+    pub(crate) fn is_remote(&self) -> bool {
+        self.remote.is_some()
+    }
+
+    /// Opens a file [`Chain::confine`] returned: a local file, or a URL of a remote chain.
+    pub(crate) fn open_file(&self, resolved: &Path) -> Result<RawImage, ImageError> {
+        let found = self.urls.iter().find(|(p, _, _)| p == resolved);
+        match (&self.remote, found) {
+            (Some(client), Some(&(_, id, size))) => Ok(RawImage::remote(
+                remote::RemoteFile::new(client.clone(), id, size),
+                resolved,
+            )),
+            _ => RawImage::open(resolved),
+        }
+    }
+
+    /// [`Chain::confine`] for a remote chain: the fetcher resolves `name` next to the
+    /// overlay's URL and refuses it unless the allow-list covers it.
+    fn confine_url(
+        &mut self,
+        client: &remote::RemoteClient,
+        overlay: &Path,
+        format: &'static str,
+        name: &[u8],
+        outside: impl Fn(String) -> ImageError,
+    ) -> Result<PathBuf, ImageError> {
+        let name = std::str::from_utf8(name).map_err(|_| ImageError::Unsupported {
+            format,
+            message: "file name of a remote image is not UTF-8".into(),
+        })?;
+        let &(_, base, _) = self
+            .urls
+            .iter()
+            .find(|(p, _, _)| p == overlay)
+            .ok_or_else(|| ImageError::Unsupported {
+                format,
+                message: format!("no URL known for {}", overlay.display()),
+            })?;
+        let (id, size, shown) = match client.open(Some(base), name) {
+            Err(http::HttpError::NotAllowed { url }) => return Err(outside(url)),
+            // A name that is no URL next to the image (another machine's `C:\...`) is
+            // a file that is not there, so parent searches try their next name.
+            Err(http::HttpError::BadUrl { message }) => {
+                return Err(ImageError::Io {
+                    path: PathBuf::from(name),
+                    source: std::io::Error::new(std::io::ErrorKind::NotFound, message),
+                })
+            }
+            r => r?,
+        };
+        let shown = PathBuf::from(shown);
+        if !self.urls.iter().any(|(p, _, _)| *p == shown) {
+            self.urls.push((shown.clone(), id, size));
+        }
+        Ok(shown)
+    }
+
     fn open_format(
         &mut self,
         path: &Path,
@@ -193,12 +297,15 @@ impl Chain {
     /// relative to its directory) and confines it to the roots. `outside` builds the error
     /// for a name outside them.
     pub(crate) fn confine(
-        &self,
+        &mut self,
         overlay: &Path,
         format: &'static str,
         name: &[u8],
         outside: impl Fn(String) -> ImageError,
     ) -> Result<PathBuf, ImageError> {
+        if let Some(client) = self.remote.clone() {
+            return self.confine_url(&client, overlay, format, name, outside);
+        }
         let shown = String::from_utf8_lossy(name).into_owned();
         if name.is_empty() || name.starts_with(b"json:") || name.windows(3).any(|w| w == b"://") {
             return Err(ImageError::Unsupported {
@@ -290,7 +397,7 @@ impl Chain {
         self.seen.push(canonical.clone());
         self.backing.push(canonical.clone());
 
-        let file = RawImage::open(&canonical)?;
+        let file = self.open_file(&canonical)?;
         let format = detect(&file)?;
         if let Some(declared) = declared {
             if ImageFormat::from_name(declared) != Some(format) {

@@ -8,10 +8,16 @@ use std::path::{Path, PathBuf};
 use super::ImageError;
 use crate::inspect::source::{check_range, ReadAt};
 
+/// Where the bytes are: a local file, or a remote object read through the fetcher.
+enum Backend {
+    File(File),
+    Remote(super::remote::RemoteFile),
+}
+
 /// A regular file read with positional reads, so one handle serves many threads without
 /// a seek position to share or lock.
 pub struct RawImage {
-    file: File,
+    file: Backend,
     path: PathBuf,
     size: u64,
 }
@@ -34,10 +40,19 @@ impl RawImage {
             return Err(not_regular(path));
         }
         Ok(RawImage {
-            file,
+            file: Backend::File(file),
             path: path.to_path_buf(),
             size: meta.len(),
         })
+    }
+
+    /// A remote object under the formats; `shown` is its URL without the query.
+    pub fn remote(file: super::remote::RemoteFile, shown: &Path) -> RawImage {
+        RawImage {
+            path: shown.to_path_buf(),
+            size: file.size(),
+            file: Backend::Remote(file),
+        }
     }
 
     /// The path the image was opened from, for error messages.
@@ -60,8 +75,11 @@ impl ReadAt for RawImage {
 
     fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), ImageError> {
         check_range(offset, buf.len(), self.size)?;
-        self.file
-            .read_exact_at(buf, offset)
+        let file = match &self.file {
+            Backend::File(f) => f,
+            Backend::Remote(r) => return r.read_exact_at(offset, buf),
+        };
+        file.read_exact_at(buf, offset)
             .map_err(|source| ImageError::Io {
                 path: self.path.clone(),
                 source,

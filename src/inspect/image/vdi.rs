@@ -230,6 +230,15 @@ pub(crate) fn open(
     let identity = Identity::Vdi(vdi.header.uuid_create);
     if vdi.is_differencing() {
         let link = vdi.header.uuid_link;
+        if chain.is_remote() {
+            // The parent is found by listing the directory, which HTTP cannot do.
+            return Err(ImageError::Unsupported {
+                format: "vdi",
+                message: "a differencing VDI over HTTP: its parent is found by UUID in a \
+                          directory listing, which a URL does not give"
+                    .into(),
+            });
+        }
         let name = find_by_uuid(chain, path, &link)?;
         let (parent, _) = chain.open_backing(
             path,
@@ -246,7 +255,7 @@ pub(crate) fn open(
 
 /// The file name, in the directory of `child`, of the VDI whose creation UUID is `uuid`.
 fn find_by_uuid(
-    chain: &Chain,
+    chain: &mut Chain,
     child: &Path,
     uuid: &[u8; 16],
 ) -> Result<std::ffi::OsString, ImageError> {

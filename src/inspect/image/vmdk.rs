@@ -257,7 +257,7 @@ pub(crate) fn open(
         if let Some((_, f)) = opened.iter().find(|(p, _)| *p == canonical) {
             return Ok(f.clone());
         }
-        let f: Arc<dyn ReadAt> = Arc::new(RawImage::open(&canonical)?);
+        let f: Arc<dyn ReadAt> = Arc::new(chain.open_file(&canonical)?);
         opened.push((canonical, f.clone()));
         Ok(f)
     })?;
