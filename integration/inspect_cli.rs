@@ -73,6 +73,9 @@ fn inspect_help_lists_only_what_a_one_shot_inspection_uses() {
         "max-message-bytes",
         "delivery-limit",
         "luks-keys-dir",
+        "ca-file",
+        "tls-cert",
+        "tls-key",
     ] {
         assert!(daemon_flags.contains(&f.to_string()), "--{f} in: {daemon}");
         assert!(!inspect_flags.contains(&f.to_string()), "--{f} in: {help}");
@@ -91,6 +94,9 @@ fn inspect_help_lists_only_what_a_one_shot_inspection_uses() {
         "key",
         "keys-from-stdin",
         "read-budget",
+        "image-url-allow",
+        "image-ca-file",
+        "remote-timeout",
     ] {
         assert!(
             inspect_flags.contains(&f.to_string()),

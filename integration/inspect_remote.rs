@@ -673,7 +673,7 @@ async fn debian_over_https_through_the_broker_equals_local() {
             d.to_str().unwrap(),
             "--image-url-allow",
             &base,
-            "--ca-file",
+            "--image-ca-file",
             ngx.ca().to_str().unwrap(),
             "--max-concurrent",
             "2",
@@ -796,7 +796,7 @@ async fn debian_over_https_through_the_broker_equals_local() {
 
     // The CLI: its fetch thread, its sandboxed inspection, the same report.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_guestkit-worker"))
-        .args(["inspect", &format!("{base}top.qcow2?{SECRET}"), "--ca-file"])
+        .args(["inspect", &format!("{base}top.qcow2?{SECRET}"), "--image-ca-file"])
         .arg(ngx.ca())
         .output()
         .unwrap();

@@ -71,8 +71,10 @@ pub struct Config {
     )]
     pub image_url_allow: Vec<String>,
     /// PEM file of extra CA certificates trusted for remote images (beside the system's).
-    #[arg(long, env = "GUESTKIT_CA_FILE", global = true)]
-    pub ca_file: Option<PathBuf>,
+    /// Separate from --ca-file (the broker's CA): an image server and the broker rarely
+    /// share a private CA, and trusting one for the other would widen both.
+    #[arg(long, env = "GUESTKIT_IMAGE_CA_FILE", global = true)]
+    pub image_ca_file: Option<PathBuf>,
     /// Timeout of one HTTP request of a remote image, in seconds (connect, headers and
     /// body together).
     #[arg(
@@ -172,7 +174,7 @@ impl Config {
 
     /// The remote-image settings for `allow` (`--image-url-allow`), plus the files
     /// directly in the folder of `folder_of` (the CLI's own URL): `None` when nothing is
-    /// allowed, so remote images are refused. Reads `--ca-file` and the system's roots now.
+    /// allowed, so remote images are refused. Reads `--image-ca-file` and the system's roots now.
     pub fn remote_config(
         &self,
         allow: &[String],
@@ -184,10 +186,10 @@ impl Config {
         }
         let mut config = crate::inspect::image::http::RemoteConfig::new(
             allow,
-            self.ca_file.as_deref(),
+            self.image_ca_file.as_deref(),
             Duration::from_secs(self.remote_timeout.max(1)),
         )
-        .map_err(|e| anyhow::anyhow!("--image-url-allow/--ca-file: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("--image-url-allow/--image-ca-file: {e}"))?;
         if let Some(url) = folder_of {
             config.allow.add_folder_of(url);
         }
@@ -338,6 +340,9 @@ const INSPECT_SETTINGS: &[&str] = &[
     "max_job_timeout",
     "templates_dir",
     "inspect_memory_limit",
+    "image_url_allow",
+    "image_ca_file",
+    "remote_timeout",
 ];
 
 impl Cli {
