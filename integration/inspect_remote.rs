@@ -796,7 +796,11 @@ async fn debian_over_https_through_the_broker_equals_local() {
 
     // The CLI: its fetch thread, its sandboxed inspection, the same report.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_guestkit-worker"))
-        .args(["inspect", &format!("{base}top.qcow2?{SECRET}"), "--image-ca-file"])
+        .args([
+            "inspect",
+            &format!("{base}top.qcow2?{SECRET}"),
+            "--image-ca-file",
+        ])
         .arg(ngx.ca())
         .output()
         .unwrap();

@@ -243,7 +243,10 @@ fn inspect_once(cfg: &Config, args: &InspectArgs) -> anyhow::Result<ExitCode> {
             match request.fetch_in_thread(config.as_ref(), &Default::default()) {
                 Ok(fetcher) => fetcher,
                 Err(e) => {
-                    return inspect_failed(inspect_exit::IMAGE, format!("{}: {}", e.kind, e.message))
+                    return inspect_failed(
+                        inspect_exit::IMAGE,
+                        format!("{}: {}", e.kind, e.message),
+                    )
                 }
             }
         }
