@@ -598,7 +598,7 @@ fn inspect_btrfs_fedora_like_guest() {
     // The tree has no package database; nothing else may be amiss.
     assert_eq!(
         report.warnings,
-        vec!["btrfsvol:/dev/sda2/root: no rpm database (/var/lib/rpm/rpmdb.sqlite or Packages) found: applications not listed".to_string()]
+        vec!["btrfsvol:/dev/sda2/root: no rpm database (rpmdb.sqlite, Packages.db or Packages) found: applications not listed".to_string()]
     );
     assert_eq!(
         report.operating_systems.len(),

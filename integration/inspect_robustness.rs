@@ -112,7 +112,7 @@ fn inspect_mutated(bin: &str, path: &Path) -> Result<Outcome, String> {
                 .map_err(|e| format!("report is not JSON: {e}"))?;
             Ok(Outcome::Report)
         }
-        Some(1) if !stderr.contains("panicked") && stderr.contains("guestkit-worker: ") => {
+        Some(3 | 4) if !stderr.contains("panicked") && stderr.contains("guestkit-worker: ") => {
             Ok(Outcome::TypedError)
         }
         Some(124) => Err(format!("no answer within {RUN_TIMEOUT_S} s")),

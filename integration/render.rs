@@ -15,7 +15,7 @@ use guestkit_job_spec::{
     JobError, JobStatus, OutputFormat, OutputSpec, OutputTemplate, ResultDocument,
 };
 use guestkit_worker::inspect::report::{
-    Application, FilesystemInfo, ImageInfo, Interface, Kernel, LogicalVolumeInfo, Network,
+    Application, Driver, FilesystemInfo, ImageInfo, Interface, Kernel, LogicalVolumeInfo, Network,
     OperatingSystem, PartitionInfo, Report, Security, Service, Ssh, User, VolumeGroupInfo,
 };
 use guestkit_worker::render::{Rendered, Renderer};
@@ -561,6 +561,7 @@ fn windows_os() -> OperatingSystem {
             firewall: Some("windows-firewall".into()),
             rdp_enabled: Some(true),
             uac_enabled: Some(false),
+            bitlocker_volumes: vec!["/dev/sdb1".into()],
             ..Security::default()
         },
         machine_id: None,
@@ -569,7 +570,20 @@ fn windows_os() -> OperatingSystem {
         drive_mappings: BTreeMap::from([("C".to_string(), "/dev/sda3".to_string())]),
         windows_systemroot: Some("/Windows".into()),
         windows_current_control_set: Some("ControlSet001".into()),
-        drivers: vec![],
+        drivers: vec![
+            Driver {
+                name: "viostor".into(),
+                kind: "virtio".into(),
+                present: true,
+                in_initramfs: None,
+            },
+            Driver {
+                name: "netkvm".into(),
+                kind: "virtio".into(),
+                present: false,
+                in_initramfs: None,
+            },
+        ],
     }
 }
 

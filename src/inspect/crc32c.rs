@@ -23,7 +23,7 @@ const TABLE: [u32; 256] = {
 };
 
 /// Raw update: no initial or final inversion (ext4 stores this form, seeded with !0).
-pub(crate) fn update(mut crc: u32, data: &[u8]) -> u32 {
+pub fn update(mut crc: u32, data: &[u8]) -> u32 {
     for &b in data {
         crc = TABLE[((crc ^ u32::from(b)) & 0xff) as usize] ^ (crc >> 8);
     }
@@ -31,7 +31,7 @@ pub(crate) fn update(mut crc: u32, data: &[u8]) -> u32 {
 }
 
 /// The standard CRC-32C (initial and final inversion), as xfs and btrfs store it.
-pub(crate) fn checksum(data: &[u8]) -> u32 {
+pub fn checksum(data: &[u8]) -> u32 {
     !update(!0, data)
 }
 

@@ -6,7 +6,7 @@
 
 pub(crate) mod bytes;
 pub mod caps;
-pub(crate) mod crc32c;
+pub mod crc32c;
 pub mod fs;
 pub mod image;
 pub mod os;
