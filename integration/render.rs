@@ -562,7 +562,6 @@ fn windows_os() -> OperatingSystem {
             rdp_enabled: Some(true),
             uac_enabled: Some(false),
             bitlocker_volumes: vec!["/dev/sdb1".into()],
-            ..Security::default()
         },
         machine_id: None,
         cloud_init: false,
