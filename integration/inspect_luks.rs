@@ -50,7 +50,9 @@ fn inspect(path: &Path, luks_keys: LuksKeys) -> Report {
         luks_keys,
         ..InspectOptions::default()
     };
-    pipeline::inspect(path, &opts).unwrap()
+    pipeline::inspect_with_stats(path, &opts)
+        .map(|(r, _)| r)
+        .unwrap()
 }
 
 /// `cryptsetup luksDump`'s value of `field` (`UUID`, `Version`).

@@ -1,5 +1,7 @@
 //! The `guestkit-worker` binary: the daemon, or one of its subcommands.
 
+#![forbid(unsafe_code)]
+
 use std::process::ExitCode;
 
 use clap::Parser;

@@ -119,4 +119,5 @@ impl Rng {
 pub mod broker;
 pub mod guests;
 pub mod regf;
+pub mod tree;
 pub mod windows_disk;

@@ -2,6 +2,7 @@
 //! applies the limits to itself, runs the operation on this (single) thread, writes
 //! the reply on stdout, exits. No async runtime: nothing runs here but the job.
 
+use guestkit_job_spec::ErrorKind;
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -31,7 +32,7 @@ pub fn main(args: &IsolatedJobArgs) -> ExitCode {
     {
         return fail(
             None,
-            OpError::fatal("internal", format!("reading the request: {e}")),
+            OpError::fatal(ErrorKind::Internal, format!("reading the request: {e}")),
         );
     }
     let request: Request = match serde_json::from_slice(&input) {
@@ -39,7 +40,7 @@ pub fn main(args: &IsolatedJobArgs) -> ExitCode {
         Err(e) => {
             return fail(
                 None,
-                OpError::fatal("internal", format!("bad request: {e}")),
+                OpError::fatal(ErrorKind::Internal, format!("bad request: {e}")),
             )
         }
     };
@@ -60,7 +61,10 @@ pub fn main(args: &IsolatedJobArgs) -> ExitCode {
         Err(e) => {
             return fail(
                 None,
-                OpError::fatal("internal", format!("cannot confine the inspection: {e}")),
+                OpError::fatal(
+                    ErrorKind::Internal,
+                    format!("cannot confine the inspection: {e}"),
+                ),
             )
         }
     };
@@ -72,7 +76,10 @@ pub fn main(args: &IsolatedJobArgs) -> ExitCode {
             .map(|s| s.to_string())
             .or_else(|| panic.downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "operation panicked".into());
-        Err(OpError::fatal("panic", format!("internal error: {msg}")))
+        Err(OpError::fatal(
+            ErrorKind::Panic,
+            format!("internal error: {msg}"),
+        ))
     });
     match outcome {
         Ok(Done::Inspect(report, bytes_read)) => reply(&Reply {
@@ -101,9 +108,7 @@ enum Done {
 }
 
 fn run(request: &Request) -> Result<Done, OpError> {
-    let invalid = |e: crate::ops::Invalid| OpError::fatal(e.reason, e.message);
-    let mut image =
-        ImageRequest::from_data(&request.data, &request.image_roots).map_err(invalid)?;
+    let mut image = ImageRequest::from_data(&request.data, &request.image_roots)?;
     image.options.luks_keys = request.luks_keys.clone();
     let progress = Progress::lines();
     // Never set: the parent ends this process instead of asking.
@@ -114,12 +119,12 @@ fn run(request: &Request) -> Result<Done, OpError> {
             Ok(Done::Inspect(Box::new(report), bytes))
         }
         "guestkit.profile" => {
-            let profile = crate::ops::profile::profile_request(&request.data).map_err(invalid)?;
+            let profile = crate::ops::profile::profile_request(&request.data)?;
             let output = crate::ops::profile::run_blocking(&image, &profile, &progress, &cancel)?;
             Ok(Done::Profile(Box::new(output)))
         }
         other => Err(OpError::fatal(
-            "internal",
+            ErrorKind::Internal,
             format!("operation {other:?} does not run in an isolated process"),
         )),
     }

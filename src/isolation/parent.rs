@@ -11,6 +11,7 @@
 //! signal fires when the *thread* that forked the child exits, and tokio's runtime
 //! threads live as long as the worker, while blocking threads end after 10 s idle.
 
+use guestkit_job_spec::ErrorKind;
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
@@ -110,7 +111,7 @@ impl Isolation {
     ) -> Result<ChildOutput, OpError> {
         let luks_keys = match &self.luks_keys_dir {
             Some(dir) => crate::inspect::volume::luks_open::LuksKeys::from_dir(dir)
-                .map_err(|e| OpError::retryable("luks_keys", e.to_string()))?,
+                .map_err(|e| OpError::retryable(ErrorKind::LuksKeys, e.to_string()))?,
             None => Default::default(),
         };
         let request = zeroize::Zeroizing::new(
@@ -120,12 +121,12 @@ impl Isolation {
                 image_roots: image_roots.to_vec(),
                 luks_keys,
             })
-            .map_err(|e| OpError::fatal("internal", e.to_string()))?,
+            .map_err(|e| OpError::fatal(ErrorKind::Internal, e.to_string()))?,
         );
         let mut child = self.command(cpu_seconds).spawn().map_err(|e| {
             // Out of processes or memory on the host: another attempt may succeed.
             OpError::retryable(
-                "internal",
+                ErrorKind::Internal,
                 format!(
                     "cannot start the inspection process {}: {e}",
                     self.program.display()
@@ -137,7 +138,7 @@ impl Isolation {
         let (Some(mut stdin), Some(stdout), Some(stderr)) =
             (child.stdin.take(), child.stdout.take(), child.stderr.take())
         else {
-            return Err(OpError::fatal("internal", "child without pipes"));
+            return Err(OpError::fatal(ErrorKind::Internal, "child without pipes"));
         };
 
         let write = async move {
@@ -164,23 +165,26 @@ impl Isolation {
             done = exchange => done,
             _ = cancel.cancelled() => {
                 group.kill();
-                return Err(OpError::fatal("cancelled", "inspection cancelled; its process was killed"));
+                return Err(OpError::fatal(ErrorKind::Cancelled, "inspection cancelled; its process was killed"));
             }
         };
         // Reaped: its pid may be reused, so the guard must not signal it any more.
         group.0 = None;
         let status = status.map_err(|e| {
             OpError::fatal(
-                "internal",
+                ErrorKind::Internal,
                 format!("waiting for the inspection process: {e}"),
             )
         })?;
         let out = out.map_err(|e| {
-            OpError::fatal("internal", format!("reading the inspection's reply: {e}"))
+            OpError::fatal(
+                ErrorKind::Internal,
+                format!("reading the inspection's reply: {e}"),
+            )
         })?;
         if out.len() as u64 > MAX_REPLY_BYTES {
             return Err(OpError::fatal(
-                "resource_limit",
+                ErrorKind::ResourceLimit,
                 format!(
                     "the inspection's output exceeds {}",
                     show_bytes(MAX_REPLY_BYTES)
@@ -192,7 +196,7 @@ impl Isolation {
         }
         let reply: Reply<Value> = serde_json::from_slice(&out).map_err(|e| {
             OpError::fatal(
-                "internal",
+                ErrorKind::Internal,
                 format!("the inspection process sent an unreadable reply: {e}"),
             )
         })?;
@@ -207,7 +211,7 @@ impl Isolation {
                 sandbox: reply.sandbox,
             }),
             (None, None) => Err(OpError::fatal(
-                "internal",
+                ErrorKind::Internal,
                 "the inspection process replied with neither output nor error",
             )),
         }
@@ -255,7 +259,7 @@ impl Isolation {
             .unwrap_or("");
         let memory = || {
             OpError::fatal(
-                "resource_limit",
+                ErrorKind::ResourceLimit,
                 format!(
                     "the inspection exceeded its memory limit of {} (--inspect-memory-limit) and was stopped: {last}",
                     show_bytes(self.memory_limit)
@@ -267,7 +271,7 @@ impl Isolation {
         }
         match status.signal() {
             Some(libc::SIGXCPU) => OpError::fatal(
-                "resource_limit",
+                ErrorKind::ResourceLimit,
                 format!(
                     "the inspection used its CPU-time limit of {cpu_seconds} s (the job's timeout) and was stopped"
                 ),
@@ -275,18 +279,18 @@ impl Isolation {
             // Not ours (ours end the run before the exit is seen): the CPU hard limit
             // (one second past the soft one) or the host's out-of-memory killer.
             Some(libc::SIGKILL) => OpError::fatal(
-                "resource_limit",
+                ErrorKind::ResourceLimit,
                 format!(
                     "the inspection process was killed (SIGKILL): its CPU-time hard limit of {} s or the host's out-of-memory killer",
                     cpu_seconds + 1
                 ),
             ),
             Some(sig) => OpError::fatal(
-                "internal",
+                ErrorKind::Internal,
                 format!("the inspection process died of signal {sig}: {last}"),
             ),
             None => OpError::fatal(
-                "internal",
+                ErrorKind::Internal,
                 format!("the inspection process ended without a reply ({status}): {last}"),
             ),
         }

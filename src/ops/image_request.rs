@@ -2,6 +2,7 @@
 //! disk image: where the image may live, which format it claims, which checksum it must
 //! have, and which report sections are wanted.
 
+use guestkit_job_spec::ErrorKind;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -124,11 +125,14 @@ impl ImageRequest {
             return Ok(None);
         };
         let actual = sha256_file(&self.path).map_err(|e| {
-            OpError::retryable("io_error", format!("reading {}: {e}", self.path.display()))
+            OpError::retryable(
+                ErrorKind::IoError,
+                format!("reading {}: {e}", self.path.display()),
+            )
         })?;
         if &actual != expected {
             return Err(OpError::fatal(
-                "checksum_mismatch",
+                ErrorKind::ChecksumMismatch,
                 format!(
                     "sha256 of {} is {actual}, the job expected {expected}",
                     self.path.display()
@@ -182,7 +186,7 @@ fn parse_checksum(c: &str) -> Result<String, Invalid> {
 /// Canonicalizes `path` and checks it is a regular file under one canonical root.
 pub fn resolve_in_roots(path: &Path, roots: &[PathBuf]) -> Result<PathBuf, Invalid> {
     let outside = |why: String| Invalid {
-        reason: "image_outside_root",
+        reason: ErrorKind::ImageOutsideRoot,
         message: why,
     };
     let canonical = path.canonicalize().map_err(|e| {

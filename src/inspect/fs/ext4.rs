@@ -26,8 +26,8 @@ use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use super::{DirEntry, FileSystem, FsError, Metadata};
-use crate::inspect::image::ImageError;
 use crate::inspect::source::ReadAt;
+use crate::inspect::source::ReadError;
 use error_map::{corrupt, unsupported};
 use worker::{Job, Shared, Worker};
 
@@ -44,7 +44,6 @@ const MAX_PATH_BYTES: usize = 4096;
 /// A handle to the thread that owns the loaded filesystem (see [`worker`]): cheap to
 /// share between threads, with calls served one at a time.
 pub struct Ext4Fs {
-    fs_type: &'static str,
     warnings: Vec<String>,
     jobs: mpsc::Sender<Job>,
     shared: Arc<Shared>,
@@ -74,13 +73,12 @@ impl Ext4Fs {
                 )
             })
             .map_err(|source| {
-                FsError::Image(ImageError::Io {
+                FsError::Image(ReadError::Io {
                     path: "<ext4 reader thread>".into(),
                     source,
                 })
             })?;
         let mut fs = Ext4Fs {
-            fs_type: geometry.fs_type,
             warnings: Vec::new(),
             jobs,
             shared,
@@ -154,10 +152,6 @@ impl Ext4Fs {
 }
 
 impl FileSystem for Ext4Fs {
-    fn fs_type(&self) -> &'static str {
-        self.fs_type
-    }
-
     fn metadata(&self, path: &str) -> Result<Metadata, FsError> {
         self.call(path, |w, p| w.metadata(p))
     }

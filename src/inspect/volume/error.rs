@@ -1,6 +1,6 @@
 //! Errors of the volume layer (LVM2 today; MD and LUKS stack on the same types).
 
-use crate::inspect::image::ImageError;
+use crate::inspect::source::ReadError;
 
 /// Why a volume group, or one of its logical volumes, could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -48,5 +48,5 @@ pub enum VolumeError {
         limit: u64,
     },
     #[error(transparent)]
-    Image(#[from] ImageError),
+    Image(#[from] ReadError),
 }

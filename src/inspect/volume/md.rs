@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use super::md_superblock::{self, MdSuperblock, MAX_CHUNK, MAX_MEMBERS};
 use super::BlockDevice;
-use crate::inspect::image::ImageError;
 use crate::inspect::report::MdArrayInfo;
+use crate::inspect::source::ReadError;
 use crate::inspect::source::{check_range, ReadAt, Slice};
 
 /// What assembling the md members of one round produced.
@@ -339,15 +339,15 @@ impl MdSource {
         self.slots.get(i as usize).and_then(|s| s.as_ref())
     }
 
-    fn missing(&self, what: &str) -> ImageError {
-        ImageError::Unsupported {
+    fn missing(&self, what: &str) -> ReadError {
+        ReadError::Unsupported {
             format: "md",
             message: format!("{what} is on a missing member"),
         }
     }
 
     /// Reads `buf.len()` bytes (within one chunk) of data chunk `c` from `within`.
-    fn read_chunk(&self, c: u64, within: u64, buf: &mut [u8]) -> Result<(), ImageError> {
+    fn read_chunk(&self, c: u64, within: u64, buf: &mut [u8]) -> Result<(), ReadError> {
         let n = self.slots.len() as u64;
         let at = |row: u64| row * self.chunk + within;
         match self.kind {
@@ -400,7 +400,7 @@ impl ReadAt for MdSource {
         self.size
     }
 
-    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), ImageError> {
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), ReadError> {
         check_range(offset, buf.len(), self.size)?;
         if let Kind::Mirror = self.kind {
             return self.read_chunk(0, offset, buf);

@@ -1,4 +1,6 @@
-//! CRC-32C (Castagnoli), the checksum of ext4, xfs and btrfs superblocks.
+//! CRC-32C (Castagnoli), the checksum of ext4, xfs and btrfs metadata and of VHDX headers.
+//!
+//! Layer-neutral: the image layer (VHDX) and the filesystem layer use this one table.
 //!
 //! crc32fast only does the IEEE polynomial; this table-driven version is enough for
 //! the few KiB a probe checksums.
