@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use guestkit_worker::inspect::image::RawImage;
 use guestkit_worker::inspect::partition;
-use guestkit_worker::inspect::pipeline::{self, DiskSpec, InspectOptions};
+use guestkit_worker::inspect::pipeline;
 use guestkit_worker::inspect::source::{MemSource, ReadAt, Slice};
 use guestkit_worker::inspect::volume::{self, md_superblock, BlockDevice};
 use sha2::{Digest, Sha256};
@@ -161,18 +161,7 @@ fn layouts_bytes_members_and_names_match_mdadm() {
     eprintln!("14 arrays, {bytes} bytes assembled, all but the PV's compared");
 
     // The whole pipeline reports the arrays, the members' type and the LV.
-    let opts = InspectOptions {
-        image_roots: vec![disks[0].parent().unwrap().to_path_buf()],
-        extra_disks: disks[1..]
-            .iter()
-            .map(|p| DiskSpec {
-                path: p.clone(),
-                format: Some("raw".into()),
-            })
-            .collect(),
-        ..InspectOptions::default()
-    };
-    let (report, _) = pipeline::inspect_with_stats(&disks[0], &opts).unwrap();
+    let (report, _, _) = inspect(&disks);
     assert_eq!(report.md_arrays, a.md_arrays);
     let pv = &a
         .md_arrays
