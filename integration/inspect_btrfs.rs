@@ -6,8 +6,7 @@
 //! prealloc and sparse files) is checked against the tar input and guestfish's own
 //! listings. A Fedora-like guest (root and home subvolumes, zstd) is fully inspected.
 
-use std::collections::BTreeMap;
-use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -15,28 +14,11 @@ use std::sync::Arc;
 use guestkit_worker::inspect::fs::btrfs::BtrfsFs;
 use guestkit_worker::inspect::fs::probe::probe;
 use guestkit_worker::inspect::fs::{FileKind, FileSystem, FsError};
-use guestkit_worker::inspect::image::RawImage;
 use guestkit_worker::inspect::pipeline::{inspect_with_stats, InspectOptions};
 use guestkit_worker::inspect::source::{MemSource, ReadAt};
 
+use crate::common::tree::{assert_same, open_raw, walk_ours, walk_source, Facts, Node, Tree};
 use crate::common::{guestfish_disks, run, tempdir, Rng};
-
-/// What one path is, as seen by either side.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Node {
-    Dir {
-        meta: Option<(u32, u32, u32, i64)>,
-    },
-    File {
-        meta: Option<(u32, u32, u32, i64)>,
-        data: Vec<u8>,
-    },
-    Symlink {
-        target: String,
-    },
-}
-
-type Tree = BTreeMap<String, Node>;
 
 fn pseudo_random(seed: u64, len: usize) -> Vec<u8> {
     let mut x = seed | 1;
@@ -121,93 +103,6 @@ fn build_tree(root: &Path) {
     symlink(format!("/{}", "t".repeat(300)), root.join("a/long_link")).unwrap();
 }
 
-fn walk_source(root: &Path, rel: &str, meta: bool, out: &mut Tree) {
-    for entry in std::fs::read_dir(root.join(rel.trim_start_matches('/'))).unwrap() {
-        let entry = entry.unwrap();
-        let path = format!("{rel}/{}", entry.file_name().to_str().unwrap());
-        let m = std::fs::symlink_metadata(entry.path()).unwrap();
-        // mkfs.btrfs --rootdir copies mtime (whole seconds); ctime is the mkfs run's.
-        let facts = meta.then_some((m.mode() & 0o7777, m.uid(), m.gid(), m.mtime()));
-        let node = if m.file_type().is_symlink() {
-            Node::Symlink {
-                target: std::fs::read_link(entry.path())
-                    .unwrap()
-                    .to_str()
-                    .unwrap()
-                    .into(),
-            }
-        } else if m.is_dir() {
-            walk_source(root, &path, meta, out);
-            Node::Dir { meta: facts }
-        } else {
-            Node::File {
-                meta: facts,
-                data: std::fs::read(entry.path()).unwrap(),
-            }
-        };
-        out.insert(path, node);
-    }
-}
-
-fn walk_ours(fs: &dyn FileSystem, dir: &str, meta: bool, skip: &[&str], out: &mut Tree) {
-    for entry in fs.read_dir(if dir.is_empty() { "/" } else { dir }).unwrap() {
-        let path = format!("{dir}/{}", entry.name);
-        if skip.contains(&path.as_str()) {
-            continue;
-        }
-        let m = fs.metadata(&path).unwrap();
-        assert_eq!(m.kind, entry.kind, "{path}: kind from read_dir vs metadata");
-        let mtime = m.times.mtime.expect("btrfs has mtime");
-        assert!(mtime.nsecs < 1_000_000_000, "{path}: {mtime:?}");
-        let facts = meta.then_some((m.mode, m.uid, m.gid, mtime.secs));
-        let node = match m.kind {
-            FileKind::Dir => {
-                walk_ours(fs, &path, meta, skip, out);
-                Node::Dir { meta: facts }
-            }
-            FileKind::File => {
-                let data = fs.read_file(&path, 1 << 30).unwrap();
-                assert_eq!(data.len() as u64, m.size, "{path}: size");
-                Node::File { meta: facts, data }
-            }
-            FileKind::Symlink => {
-                let target = fs.read_link(&path).unwrap();
-                assert_eq!(target.len() as u64, m.size, "{path}: symlink size");
-                Node::Symlink { target }
-            }
-            FileKind::Other => panic!("{path}: unexpected special file"),
-        };
-        out.insert(path, node);
-    }
-}
-
-fn assert_same(label: &str, ours: &Tree, source: &Tree) {
-    let only_ours: Vec<_> = ours.keys().filter(|k| !source.contains_key(*k)).collect();
-    let only_source: Vec<_> = source.keys().filter(|k| !ours.contains_key(*k)).collect();
-    assert!(
-        only_ours.is_empty() && only_source.is_empty(),
-        "{label}: paths only in ours: {only_ours:?}; only in the source: {only_source:?}"
-    );
-    for (path, want) in source {
-        let got = &ours[path];
-        if got != want {
-            let short = |n: &Node| match n {
-                Node::File { meta, data } => format!("file {meta:?} {} bytes", data.len()),
-                other => format!("{other:?}"),
-            };
-            panic!(
-                "{label}: {path} differs: ours {} vs source {}",
-                short(got),
-                short(want)
-            );
-        }
-    }
-}
-
-fn open_raw(path: &Path) -> Arc<dyn ReadAt> {
-    Arc::new(RawImage::open(path).unwrap())
-}
-
 /// `blkid -p` value of one tag.
 fn blkid(img: &Path, tag: &str) -> Option<String> {
     let out = Command::new("blkid")
@@ -225,7 +120,7 @@ fn source_tree() -> (tempfile::TempDir, PathBuf, Tree) {
     std::fs::create_dir(&src).unwrap();
     build_tree(&src);
     let mut tree = Tree::new();
-    walk_source(&src, "", true, &mut tree);
+    walk_source(&src, "", MODE_OWNER_MTIME, &mut tree);
     (dir, src, tree)
 }
 
@@ -257,7 +152,7 @@ fn inspect_btrfs_mkfs_rootdir_oracle() {
         let fs = BtrfsFs::open(&[src_dev]).unwrap();
         assert_eq!(fs.default_subvolume(), 5);
         let mut ours = Tree::new();
-        walk_ours(&fs, "", true, &[], &mut ours);
+        walk_ours(&fs, "", MODE_OWNER_MTIME, &[], &mut ours);
         assert_same(name, &ours, &want);
         let files = want
             .values()
@@ -336,6 +231,13 @@ fn inspect_btrfs_typed_errors() {
     assert!(matches!(err, FsError::Corrupt { fs: "btrfs", .. }), "{err}");
 }
 
+/// `mkfs.btrfs --rootdir` copies mode, owner and mtime (whole seconds; ctime is the
+/// mkfs run's).
+const MODE_OWNER_MTIME: Facts = Facts {
+    mtime: true,
+    ..Facts::MODE_OWNER
+};
+
 /// A deterministic tarball of `src` (the guestfish cache is keyed by its bytes).
 fn tarball(src: &Path, out: &Path) {
     run(Command::new("tar")
@@ -407,7 +309,7 @@ fn kernel_image() -> (Vec<PathBuf>, String, Tree) {
     let log = std::fs::read_to_string(disks[0].parent().unwrap().join("log")).unwrap();
     // tar keeps modes but not owners here: compare bytes, kinds and targets only.
     let mut plain = Tree::new();
-    walk_source(&src, "", false, &mut plain);
+    walk_source(&src, "", Facts::NONE, &mut plain);
     let _ = tree;
     (disks, log, plain)
 }
@@ -464,7 +366,7 @@ fn inspect_btrfs_kernel_raid1_compression_subvolumes() {
     // Each compression's copy of the tree equals the tar input.
     for algo in ["zstd", "zlib", "lzo"] {
         let mut ours = Tree::new();
-        walk_ours(&top, &format!("/{algo}"), false, &[], &mut ours);
+        walk_ours(&top, &format!("/{algo}"), Facts::NONE, &[], &mut ours);
         let ours: Tree = ours
             .into_iter()
             .map(|(k, v)| (k[algo.len() + 1..].to_string(), v))
@@ -507,7 +409,7 @@ fn inspect_btrfs_kernel_raid1_compression_subvolumes() {
             .any(|w| w.contains("2 devices, 1 present")));
         let top = fs.view(5).unwrap();
         let mut ours = Tree::new();
-        walk_ours(&top, "/zstd", false, &[], &mut ours);
+        walk_ours(&top, "/zstd", Facts::NONE, &[], &mut ours);
         assert_eq!(ours.len(), want.len());
         assert_eq!(
             top.read_file("/zlib/random-3m.bin", 1 << 30).unwrap(),
@@ -738,7 +640,7 @@ impl ReadAt for Recording {
         &self,
         offset: u64,
         buf: &mut [u8],
-    ) -> Result<(), guestkit_worker::inspect::image::ImageError> {
+    ) -> Result<(), guestkit_worker::inspect::source::ReadError> {
         if buf.len() == 4096 {
             self.seen.lock().unwrap().insert(offset);
         }
@@ -889,7 +791,7 @@ fn inspect_btrfs_kernel_raid10_raid0_across_partitions() {
     tarball(&src, &tar);
     let disk = guestfish_disks(STRIPED_SCRIPT, &[820], &[&tar]).remove(0);
     let mut want = Tree::new();
-    walk_source(&src, "", false, &mut want);
+    walk_source(&src, "", Facts::NONE, &mut want);
 
     // Through the pipeline: the four members are found, grouped by uuid and opened
     // once, on the first member.
@@ -918,7 +820,7 @@ fn inspect_btrfs_kernel_raid10_raid0_across_partitions() {
         .expect("first member readable");
     assert!(inspection.devices[1..].iter().all(|m| m.fs.is_none()));
     let mut ours = Tree::new();
-    walk_ours(fs.as_ref(), "", false, &[], &mut ours);
+    walk_ours(fs.as_ref(), "", Facts::NONE, &[], &mut ours);
     assert_same("raid10/raid0", &ours, &want);
 
     // With a member missing, RAID0 metadata cannot be read whole: typed errors (at
@@ -1015,7 +917,7 @@ fn inspect_btrfs_kernel_raid56_raid1c34_with_members_missing() {
     let disks = guestfish_disks(PROFILES_SCRIPT, &[522, 522, 522, 522], &[&tar]);
     let log = std::fs::read_to_string(disks[0].parent().unwrap().join("log")).unwrap();
     let mut want = Tree::new();
-    walk_source(&src, "", false, &mut want);
+    walk_source(&src, "", Facts::NONE, &mut want);
     let tree_bytes: u64 = want
         .values()
         .map(|n| match n {
@@ -1069,7 +971,7 @@ fn inspect_btrfs_kernel_raid56_raid1c34_with_members_missing() {
                 );
             }
             let mut ours = Tree::new();
-            walk_ours(&fs, "", false, &[], &mut ours);
+            walk_ours(&fs, "", Facts::NONE, &[], &mut ours);
             assert_same(&label, &ours, &want);
             compared += tree_bytes;
             opened += 1;

@@ -9,13 +9,14 @@
 use std::path::Path;
 use std::process::Command;
 
-use guestkit_worker::inspect::image::{self, ImageError, ImageFormat, OpenedImage};
+use guestkit_worker::inspect::image::{self, ImageFormat, OpenedImage};
 use guestkit_worker::inspect::source::ReadAt;
+use guestkit_worker::inspect::source::ReadError;
 
 use crate::common::{run, sh, sha256sum, tempdir, Rng};
 use crate::inspect_image::{build_raw, compare, qemu_img};
 
-fn open(path: &Path, fmt: Option<&str>, root: &Path) -> Result<OpenedImage, ImageError> {
+fn open(path: &Path, fmt: Option<&str>, root: &Path) -> Result<OpenedImage, ReadError> {
     image::open(path, fmt, &[root.to_path_buf()])
 }
 
@@ -443,7 +444,7 @@ fn differencing_vhd_composes_parent_and_child() {
     vhd_checksum(&mut escape[h..h + 1024], 36);
     std::fs::write(dir.join("escape.vhd"), &escape).unwrap();
     match open(&dir.join("escape.vhd"), None, dir) {
-        Err(ImageError::BackingOutsideRoots { .. }) => {}
+        Err(ReadError::BackingOutsideRoots { .. }) => {}
         Err(e) => panic!("escape: wrong error {e}"),
         Ok(_) => panic!("escape: opened a parent outside the roots"),
     }
@@ -458,7 +459,7 @@ fn differencing_vhd_composes_parent_and_child() {
     other[..512].copy_from_slice(&foot);
     std::fs::write(dir.join("parent.vhd"), &other).unwrap();
     match open(&dir.join("diff.vhd"), None, dir) {
-        Err(ImageError::ParentMismatch { .. }) => {}
+        Err(ReadError::ParentMismatch { .. }) => {}
         Err(e) => panic!("wrong error {e}"),
         Ok(_) => panic!("opened with the wrong parent"),
     }
@@ -506,7 +507,7 @@ fn differencing_vdi_composes_parent_and_child() {
     // No VDI with the link UUID next to it: a typed error.
     std::fs::remove_file(dir.join("parent.vdi")).unwrap();
     match open(&dir.join("diff.vdi"), None, dir) {
-        Err(ImageError::Unsupported {
+        Err(ReadError::Unsupported {
             format: "vdi",
             message,
         }) => assert!(message.contains("no parent VDI"), "{message}"),
@@ -542,7 +543,7 @@ fn hostile_descriptors_and_parents_are_refused() {
         ("etc.vmdk", "/etc/passwd"),
     ] {
         match open(&descriptor(name, extent, "FLAT"), Some("vmdk"), &root) {
-            Err(ImageError::ExtentOutsideRoots { .. }) => {}
+            Err(ReadError::ExtentOutsideRoots { .. }) => {}
             Err(e) => panic!("{name}: wrong error {e}"),
             Ok(_) => panic!("{name}: read an extent outside the roots"),
         }
@@ -558,7 +559,7 @@ fn hostile_descriptors_and_parents_are_refused() {
     assert_eq!(ok.virtual_size, 1 << 20);
     for kind in ["SESPARSE", "VMFSSPARSE", "VMFSRDM"] {
         match open(&descriptor("esx.vmdk", "inside.img", kind), None, &root) {
-            Err(ImageError::Unsupported {
+            Err(ReadError::Unsupported {
                 format: "vmdk",
                 message,
             }) => assert!(message.contains(kind), "{message}"),
@@ -614,7 +615,7 @@ fn hostile_descriptors_and_parents_are_refused() {
     a[pat..pat + 8].copy_from_slice(cid_b.as_bytes());
     std::fs::write(root.join("a.vmdk"), &a).unwrap();
     match open(&root.join("b.vmdk"), None, &root) {
-        Err(ImageError::BackingLoop { .. }) => {}
+        Err(ReadError::BackingLoop { .. }) => {}
         Err(e) => panic!("loop: wrong error {e}"),
         Ok(_) => panic!("opened a looping chain"),
     }
@@ -633,7 +634,7 @@ fn hostile_descriptors_and_parents_are_refused() {
     c[pat..pat + 8].copy_from_slice(b"0badc0de");
     std::fs::write(root.join("c.vmdk"), &c).unwrap();
     match open(&root.join("c.vmdk"), None, &root) {
-        Err(ImageError::ParentMismatch { .. }) => {}
+        Err(ReadError::ParentMismatch { .. }) => {}
         Err(e) => panic!("CID: wrong error {e}"),
         Ok(_) => panic!("opened a delta disk over a changed parent"),
     }
@@ -672,7 +673,7 @@ fn hostile_descriptors_and_parents_are_refused() {
     v[log_at..log_at + 4096].copy_from_slice(&entry);
     std::fs::write(root.join("log.vhdx"), &v).unwrap();
     match open(&root.join("log.vhdx"), None, &root) {
-        Err(ImageError::NeedsLogReplay { .. }) => {}
+        Err(ReadError::NeedsLogReplay { .. }) => {}
         Err(e) => panic!("vhdx log: wrong error {e}"),
         Ok(_) => panic!("opened a vhdx with an active log"),
     }
@@ -946,7 +947,7 @@ fn differencing_vhdx_composes_parent_and_child() {
     c[at..at + lv.len()].copy_from_slice(&utf16(&wrong));
     std::fs::write(dir.join("diff.vhdx"), &c).unwrap();
     match open(&dir.join("diff.vhdx"), None, dir) {
-        Err(ImageError::ParentMismatch { .. }) => {}
+        Err(ReadError::ParentMismatch { .. }) => {}
         Err(e) => panic!("wrong error {e}"),
         Ok(_) => panic!("opened over another parent"),
     }
@@ -1032,7 +1033,7 @@ fn vhdx_log_is_replayed_in_memory() {
     v[log_at..log_at + 8192].copy_from_slice(&entry(6));
     std::fs::write(&vhdx, &v).unwrap();
     match open(&vhdx, None, dir) {
-        Err(ImageError::NeedsLogReplay { message, .. }) => {
+        Err(ReadError::NeedsLogReplay { message, .. }) => {
             assert!(message.contains("torn"), "{message}")
         }
         Err(e) => panic!("wrong error {e}"),

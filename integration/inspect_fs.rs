@@ -4,30 +4,20 @@
 //! bytes, symlink targets, and (ext) mode bits. Plus journal replay (a transaction
 //! written by `debugfs`, checked against `e2fsck`'s replay) and the typed errors.
 
-use std::collections::BTreeMap;
-use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Instant;
 
 use guestkit_worker::inspect::fs::ext4::Ext4Fs;
+use guestkit_worker::inspect::fs::probe::probe;
 use guestkit_worker::inspect::fs::vfat::VfatFs;
 use guestkit_worker::inspect::fs::{FileKind, FileSystem, FsError};
-use guestkit_worker::inspect::image::RawImage;
-use guestkit_worker::inspect::source::{MemSource, ReadAt};
+use guestkit_worker::inspect::source::MemSource;
 
+use crate::common::tree::{assert_same, open_raw, walk_ours, walk_source, Facts, Node, Tree};
 use crate::common::{run, tempdir};
-
-/// What one path is, as seen by either side of the comparison.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Node {
-    Dir { mode: Option<u32> },
-    File { mode: Option<u32>, data: Vec<u8> },
-    Symlink { target: String },
-}
-
-type Tree = BTreeMap<String, Node>;
 
 /// Deterministic bytes (xorshift), so a failure reproduces.
 fn pseudo_random(seed: u64, len: usize) -> Vec<u8> {
@@ -108,98 +98,21 @@ fn build_tree(root: &Path, fat: bool) {
     }
 }
 
-/// The source tree as a [`Tree`] (paths relative to `root`, starting with `/`).
-fn walk_source(root: &Path, rel: &str, with_modes: bool, out: &mut Tree) {
-    for entry in std::fs::read_dir(root.join(rel.trim_start_matches('/'))).unwrap() {
-        let entry = entry.unwrap();
-        let path = format!("{rel}/{}", entry.file_name().to_str().unwrap());
-        let meta = std::fs::symlink_metadata(entry.path()).unwrap();
-        let mode = with_modes.then_some(meta.mode() & 0o7777);
-        let node = if meta.file_type().is_symlink() {
-            let target = std::fs::read_link(entry.path()).unwrap();
-            Node::Symlink {
-                target: target.to_str().unwrap().to_string(),
-            }
-        } else if meta.is_dir() {
-            walk_source(root, &path, with_modes, out);
-            Node::Dir { mode }
-        } else {
-            Node::File {
-                mode,
-                data: std::fs::read(entry.path()).unwrap(),
-            }
-        };
-        out.insert(path, node);
-    }
-}
-
-/// Our filesystem as a [`Tree`], checking metadata against what read_dir said.
-fn walk_ours(fs: &dyn FileSystem, dir: &str, with_modes: bool, out: &mut Tree) {
-    for entry in fs.read_dir(if dir.is_empty() { "/" } else { dir }).unwrap() {
-        let path = format!("{dir}/{}", entry.name);
-        let meta = fs.metadata(&path).unwrap();
-        assert_eq!(
-            meta.kind, entry.kind,
-            "{path}: kind from read_dir vs metadata"
-        );
-        let mode = with_modes.then_some(meta.mode);
-        let node = match meta.kind {
-            FileKind::Dir => {
-                walk_ours(fs, &path, with_modes, out);
-                Node::Dir { mode }
-            }
-            FileKind::File => {
-                let data = fs.read_file(&path, 1 << 30).unwrap();
-                assert_eq!(data.len() as u64, meta.size, "{path}: size");
-                Node::File { mode, data }
-            }
-            FileKind::Symlink => {
-                let target = fs.read_link(&path).unwrap();
-                assert_eq!(target.len() as u64, meta.size, "{path}: symlink size");
-                Node::Symlink { target }
-            }
-            FileKind::Other => panic!("{path}: unexpected special file"),
-        };
-        out.insert(path, node);
-    }
-}
-
-/// Compares two trees with a readable report of the first differences.
-fn assert_same(label: &str, ours: &Tree, source: &Tree) {
-    let only_ours: Vec<_> = ours.keys().filter(|k| !source.contains_key(*k)).collect();
-    let only_source: Vec<_> = source.keys().filter(|k| !ours.contains_key(*k)).collect();
-    assert!(
-        only_ours.is_empty() && only_source.is_empty(),
-        "{label}: paths only in our reading: {only_ours:?}; only in the source: {only_source:?}"
-    );
-    for (path, want) in source {
-        let got = &ours[path];
-        if got != want {
-            let short = |n: &Node| match n {
-                Node::File { mode, data } => {
-                    format!("file mode {:o} {} bytes", mode.unwrap_or(0), data.len())
-                }
-                other => format!("{other:?}"),
-            };
-            panic!(
-                "{label}: {path} differs: ours {} vs source {}",
-                short(got),
-                short(want)
-            );
-        }
-    }
-}
-
-fn open_raw(path: &Path) -> Arc<dyn ReadAt> {
-    Arc::new(RawImage::open(path).unwrap())
-}
-
 /// Walks and reads the whole filesystem, returning the tree and the time it took.
 fn read_all(fs: &dyn FileSystem, with_modes: bool) -> (Tree, std::time::Duration) {
     let start = Instant::now();
     let mut tree = Tree::new();
-    walk_ours(fs, "", with_modes, &mut tree);
+    walk_ours(fs, "", modes(with_modes), &[], &mut tree);
     (tree, start.elapsed())
+}
+
+/// Modes are compared except on FAT, which stores none.
+fn modes(on: bool) -> Facts {
+    if on {
+        Facts::MODE
+    } else {
+        Facts::NONE
+    }
 }
 
 fn source_tree(fat: bool) -> (tempfile::TempDir, Tree) {
@@ -208,7 +121,7 @@ fn source_tree(fat: bool) -> (tempfile::TempDir, Tree) {
     std::fs::create_dir(&src).unwrap();
     build_tree(&src, fat);
     let mut tree = Tree::new();
-    walk_source(&src, "", !fat, &mut tree);
+    walk_source(&src, "", modes(!fat), &mut tree);
     (dir, tree)
 }
 
@@ -257,8 +170,9 @@ fn inspect_fs_ext_oracle() {
             "{kind}: /many indexed flag 0x{flags:x}"
         );
         let kind_label = format!("{kind}{}", if htree { " (htree)" } else { "" });
-        let fs = Ext4Fs::open(open_raw(&img)).unwrap();
-        assert_eq!(fs.fs_type(), kind);
+        let raw = open_raw(&img);
+        assert_eq!(probe(raw.as_ref()).unwrap().unwrap().fs_type, kind);
+        let fs = Ext4Fs::open(raw).unwrap();
         let (mut ours, took) = read_all(&fs, true);
         assert!(
             matches!(ours.remove("/lost+found"), Some(Node::Dir { .. })),
@@ -599,8 +513,9 @@ fn vfat_case(fat_bits: &str, size_kib: &str, extra: &[&str]) {
     }
     run(mcopy.arg("::/"));
 
-    let fs = VfatFs::open(open_raw(&img)).unwrap();
-    assert_eq!(fs.fs_type(), "vfat");
+    let raw = open_raw(&img);
+    assert_eq!(probe(raw.as_ref()).unwrap().unwrap().fs_type, "vfat");
+    let fs = VfatFs::open(raw).unwrap();
     let (ours, took) = read_all(&fs, false);
     assert_same(&format!("FAT{fat_bits}"), &ours, &want);
     eprintln!(
@@ -658,6 +573,104 @@ fn inspect_fs_vfat12_oracle() {
 #[test]
 fn inspect_fs_vfat16_oracle() {
     vfat_case("16", "32768", &[]);
+}
+
+/// Sets the boot sector's total sector count (the 16-bit field, or the 32-bit one when
+/// that is 0) to `add` sectors more, growing the data region by `add` clusters of one
+/// sector; returns the data clusters the volume now has, by the specification's formula.
+fn grow_fat(img: &Path, add: u64) -> u64 {
+    let mut bytes = std::fs::read(img).unwrap();
+    let le16 = |b: &[u8], at: usize| u64::from(u16::from_le_bytes([b[at], b[at + 1]]));
+    let le32 =
+        |b: &[u8], at: usize| u64::from(u32::from_le_bytes(b[at..at + 4].try_into().unwrap()));
+    let total = match le16(&bytes, 0x13) {
+        0 => le32(&bytes, 0x20) + add,
+        n => n + add,
+    };
+    if le16(&bytes, 0x13) != 0 && total <= 0xffff {
+        bytes[0x13..0x15].copy_from_slice(&(total as u16).to_le_bytes());
+    } else {
+        bytes[0x13..0x15].fill(0);
+        bytes[0x20..0x24].copy_from_slice(&(total as u32).to_le_bytes());
+    }
+    bytes.resize(bytes.len().max(total as usize * 512), 0);
+    std::fs::write(img, &bytes).unwrap();
+    let (spc, reserved, fats, root) = (
+        u64::from(bytes[0x0d]),
+        le16(&bytes, 0x0e),
+        u64::from(bytes[0x10]),
+        le16(&bytes, 0x11),
+    );
+    let first_data = reserved + fats * le16(&bytes, 0x16) + (root * 32).div_ceil(512);
+    (total - first_data) / spc
+}
+
+/// FAT12 or FAT16 is decided by the cluster count; at the boundaries (4084/4085 and
+/// 65524/65525 clusters) our reader accepts exactly the volumes `fsck.fat -n` accepts,
+/// reads the file mkfs + mcopy put there, and our probe calls vfat exactly what
+/// `blkid -p` does. mkfs.vfat stops short of the limits, so its volumes are grown by
+/// patching the sector count (the FAT it wrote keeps its width).
+#[test]
+fn inspect_fs_vfat_cluster_count_boundaries() {
+    let dir = tempdir();
+    let mut seen = Vec::new();
+    for (bits, kib, adds) in [("12", 2056, [1, 2, 3]), ("16", 32768, [245, 246, 247])] {
+        for add in adds {
+            let img = dir.path().join(format!("fat{bits}-{add}.img"));
+            std::fs::File::create(&img)
+                .unwrap()
+                .set_len(kib * 1024)
+                .unwrap();
+            run(Command::new("mkfs.vfat")
+                .args([
+                    "-F", bits, "-s", "1", "-S", "512", "-f", "1", "-r", "16", "-R", "1",
+                ])
+                .arg(&img)
+                .stdout(std::process::Stdio::null()));
+            let hello = dir.path().join("HELLO.TXT");
+            std::fs::write(&hello, format!("fat{bits} +{add}\n")).unwrap();
+            run(Command::new("mcopy")
+                .env("MTOOLS_SKIP_CHECK", "1")
+                .arg("-i")
+                .arg(&img)
+                .arg(&hello)
+                .arg("::/"));
+            let clusters = grow_fat(&img, add);
+
+            let fsck_ok = Command::new("fsck.vfat")
+                .arg("-n")
+                .arg(&img)
+                .output()
+                .unwrap()
+                .status
+                .success();
+            let ours = VfatFs::open(open_raw(&img));
+            assert_eq!(ours.is_ok(), fsck_ok, "FAT{bits} with {clusters} clusters");
+            if let Ok(fs) = ours {
+                let got = fs.read_file("/HELLO.TXT", 100).unwrap();
+                assert_eq!(got, format!("fat{bits} +{add}\n").as_bytes());
+            }
+            let blkid = Command::new("blkid")
+                .args(["-p", "-o", "value", "-s", "TYPE"])
+                .arg(&img)
+                .output()
+                .unwrap();
+            let blkid_vfat = String::from_utf8_lossy(&blkid.stdout).trim() == "vfat";
+            let probed = probe(open_raw(&img).as_ref()).unwrap().map(|p| p.fs_type);
+            assert_eq!(
+                probed == Some("vfat"),
+                blkid_vfat,
+                "FAT{bits}: {clusters} clusters"
+            );
+            seen.push((clusters, fsck_ok, blkid_vfat));
+        }
+    }
+    // The cases do sit on both sides of both limits.
+    let accepted = |n: u64| seen.iter().find(|s| s.0 == n).map(|s| s.1);
+    assert_eq!(accepted(4084), Some(true), "{seen:?}");
+    assert_eq!(accepted(4085), Some(false), "{seen:?}");
+    assert_eq!(accepted(65524), Some(true), "{seen:?}");
+    assert_eq!(accepted(65525), Some(false), "{seen:?}");
 }
 
 #[test]

@@ -11,7 +11,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use guestkit_worker::inspect::image::Qcow2;
-use guestkit_worker::inspect::image::{self, ImageError, ImageFormat, OpenedImage};
+use guestkit_worker::inspect::image::{self, ImageFormat, OpenedImage};
+use guestkit_worker::inspect::source::ReadError;
 use guestkit_worker::inspect::source::{MemSource, ReadAt};
 
 use crate::common::{run, sh, sha256sum, tempdir};
@@ -175,7 +176,7 @@ impl Comparer<'_> {
     }
 }
 
-fn open(path: &Path, fmt: Option<&str>, root: &Path) -> Result<OpenedImage, ImageError> {
+fn open(path: &Path, fmt: Option<&str>, root: &Path) -> Result<OpenedImage, ReadError> {
     image::open(path, fmt, &[root.to_path_buf()])
 }
 
@@ -404,7 +405,7 @@ fn backing_outside_roots_is_refused() {
     ];
     for path in &cases {
         match open(path, Some("qcow2"), &root) {
-            Err(ImageError::BackingOutsideRoots { .. }) => {}
+            Err(ReadError::BackingOutsideRoots { .. }) => {}
             Err(e) => panic!("{}: wrong error {e}", path.display()),
             Ok(_) => panic!(
                 "{}: opened a backing file outside the roots",
@@ -422,7 +423,7 @@ fn backing_outside_roots_is_refused() {
     // No roots at all: no backing file may be opened.
     assert!(matches!(
         image::open(&root.join("symlink.qcow2"), None, &[]),
-        Err(ImageError::BackingOutsideRoots { .. })
+        Err(ReadError::BackingOutsideRoots { .. })
     ));
 }
 
@@ -434,7 +435,7 @@ fn format_assertions_and_backing_format() {
     qemu_img(&["create", "-f", "raw", &d("disk.raw"), "1M"]);
     qemu_img(&["create", "-f", "qcow2", &d("disk.qcow2"), "1M"]);
     let mismatch = |path: &str, fmt: &str| match open(Path::new(path), Some(fmt), dir) {
-        Err(ImageError::FormatMismatch { .. }) => {}
+        Err(ReadError::FormatMismatch { .. }) => {}
         Err(e) => panic!("{path} as {fmt}: wrong error {e}"),
         Ok(_) => panic!("{path} opened as {fmt}"),
     };
@@ -462,7 +463,7 @@ fn format_assertions_and_backing_format() {
     ]);
     assert!(matches!(
         open(Path::new(&d("liar.qcow2")), None, dir),
-        Err(ImageError::BackingFormatMismatch {
+        Err(ReadError::BackingFormatMismatch {
             detected: "qcow2",
             ..
         })
@@ -512,7 +513,7 @@ fn backing_loops_and_depth() {
     ]);
     assert!(matches!(
         open(Path::new(&d("a.qcow2")), None, dir),
-        Err(ImageError::BackingLoop { .. })
+        Err(ReadError::BackingLoop { .. })
     ));
     qemu_img(&[
         "create",
@@ -528,7 +529,7 @@ fn backing_loops_and_depth() {
     ]);
     assert!(matches!(
         open(Path::new(&d("self.qcow2")), None, dir),
-        Err(ImageError::BackingLoop { .. })
+        Err(ReadError::BackingLoop { .. })
     ));
 
     qemu_img(&["create", "-f", "qcow2", &d("c0.qcow2"), "1M"]);
@@ -558,7 +559,7 @@ fn backing_loops_and_depth() {
     let too_deep = format!("c{}.qcow2", image::MAX_BACKING_DEPTH + 1);
     assert!(matches!(
         open(Path::new(&d(&too_deep)), None, dir),
-        Err(ImageError::BackingChainTooDeep { .. })
+        Err(ReadError::BackingChainTooDeep { .. })
     ));
 }
 
@@ -598,7 +599,7 @@ fn truncated_qcow2_is_a_typed_error() {
             Ok(())
         });
         match result {
-            Err(ImageError::Corrupt {
+            Err(ReadError::Corrupt {
                 format: "qcow2",
                 message,
                 ..

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::Command;
 
 use guestkit_worker::inspect::os::initramfs::{scan, InitramfsError};
-use guestkit_worker::inspect::pipeline::{inspect, InspectOptions};
+use guestkit_worker::inspect::pipeline::{inspect_with_stats, InspectOptions};
 use guestkit_worker::inspect::work::Work;
 
 use crate::common::{fixtures, run, sh, tempdir, Rng};
@@ -233,7 +233,9 @@ fn linux_drivers_match_find_and_lsinitramfs() {
         .arg(&disk)
         .arg("gpt")
         .arg(format!("L:ext4:32:{}::drivers", root.display())));
-    let report = inspect(&disk, &InspectOptions::default()).unwrap();
+    let report = inspect_with_stats(&disk, &InspectOptions::default())
+        .unwrap()
+        .0;
     assert_eq!(report.operating_systems.len(), 1, "{:?}", report.warnings);
     let os = &report.operating_systems[0];
     let got: BTreeSet<(String, bool, Option<bool>)> = os

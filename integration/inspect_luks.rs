@@ -52,7 +52,9 @@ fn inspect(path: &Path, luks_keys: LuksKeys) -> Report {
         luks_keys,
         ..InspectOptions::default()
     };
-    pipeline::inspect(path, &opts).unwrap()
+    pipeline::inspect_with_stats(path, &opts)
+        .map(|(r, _)| r)
+        .unwrap()
 }
 
 /// The payload cipher and volume key size (bits) `cryptsetup luksDump` prints: LUKS1's

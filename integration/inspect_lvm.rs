@@ -495,7 +495,7 @@ impl ReadAt for Patched {
         &self,
         offset: u64,
         buf: &mut [u8],
-    ) -> Result<(), guestkit_worker::inspect::image::ImageError> {
+    ) -> Result<(), guestkit_worker::inspect::source::ReadError> {
         self.base.read_exact_at(offset, buf)?;
         for (i, b) in buf.iter_mut().enumerate() {
             if let Some(h) = self.head.get(offset as usize + i) {

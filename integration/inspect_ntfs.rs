@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use guestkit_worker::inspect::fs::ntfs::NtfsFs;
 use guestkit_worker::inspect::fs::{FileKind, FileSystem, FsError};
-use guestkit_worker::inspect::image::ImageError;
+use guestkit_worker::inspect::source::ReadError;
 use guestkit_worker::inspect::source::{check_range, MemSource, ReadAt};
 
 use crate::common::{fixture_cache, fixtures, run, sh, tempdir, Rng};
@@ -282,7 +282,7 @@ impl ReadAt for Patched {
     fn size(&self) -> u64 {
         self.base.len() as u64
     }
-    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), ImageError> {
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), ReadError> {
         check_range(offset, buf.len(), self.size())?;
         let start = offset as usize;
         buf.copy_from_slice(&self.base[start..start + buf.len()]);

@@ -1,5 +1,5 @@
 //! The OS oracle: whole disk images built by real tools from real or synthetic trees,
-//! inspected end to end through `pipeline::inspect`, and every fact compared with what
+//! inspected end to end through `pipeline::inspect_with_stats`, and every fact compared with what
 //! the tree itself says, read here independently (os-release parsed by this file,
 //! packages by `dpkg-query` / `rpm -qa`, users from the passwd lines, ...).
 //!
@@ -957,8 +957,10 @@ fn read_budget_fails_the_job_with_its_kind() {
         read_budget: 256 * 1024,
         ..Default::default()
     };
-    let err = pipeline::inspect(&raw, &opts).unwrap_err();
-    assert_eq!(err.kind(), "budget", "{err}");
+    let err = pipeline::inspect_with_stats(&raw, &opts)
+        .map(|(r, _)| r)
+        .unwrap_err();
+    assert_eq!(err.kind(), "read_budget_exceeded", "{err}");
     // The same image within a generous budget.
     let os = only_os(&inspect(&raw)).clone();
     assert_eq!(os.applications.len(), 20000);
@@ -1104,7 +1106,7 @@ fn mutated_images_give_a_report_or_an_error() {
             file.write_at(&[byte], off).unwrap();
             touched.push(off);
         }
-        match pipeline::inspect(&raw, &opts) {
+        match pipeline::inspect_with_stats(&raw, &opts).map(|(r, _)| r) {
             Ok(r) if r == report => same += 1,
             Ok(_) => changed += 1,
             Err(_) => failed += 1,
@@ -1177,8 +1179,10 @@ fn qcow2_damage_under_the_filesystem_fails_the_job() {
         image_roots: vec![dir.path().to_path_buf()],
         ..Default::default()
     };
-    let err = pipeline::inspect(&qcow, &opts).unwrap_err();
-    assert_eq!(err.kind(), "image", "{err}");
+    let err = pipeline::inspect_with_stats(&qcow, &opts)
+        .map(|(r, _)| r)
+        .unwrap_err();
+    assert_eq!(err.kind(), "image_error", "{err}");
     let msg = err.to_string();
     assert!(
         msg.contains("qcow2") && msg.contains("not cluster aligned"),

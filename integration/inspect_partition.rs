@@ -609,7 +609,7 @@ fn mutate(
     rounds: u64,
     check: impl Fn(&dyn ReadAt) -> String,
 ) {
-    use guestkit_worker::inspect::image::ImageError;
+    use guestkit_worker::inspect::source::ReadError;
     use guestkit_worker::inspect::source::{Budgeted, MemSource};
     use std::sync::atomic::AtomicU64;
 
@@ -632,7 +632,7 @@ fn mutate(
         let outcome = check(&src);
         assert!(
             !outcome.contains(
-                &ImageError::BudgetExceeded {
+                &ReadError::BudgetExceeded {
                     limit: MUTATION_READ_BUDGET
                 }
                 .to_string()

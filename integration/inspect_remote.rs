@@ -18,9 +18,9 @@ use std::time::Duration;
 use guestkit_worker::inspect::image::http::{HttpError, HttpSource, RemoteConfig, RemoteJob};
 use guestkit_worker::inspect::image::http_url::RemoteUrl;
 use guestkit_worker::inspect::image::remote::serve_in_thread;
-use guestkit_worker::inspect::image::ImageError;
 use guestkit_worker::inspect::pipeline::{self, InspectError, InspectOptions};
 use guestkit_worker::inspect::source::ReadAt;
+use guestkit_worker::inspect::source::ReadError;
 use guestkit_worker::ops::image_request::ImageRequest;
 use serde_json::{json, Value};
 
@@ -230,7 +230,7 @@ fn outside_the_allow_list_nothing_is_fetched() {
         matches!(
             &e,
             InspectError::Image {
-                source: ImageError::BackingOutsideRoots { .. },
+                source: ReadError::BackingOutsideRoots { .. },
                 ..
             }
         ),
@@ -252,7 +252,7 @@ fn outside_the_allow_list_nothing_is_fetched() {
         matches!(
             &e,
             InspectError::Image {
-                source: ImageError::Remote(HttpError::Redirect { .. }),
+                source: ReadError::Remote(HttpError::Redirect { .. }),
                 ..
             }
         ),
@@ -474,7 +474,7 @@ fn faults_are_retried_or_fail_typed() {
             buf == data[offset as usize..offset as usize + len],
             "bytes at {offset}"
         );
-        Ok::<(), ImageError>(())
+        Ok::<(), ReadError>(())
     };
 
     for transient in [
@@ -514,7 +514,7 @@ fn faults_are_retried_or_fail_typed() {
         let e = check(&src, offset, 1000).expect_err(kind);
         let requests = *proxy.seen.lock().unwrap() - before;
         match &e {
-            ImageError::Remote(h) => assert_eq!(h.kind(), kind, "{fault:?}: {e}"),
+            ReadError::Remote(h) => assert_eq!(h.kind(), kind, "{fault:?}: {e}"),
             other => panic!("{fault:?}: {other}"),
         }
         assert!(!e.to_string().contains("s3cr3t"), "{e}");

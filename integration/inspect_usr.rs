@@ -240,7 +240,9 @@ pub(crate) fn inspect(image: &Path) -> Report {
         image_roots: vec![image.parent().unwrap().to_path_buf()],
         ..InspectOptions::default()
     };
-    pipeline::inspect(image, &opts).unwrap_or_else(|e| panic!("{}: {e}", image.display()))
+    pipeline::inspect_with_stats(image, &opts)
+        .unwrap_or_else(|e| panic!("{}: {e}", image.display()))
+        .0
 }
 
 /// Checks the one OS of `report` against the os-release text on its `/usr`, the

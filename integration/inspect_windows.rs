@@ -276,7 +276,7 @@ fn walk(hive: &Hive) {
 
 #[test]
 fn windows_skeleton_is_inspected_end_to_end() {
-    use guestkit_worker::inspect::pipeline::{inspect, InspectOptions};
+    use guestkit_worker::inspect::pipeline::{inspect_with_stats, InspectOptions};
     let dir = tempdir();
     let (gpt, mbr) = windows_disks(dir.path());
     // Every hive value is what hivex reads too.
@@ -293,7 +293,9 @@ fn windows_skeleton_is_inspected_end_to_end() {
     eprintln!("windows hives: {compared} values equal to hivexget's");
 
     let started = std::time::Instant::now();
-    let report = inspect(&gpt, &InspectOptions::default()).unwrap();
+    let report = inspect_with_stats(&gpt, &InspectOptions::default())
+        .unwrap()
+        .0;
     eprintln!("windows skeleton inspected in {:?}", started.elapsed());
     assert_eq!(report.operating_systems.len(), 1, "{:?}", report.warnings);
     let os = &report.operating_systems[0];
@@ -464,7 +466,9 @@ fn windows_skeleton_is_inspected_end_to_end() {
     assert_eq!(fs.label.as_deref(), Some("Windows"));
 
     // The same volume on an MBR disk: E: is mapped by disk signature and offset.
-    let report = inspect(&mbr, &InspectOptions::default()).unwrap();
+    let report = inspect_with_stats(&mbr, &InspectOptions::default())
+        .unwrap()
+        .0;
     let os = &report.operating_systems[0];
     let drives: Vec<(&str, &str)> = os
         .drive_mappings

@@ -11,33 +11,16 @@
 //! dirty log) is built once with guestfish and checked against guestfish's own reads
 //! and `xfs_db`.
 
-use std::collections::BTreeMap;
 use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::Command;
-use std::sync::Arc;
 
 use guestkit_worker::inspect::fs::probe::probe;
 use guestkit_worker::inspect::fs::xfs::XfsFs;
-use guestkit_worker::inspect::fs::{FileKind, FileSystem, FsError, Timestamp};
-use guestkit_worker::inspect::image::RawImage;
-use guestkit_worker::inspect::source::ReadAt;
+use guestkit_worker::inspect::fs::{FileSystem, FsError, Timestamp};
 
+use crate::common::tree::{assert_same, open_raw, walk_ours, walk_source, Facts, Node, Tree};
 use crate::common::{guestfish_disks, run, tempdir, Rng};
-
-/// What one path is, with the inode facts compared.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Node {
-    Dir { meta: Meta, entries: usize },
-    File { meta: Meta, data: Vec<u8> },
-    Symlink { target: String },
-}
-
-/// mode (permission and set-id bits), uid, gid, size.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Meta(u32, u32, u32, u64);
-
-type Tree = BTreeMap<String, Node>;
 
 fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
     let mut rng = Rng(seed | 1);
@@ -123,95 +106,6 @@ fn build_tree(root: &Path) {
     symlink(format!("/{}", "u".repeat(300)), root.join("a/medium_link")).unwrap();
 }
 
-/// The source as a [`Tree`], from `lstat`.
-fn walk_source(root: &Path, rel: &str, out: &mut Tree) {
-    for entry in std::fs::read_dir(root.join(rel.trim_start_matches('/'))).unwrap() {
-        let entry = entry.unwrap();
-        let path = format!("{rel}/{}", entry.file_name().to_str().unwrap());
-        let m = std::fs::symlink_metadata(entry.path()).unwrap();
-        let meta = Meta(m.mode() & 0o7777, m.uid(), m.gid(), m.size());
-        let node = if m.file_type().is_symlink() {
-            let target = std::fs::read_link(entry.path()).unwrap();
-            Node::Symlink {
-                target: target.to_str().unwrap().to_string(),
-            }
-        } else if m.is_dir() {
-            walk_source(root, &path, out);
-            let entries = std::fs::read_dir(entry.path()).unwrap().count();
-            // A directory's size is layout-specific: compared through xfs_db below.
-            Node::Dir {
-                meta: Meta(meta.0, meta.1, meta.2, 0),
-                entries,
-            }
-        } else {
-            Node::File {
-                meta,
-                data: std::fs::read(entry.path()).unwrap(),
-            }
-        };
-        out.insert(path, node);
-    }
-}
-
-/// Our reading as a [`Tree`], checking read_dir's kinds against metadata.
-fn walk_ours(fs: &dyn FileSystem, dir: &str, out: &mut Tree) {
-    for entry in fs.read_dir(if dir.is_empty() { "/" } else { dir }).unwrap() {
-        let path = format!("{dir}/{}", entry.name);
-        let m = fs.metadata(&path).unwrap();
-        assert_eq!(m.kind, entry.kind, "{path}: kind from read_dir vs metadata");
-        let meta = Meta(m.mode, m.uid, m.gid, m.size);
-        let node = match m.kind {
-            FileKind::Dir => {
-                walk_ours(fs, &path, out);
-                Node::Dir {
-                    meta: Meta(meta.0, meta.1, meta.2, 0),
-                    entries: fs.read_dir(&path).unwrap().len(),
-                }
-            }
-            FileKind::File => Node::File {
-                data: fs.read_file(&path, 1 << 30).unwrap(),
-                meta,
-            },
-            FileKind::Symlink => match fs.read_link(&path) {
-                Ok(target) => {
-                    assert_eq!(target.len() as u64, m.size, "{path}: symlink size");
-                    Node::Symlink { target }
-                }
-                // Kept for the caller to judge (see MKFS_REMOTE_SYMLINK_BUG).
-                Err(e) => Node::Symlink {
-                    target: format!("<error: {e}>"),
-                },
-            },
-            FileKind::Other => panic!("{path}: unexpected special file"),
-        };
-        out.insert(path, node);
-    }
-}
-
-fn assert_same(label: &str, ours: &Tree, source: &Tree) {
-    let only_ours: Vec<_> = ours.keys().filter(|k| !source.contains_key(*k)).collect();
-    let only_source: Vec<_> = source.keys().filter(|k| !ours.contains_key(*k)).collect();
-    assert!(
-        only_ours.is_empty() && only_source.is_empty(),
-        "{label}: paths only in our reading: {only_ours:?}; only in the source: {:?}",
-        only_source.iter().take(10).collect::<Vec<_>>()
-    );
-    for (path, want) in source {
-        let got = &ours[path];
-        if got != want {
-            let short = |n: &Node| match n {
-                Node::File { meta, data } => format!("file {meta:?} {} bytes", data.len()),
-                other => format!("{other:?}"),
-            };
-            panic!(
-                "{label}: {path} differs: ours {} vs source {}",
-                short(got),
-                short(want)
-            );
-        }
-    }
-}
-
 /// A protofile (mkfs.xfs -p) describing the source tree, owners and modes from lstat.
 fn protofile(root: &Path) -> String {
     fn mode_string(kind: char, mode: u32) -> String {
@@ -258,10 +152,6 @@ fn protofile(root: &Path) -> String {
     dir(root, &mut out);
     out.push_str("$\n");
     out
-}
-
-fn open_raw(path: &Path) -> Arc<dyn ReadAt> {
-    Arc::new(RawImage::open(path).unwrap())
 }
 
 fn xfs_db(img: &Path, cmds: &[&str]) -> String {
@@ -379,7 +269,7 @@ fn xfs_protofile_variants_match_the_source_tree() {
     std::fs::create_dir(&src).unwrap();
     build_tree(&src);
     let mut want = Tree::new();
-    walk_source(&src, "", &mut want);
+    walk_source(&src, "", Facts::ALL, &mut want);
     let proto = dir.path().join("proto");
     std::fs::write(&proto, protofile(&src)).unwrap();
     let files = want
@@ -421,7 +311,7 @@ fn xfs_protofile_variants_match_the_source_tree() {
         let fs = XfsFs::open(open_raw(&img)).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert!(fs.warnings().is_empty(), "{name}: {:?}", fs.warnings());
         let mut ours = Tree::new();
-        walk_ours(&fs, "", &mut ours);
+        walk_ours(&fs, "", Facts::ALL, &[], &mut ours);
         if !name.starts_with("v4") {
             // mkfs.xfs 6.1's protofile code writes remote symlink blocks without the v5
             // header, which xfs_repair (and the kernel's verifier) reject: so do we.
@@ -713,7 +603,7 @@ fn xfs_kernel_made_unwritten_holes_btree_hardlinks_and_dirty_log() {
         .collect();
     want.sort();
     let mut ours = Tree::new();
-    walk_ours(&fs, "", &mut ours);
+    walk_ours(&fs, "", Facts::ALL, &[], &mut ours);
     let mut got: Vec<String> = ours.keys().cloned().collect();
     got.sort();
     // find0 ran before /dirty was made.

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{TimeZone, Utc};
 use guestkit_job_spec::{
-    JobError, JobStatus, OutputFormat, OutputSpec, OutputTemplate, ResultDocument,
+    ErrorKind, JobError, JobStatus, OutputFormat, OutputSpec, OutputTemplate, ResultDocument,
 };
 use guestkit_worker::inspect::report::{
     Application, Driver, FilesystemInfo, ImageInfo, Interface, Kernel, LogicalVolumeInfo, Network,
@@ -788,7 +788,7 @@ fn failed() -> ResultDocument {
         Some("guestkit.inspect"),
         None,
         Some(JobError::new(
-            "image_corrupt",
+            ErrorKind::ImageError,
             "corrupt qcow2 image at offset 196608: L2 table offset 0x30001 is not cluster aligned",
             false,
         )),
@@ -803,7 +803,7 @@ fn rejected() -> ResultDocument {
         None,
         None,
         Some(JobError::new(
-            "not_json",
+            ErrorKind::NotJson,
             "message is not valid JSON: expected value at line 1 column 1",
             false,
         )),

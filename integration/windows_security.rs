@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
 
-use guestkit_worker::inspect::pipeline::{inspect, InspectOptions};
+use guestkit_worker::inspect::pipeline::{inspect_with_stats, InspectOptions};
 use guestkit_worker::profile::{profile_image, ProfileKind, ProfileRequest, Severity};
 
 use crate::common::regf::{self, Key};
@@ -207,7 +207,9 @@ dd if=bl.img of=two.img bs=512 seek=86016 conv=notrunc status=none
 "#,
         d.display()
     ));
-    let report = inspect(&d.join("two.img"), &InspectOptions::default()).unwrap();
+    let report = inspect_with_stats(&d.join("two.img"), &InspectOptions::default())
+        .unwrap()
+        .0;
     let enc: Vec<(&str, &str, bool)> = report
         .encrypted
         .iter()
@@ -227,7 +229,9 @@ dd if=bl.img of=two.img bs=512 seek=86016 conv=notrunc status=none
         report.warnings
     );
     // Without one, the list is empty.
-    let plain = inspect(&d.join("gpt.img"), &InspectOptions::default()).unwrap();
+    let plain = inspect_with_stats(&d.join("gpt.img"), &InspectOptions::default())
+        .unwrap()
+        .0;
     assert!(plain.encrypted.is_empty());
     assert!(plain.operating_systems[0]
         .security
@@ -252,7 +256,9 @@ fn wof_compressed_file_is_a_warning_naming_it() {
         .arg(dir.path().join("part.img"))))
     .to_string();
     assert!(info.contains("REPARSE_POINT"), "{info}");
-    let report = inspect(&gpt, &InspectOptions::default()).unwrap();
+    let report = inspect_with_stats(&gpt, &InspectOptions::default())
+        .unwrap()
+        .0;
     let os = &report.operating_systems[0];
     // Everything else is read; the architecture (from cmd.exe) is unknown, and said why.
     assert_eq!(os.hostname.as_deref(), Some("WIN-SRV-01"));

@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use futures_util::FutureExt;
 use guestkit_job_spec::{
-    parse_job, peek_job_id, JobDocument, JobError, JobStatus, OutputSpec, ResultDocument,
+    parse_job, peek_job_id, ErrorKind, JobDocument, JobError, JobStatus, OutputSpec, ResultDocument,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -18,8 +18,8 @@ use crate::progress::Progress;
 /// goes to the dead-letter queue.
 #[derive(Debug, Clone)]
 pub struct Rejection {
-    /// Stable label for metrics (`not_json`, `unknown_operation`, ...).
-    pub reason: &'static str,
+    /// The `error.kind` and metrics label (`not_json`, `unknown_operation`, ...).
+    pub reason: ErrorKind,
     pub message: String,
     pub job_id: Option<String>,
     pub operation: Option<String>,
@@ -51,7 +51,7 @@ pub fn accept(
     if body.len() > max_bytes {
         // Not parsed at all: a huge body must not cost a huge parse.
         return Err(reject(
-            "too_large",
+            ErrorKind::TooLarge,
             format!(
                 "message body of {} bytes exceeds the limit of {max_bytes} bytes",
                 body.len()
@@ -74,7 +74,7 @@ pub fn accept(
     if let Some(wanted) = job.worker_pool() {
         if wanted != pool {
             return Err(reject(
-                "wrong_pool",
+                ErrorKind::WrongPool,
                 format!("routing.worker_pool is {wanted:?} but this worker serves pool {pool:?}"),
                 Some(&job),
             ));
@@ -82,14 +82,14 @@ pub fn accept(
     }
     if !job.allows_pool(pool) {
         return Err(reject(
-            "wrong_pool",
+            ErrorKind::WrongPool,
             format!("constraints.allowed_worker_pools does not include pool {pool:?}"),
             Some(&job),
         ));
     }
     let Some(op) = registry.get(&job.operation) else {
         return Err(reject(
-            "unknown_operation",
+            ErrorKind::UnknownOperation,
             format!(
                 "unknown operation {:?}; this worker runs: {}",
                 job.operation,
@@ -100,7 +100,7 @@ pub fn accept(
     };
     let output = match OutputSpec::from_data(&job.payload.data) {
         Ok(spec) => spec,
-        Err(msg) => return Err(reject("invalid_output", msg, Some(&job))),
+        Err(msg) => return Err(reject(ErrorKind::InvalidOutput, msg, Some(&job))),
     };
     if let Err(invalid) = op.validate(&job.payload.data, env) {
         return Err(reject(invalid.reason, invalid.message, Some(&job)));
@@ -121,8 +121,9 @@ pub fn job_timeout(job: &JobDocument, max: Duration) -> Duration {
     }
 }
 
-/// Runs the operation in its own task (a panic fails the job, not the worker), under
-/// the timeout; on timeout the job's cancel token fires so blocking work stops too.
+/// Runs the operation in the caller's task, under a panic guard (a panic fails the job,
+/// not the worker) and the timeout; on timeout the job's cancel token fires so blocking
+/// work stops too.
 pub async fn run(
     accepted: &Accepted,
     progress: Progress,
@@ -132,7 +133,7 @@ pub async fn run(
     if let Some(deadline) = accepted.job.deadline() {
         if deadline < Utc::now() {
             return Err(OpError::fatal(
-                "deadline_exceeded",
+                ErrorKind::DeadlineExceeded,
                 format!("the job's deadline {deadline} has passed"),
             ));
         }
@@ -159,13 +160,16 @@ pub async fn run(
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "operation panicked".into());
             tracing::error!(job_id = %accepted.job.job_id, panic = %msg, "operation panicked");
-            Err(OpError::fatal("panic", format!("internal error: {msg}")))
+            Err(OpError::fatal(
+                ErrorKind::Panic,
+                format!("internal error: {msg}"),
+            ))
         }
         Err(_) => {
             // Dropping the future stops async work; blocking work sees the token.
             cancel.cancel();
             Err(OpError::fatal(
-                "timeout",
+                ErrorKind::Timeout,
                 format!(
                     "the job did not finish within its timeout of {} s",
                     timeout.as_secs_f64()
@@ -297,7 +301,7 @@ mod tests {
         .err()
         .unwrap();
         assert_eq!(
-            (r.reason, r.job_id.as_deref()),
+            (r.reason.as_str(), r.job_id.as_deref()),
             ("wrong_pool", Some("job-test-0001"))
         );
         let unknown = String::from_utf8(job(""))

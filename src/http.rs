@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
@@ -50,6 +51,11 @@ impl Health {
     }
 }
 
+/// Most connections served at once. Further ones wait in the kernel's backlog until a
+/// slot frees (a permit is taken before `accept`, as mini-redis does), so a flood of
+/// scrapers cannot spawn tasks without bound; each connection lasts at most 5 s.
+const MAX_CONNECTIONS: usize = 32;
+
 /// Serves until shutdown. Bound before the worker consumes, so a port clash fails the
 /// start instead of hiding.
 pub async fn serve(
@@ -58,30 +64,60 @@ pub async fn serve(
     health: Arc<Health>,
     mut shutdown: Shutdown,
 ) {
+    let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
-        let (stream, _) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(err) => {
-                    tracing::warn!(error = %err, "metrics server accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
+        tokio::select! {
+            accepted = accept(&listener, &limit) => {
+                let (stream, permit) = accepted;
+                spawn_handle(stream, permit, &metrics, &health);
+            }
             _ = shutdown.recv() => {
                 // Keep answering /healthz and /readyz (503) while draining.
-                tokio::spawn(serve_forever(listener, metrics, health));
+                tokio::spawn(async move {
+                    loop {
+                        let (stream, permit) = accept(&listener, &limit).await;
+                        spawn_handle(stream, permit, &metrics, &health);
+                    }
+                });
                 return;
             }
-        };
-        tokio::spawn(handle(stream, metrics.clone(), health.clone()));
+        }
     }
 }
 
-async fn serve_forever(listener: TcpListener, metrics: Arc<Metrics>, health: Arc<Health>) {
-    while let Ok((stream, _)) = listener.accept().await {
-        tokio::spawn(handle(stream, metrics.clone(), health.clone()));
+/// The next connection, once a slot is free. Accept errors (out of file descriptors,
+/// say) are logged and retried after a pause.
+async fn accept(
+    listener: &TcpListener,
+    limit: &Arc<Semaphore>,
+) -> (TcpStream, OwnedSemaphorePermit) {
+    let permit = limit
+        .clone()
+        .acquire_owned()
+        .await
+        .expect("the connection semaphore is never closed");
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => return (stream, permit),
+            Err(err) => {
+                tracing::warn!(error = %err, "metrics server accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
     }
+}
+
+fn spawn_handle(
+    stream: TcpStream,
+    permit: OwnedSemaphorePermit,
+    metrics: &Arc<Metrics>,
+    health: &Arc<Health>,
+) {
+    let (metrics, health) = (metrics.clone(), health.clone());
+    tokio::spawn(async move {
+        handle(stream, metrics, health).await;
+        drop(permit);
+    });
 }
 
 async fn handle(mut stream: TcpStream, metrics: Arc<Metrics>, health: Arc<Health>) {

@@ -5,6 +5,8 @@
 //! turns the result into bytes, [`broker::publisher`] publishes it with confirms, and
 //! only then is the delivery acked. [`inspect`] is the disk-image pipeline.
 
+#![forbid(unsafe_code)]
+
 pub mod broker;
 pub mod config;
 pub mod executor;

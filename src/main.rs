@@ -1,5 +1,7 @@
 //! The `guestkit-worker` binary: the daemon, or one of its subcommands.
 
+#![forbid(unsafe_code)]
+
 use std::process::ExitCode;
 
 use guestkit_worker::broker::{connection, topology};
@@ -170,9 +172,10 @@ fn inspect_failed(code: u8, message: impl std::fmt::Display) -> anyhow::Result<E
 }
 
 /// The exit code of an inspection that produced no report.
-fn inspect_error_code(kind: &str) -> u8 {
+fn inspect_error_code(kind: &guestkit_job_spec::ErrorKind) -> u8 {
+    use guestkit_job_spec::ErrorKind;
     match kind {
-        "read_budget_exceeded" | "cancelled" => inspect_exit::LIMIT,
+        ErrorKind::ReadBudgetExceeded | ErrorKind::Cancelled => inspect_exit::LIMIT,
         _ => inspect_exit::IMAGE,
     }
 }

@@ -1,5 +1,6 @@
 //! Prometheus metrics of one worker process.
 
+use prometheus::core::Collector;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
     Registry, TextEncoder,
@@ -29,128 +30,140 @@ const DURATION_BUCKETS: &[f64] = &[
     1800.0, 3600.0,
 ];
 
+/// Result-publish buckets: from half a millisecond to a slow broker's seconds.
+const PUBLISH_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+];
+
+/// Registers `metric` (its definition is constant, so an error is a bug) and returns it.
+fn registered<M: Collector + Clone + 'static>(
+    registry: &Registry,
+    metric: prometheus::Result<M>,
+) -> M {
+    let metric = metric.expect("metric definition");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("register metric");
+    metric
+}
+
 impl Metrics {
     /// Creates and registers the metrics; `worker_info` is set once here.
     pub fn new(version: &str, worker_id: &str, pool: &str) -> Metrics {
-        let registry = Registry::new();
-        let jobs_total = IntCounterVec::new(
-            Opts::new("guestkit_jobs_total", "Jobs finished, by final status"),
-            &["pool", "operation", "status"],
-        )
-        .expect("metric");
-        let job_duration_seconds = HistogramVec::new(
-            HistogramOpts::new(
-                "guestkit_job_duration_seconds",
-                "Time from start to result, by status",
-            )
-            .buckets(DURATION_BUCKETS.to_vec()),
-            &["pool", "operation", "status"],
-        )
-        .expect("metric");
-        let jobs_in_flight = IntGaugeVec::new(
-            Opts::new("guestkit_jobs_in_flight", "Jobs running now"),
-            &["pool"],
-        )
-        .expect("metric");
-        let job_retries_total = IntCounterVec::new(
-            Opts::new(
-                "guestkit_job_retries_total",
-                "Jobs republished to the retry queue",
+        let r = Registry::new();
+        let metrics = Metrics {
+            jobs_total: registered(
+                &r,
+                IntCounterVec::new(
+                    Opts::new("guestkit_jobs_total", "Jobs finished, by final status"),
+                    &["pool", "operation", "status"],
+                ),
             ),
-            &["pool", "operation"],
-        )
-        .expect("metric");
-        let messages_rejected_total = IntCounterVec::new(
-            Opts::new(
-                "guestkit_messages_rejected_total",
-                "Messages rejected as invalid jobs, by reason",
+            job_duration_seconds: registered(
+                &r,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "guestkit_job_duration_seconds",
+                        "Time from start to result, by status",
+                    )
+                    .buckets(DURATION_BUCKETS.to_vec()),
+                    &["pool", "operation", "status"],
+                ),
             ),
-            &["pool", "reason"],
-        )
-        .expect("metric");
-        let result_publish_seconds = Histogram::with_opts(
-            HistogramOpts::new(
-                "guestkit_result_publish_seconds",
-                "Time to publish a result until confirmed",
-            )
-            .buckets(vec![
-                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
-            ]),
-        )
-        .expect("metric");
-        let amqp_reconnects_total = IntCounter::new(
-            "guestkit_amqp_reconnects_total",
-            "Times the consumer connection was recovered",
-        )
-        .expect("metric");
-        let replies_total = IntCounterVec::new(
-            Opts::new(
-                "guestkit_replies_total",
-                "Jobs that asked for a reply_to, by outcome: delivered, returned (no such \
-                 queue), or refused by the reply_to rule (the reason)",
+            jobs_in_flight: registered(
+                &r,
+                IntGaugeVec::new(
+                    Opts::new("guestkit_jobs_in_flight", "Jobs running now"),
+                    &["pool"],
+                ),
             ),
-            &["pool", "outcome"],
-        )
-        .expect("metric");
-        let inspect_bytes_read_total = IntCounter::new(
-            "guestkit_inspect_bytes_read_total",
-            "Bytes read from disk images by inspections",
-        )
-        .expect("metric");
-        let remote_bytes_total = IntCounter::new(
-            "guestkit_remote_bytes_total",
-            "Bytes fetched over HTTP for remote images",
-        )
-        .expect("metric");
-        let remote_requests_total = IntCounter::new(
-            "guestkit_remote_requests_total",
-            "HTTP range requests made for remote images",
-        )
-        .expect("metric");
-        let worker_info = IntGaugeVec::new(
-            Opts::new(
-                "guestkit_worker_info",
-                "Constant 1, labelled with what this worker is",
+            job_retries_total: registered(
+                &r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "guestkit_job_retries_total",
+                        "Jobs republished to the retry queue",
+                    ),
+                    &["pool", "operation"],
+                ),
             ),
-            &["version", "worker_id", "pool"],
-        )
-        .expect("metric");
-        worker_info
+            messages_rejected_total: registered(
+                &r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "guestkit_messages_rejected_total",
+                        "Messages rejected as invalid jobs, by reason",
+                    ),
+                    &["pool", "reason"],
+                ),
+            ),
+            result_publish_seconds: registered(
+                &r,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "guestkit_result_publish_seconds",
+                        "Time to publish a result until confirmed",
+                    )
+                    .buckets(PUBLISH_BUCKETS.to_vec()),
+                ),
+            ),
+            amqp_reconnects_total: registered(
+                &r,
+                IntCounter::new(
+                    "guestkit_amqp_reconnects_total",
+                    "Times the consumer connection was recovered",
+                ),
+            ),
+            replies_total: registered(
+                &r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "guestkit_replies_total",
+                        "Jobs that asked for a reply_to, by outcome: delivered, returned (no such \
+                         queue), or refused by the reply_to rule (the reason)",
+                    ),
+                    &["pool", "outcome"],
+                ),
+            ),
+            inspect_bytes_read_total: registered(
+                &r,
+                IntCounter::new(
+                    "guestkit_inspect_bytes_read_total",
+                    "Bytes read from disk images by inspections",
+                ),
+            ),
+            remote_bytes_total: registered(
+                &r,
+                IntCounter::new(
+                    "guestkit_remote_bytes_total",
+                    "Bytes fetched over HTTP for remote images",
+                ),
+            ),
+            remote_requests_total: registered(
+                &r,
+                IntCounter::new(
+                    "guestkit_remote_requests_total",
+                    "HTTP range requests made for remote images",
+                ),
+            ),
+            worker_info: registered(
+                &r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "guestkit_worker_info",
+                        "Constant 1, labelled with what this worker is",
+                    ),
+                    &["version", "worker_id", "pool"],
+                ),
+            ),
+            registry: r,
+        };
+        metrics
+            .worker_info
             .with_label_values(&[version, worker_id, pool])
             .set(1);
-
-        for c in [
-            Box::new(jobs_total.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(job_duration_seconds.clone()),
-            Box::new(jobs_in_flight.clone()),
-            Box::new(job_retries_total.clone()),
-            Box::new(messages_rejected_total.clone()),
-            Box::new(result_publish_seconds.clone()),
-            Box::new(amqp_reconnects_total.clone()),
-            Box::new(replies_total.clone()),
-            Box::new(inspect_bytes_read_total.clone()),
-            Box::new(remote_bytes_total.clone()),
-            Box::new(remote_requests_total.clone()),
-            Box::new(worker_info.clone()),
-        ] {
-            registry.register(c).expect("register metric");
-        }
-        jobs_in_flight.with_label_values(&[pool]).set(0);
-        Metrics {
-            registry,
-            jobs_total,
-            job_duration_seconds,
-            jobs_in_flight,
-            job_retries_total,
-            messages_rejected_total,
-            result_publish_seconds,
-            amqp_reconnects_total,
-            replies_total,
-            inspect_bytes_read_total,
-            remote_bytes_total,
-            remote_requests_total,
-            worker_info,
-        }
+        metrics.jobs_in_flight.with_label_values(&[pool]).set(0);
+        metrics
     }
 
     /// The text exposition format served on `/metrics`.

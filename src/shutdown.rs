@@ -22,11 +22,6 @@ impl Shutdown {
         (ShutdownTrigger { tx }, Shutdown { rx })
     }
 
-    /// True once shutdown has been triggered.
-    pub fn is_shutdown(&self) -> bool {
-        *self.rx.borrow()
-    }
-
     /// Completes when shutdown is triggered (at once if it already was). A dropped
     /// trigger counts as a shutdown, so no task can wait forever.
     pub async fn recv(&mut self) {
@@ -55,15 +50,17 @@ pub async fn termination_signal() {
 
 #[cfg(test)]
 mod tests {
+    use futures_util::FutureExt;
+
     use super::*;
 
     #[tokio::test]
     async fn recv_completes_after_trigger_and_on_drop() {
         let (trigger, mut s) = Shutdown::new();
-        assert!(!s.is_shutdown());
+        assert!(s.clone().recv().now_or_never().is_none());
         trigger.trigger();
         s.recv().await;
-        assert!(s.is_shutdown());
+        assert!(s.clone().recv().now_or_never().is_some());
 
         let (trigger, mut s) = Shutdown::new();
         drop(trigger);

@@ -8,11 +8,11 @@ use guestkit_job_spec::{parse_job, JobBuilder, JobDocument};
 use lapin::options::{
     BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions,
 };
-use lapin::types::{AMQPValue, FieldTable};
-use lapin::{BasicProperties, ConnectionProperties};
+use lapin::types::{AMQPValue, FieldTable, ShortString};
+use lapin::{BasicProperties, Channel, ConnectionProperties};
 
 use crate::broker::connection::Broker;
-use crate::broker::topology::JOBS_EXCHANGE;
+use crate::broker::topology::{string_header, HEADER_STATUS, JOBS_EXCHANGE};
 use crate::config::{Config, SubmitArgs};
 
 /// What `submit` ended with, for the exit code.
@@ -64,34 +64,9 @@ pub async fn submit(cfg: &Config, args: &SubmitArgs) -> anyhow::Result<Submitted
         .with_correlation_id(job.job_id.as_str().into());
     let mut replies = None;
     if args.wait {
-        let mut qargs = FieldTable::default();
-        // Gone within a minute if this process dies without cleaning up.
-        qargs.insert("x-expires".into(), AMQPValue::LongInt(60_000));
-        let queue = channel
-            .queue_declare(
-                "".into(),
-                QueueDeclareOptions {
-                    exclusive: true,
-                    auto_delete: true,
-                    ..Default::default()
-                },
-                qargs,
-            )
-            .await?;
-        props = props.with_reply_to(queue.name().clone());
-        replies = Some(
-            channel
-                .basic_consume(
-                    queue.name().clone(),
-                    "".into(),
-                    BasicConsumeOptions {
-                        no_ack: true,
-                        ..Default::default()
-                    },
-                    FieldTable::default(),
-                )
-                .await?,
-        );
+        let (queue, consumer) = reply_queue(&channel).await?;
+        props = props.with_reply_to(queue);
+        replies = Some(consumer);
     }
     let confirm = channel
         .basic_publish(
@@ -109,41 +84,12 @@ pub async fn submit(cfg: &Config, args: &SubmitArgs) -> anyhow::Result<Submitted
         job.job_id, job.operation, cfg.pool
     );
 
-    let Some(mut replies) = replies else {
+    let Some(replies) = replies else {
         let _ = conn.close(200, "done".into()).await;
         return Ok(Submitted::Sent);
     };
     let wait = Duration::from_secs(args.wait_timeout);
-    let found = tokio::time::timeout(wait, async {
-        while let Some(delivery) = replies.next().await {
-            let delivery = delivery?;
-            let matches = delivery
-                .properties
-                .correlation_id()
-                .as_ref()
-                .map(|c| c.as_str())
-                == Some(job.job_id.as_str());
-            if !matches {
-                continue;
-            }
-            let status = delivery
-                .properties
-                .headers()
-                .as_ref()
-                .and_then(|h| h.inner().get("x-guestkit-status").cloned())
-                .and_then(|v| match v {
-                    AMQPValue::LongString(s) => Some(s.to_string()),
-                    _ => None,
-                })
-                .unwrap_or_default();
-            return Ok::<_, lapin::Error>(Some(Submitted::Result {
-                status,
-                body: delivery.data,
-            }));
-        }
-        Ok(None)
-    })
-    .await;
+    let found = tokio::time::timeout(wait, await_result(replies, &job.job_id)).await;
     let _ = conn.close(200, "done".into()).await;
     match found {
         Ok(Ok(Some(result))) => Ok(result),
@@ -151,4 +97,61 @@ pub async fn submit(cfg: &Config, args: &SubmitArgs) -> anyhow::Result<Submitted
         Ok(Err(e)) => Err(e.into()),
         Err(_) => anyhow::bail!("no result for {} within {} s", job.job_id, wait.as_secs()),
     }
+}
+
+/// A server-named, exclusive reply queue (the only kind the worker's `reply_to` rule
+/// accepts) and a consumer on it.
+async fn reply_queue(channel: &Channel) -> lapin::Result<(ShortString, lapin::Consumer)> {
+    let mut qargs = FieldTable::default();
+    // Gone within a minute if this process dies without cleaning up.
+    qargs.insert("x-expires".into(), AMQPValue::LongInt(60_000));
+    let queue = channel
+        .queue_declare(
+            "".into(),
+            QueueDeclareOptions {
+                exclusive: true,
+                auto_delete: true,
+                ..Default::default()
+            },
+            qargs,
+        )
+        .await?;
+    let consumer = channel
+        .basic_consume(
+            queue.name().clone(),
+            "".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    Ok((queue.name().clone(), consumer))
+}
+
+/// The first reply whose correlation id is `job_id`; `None` when the queue closes first.
+async fn await_result(
+    mut replies: lapin::Consumer,
+    job_id: &str,
+) -> lapin::Result<Option<Submitted>> {
+    while let Some(delivery) = replies.next().await {
+        let delivery = delivery?;
+        let matches = delivery
+            .properties
+            .correlation_id()
+            .as_ref()
+            .map(|c| c.as_str())
+            == Some(job_id);
+        if !matches {
+            continue;
+        }
+        let status = string_header(delivery.properties.headers().as_ref(), HEADER_STATUS)
+            .unwrap_or_default();
+        return Ok(Some(Submitted::Result {
+            status,
+            body: delivery.data,
+        }));
+    }
+    Ok(None)
 }

@@ -9,7 +9,7 @@ use futures_util::StreamExt;
 use guestkit_job_spec::{JobStatus, OutputSpec, ResultDocument};
 use lapin::message::Delivery;
 use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
-use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Connection};
 use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
@@ -18,7 +18,10 @@ use crate::broker::connection::Broker;
 use crate::broker::publisher::{PublishError, Publisher};
 use crate::broker::reply_to;
 use crate::broker::settler::{Settle, Settler, Unsettled};
-use crate::broker::topology::{self, PoolNames, RESULTS_EXCHANGE};
+use crate::broker::topology::{
+    self, long_string, PoolNames, HEADER_ATTEMPT, HEADER_FORMAT, HEADER_JOB_ID, HEADER_OPERATION,
+    HEADER_POOL, HEADER_RENDER_ERROR, HEADER_STATUS, HEADER_WORKER_ID, RESULTS_EXCHANGE,
+};
 use crate::config::Config;
 use crate::executor::{self, Accepted, Rejection, ResultStamp};
 use crate::http::{self, Health};
@@ -136,6 +139,15 @@ pub async fn run(cfg: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     result
 }
 
+/// How one channel's consume loop ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ChannelEnd {
+    /// The worker is stopping: drain this channel.
+    Shutdown,
+    /// The channel is gone for good: open a new connection.
+    Reconnect,
+}
+
 /// The consume loop, with reconnects, until shutdown. Returns after the consumer is
 /// cancelled and buffered deliveries went back to the queue; running jobs continue.
 async fn consume(
@@ -147,20 +159,21 @@ async fn consume(
     let tag = format!("guestkit-worker-{}", shared.worker_id);
     let mut first = true;
     loop {
-        let (conn, channel, mut consumer) = tokio::select! {
-            opened = open_consumer(shared, &tag) => match opened {
-                Ok(opened) => opened,
-                Err(err) if first => return Err(err),
-                Err(err) => {
-                    tracing::warn!(error = %err, "reconnect failed; trying again");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    continue;
-                }
-            },
+        let opened = tokio::select! {
+            opened = open_consumer(shared, &tag) => opened,
             _ = shutdown.recv() => return Ok(()),
         };
+        let (conn, channel, mut consumer) = match opened {
+            Ok(opened) => opened,
+            Err(err) if first => return Err(err),
+            Err(err) => {
+                tracing::warn!(error = %err, "reconnect failed; trying again");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
         if !first {
-            shared.metrics.amqp_reconnects_total.inc();
+            reconnected(&shared.metrics, health);
         }
         first = false;
         // One settler per channel: delivery tags are per channel.
@@ -174,67 +187,124 @@ async fn consume(
         ));
         tracing::info!(queue = %shared.names.jobs, "consuming");
 
-        let reconnect = loop {
-            tokio::select! {
-                next = consumer.next() => match next {
-                    Some(Ok(delivery)) => {
-                        let unsettled = settler.track(&delivery);
-                        let task_shared = shared.clone();
-                        let task_shutdown = shutdown.clone();
-                        // Boxed: the job's future is large, and spawning moves it several
-                        // times; a box moves once (measured: memmove was 8% of CPU).
-                        tracker.spawn(Box::pin(process(task_shared, delivery, unsettled, task_shutdown)));
-                    }
-                    Some(Err(err)) => {
-                        health.set_consuming(false);
-                        tracing::warn!(error = %err, "consumer connection lost; waiting for recovery");
-                        let recovered = tokio::select! {
-                            r = channel.wait_for_recovery(err) => r,
-                            _ = shutdown.recv() => break false,
-                        };
-                        match recovered {
-                            Ok(()) => tracing::info!("consumer recovered"),
-                            Err(err) => {
-                                tracing::warn!(error = %err, "automatic recovery failed; reconnecting");
-                                break true;
-                            }
-                        }
-                    }
-                    None => {
-                        health.set_consuming(false);
-                        tracing::warn!("consumer cancelled by the broker; reconnecting");
-                        break true;
-                    }
-                },
-                _ = shutdown.recv() => break false,
+        let end = serve_channel(
+            shared,
+            health,
+            tracker,
+            &channel,
+            &mut consumer,
+            &settler,
+            &mut shutdown,
+        )
+        .await;
+        match end {
+            ChannelEnd::Reconnect => {
+                let _ = conn.close(200, "reconnecting".into()).await;
             }
-        };
-        if reconnect {
-            let _ = conn.close(200, "reconnecting".into()).await;
-            continue;
+            ChannelEnd::Shutdown => {
+                drain(
+                    shared, health, tracker, conn, &channel, consumer, &settler, &tag,
+                )
+                .await;
+                return Ok(());
+            }
         }
-
-        // Shutdown: stop new deliveries at once, hand back what was prefetched but
-        // not started; running jobs keep the channel open until they are acked.
-        health.set_draining();
-        let _ = channel
-            .basic_cancel(tag.as_str().into(), BasicCancelOptions::default())
-            .await;
-        while let Ok(Some(Ok(delivery))) =
-            tokio::time::timeout(Duration::from_millis(300), consumer.next()).await
-        {
-            settler.track(&delivery).settle(Settle::Requeue);
-        }
-        // The connection stays open (held by the running jobs' ackers) until `run`
-        // has drained them; dropping it here is fine: lapin closes it when the last
-        // handle goes, after the acks went out.
-        tokio::spawn(close_after(
-            conn,
-            tracker.clone(),
-            shared.cfg.shutdown_grace(),
-        ));
-        return Ok(());
     }
+}
+
+/// Hands every delivery of one channel to a job task until the channel ends.
+///
+/// Two bounds on concurrency, on purpose: the prefetch (`basic.qos` =
+/// `--max-concurrent`) stops the broker pushing more than that many unacked deliveries
+/// to this channel, and the semaphore in `process` caps the jobs running. The prefetch
+/// alone is not enough: after a reconnect the new channel gets a fresh window while the
+/// old channel's jobs still run, and each delivery is spawned before it takes a permit.
+async fn serve_channel(
+    shared: &Arc<Shared>,
+    health: &Health,
+    tracker: &TaskTracker,
+    channel: &Channel,
+    consumer: &mut lapin::Consumer,
+    settler: &Settler,
+    shutdown: &mut Shutdown,
+) -> ChannelEnd {
+    loop {
+        let next = tokio::select! {
+            next = consumer.next() => next,
+            _ = shutdown.recv() => return ChannelEnd::Shutdown,
+        };
+        match next {
+            Some(Ok(delivery)) => {
+                let unsettled = settler.track(&delivery);
+                // Boxed: the job's future is large, and spawning moves it several
+                // times; a box moves once (measured: memmove was 8% of CPU).
+                tracker.spawn(Box::pin(process(
+                    shared.clone(),
+                    delivery,
+                    unsettled,
+                    shutdown.clone(),
+                )));
+            }
+            Some(Err(err)) => {
+                health.set_consuming(false);
+                tracing::warn!(error = %err, "consumer connection lost; waiting for recovery");
+                let recovered = tokio::select! {
+                    r = channel.wait_for_recovery(err) => r,
+                    _ = shutdown.recv() => return ChannelEnd::Shutdown,
+                };
+                match recovered {
+                    Ok(()) => tracing::info!("consumer recovered"),
+                    Err(err) => {
+                        tracing::warn!(error = %err, "automatic recovery failed; reconnecting");
+                        return ChannelEnd::Reconnect;
+                    }
+                }
+            }
+            None => {
+                health.set_consuming(false);
+                tracing::warn!("consumer cancelled by the broker; reconnecting");
+                return ChannelEnd::Reconnect;
+            }
+        }
+    }
+}
+
+/// Shutdown of one channel: stop new deliveries at once, hand back what was prefetched
+/// but not started; running jobs keep the channel open until they are acked.
+#[allow(clippy::too_many_arguments)]
+async fn drain(
+    shared: &Shared,
+    health: &Health,
+    tracker: &TaskTracker,
+    conn: Connection,
+    channel: &Channel,
+    mut consumer: lapin::Consumer,
+    settler: &Settler,
+    tag: &str,
+) {
+    health.set_draining();
+    let _ = channel
+        .basic_cancel(tag.into(), BasicCancelOptions::default())
+        .await;
+    while let Ok(Some(Ok(delivery))) =
+        tokio::time::timeout(Duration::from_millis(300), consumer.next()).await
+    {
+        settler.track(&delivery).settle(Settle::Requeue);
+    }
+    // The connection stays open (held by the running jobs' ackers) until `run` has
+    // drained them; lapin closes it when the last handle goes, after the acks went out.
+    tokio::spawn(close_after(
+        conn,
+        tracker.clone(),
+        shared.cfg.shutdown_grace(),
+    ));
+}
+
+/// The one place a reconnect is counted: ours after a lost channel, or lapin's own
+/// automatic recovery (seen in [`watch_connection`]).
+fn reconnected(metrics: &Metrics, health: &Health) {
+    metrics.amqp_reconnects_total.inc();
+    health.set_consuming(true);
 }
 
 /// Follows lapin's connection events: its automatic recovery may reconnect without the
@@ -253,8 +323,7 @@ async fn watch_connection(
                 tracing::warn!(error = %err, "broker connection error; lapin is recovering");
             }
             lapin::Event::Connected => {
-                metrics.amqp_reconnects_total.inc();
-                health.set_consuming(true);
+                reconnected(&metrics, &health);
                 tracing::info!("broker connection recovered");
             }
             _ => {}
@@ -341,24 +410,24 @@ async fn reject(
 ) -> Settle {
     let doc = stamp.rejected(&rejection);
     tracing::warn!(
-        job_id = doc.job_id.as_deref().unwrap_or("-"), reason = rejection.reason,
+        job_id = doc.job_id.as_deref().unwrap_or("-"), reason = %rejection.reason,
         message = %rejection.message, "message rejected"
     );
     let m = &shared.metrics;
     m.messages_rejected_total
-        .with_label_values(&[&shared.cfg.pool, rejection.reason])
+        .with_label_values(&[&shared.cfg.pool, rejection.reason.as_str()])
         .inc();
     let op = metric_operation(&doc);
     m.jobs_total
         .with_label_values(&[&shared.cfg.pool, &op, "rejected"])
         .inc();
-    match publish_result(shared, &doc, OutputSpec::default(), &delivery.properties).await {
-        Ok(()) => Settle::Reject,
-        Err(err) => {
-            tracing::error!(error = %err, "rejected result not published; message requeued");
-            Settle::Requeue
-        }
-    }
+    let published = publish_result(shared, &doc, OutputSpec::default(), &delivery.properties)
+        .await
+        .inspect_err(
+            |err| tracing::error!(error = %err, "rejected result not published; message requeued"),
+        )
+        .is_ok();
+    settlement(Disposition::Reject, published)
 }
 
 async fn run_job(
@@ -389,10 +458,12 @@ async fn run_job(
     let outcome = executor::run(&accepted, progress.clone(), shared.env.clone(), timeout).await;
     in_flight.dec();
 
-    if let Err(err) = &outcome {
-        if err.retryable && attempt < job.max_attempts() {
-            return retry(shared, delivery, stamp, &accepted, err, &progress).await;
-        }
+    if let (Disposition::Retry, Err(err)) = (
+        disposition(Some(&outcome), attempt, job.max_attempts()),
+        &outcome,
+    ) {
+        let published = retry(shared, delivery, stamp, &accepted, err, &progress).await;
+        return settlement(Disposition::Retry, published);
     }
     let doc = stamp.finished(&job, outcome);
     let status = doc.status.as_str();
@@ -408,15 +479,51 @@ async fn run_job(
         .with_label_values(&[pool, &op, status])
         .observe(stamp.started.elapsed().as_secs_f64());
     progress.finished(status, doc.duration_ms);
-    match publish_result(shared, &doc, accepted.output, &delivery.properties).await {
+    let published = match publish_result(shared, &doc, accepted.output, &delivery.properties).await
+    {
         Ok(()) => {
             log_finished(&doc);
-            Settle::Ack
+            true
         }
         Err(err) => {
             tracing::error!(job_id = %job.job_id, error = %err, "result not published; job requeued");
-            Settle::Requeue
+            false
         }
+    };
+    settlement(Disposition::Result, published)
+}
+
+/// What is done with a handled message before it is settled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Disposition {
+    /// Never a valid job: publish the `rejected` result, then dead-letter it.
+    Reject,
+    /// A retryable failure with attempts left: republish to the retry queue, then ack.
+    Retry,
+    /// Completed, or failed for good: publish the result, then ack.
+    Result,
+}
+
+/// The ack/retry decision. `outcome` is `None` for a message rejected before it ran.
+fn disposition(
+    outcome: Option<&Result<serde_json::Value, OpError>>,
+    attempt: u32,
+    max_attempts: u32,
+) -> Disposition {
+    match outcome {
+        None => Disposition::Reject,
+        Some(Err(err)) if err.retryable && attempt < max_attempts => Disposition::Retry,
+        Some(_) => Disposition::Result,
+    }
+}
+
+/// How a message is settled once what its disposition publishes was confirmed or not:
+/// it leaves the queue only after its result (or retry) is safely on the broker.
+fn settlement(disposition: Disposition, published: bool) -> Settle {
+    match (disposition, published) {
+        (_, false) => Settle::Requeue,
+        (Disposition::Reject, true) => Settle::Reject,
+        (Disposition::Retry | Disposition::Result, true) => Settle::Ack,
     }
 }
 
@@ -440,7 +547,7 @@ fn log_finished(doc: &ResultDocument) {
 }
 
 /// Republishes the job with attempt + 1 to the retry queue (its TTL then dead-letters
-/// it back to the jobs queue), confirmed, then acks the original.
+/// it back to the jobs queue); whether the broker confirmed it.
 async fn retry(
     shared: &Shared,
     delivery: &Delivery,
@@ -448,7 +555,7 @@ async fn retry(
     accepted: &Accepted,
     err: &OpError,
     progress: &Progress,
-) -> Settle {
+) -> bool {
     let job = &accepted.job;
     let next = job.attempt() + 1;
     let delay = executor::retry_delay(next);
@@ -456,7 +563,7 @@ async fn retry(
         Ok(body) => body,
         Err(e) => {
             tracing::error!(error = %e, "cannot serialize retry");
-            return Settle::Requeue;
+            return false;
         }
     };
     let props = delivery
@@ -481,11 +588,11 @@ async fn retry(
                 .job_retries_total
                 .with_label_values(&[&shared.cfg.pool, &job.operation])
                 .inc();
-            Settle::Ack
+            true
         }
         Err(e) => {
             tracing::error!(job_id = %job.job_id, error = %e, "retry not published; job requeued");
-            Settle::Requeue
+            false
         }
     }
 }
@@ -497,10 +604,6 @@ fn metric_operation(doc: &ResultDocument) -> String {
         Some(op) if doc.status != JobStatus::Rejected => op.to_string(),
         _ => "unknown".to_string(),
     }
-}
-
-fn header(s: &str) -> AMQPValue {
-    AMQPValue::LongString(LongString::from(s))
 }
 
 /// The properties and `x-guestkit-*` headers of a result message, as the contract
@@ -517,23 +620,23 @@ pub fn result_properties(
         headers.insert(ShortString::from(k), v);
     };
     put(
-        "x-guestkit-job-id",
-        header(doc.job_id.as_deref().unwrap_or("")),
+        HEADER_JOB_ID,
+        long_string(doc.job_id.as_deref().unwrap_or("")),
     );
-    put("x-guestkit-status", header(doc.status.as_str()));
+    put(HEADER_STATUS, long_string(doc.status.as_str()));
     put(
-        "x-guestkit-operation",
-        header(doc.operation.as_deref().unwrap_or("")),
+        HEADER_OPERATION,
+        long_string(doc.operation.as_deref().unwrap_or("")),
     );
-    put("x-guestkit-worker-id", header(&doc.worker_id));
-    put("x-guestkit-pool", header(&doc.pool));
-    put("x-guestkit-format", header(rendered.format.as_str()));
+    put(HEADER_WORKER_ID, long_string(&doc.worker_id));
+    put(HEADER_POOL, long_string(&doc.pool));
+    put(HEADER_FORMAT, long_string(rendered.format.as_str()));
     put(
-        "x-guestkit-attempt",
+        HEADER_ATTEMPT,
         AMQPValue::LongLongInt(i64::from(doc.attempt)),
     );
     if let Some(err) = &rendered.render_error {
-        put("x-guestkit-render-error", header(err));
+        put(HEADER_RENDER_ERROR, long_string(err));
     }
     BasicProperties::default()
         .with_delivery_mode(2)
@@ -616,4 +719,41 @@ async fn publish_result(
         .result_publish_seconds
         .observe(started.elapsed().as_secs_f64());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use guestkit_job_spec::ErrorKind;
+
+    fn failed(retryable: bool) -> Result<serde_json::Value, OpError> {
+        let kind = ErrorKind::IoError;
+        Err(if retryable {
+            OpError::retryable(kind, "x")
+        } else {
+            OpError::fatal(kind, "x")
+        })
+    }
+
+    #[test]
+    fn retry_only_a_retryable_failure_with_attempts_left() {
+        assert_eq!(disposition(None, 1, 3), Disposition::Reject);
+        assert_eq!(disposition(Some(&failed(true)), 1, 3), Disposition::Retry);
+        assert_eq!(disposition(Some(&failed(true)), 2, 3), Disposition::Retry);
+        // The last attempt's failure is the result, retryable or not.
+        assert_eq!(disposition(Some(&failed(true)), 3, 3), Disposition::Result);
+        assert_eq!(disposition(Some(&failed(false)), 1, 3), Disposition::Result);
+        let ok = Ok(serde_json::Value::Null);
+        assert_eq!(disposition(Some(&ok), 1, 3), Disposition::Result);
+    }
+
+    #[test]
+    fn a_message_leaves_the_queue_only_after_its_publish_is_confirmed() {
+        for d in [Disposition::Reject, Disposition::Retry, Disposition::Result] {
+            assert_eq!(settlement(d, false), Settle::Requeue, "{d:?}");
+        }
+        assert_eq!(settlement(Disposition::Reject, true), Settle::Reject);
+        assert_eq!(settlement(Disposition::Retry, true), Settle::Ack);
+        assert_eq!(settlement(Disposition::Result, true), Settle::Ack);
+    }
 }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use guestkit_worker::inspect::fs::btrfs::BtrfsFs;
 use guestkit_worker::inspect::fs::{FileKind, FileSystem};
-use guestkit_worker::inspect::image::ImageError;
+use guestkit_worker::inspect::source::ReadError;
 use guestkit_worker::inspect::source::{check_range, ReadAt};
 use libfuzzer_sys::fuzz_target;
 
@@ -29,7 +29,7 @@ impl ReadAt for Sparse {
     fn size(&self) -> u64 {
         DEVICE
     }
-    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), ImageError> {
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), ReadError> {
         check_range(offset, buf.len(), DEVICE)?;
         buf.fill(0);
         let first = offset / BLOCK;

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use guestkit_worker::inspect::fs::xfs::XfsFs;
 use guestkit_worker::inspect::fs::{FileKind, FileSystem};
-use guestkit_worker::inspect::image::ImageError;
+use guestkit_worker::inspect::source::ReadError;
 use guestkit_worker::inspect::source::{check_range, ReadAt};
 use libfuzzer_sys::fuzz_target;
 
@@ -59,7 +59,7 @@ impl ReadAt for Sparse {
     fn size(&self) -> u64 {
         self.size
     }
-    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), ImageError> {
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), ReadError> {
         check_range(offset, buf.len(), self.size)?;
         buf.fill(0);
         let end = offset + buf.len() as u64;

@@ -170,5 +170,6 @@ pub mod broker;
 pub mod guests;
 pub mod rabbit_node;
 pub mod regf;
+pub mod tree;
 pub mod virt_inspector;
 pub mod windows_disk;

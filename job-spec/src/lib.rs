@@ -42,7 +42,10 @@
 //! assert_eq!(wanted.format.content_type(), "application/yaml");
 //! ```
 
+#![forbid(unsafe_code)]
+
 mod builder;
+mod error_kind;
 mod job;
 mod output;
 mod parse;
@@ -53,6 +56,7 @@ mod testutil;
 mod validate;
 
 pub use builder::JobBuilder;
+pub use error_kind::ErrorKind;
 pub use job::{JobDocument, Payload, DEFAULT_ATTEMPT, DEFAULT_MAX_ATTEMPTS, DEFAULT_PRIORITY};
 pub use output::{OutputFormat, OutputSpec, OutputTemplate};
 pub use parse::{parse_job, peek_job_id, ParseError, PEEK_JOB_ID_MAX_LEN};

@@ -13,7 +13,7 @@ use thiserror::Error;
 use crate::job::{JobDocument, Payload};
 use crate::sections::{Audit, Constraints, Execution, Metadata, Observability, Routing};
 use crate::validate::{clip, ValidationErrors};
-use crate::PROTOCOL_VERSION;
+use crate::{ErrorKind, PROTOCOL_VERSION};
 
 /// Longest serde message kept in [`ParseError::Schema`]: serde quotes the
 /// offending value, which a hostile message can make arbitrarily long.
@@ -49,13 +49,13 @@ pub enum ParseError {
 
 impl ParseError {
     /// A stable, low-cardinality label for metrics and logs.
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> ErrorKind {
         match self {
-            ParseError::NotJson(_) => "not_json",
-            ParseError::NotObject => "not_object",
-            ParseError::BadVersion(_) => "bad_version",
-            ParseError::Schema(_) => "schema",
-            ParseError::Invalid(_) => "invalid",
+            ParseError::NotJson(_) => ErrorKind::NotJson,
+            ParseError::NotObject => ErrorKind::NotObject,
+            ParseError::BadVersion(_) => ErrorKind::BadVersion,
+            ParseError::Schema(_) => ErrorKind::Schema,
+            ParseError::Invalid(_) => ErrorKind::Invalid,
         }
     }
 }

@@ -7,6 +7,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::ErrorKind;
+
 /// How a job message ended. Publishers route on it (`<pool>.<status>.<op>`),
 /// so the set is small and stable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -56,8 +58,8 @@ impl FromStr for JobStatus {
 /// is a stable machine label, `retryable` says whether trying again may help.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobError {
-    /// Stable label, e.g. `timeout`, `invalid`, `image_not_found`.
-    pub kind: String,
+    /// Stable label, e.g. `timeout`, `invalid`, `io_error`.
+    pub kind: ErrorKind,
     /// Human-readable explanation.
     pub message: String,
     /// Whether the same job may succeed if run again.
@@ -66,9 +68,9 @@ pub struct JobError {
 
 impl JobError {
     /// Shorthand constructor.
-    pub fn new(kind: impl Into<String>, message: impl Into<String>, retryable: bool) -> Self {
+    pub fn new(kind: ErrorKind, message: impl Into<String>, retryable: bool) -> Self {
         JobError {
-            kind: kind.into(),
+            kind,
             message: message.into(),
             retryable,
         }
@@ -179,7 +181,7 @@ mod tests {
         doc.job_id = None;
         doc.operation = None;
         doc.error = Some(JobError::new(
-            "not_json",
+            ErrorKind::NotJson,
             "message is not valid JSON",
             false,
         ));

@@ -12,6 +12,18 @@ pub const RESULTS_EXCHANGE: &str = "guestkit.results";
 /// Topic exchange of progress events, routing key `<pool>.progress`.
 pub const EVENTS_EXCHANGE: &str = "guestkit.events";
 
+/// Headers of a result message (the contract's table): job id, status, operation,
+/// worker id, pool, format actually used, attempt, and the render error when the
+/// requested format fell back to json.
+pub const HEADER_JOB_ID: &str = "x-guestkit-job-id";
+pub const HEADER_STATUS: &str = "x-guestkit-status";
+pub const HEADER_OPERATION: &str = "x-guestkit-operation";
+pub const HEADER_WORKER_ID: &str = "x-guestkit-worker-id";
+pub const HEADER_POOL: &str = "x-guestkit-pool";
+pub const HEADER_FORMAT: &str = "x-guestkit-format";
+pub const HEADER_ATTEMPT: &str = "x-guestkit-attempt";
+pub const HEADER_RENDER_ERROR: &str = "x-guestkit-render-error";
+
 /// The queue names of one pool.
 #[derive(Debug, Clone)]
 pub struct PoolNames {
@@ -38,8 +50,17 @@ impl PoolNames {
     }
 }
 
-fn long(s: &str) -> AMQPValue {
+/// An AMQP long string, the type of every string argument and header we send.
+pub fn long_string(s: &str) -> AMQPValue {
     AMQPValue::LongString(LongString::from(s))
+}
+
+/// A string header of `headers`, when present and a long string.
+pub fn string_header(headers: Option<&FieldTable>, name: &str) -> Option<String> {
+    match headers?.inner().get(name)? {
+        AMQPValue::LongString(s) => Some(s.to_string()),
+        _ => None,
+    }
 }
 
 /// Declares everything the pool needs. Safe to run any number of times, from any
@@ -125,25 +146,25 @@ async fn declare_queues(
     };
 
     let mut jobs_args = FieldTable::default();
-    jobs_args.insert(ShortString::from("x-queue-type"), long("quorum"));
+    jobs_args.insert(ShortString::from("x-queue-type"), long_string("quorum"));
     jobs_args.insert(
         ShortString::from("x-delivery-limit"),
         AMQPValue::LongLongInt(delivery_limit as i64),
     );
-    jobs_args.insert(ShortString::from("x-dead-letter-exchange"), long(""));
+    jobs_args.insert(ShortString::from("x-dead-letter-exchange"), long_string(""));
     jobs_args.insert(
         ShortString::from("x-dead-letter-routing-key"),
-        long(&names.dead),
+        long_string(&names.dead),
     );
     channel
         .queue_declare(names.jobs.as_str().into(), queue, jobs_args)
         .await?;
 
     let mut retry_args = FieldTable::default();
-    retry_args.insert(ShortString::from("x-dead-letter-exchange"), long(""));
+    retry_args.insert(ShortString::from("x-dead-letter-exchange"), long_string(""));
     retry_args.insert(
         ShortString::from("x-dead-letter-routing-key"),
-        long(&names.jobs),
+        long_string(&names.jobs),
     );
     channel
         .queue_declare(names.retry.as_str().into(), queue, retry_args)

@@ -1,22 +1,39 @@
 //! Field readers for on-disk structures at fixed offsets.
 //!
 //! Every superblock, header and table entry this crate parses is a byte buffer read
-//! through `ReadAt`; these helpers take a field out of it without ever panicking. A field
-//! that would lie outside the buffer reads as zeros: callers pass constant offsets into
-//! buffers of known size, so that case only guards against a mistake, never a hostile
-//! disk value. Shared by every layer: images, partition tables, volumes, filesystems.
+//! through `ReadAt`; these helpers take a field out of it at an offset the caller has
+//! checked (a constant, or a disk value bounded first). A field outside its buffer is
+//! then a bug in our code: the unit tests panic on it, pointing at the caller, so such a
+//! bug fails a test instead of reading zeros; elsewhere (the worker, fuzzing, the
+//! integration tests) it reads as zeros, since a hostile image must never abort a job.
+//! An offset that is not checked first goes through [`checked_field`], which says so.
+//! Shared by every layer: images, partition tables, volumes, filesystems.
 
-use crate::inspect::image::ImageError;
 use crate::inspect::source::ReadAt;
+use crate::inspect::source::ReadError;
 
-/// The `len` bytes at `at`, or an empty slice when they are not all inside `b`.
-pub(crate) fn field(b: &[u8], at: usize, len: usize) -> &[u8] {
-    at.checked_add(len)
-        .and_then(|end| b.get(at..end))
-        .unwrap_or(&[])
+/// The `len` bytes at `at`, or `None` when they are not all inside `b`: for offsets
+/// taken from disk that nothing has bounded yet.
+pub(crate) fn checked_field(b: &[u8], at: usize, len: usize) -> Option<&[u8]> {
+    at.checked_add(len).and_then(|end| b.get(at..end))
 }
 
-/// Copies `N` bytes at `at` into an array (zeros when out of range).
+/// The `len` bytes at a checked offset `at`; out of range, see the module comment.
+#[track_caller]
+pub(crate) fn field(b: &[u8], at: usize, len: usize) -> &[u8] {
+    let got = checked_field(b, at, len);
+    if cfg!(test) {
+        assert!(
+            got.is_some(),
+            "bounds bug: field of {len} bytes at {at} outside a buffer of {} bytes",
+            b.len()
+        );
+    }
+    got.unwrap_or(&[])
+}
+
+/// Copies `N` bytes at `at` into an array; out of range, see the module comment.
+#[track_caller]
 pub(crate) fn array<const N: usize>(b: &[u8], at: usize) -> [u8; N] {
     let mut out = [0u8; N];
     let f = field(b, at, N);
@@ -26,26 +43,32 @@ pub(crate) fn array<const N: usize>(b: &[u8], at: usize) -> [u8; N] {
     out
 }
 
+#[track_caller]
 pub(crate) fn le16(b: &[u8], at: usize) -> u16 {
     u16::from_le_bytes(array(b, at))
 }
 
+#[track_caller]
 pub(crate) fn le32(b: &[u8], at: usize) -> u32 {
     u32::from_le_bytes(array(b, at))
 }
 
+#[track_caller]
 pub(crate) fn le64(b: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(array(b, at))
 }
 
+#[track_caller]
 pub(crate) fn be16(b: &[u8], at: usize) -> u16 {
     u16::from_be_bytes(array(b, at))
 }
 
+#[track_caller]
 pub(crate) fn be32(b: &[u8], at: usize) -> u32 {
     u32::from_be_bytes(array(b, at))
 }
 
+#[track_caller]
 pub(crate) fn be64(b: &[u8], at: usize) -> u64 {
     u64::from_be_bytes(array(b, at))
 }
@@ -90,7 +113,7 @@ pub(crate) fn uuid_be(g: &[u8; 16]) -> Option<String> {
 pub(crate) fn read_array<const N: usize>(
     src: &dyn ReadAt,
     offset: u64,
-) -> Result<Option<[u8; N]>, ImageError> {
+) -> Result<Option<[u8; N]>, ReadError> {
     if !fits(src, offset, N as u64) {
         return Ok(None);
     }
@@ -105,7 +128,7 @@ pub(crate) fn read_opt(
     src: &dyn ReadAt,
     offset: u64,
     len: u64,
-) -> Result<Option<Vec<u8>>, ImageError> {
+) -> Result<Option<Vec<u8>>, ReadError> {
     if !fits(src, offset, len) {
         return Ok(None);
     }
@@ -159,12 +182,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn out_of_range_fields_read_as_zero() {
+    fn fields_in_range() {
         let b = [1u8, 2, 3];
         assert_eq!(le16(&b, 1), 0x0302);
-        assert_eq!(le32(&b, 0), 0);
-        assert_eq!(le64(&b, usize::MAX), 0);
-        assert!(field(&b, usize::MAX, 2).is_empty());
+        assert_eq!(be16(&b, 0), 0x0102);
+        assert_eq!(field(&b, 3, 0), b"");
+        assert_eq!(checked_field(&b, 2, 2), None);
+        assert_eq!(checked_field(&b, usize::MAX, 2), None);
+    }
+
+    #[test]
+    #[should_panic(expected = "bounds bug")]
+    fn out_of_range_is_a_loud_bug() {
+        le32(&[1u8, 2, 3], 0);
+    }
+
+    #[test]
+    #[should_panic(expected = "bounds bug")]
+    fn overflowing_offset_is_a_loud_bug() {
+        field(&[1u8, 2, 3], usize::MAX, 2);
     }
 
     #[test]

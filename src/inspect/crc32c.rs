@@ -1,5 +1,7 @@
-//! CRC-32C (Castagnoli), the checksum of ext4, xfs and btrfs metadata and of
-//! dm-persistent-data (thin pool) blocks.
+//! CRC-32C (Castagnoli), the checksum of ext4, xfs and btrfs metadata, of VHDX headers
+//! and of dm-persistent-data (thin pool) blocks.
+//!
+//! Layer-neutral: the image, volume and filesystem layers use this one table.
 //!
 //! crc32fast only does the IEEE polynomial; this table-driven version is enough for
 //! the few KiB a probe checksums.

@@ -16,6 +16,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use guestkit_job_spec::ErrorKind;
+
 use super::caps;
 use super::fs::btrfs::BtrfsFs;
 use super::fs::ext4::Ext4Fs;
@@ -24,14 +26,14 @@ use super::fs::probe::{probe, Probed};
 use super::fs::vfat::VfatFs;
 use super::fs::xfs::XfsFs;
 use super::fs::{FileSystem, FsError};
-use super::image::{self, ImageError};
+use super::image;
 use super::os::mountable::SubvolumeRef;
 use super::os::{self, Include, Mountable};
 use super::partition::{self, PartitionError};
 use super::report::{
     DiskInfo, EncryptedVolumeInfo, FilesystemInfo, ImageInfo, PartitionInfo, Report, SubvolumeInfo,
 };
-use super::source::{Budgeted, CancelFlag, ReadAt, Slice};
+use super::source::{Budgeted, CancelFlag, ReadAt, ReadError, Slice};
 use super::volume::{self, BlockDevice};
 use super::work::{Work, DEFAULT_WORK_BUDGET};
 
@@ -135,7 +137,7 @@ pub enum InspectError {
     Image {
         path: PathBuf,
         #[source]
-        source: ImageError,
+        source: ReadError,
     },
     /// The partition table is corrupt beyond recovery.
     #[error("partition table of {path}: {source}")]
@@ -153,20 +155,39 @@ pub enum InspectError {
 }
 
 impl InspectError {
-    /// Short machine-readable layer name for results and metrics.
-    pub fn kind(&self) -> &'static str {
+    /// The result's `error.kind`.
+    pub fn kind(&self) -> ErrorKind {
         match self {
-            InspectError::Image { .. } => "image",
-            InspectError::Partition { .. } => "partition",
-            InspectError::Budget { .. } => "budget",
-            InspectError::Resources { .. } => "resources",
+            InspectError::Image {
+                source: ReadError::Io { .. },
+                ..
+            } => ErrorKind::IoError,
+            InspectError::Image {
+                source: ReadError::Cancelled,
+                ..
+            } => ErrorKind::Cancelled,
+            InspectError::Image {
+                source: ReadError::Remote(e),
+                ..
+            } => e.kind(),
+            InspectError::Image { .. } => ErrorKind::ImageError,
+            InspectError::Partition { .. } => ErrorKind::PartitionError,
+            InspectError::Budget { .. } => ErrorKind::ReadBudgetExceeded,
+            InspectError::Resources { .. } => ErrorKind::ResourceLimit,
         }
     }
-}
 
-/// Inspects the image at `path`.
-pub fn inspect(path: &Path, opts: &InspectOptions) -> Result<Report, InspectError> {
-    inspect_with_stats(path, opts).map(|(report, _)| report)
+    /// I/O on the image file may be transient (network storage), and so may a remote
+    /// fetch the server failed; everything about the image's content is not.
+    pub fn retryable(&self) -> bool {
+        match self {
+            InspectError::Image {
+                source: ReadError::Remote(e),
+                ..
+            } => e.transient(),
+            _ => self.kind() == ErrorKind::IoError,
+        }
+    }
 }
 
 /// Inspects the image at `path` and says how many guest bytes it took.
@@ -221,7 +242,7 @@ pub fn inspect_full(path: &Path, opts: &InspectOptions) -> Result<Inspection, In
     if specs.len() > MAX_DISKS {
         return Err(InspectError::Image {
             path: path.to_path_buf(),
-            source: ImageError::TooLarge {
+            source: ReadError::TooLarge {
                 what: "disk count",
                 size: specs.len() as u64,
                 limit: MAX_DISKS as u64,
@@ -234,8 +255,8 @@ pub fn inspect_full(path: &Path, opts: &InspectOptions) -> Result<Inspection, In
     let mut all_faults = Vec::new();
     let mut disks = Vec::new();
     for (i, spec) in specs.iter().enumerate() {
-        let image_error = |source: ImageError| match source {
-            ImageError::BudgetExceeded { .. } => budget_error(),
+        let image_error = |source: ReadError| match source {
+            ReadError::BudgetExceeded { .. } => budget_error(),
             source => InspectError::Image {
                 path: spec.path.clone(),
                 source,
@@ -306,7 +327,7 @@ pub fn inspect_full(path: &Path, opts: &InspectOptions) -> Result<Inspection, In
         if cancelled() {
             return Some(InspectError::Image {
                 path: path.to_path_buf(),
-                source: ImageError::Cancelled,
+                source: ReadError::Cancelled,
             });
         }
         if let Some(message) = super::resources::take() {
@@ -328,7 +349,7 @@ pub fn inspect_full(path: &Path, opts: &InspectOptions) -> Result<Inspection, In
     for (i, (disk, spec)) in disks.iter().zip(&specs).enumerate() {
         let disk_dev = disk_name(i);
         let table = partition::read_table(disk.as_ref()).map_err(|source| match source {
-            PartitionError::Image(ImageError::BudgetExceeded { .. }) => budget_error(),
+            PartitionError::Image(ReadError::BudgetExceeded { .. }) => budget_error(),
             PartitionError::Image(source) => InspectError::Image {
                 path: spec.path.clone(),
                 source,
@@ -527,7 +548,7 @@ fn probe_device(
     src: &Arc<dyn ReadAt>,
     report: &mut Report,
     containers: &mut Vec<BlockDevice>,
-) -> Result<Option<&'static str>, ImageError> {
+) -> Result<Option<&'static str>, ReadError> {
     match probe(src.as_ref()) {
         Ok(Some(found)) => {
             open_filesystem(m, &found, src, report);
@@ -543,7 +564,7 @@ fn probe_device(
             Ok(Some(found.fs_type))
         }
         Ok(None) => Ok(None),
-        Err(e @ ImageError::BudgetExceeded { .. }) => Err(e),
+        Err(e @ ReadError::BudgetExceeded { .. }) => Err(e),
         Err(e) => {
             report
                 .warnings
@@ -711,7 +732,7 @@ fn open_btrfs(mountables: &mut Vec<Mountable>, members: BtrfsMembers, report: &m
 /// whatever an upper layer made of it.
 struct ImageFaults {
     inner: Arc<dyn ReadAt>,
-    first: Mutex<Option<ImageError>>,
+    first: Mutex<Option<ReadError>>,
 }
 
 impl ImageFaults {
@@ -722,7 +743,7 @@ impl ImageFaults {
         }
     }
 
-    fn take(&self) -> Option<ImageError> {
+    fn take(&self) -> Option<ReadError> {
         self.first.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 }
@@ -736,7 +757,7 @@ impl ReadAt for ImageFaults {
         self.inner.inflated()
     }
 
-    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), ImageError> {
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), ReadError> {
         let r = self.inner.read_exact_at(offset, buf);
         if let Err(e) = &r {
             if let Some(copy) = damage(e) {
@@ -748,28 +769,28 @@ impl ReadAt for ImageFaults {
     }
 }
 
-/// A copy of `e` when it means the image is damaged or unreadable (`ImageError` is not
+/// A copy of `e` when it means the image is damaged or unreadable (`ReadError` is not
 /// `Clone`: `Io` holds an `io::Error`, rebuilt here from its kind and message).
-fn damage(e: &ImageError) -> Option<ImageError> {
+fn damage(e: &ReadError) -> Option<ReadError> {
     match e {
-        ImageError::Corrupt {
+        ReadError::Corrupt {
             format,
             offset,
             message,
-        } => Some(ImageError::Corrupt {
+        } => Some(ReadError::Corrupt {
             format,
             offset: *offset,
             message: message.clone(),
         }),
-        ImageError::Unsupported { format, message } => Some(ImageError::Unsupported {
+        ReadError::Unsupported { format, message } => Some(ReadError::Unsupported {
             format,
             message: message.clone(),
         }),
-        ImageError::Io { path, source } => Some(ImageError::Io {
+        ReadError::Io { path, source } => Some(ReadError::Io {
             path: path.clone(),
             source: std::io::Error::new(source.kind(), source.to_string()),
         }),
-        ImageError::Remote(e) => Some(ImageError::Remote(e.clone())),
+        ReadError::Remote(e) => Some(ReadError::Remote(e.clone())),
         _ => None,
     }
 }

@@ -4,7 +4,7 @@
 //! under the inspection's address-space limit) could only turn that into a warning about
 //! one filesystem, and the job would end `completed` with a report that silently lacks
 //! it. Instead it records the exhaustion here, and the pipeline fails the job with it
-//! ([`InspectError::Resources`](super::pipeline::InspectError::Resources), kind
+//! (`InspectError::Resources`, kind
 //! `resource_limit`), naming the limit in force.
 //!
 //! Process-wide on purpose: the limits are the process's (each inspection job runs in a

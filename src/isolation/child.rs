@@ -5,6 +5,8 @@
 use std::io::Write;
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
+
+use guestkit_job_spec::ErrorKind;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -29,16 +31,26 @@ pub fn main(args: &IsolatedJobArgs) -> ExitCode {
     // the channel to the parent's fetcher.
     let channel = match std::io::stdin().as_fd().try_clone_to_owned() {
         Ok(fd) => UnixStream::from(fd),
-        Err(e) => return fail(None, OpError::fatal("internal", format!("stdin: {e}"))),
+        Err(e) => {
+            return fail(
+                None,
+                OpError::fatal(ErrorKind::Internal, format!("stdin: {e}")),
+            )
+        }
     };
     // Zeroed when dropped: the request may carry LUKS passphrases.
     let input = match crate::inspect::image::remote::read_frame(&mut &channel, MAX_REQUEST_BYTES) {
         Ok(Some(frame)) => zeroize::Zeroizing::new(frame),
-        Ok(None) => return fail(None, OpError::fatal("internal", "no request on stdin")),
+        Ok(None) => {
+            return fail(
+                None,
+                OpError::fatal(ErrorKind::Internal, "no request on stdin"),
+            )
+        }
         Err(e) => {
             return fail(
                 None,
-                OpError::fatal("internal", format!("reading the request: {e}")),
+                OpError::fatal(ErrorKind::Internal, format!("reading the request: {e}")),
             )
         }
     };
@@ -47,7 +59,7 @@ pub fn main(args: &IsolatedJobArgs) -> ExitCode {
         Err(e) => {
             return fail(
                 None,
-                OpError::fatal("internal", format!("bad request: {e}")),
+                OpError::fatal(ErrorKind::Internal, format!("bad request: {e}")),
             )
         }
     };
@@ -69,7 +81,10 @@ pub fn main(args: &IsolatedJobArgs) -> ExitCode {
         Err(e) => {
             return fail(
                 None,
-                OpError::fatal("internal", format!("cannot confine the inspection: {e}")),
+                OpError::fatal(
+                    ErrorKind::Internal,
+                    format!("cannot confine the inspection: {e}"),
+                ),
             )
         }
     };
@@ -81,7 +96,10 @@ pub fn main(args: &IsolatedJobArgs) -> ExitCode {
             .map(|s| s.to_string())
             .or_else(|| panic.downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "operation panicked".into());
-        Err(OpError::fatal("panic", format!("internal error: {msg}")))
+        Err(OpError::fatal(
+            ErrorKind::Panic,
+            format!("internal error: {msg}"),
+        ))
     });
     match outcome {
         Ok(Done::Inspect(report, bytes_read)) => reply(&Reply {
@@ -110,9 +128,7 @@ enum Done {
 }
 
 fn run(request: &Request, channel: UnixStream) -> Result<Done, OpError> {
-    let invalid = |e: crate::ops::Invalid| OpError::fatal(e.reason, e.message);
-    let mut image =
-        ImageRequest::from_data(&request.data, &request.image_roots).map_err(invalid)?;
+    let mut image = ImageRequest::from_data(&request.data, &request.image_roots)?;
     if image.url.is_some() {
         image.options.remote = Some(crate::inspect::image::remote::RemoteClient::new(channel));
     }
@@ -126,12 +142,12 @@ fn run(request: &Request, channel: UnixStream) -> Result<Done, OpError> {
             Ok(Done::Inspect(Box::new(report), bytes))
         }
         "guestkit.profile" => {
-            let profile = crate::ops::profile::profile_request(&request.data).map_err(invalid)?;
+            let profile = crate::ops::profile::profile_request(&request.data)?;
             let output = crate::ops::profile::run_blocking(&image, &profile, &progress, &cancel)?;
             Ok(Done::Profile(Box::new(output)))
         }
         other => Err(OpError::fatal(
-            "internal",
+            ErrorKind::Internal,
             format!("operation {other:?} does not run in an isolated process"),
         )),
     }

@@ -18,6 +18,7 @@
 //! the URL without its query. The thread ends when the child's end closes (it exited
 //! or was killed) and stops fetching when the run ends (a flag set on drop).
 
+use guestkit_job_spec::ErrorKind;
 use std::collections::VecDeque;
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
@@ -169,7 +170,7 @@ impl Isolation {
         let remote_image = self.remote_image(&mut data)?;
         let luks_keys = match &self.luks_keys_dir {
             Some(dir) => crate::inspect::volume::luks_open::LuksKeys::from_dir(dir)
-                .map_err(|e| OpError::retryable("luks_keys", e.to_string()))?,
+                .map_err(|e| OpError::retryable(ErrorKind::LuksKeys, e.to_string()))?,
             None => Default::default(),
         };
         let request = zeroize::Zeroizing::new(
@@ -179,10 +180,10 @@ impl Isolation {
                 image_roots: image_roots.to_vec(),
                 luks_keys,
             })
-            .map_err(|e| OpError::fatal("internal", e.to_string()))?,
+            .map_err(|e| OpError::fatal(ErrorKind::Internal, e.to_string()))?,
         );
         let (ours, theirs) = UnixStream::pair()
-            .map_err(|e| OpError::retryable("internal", format!("socket pair: {e}")))?;
+            .map_err(|e| OpError::retryable(ErrorKind::Internal, format!("socket pair: {e}")))?;
         let mut command = self.command(cpu_seconds);
         command.stdin(std::process::Stdio::from(OwnedFd::from(theirs)));
         let spawned = command.spawn();
@@ -191,7 +192,7 @@ impl Isolation {
         let mut child = spawned.map_err(|e| {
             // Out of processes or memory on the host: another attempt may succeed.
             OpError::retryable(
-                "internal",
+                ErrorKind::Internal,
                 format!(
                     "cannot start the inspection process {}: {e}",
                     self.program.display()
@@ -201,7 +202,7 @@ impl Isolation {
         let pgid = child.id().and_then(|p| Pid::from_raw(p as i32));
         let mut group = GroupKill(pgid);
         let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
-            return Err(OpError::fatal("internal", "child without pipes"));
+            return Err(OpError::fatal(ErrorKind::Internal, "child without pipes"));
         };
         // Set when this run ends, however it ends: the fetch thread stops fetching.
         let stop = StopOnDrop(CancelFlag::default());
@@ -219,7 +220,7 @@ impl Isolation {
                     remote::serve(ours, job, url);
                 }
             })
-            .map_err(|e| OpError::retryable("internal", format!("fetch thread: {e}")))?;
+            .map_err(|e| OpError::retryable(ErrorKind::Internal, format!("fetch thread: {e}")))?;
         let waited = async {
             let status = child.wait().await;
             // A child that forked must not leave its group behind.
@@ -239,23 +240,26 @@ impl Isolation {
             done = exchange => done,
             _ = cancel.cancelled() => {
                 group.kill();
-                return Err(OpError::fatal("cancelled", "inspection cancelled; its process was killed"));
+                return Err(OpError::fatal(ErrorKind::Cancelled, "inspection cancelled; its process was killed"));
             }
         };
         // Reaped: its pid may be reused, so the guard must not signal it any more.
         group.0 = None;
         let status = status.map_err(|e| {
             OpError::fatal(
-                "internal",
+                ErrorKind::Internal,
                 format!("waiting for the inspection process: {e}"),
             )
         })?;
         let out = out.map_err(|e| {
-            OpError::fatal("internal", format!("reading the inspection's reply: {e}"))
+            OpError::fatal(
+                ErrorKind::Internal,
+                format!("reading the inspection's reply: {e}"),
+            )
         })?;
         if out.len() as u64 > MAX_REPLY_BYTES {
             return Err(OpError::fatal(
-                "resource_limit",
+                ErrorKind::ResourceLimit,
                 format!(
                     "the inspection's output exceeds {}",
                     show_bytes(MAX_REPLY_BYTES)
@@ -267,7 +271,7 @@ impl Isolation {
         }
         let reply: Reply<Value> = serde_json::from_slice(&out).map_err(|e| {
             OpError::fatal(
-                "internal",
+                ErrorKind::Internal,
                 format!("the inspection process sent an unreadable reply: {e}"),
             )
         })?;
@@ -282,7 +286,7 @@ impl Isolation {
                 sandbox: reply.sandbox,
             }),
             (None, None) => Err(OpError::fatal(
-                "internal",
+                ErrorKind::Internal,
                 "the inspection process replied with neither output nor error",
             )),
         }
@@ -330,7 +334,7 @@ impl Isolation {
             .unwrap_or("");
         let memory = || {
             OpError::fatal(
-                "resource_limit",
+                ErrorKind::ResourceLimit,
                 format!(
                     "the inspection exceeded its memory limit of {} (--inspect-memory-limit) and was stopped: {last}",
                     show_bytes(self.memory_limit)
@@ -342,7 +346,7 @@ impl Isolation {
         }
         match status.signal() {
             Some(libc::SIGXCPU) => OpError::fatal(
-                "resource_limit",
+                ErrorKind::ResourceLimit,
                 format!(
                     "the inspection used its CPU-time limit of {cpu_seconds} s (the job's timeout) and was stopped"
                 ),
@@ -350,18 +354,18 @@ impl Isolation {
             // Not ours (ours end the run before the exit is seen): the CPU hard limit
             // (one second past the soft one) or the host's out-of-memory killer.
             Some(libc::SIGKILL) => OpError::fatal(
-                "resource_limit",
+                ErrorKind::ResourceLimit,
                 format!(
                     "the inspection process was killed (SIGKILL): its CPU-time hard limit of {} s or the host's out-of-memory killer",
                     cpu_seconds + 1
                 ),
             ),
             Some(sig) => OpError::fatal(
-                "internal",
+                ErrorKind::Internal,
                 format!("the inspection process died of signal {sig}: {last}"),
             ),
             None => OpError::fatal(
-                "internal",
+                ErrorKind::Internal,
                 format!("the inspection process ended without a reply ({status}): {last}"),
             ),
         }

@@ -44,7 +44,7 @@ pub struct Reply<T> {
 /// An [`OpError`] on the wire: the kind survives the boundary.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ReplyError {
-    pub kind: String,
+    pub kind: guestkit_job_spec::ErrorKind,
     pub message: String,
     pub retryable: bool,
 }

@@ -1,6 +1,7 @@
 //! `system.echo`: returns its data. Exists so the whole job path (retries, timeouts,
 //! shutdown, throughput) can be tested end to end without disk images.
 
+use guestkit_job_spec::ErrorKind;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -58,18 +59,21 @@ impl Operation for Echo {
                 ctx.progress.phase("sleep");
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_millis(ms)) => {}
-                    _ = ctx.cancel.cancelled() => return Err(OpError::fatal("cancelled", "echo cancelled while sleeping")),
+                    _ = ctx.cancel.cancelled() => return Err(OpError::fatal(ErrorKind::Cancelled, "echo cancelled while sleeping")),
                 }
             }
             match data.get("fail").and_then(Value::as_str) {
                 Some("retryable") => {
                     return Err(OpError::retryable(
-                        "echo_failure",
+                        ErrorKind::EchoFailure,
                         "echo asked to fail (retryable)",
                     ))
                 }
                 Some("fatal") => {
-                    return Err(OpError::fatal("echo_failure", "echo asked to fail (fatal)"))
+                    return Err(OpError::fatal(
+                        ErrorKind::EchoFailure,
+                        "echo asked to fail (fatal)",
+                    ))
                 }
                 _ => {}
             }
@@ -77,7 +81,7 @@ impl Operation for Echo {
                 let attempt = u64::from(ctx.job.attempt());
                 if attempt < n {
                     return Err(OpError::retryable(
-                        "echo_failure",
+                        ErrorKind::EchoFailure,
                         format!("echo fails until attempt {n}; this is attempt {attempt}"),
                     ));
                 }

@@ -2,6 +2,7 @@
 //! disk image: where the image may live, which format it claims, which checksum it must
 //! have, and which report sections are wanted.
 
+use guestkit_job_spec::ErrorKind;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -153,12 +154,15 @@ impl ImageRequest {
                 .and_then(|(id, _, _)| client.sha256(id))
                 .map_err(|e| remote_error(&e))?,
             None => sha256_file(&self.path).map_err(|e| {
-                OpError::retryable("io_error", format!("reading {}: {e}", self.path.display()))
+                OpError::retryable(
+                    ErrorKind::IoError,
+                    format!("reading {}: {e}", self.path.display()),
+                )
             })?,
         };
         if &actual != expected {
             return Err(OpError::fatal(
-                "checksum_mismatch",
+                ErrorKind::ChecksumMismatch,
                 format!(
                     "sha256 of {} is {actual}, the job expected {expected}",
                     self.path.display()
@@ -187,7 +191,7 @@ impl ImageRequest {
         config.check(url).map_err(|e| remote_error(&e))?;
         let job = RemoteJob::new(config.clone(), Some(cancel.clone()));
         let (client, handle) = crate::inspect::image::remote::serve_in_thread(job, url.clone())
-            .map_err(|e| OpError::retryable("internal", format!("remote fetcher: {e}")))?;
+            .map_err(|e| OpError::retryable(ErrorKind::Internal, format!("remote fetcher: {e}")))?;
         self.options.remote = Some(client);
         Ok(Some(handle))
     }
@@ -213,8 +217,8 @@ impl ImageRequest {
 fn remote_invalid(e: HttpError) -> Invalid {
     Invalid {
         reason: match e {
-            HttpError::NotAllowed { .. } => "image_url_not_allowed",
-            _ => "invalid_payload",
+            HttpError::NotAllowed { .. } => ErrorKind::ImageUrlNotAllowed,
+            _ => ErrorKind::InvalidPayload,
         },
         message: format!("payload.data.image.url: {e}"),
     }
@@ -272,7 +276,7 @@ fn parse_checksum(c: &str) -> Result<String, Invalid> {
 /// Canonicalizes `path` and checks it is a regular file under one canonical root.
 pub fn resolve_in_roots(path: &Path, roots: &[PathBuf]) -> Result<PathBuf, Invalid> {
     let outside = |why: String| Invalid {
-        reason: "image_outside_root",
+        reason: ErrorKind::ImageOutsideRoot,
         message: why,
     };
     let canonical = path.canonicalize().map_err(|e| {

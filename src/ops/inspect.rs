@@ -1,12 +1,13 @@
 //! `guestkit.inspect`: the inspection report of one disk image.
 
+use guestkit_job_spec::ErrorKind;
 use serde_json::Value;
 
 use super::image_request::ImageRequest;
 use super::{Invalid, OpContext, OpEnv, OpError, OpFuture, Operation};
-use crate::inspect::image::ImageError;
 use crate::inspect::pipeline::{inspect_with_stats, InspectError};
 use crate::inspect::source::CancelFlag;
+use crate::progress::Progress;
 
 const OPERATION: &str = "guestkit.inspect";
 
@@ -29,24 +30,40 @@ impl Operation for Inspect {
             if let Some(isolation) = &ctx.env.isolation {
                 return run_isolated(OPERATION, isolation, &ctx).await;
             }
-            let mut request = ImageRequest::from_data(&ctx.job.payload.data, &ctx.env.image_roots)
-                .map_err(|e| OpError::fatal(e.reason, e.message))?;
-            let progress = ctx.progress.clone();
+            let mut request = ImageRequest::from_data(&ctx.job.payload.data, &ctx.env.image_roots)?;
             let flag = cancel_flag(&ctx.cancel);
-            let _fetcher = request.fetch_in_thread(ctx.env.remote.as_ref(), &flag)?;
-            let blocking_flag = flag.clone();
-            let joined = tokio::task::spawn_blocking(move || {
-                run_blocking(&request, &progress, &blocking_flag)
+            // The fetcher thread (remote images only) ends when `request` is dropped.
+            request.fetch_in_thread(ctx.env.remote.as_ref(), &flag)?;
+            run_in_process("inspection", &ctx, flag, move |progress, flag| {
+                run_blocking(&request, progress, flag)
             })
-            .await;
-            let (report, bytes_read) = joined
-                .map_err(|e| OpError::fatal("panic", format!("inspection task failed: {e}")))??;
-            if let Some(metrics) = &ctx.env.metrics {
-                metrics.inspect_bytes_read_total.inc_by(bytes_read);
-            }
-            serde_json::to_value(report).map_err(|e| OpError::fatal("internal", e.to_string()))
+            .await
         })
     }
+}
+
+/// Runs the blocking part of an image-reading operation on tokio's blocking pool, under
+/// `flag` (set when the job is cancelled): a
+/// panic there fails the job as `panic`, the guest bytes it read (the `u64`) go to the
+/// worker's metric, its output becomes the result's.
+pub async fn run_in_process<T, F>(
+    what: &str,
+    ctx: &OpContext,
+    flag: CancelFlag,
+    blocking: F,
+) -> Result<Value, OpError>
+where
+    T: serde::Serialize + Send + 'static,
+    F: FnOnce(&Progress, &CancelFlag) -> Result<(T, u64), OpError> + Send + 'static,
+{
+    let progress = ctx.progress.clone();
+    let joined = tokio::task::spawn_blocking(move || blocking(&progress, &flag)).await;
+    let (output, bytes_read) = joined
+        .map_err(|e| OpError::fatal(ErrorKind::Panic, format!("{what} task failed: {e}")))??;
+    if let Some(metrics) = &ctx.env.metrics {
+        metrics.inspect_bytes_read_total.inc_by(bytes_read);
+    }
+    serde_json::to_value(output).map_err(|e| OpError::fatal(ErrorKind::Internal, e.to_string()))
 }
 
 /// Runs an image-reading operation in a child process (see `crate::isolation`):
@@ -88,7 +105,7 @@ pub fn cancel_flag(token: &tokio_util::sync::CancellationToken) -> CancelFlag {
 /// bytes read.
 pub fn run_blocking(
     request: &ImageRequest,
-    progress: &crate::progress::Progress,
+    progress: &Progress,
     cancel: &CancelFlag,
 ) -> Result<(crate::inspect::report::Report, u64), OpError> {
     if request.sha256.is_some() {
@@ -96,7 +113,7 @@ pub fn run_blocking(
     }
     let verified = request.verify_checksum()?;
     if cancel.load(std::sync::atomic::Ordering::Relaxed) {
-        return Err(OpError::fatal("cancelled", "inspection cancelled"));
+        return Err(OpError::fatal(ErrorKind::Cancelled, "inspection cancelled"));
     }
     progress.phase("inspect");
     let mut options = request.options.clone();
@@ -106,30 +123,11 @@ pub fn run_blocking(
     Ok((report, stats.bytes_read))
 }
 
-/// Maps pipeline errors to result errors: I/O on the image file may be transient
-/// (network storage), everything about the image's content is not.
+/// A pipeline error as a result error, with the kind the pipeline gives it.
 pub fn inspect_error(err: InspectError) -> OpError {
-    let message = err.to_string();
-    match &err {
-        InspectError::Image {
-            source: ImageError::Io { .. },
-            ..
-        } => OpError::retryable("io_error", message),
-        InspectError::Image {
-            source: ImageError::Cancelled,
-            ..
-        } => OpError::fatal("cancelled", message),
-        InspectError::Image {
-            source: ImageError::Remote(e),
-            ..
-        } => {
-            let mut e = super::image_request::remote_error(e);
-            e.message = message;
-            e
-        }
-        InspectError::Image { .. } => OpError::fatal("image_error", message),
-        InspectError::Partition { .. } => OpError::fatal("partition_error", message),
-        InspectError::Budget { .. } => OpError::fatal("read_budget_exceeded", message),
-        InspectError::Resources { .. } => OpError::fatal("resource_limit", message),
+    OpError {
+        kind: err.kind(),
+        retryable: err.retryable(),
+        message: err.to_string(),
     }
 }

@@ -1,10 +1,11 @@
 //! `guestkit.profile`: the inspection of one disk image plus the security, compliance
 //! and hardening checks of `crate::profile` over its files.
 
+use guestkit_job_spec::ErrorKind;
 use serde_json::Value;
 
 use super::image_request::ImageRequest;
-use super::inspect::{cancel_flag, inspect_error, run_isolated};
+use super::inspect::{cancel_flag, inspect_error, run_in_process, run_isolated};
 use super::{Invalid, OpContext, OpEnv, OpError, OpFuture, Operation};
 use crate::inspect::source::CancelFlag;
 use crate::profile::{
@@ -35,23 +36,18 @@ impl Operation for Profile {
                 return run_isolated(OPERATION, isolation, &ctx).await;
             }
             let data = &ctx.job.payload.data;
-            let invalid = |e: Invalid| OpError::fatal(e.reason, e.message);
-            let profile = profile_request(data).map_err(invalid)?;
-            let mut request =
-                ImageRequest::from_data(data, &ctx.env.image_roots).map_err(invalid)?;
-            let progress = ctx.progress.clone();
+            let profile = profile_request(data)?;
+            let mut request = ImageRequest::from_data(data, &ctx.env.image_roots)?;
             let flag = cancel_flag(&ctx.cancel);
-            let _fetcher = request.fetch_in_thread(ctx.env.remote.as_ref(), &flag)?;
-            let joined = tokio::task::spawn_blocking(move || {
-                run_blocking(&request, &profile, &progress, &flag)
+            // The fetcher thread (remote images only) ends when `request` is dropped.
+            request.fetch_in_thread(ctx.env.remote.as_ref(), &flag)?;
+            run_in_process("profile", &ctx, flag, move |progress, flag| {
+                run_blocking(&request, &profile, progress, flag).map(|out| {
+                    let bytes_read = out.bytes_read;
+                    (out, bytes_read)
+                })
             })
-            .await;
-            let output = joined
-                .map_err(|e| OpError::fatal("panic", format!("profile task failed: {e}")))??;
-            if let Some(metrics) = &ctx.env.metrics {
-                metrics.inspect_bytes_read_total.inc_by(output.bytes_read);
-            }
-            serde_json::to_value(output).map_err(|e| OpError::fatal("internal", e.to_string()))
+            .await
         })
     }
 }
@@ -118,14 +114,14 @@ pub fn run_blocking(
     }
     let verified = request.verify_checksum()?;
     if cancel.load(std::sync::atomic::Ordering::Relaxed) {
-        return Err(OpError::fatal("cancelled", "profile cancelled"));
+        return Err(OpError::fatal(ErrorKind::Cancelled, "profile cancelled"));
     }
     progress.phase("profile");
     let mut options = request.options.clone();
     options.cancel = Some(cancel.clone());
     let mut output = profile_image(&request.path, &options, profile).map_err(|e| match e {
         ProfileError::Inspect(e) => inspect_error(e),
-        ProfileError::Cancelled => OpError::fatal("cancelled", "profile cancelled"),
+        ProfileError::Cancelled => OpError::fatal(ErrorKind::Cancelled, "profile cancelled"),
     })?;
     output.inspection.image.sha256 = verified;
     Ok(output)

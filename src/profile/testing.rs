@@ -34,9 +34,6 @@ impl ModeFs {
 }
 
 impl FileSystem for ModeFs {
-    fn fs_type(&self) -> &'static str {
-        "modefs"
-    }
     fn metadata(&self, path: &str) -> Result<Metadata, FsError> {
         let mut m = self.inner.metadata(path)?;
         if let Some(&(mode, uid, gid)) = self.modes.get(path) {

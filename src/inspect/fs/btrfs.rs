@@ -433,10 +433,6 @@ fn default_subvolume(vol: &Volume) -> Result<u64, FsError> {
 }
 
 impl FileSystem for BtrfsFs {
-    fn fs_type(&self) -> &'static str {
-        "btrfs"
-    }
-
     fn metadata(&self, path: &str) -> Result<Metadata, FsError> {
         let (_, inode) = self.resolve(path)?;
         Ok(Metadata {

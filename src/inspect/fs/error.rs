@@ -1,6 +1,6 @@
 //! Errors of the filesystem layer.
 
-use crate::inspect::image::ImageError;
+use crate::inspect::source::ReadError;
 
 /// Why a file or directory could not be read from a guest filesystem.
 #[derive(Debug, thiserror::Error)]
@@ -22,5 +22,5 @@ pub enum FsError {
     #[error("unsupported {fs} feature: {message}")]
     Unsupported { fs: &'static str, message: String },
     #[error(transparent)]
-    Image(#[from] ImageError),
+    Image(#[from] ReadError),
 }

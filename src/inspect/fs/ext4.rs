@@ -31,8 +31,8 @@ use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use super::{DirEntry, FileSystem, FsError, Metadata};
-use crate::inspect::image::ImageError;
 use crate::inspect::source::ReadAt;
+use crate::inspect::source::ReadError;
 use error_map::{corrupt, unsupported};
 pub use live::MAX_LIVE;
 use worker::{Job, Shared, Worker};
@@ -52,7 +52,6 @@ const MAX_PATH_BYTES: usize = 4096;
 /// most [`MAX_LIVE`] per process (see [`live`]): a filesystem unused for a while is
 /// closed and loaded again when next used.
 pub struct Ext4Fs {
-    fs_type: &'static str,
     warnings: Vec<String>,
     src: Arc<dyn ReadAt>,
     block_size: u64,
@@ -69,7 +68,6 @@ impl Ext4Fs {
     pub fn open(src: Arc<dyn ReadAt>) -> Result<Ext4Fs, FsError> {
         let geometry = superblock::check(src.as_ref())?;
         let mut fs = Ext4Fs {
-            fs_type: geometry.fs_type,
             warnings: Vec::new(),
             src,
             block_size: geometry.block_size,
@@ -109,7 +107,7 @@ impl Ext4Fs {
                         &source,
                     );
                 }
-                FsError::Image(ImageError::Io {
+                FsError::Image(ReadError::Io {
                     path: "<ext4 reader thread>".into(),
                     source,
                 })
@@ -201,10 +199,6 @@ impl Ext4Fs {
 }
 
 impl FileSystem for Ext4Fs {
-    fn fs_type(&self) -> &'static str {
-        self.fs_type
-    }
-
     fn metadata(&self, path: &str) -> Result<Metadata, FsError> {
         self.call(path, |w, p| w.metadata(p))
     }

@@ -22,11 +22,12 @@ mod record;
 mod runs;
 mod upcase;
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::collections::HashSet;
+use std::sync::Arc;
 
 use super::{DirEntry, FileKind, FileSystem, FsError, Metadata, MAX_DIR_ENTRIES};
 use crate::inspect::bytes::{le16, le32};
+use crate::inspect::cache::BoundedCache;
 use crate::inspect::source::ReadAt;
 use attr::{Attribute, Value};
 use boot::Boot;
@@ -130,7 +131,7 @@ pub struct NtfsFs {
     upcase: UpCase,
     label: Option<String>,
     warnings: Vec<String>,
-    dirs: Mutex<HashMap<u64, Arc<Vec<Child>>>>,
+    dirs: BoundedCache<u64, Arc<Vec<Child>>>,
 }
 
 impl NtfsFs {
@@ -157,7 +158,7 @@ impl NtfsFs {
             upcase: UpCase::ascii(),
             label: None,
             warnings: Vec::new(),
-            dirs: Mutex::new(HashMap::new()),
+            dirs: BoundedCache::new(CACHED_DIRS),
         };
         fs.mft = fs.mft_stream()?;
         match fs.read_upcase() {
@@ -493,13 +494,8 @@ impl NtfsFs {
     /// The names in the directory `file_ref`, in index order.
     fn list(&self, file_ref: u64) -> Result<Arc<Vec<Child>>, FsError> {
         let key = file_ref & 0x0000_ffff_ffff_ffff;
-        if let Some(hit) = self
-            .dirs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&key)
-        {
-            return Ok(hit.clone());
+        if let Some(hit) = self.dirs.get(&key) {
+            return Ok(hit);
         }
         let f = self.file(file_ref)?;
         if !f.is_dir {
@@ -519,11 +515,7 @@ impl NtfsFs {
         };
         walk.node(&root.entries, 0)?;
         let listed = Arc::new(walk.out);
-        let mut dirs = self.dirs.lock().unwrap_or_else(|p| p.into_inner());
-        if dirs.len() >= CACHED_DIRS {
-            dirs.clear();
-        }
-        dirs.insert(key, listed.clone());
+        self.dirs.insert(key, listed.clone());
         Ok(listed)
     }
 
@@ -650,10 +642,6 @@ impl Walk<'_> {
 }
 
 impl FileSystem for NtfsFs {
-    fn fs_type(&self) -> &'static str {
-        "ntfs"
-    }
-
     fn metadata(&self, path: &str) -> Result<Metadata, FsError> {
         let (file_ref, kind) = self.resolve(path)?;
         let f = self.file(file_ref)?;

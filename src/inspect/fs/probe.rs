@@ -8,7 +8,6 @@
 //! a few pages per format and follows no chain further than a fixed bound.
 
 mod btrfs;
-pub(crate) use crate::inspect::crc32c;
 mod ext;
 pub(crate) mod fat;
 mod iso9660;
@@ -17,8 +16,8 @@ mod swap;
 mod xfs;
 
 pub(crate) use crate::inspect::bytes::{label, read_array, read_opt, text, utf16_label};
-use crate::inspect::image::ImageError;
 use crate::inspect::source::ReadAt;
+use crate::inspect::source::ReadError;
 use crate::inspect::volume::{luks, lvm2, md_superblock};
 
 /// What a probe found on one block device.
@@ -36,7 +35,7 @@ pub struct Probed {
 }
 
 /// One format's probe.
-type ProbeFn = fn(&dyn ReadAt) -> Result<Option<Probed>, ImageError>;
+type ProbeFn = fn(&dyn ReadAt) -> Result<Option<Probed>, ReadError>;
 
 /// Probes in a fixed order; the first match wins. Containers come first (their payload
 /// may hold anything), then formats with strong magic, then FAT (whose signature is
@@ -60,7 +59,7 @@ const PROBES: [ProbeFn; 11] = [
 /// `Ok(None)`: nothing recognised (or a corrupt superblock that fails blkid's checks).
 /// `Err`: a read failed for a reason other than the source being too small (budget
 /// exhausted, I/O error), so the answer is unknown.
-pub fn probe(src: &dyn ReadAt) -> Result<Option<Probed>, ImageError> {
+pub fn probe(src: &dyn ReadAt) -> Result<Option<Probed>, ReadError> {
     for probe in PROBES {
         if let Some(found) = probe(src)? {
             return Ok(Some(found));
@@ -71,7 +70,7 @@ pub fn probe(src: &dyn ReadAt) -> Result<Option<Probed>, ImageError> {
 
 /// md members first: a raid1 member with its superblock at the end also shows the
 /// array's filesystem at offset 0, which must not be read as the member's own.
-fn probe_md(src: &dyn ReadAt) -> Result<Option<Probed>, ImageError> {
+fn probe_md(src: &dyn ReadAt) -> Result<Option<Probed>, ReadError> {
     Ok(md_superblock::detect(src)?.map(|sb| Probed {
         fs_type: "linux_raid_member",
         uuid: Some(sb.uuid_blkid()),
@@ -80,7 +79,7 @@ fn probe_md(src: &dyn ReadAt) -> Result<Option<Probed>, ImageError> {
     }))
 }
 
-fn probe_luks(src: &dyn ReadAt) -> Result<Option<Probed>, ImageError> {
+fn probe_luks(src: &dyn ReadAt) -> Result<Option<Probed>, ReadError> {
     Ok(luks::detect(src)?.map(|h| Probed {
         fs_type: "crypto_LUKS",
         uuid: h.uuid,
@@ -89,7 +88,7 @@ fn probe_luks(src: &dyn ReadAt) -> Result<Option<Probed>, ImageError> {
     }))
 }
 
-fn probe_bitlocker(src: &dyn ReadAt) -> Result<Option<Probed>, ImageError> {
+fn probe_bitlocker(src: &dyn ReadAt) -> Result<Option<Probed>, ReadError> {
     Ok(luks::detect_bitlocker(src)?.then_some(Probed {
         fs_type: "BitLocker",
         uuid: None,
@@ -98,7 +97,7 @@ fn probe_bitlocker(src: &dyn ReadAt) -> Result<Option<Probed>, ImageError> {
     }))
 }
 
-fn probe_lvm2(src: &dyn ReadAt) -> Result<Option<Probed>, ImageError> {
+fn probe_lvm2(src: &dyn ReadAt) -> Result<Option<Probed>, ReadError> {
     Ok(lvm2::detect(src)?.map(|pv| Probed {
         fs_type: "LVM2_member",
         uuid: Some(pv.uuid),

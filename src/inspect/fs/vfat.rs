@@ -15,10 +15,10 @@ mod dir_entry;
 mod fat;
 mod lfn;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use super::{DirEntry, FileKind, FileSystem, FsError, Metadata, MAX_DIR_ENTRIES};
+use crate::inspect::cache::BoundedCache;
 use crate::inspect::source::ReadAt;
 use bpb::{FatType, Geometry, RootDir};
 use dir::{Directory, Entry, MAX_DIR_BYTES};
@@ -35,7 +35,7 @@ pub struct VfatFs {
     geometry: Geometry,
     fat: Fat,
     /// Parsed directories by first cluster (0 for a fixed root directory).
-    dirs: Mutex<HashMap<u32, Arc<Directory>>>,
+    dirs: BoundedCache<u32, Arc<Directory>>,
 }
 
 /// What a path resolved to.
@@ -53,7 +53,7 @@ impl VfatFs {
             src,
             geometry,
             fat,
-            dirs: Mutex::new(HashMap::new()),
+            dirs: BoundedCache::new(CACHED_DIRS),
         })
     }
 
@@ -150,21 +150,8 @@ impl VfatFs {
         key: u32,
         load: impl FnOnce() -> Result<Vec<u8>, FsError>,
     ) -> Result<Arc<Directory>, FsError> {
-        if let Some(hit) = self
-            .dirs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&key)
-        {
-            return Ok(hit.clone());
-        }
-        let entries = Arc::new(dir::parse(&load()?, self.fat32()));
-        let mut dirs = self.dirs.lock().unwrap_or_else(|p| p.into_inner());
-        if dirs.len() >= CACHED_DIRS {
-            dirs.clear();
-        }
-        dirs.insert(key, entries.clone());
-        Ok(entries)
+        self.dirs
+            .get_or_load(key, || Ok(Arc::new(dir::parse(&load()?, self.fat32()))))
     }
 
     /// The clusters of a directory, which must end within the FAT directory size limit.
@@ -210,10 +197,6 @@ impl VfatFs {
 }
 
 impl FileSystem for VfatFs {
-    fn fs_type(&self) -> &'static str {
-        "vfat"
-    }
-
     fn metadata(&self, path: &str) -> Result<Metadata, FsError> {
         let (kind, size) = match self.resolve(path)? {
             Node::Root => (FileKind::Dir, self.root_size()?),
@@ -295,11 +278,11 @@ impl FileSystem for VfatFs {
 
 #[cfg(test)]
 mod tests {
-    use super::bpb::tests::fat12_sector;
     use super::dir_entry::tests::short;
     use super::dir_entry::ShortEntry;
     use super::lfn::tests::entries;
     use super::*;
+    use crate::inspect::fat_boot::tests::fat12_sector;
     use crate::inspect::source::MemSource;
 
     /// A 64-sector FAT12 volume (see `fat12_sector`): FATs at sectors 1-2, root at 3,

@@ -33,11 +33,11 @@ mod log;
 mod superblock;
 mod symlink;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use super::probe::crc32c;
 use super::{DirEntry, FileKind, FileSystem, FsError, Metadata, MAX_DIR_ENTRIES};
+use crate::inspect::cache::BoundedCache;
+use crate::inspect::crc32c;
 use crate::inspect::source::ReadAt;
 use bmap::ExtentMap;
 use dir::Entry;
@@ -57,7 +57,7 @@ pub struct XfsFs {
     sb: Superblock,
     warnings: Vec<String>,
     /// Parsed directories by inode number.
-    dirs: Mutex<HashMap<u64, Arc<Vec<Entry>>>>,
+    dirs: BoundedCache<u64, Arc<Vec<Entry>>>,
 }
 
 impl XfsFs {
@@ -103,7 +103,7 @@ impl XfsFs {
             src,
             sb,
             warnings,
-            dirs: Mutex::new(HashMap::new()),
+            dirs: BoundedCache::new(CACHED_DIRS),
         })
     }
 
@@ -180,21 +180,13 @@ impl XfsFs {
             }
         })?;
         if complete {
-            let mut dirs = self.dirs.lock().unwrap_or_else(|p| p.into_inner());
-            if dirs.len() >= CACHED_DIRS {
-                dirs.clear();
-            }
-            dirs.insert(dir.ino, Arc::new(entries));
+            self.dirs.insert(dir.ino, Arc::new(entries));
         }
         Ok(found)
     }
 
     fn cached(&self, ino: u64) -> Option<Arc<Vec<Entry>>> {
-        self.dirs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&ino)
-            .cloned()
+        self.dirs.get(&ino)
     }
 
     /// The kind of a directory entry: its file type byte, else its inode's mode.
@@ -208,10 +200,6 @@ impl XfsFs {
 }
 
 impl FileSystem for XfsFs {
-    fn fs_type(&self) -> &'static str {
-        "xfs"
-    }
-
     fn metadata(&self, path: &str) -> Result<Metadata, FsError> {
         let i = self.resolve(path)?;
         Ok(Metadata {

@@ -3,8 +3,8 @@
 
 use std::fmt;
 
-use super::ImageError;
 use crate::inspect::source::ReadAt;
+use crate::inspect::source::ReadError;
 
 /// The container formats we can recognise. Only `Raw` and `Qcow2` are readable for now; the
 /// others are recognised so that a job fails with "unsupported vmdk" instead of inspecting
@@ -64,7 +64,7 @@ const VHD_FOOTER_LEN: u64 = 512;
 
 /// Detects the format of `src` from its first and last bytes. Anything unrecognised is raw,
 /// like qemu's probing; that is why a job may assert the format instead.
-pub fn detect(src: &dyn ReadAt) -> Result<ImageFormat, ImageError> {
+pub fn detect(src: &dyn ReadAt) -> Result<ImageFormat, ReadError> {
     let size = src.size();
     let mut head = vec![0u8; HEAD_LEN.min(size) as usize];
     src.read_exact_at(0, &mut head)?;

@@ -24,8 +24,8 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 
 use super::http_url::{AllowList, RemoteUrl};
-use super::ImageError;
-use crate::inspect::source::{check_range, CancelFlag, ReadAt};
+pub use crate::inspect::http_error::HttpError;
+use crate::inspect::source::{check_range, CancelFlag, ReadAt, ReadError};
 
 /// Cache block: reads are fetched in aligned blocks of this size.
 pub const BLOCK_SIZE: u64 = 256 * 1024;
@@ -37,90 +37,6 @@ const MAX_RUN_BLOCKS: u64 = 16;
 const MAX_REDIRECTS: usize = 5;
 /// Largest header value we keep (ETag, Last-Modified).
 const MAX_VALIDATOR: usize = 256;
-
-/// Why a remote read failed. `Clone` so the pipeline can keep the first failure; serde
-/// so it crosses the process boundary typed (see [`super::remote`]).
-#[derive(Debug, Clone, thiserror::Error, serde::Serialize, serde::Deserialize)]
-#[serde(tag = "error", rename_all = "snake_case")]
-pub enum HttpError {
-    #[error("image URL {url} is not in the worker's --image-url-allow list")]
-    NotAllowed { url: String },
-    #[error("invalid image URL: {message}")]
-    BadUrl { message: String },
-    #[error("{url}: HTTP status {status}")]
-    Status { url: String, status: u16 },
-    #[error("{url}: the server ignored the Range header (status 200); refusing a whole download")]
-    RangeIgnored { url: String },
-    #[error("{url}: asked for {asked}, the server answered Content-Range {got:?}")]
-    BadContentRange {
-        url: String,
-        asked: String,
-        got: String,
-    },
-    #[error("{url}: body ended after {got} of {expected} bytes")]
-    ShortBody {
-        url: String,
-        expected: u64,
-        got: u64,
-    },
-    #[error("{url}: the image changed during the job ({message})")]
-    Changed { url: String, message: String },
-    #[error("{url}: {message}")]
-    Transport { url: String, message: String },
-    #[error("{url}: redirect refused: {message}")]
-    Redirect { url: String, message: String },
-    #[error("TLS set-up: {message}")]
-    Tls { message: String },
-    /// The channel between the inspection and its fetcher failed or was misused.
-    #[error("remote channel: {message}")]
-    Channel { message: String },
-    #[error("remote fetch cancelled")]
-    Cancelled,
-}
-
-impl HttpError {
-    /// Stable label for results and metrics.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            HttpError::NotAllowed { .. } => "image_url_not_allowed",
-            HttpError::BadUrl { .. } => "image_url_invalid",
-            HttpError::Status { .. } => "remote_status",
-            HttpError::RangeIgnored { .. } => "remote_range_ignored",
-            HttpError::BadContentRange { .. } => "remote_bad_content_range",
-            HttpError::ShortBody { .. } => "remote_short_body",
-            HttpError::Changed { .. } => "remote_image_changed",
-            HttpError::Transport { .. } => "remote_unavailable",
-            HttpError::Redirect { .. } => "remote_redirect_refused",
-            HttpError::Tls { .. } => "remote_tls",
-            HttpError::Channel { .. } => "remote_channel",
-            HttpError::Cancelled => "cancelled",
-        }
-    }
-
-    /// Worth another try (the server or the network may recover).
-    pub fn transient(&self) -> bool {
-        match self {
-            HttpError::Status { status, .. } => *status >= 500 || *status == 408 || *status == 429,
-            HttpError::Transport { .. } | HttpError::ShortBody { .. } => true,
-            _ => false,
-        }
-    }
-}
-
-impl From<HttpError> for ImageError {
-    fn from(e: HttpError) -> ImageError {
-        match e {
-            // A missing object reads like a missing file, so the formats' parent searches
-            // (VHD locators) try their next candidate.
-            HttpError::Status { url, status: 404 } => ImageError::Io {
-                path: url.into(),
-                source: std::io::Error::new(std::io::ErrorKind::NotFound, "HTTP status 404"),
-            },
-            HttpError::Cancelled => ImageError::Cancelled,
-            e => ImageError::Remote(e),
-        }
-    }
-}
 
 /// Worker-wide settings of remote images: the allow-list, the HTTP agent (TLS roots,
 /// timeouts) and the limits of each job.
@@ -721,7 +637,7 @@ impl ReadAt for HttpSource {
         self.size
     }
 
-    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), ImageError> {
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), ReadError> {
         check_range(offset, buf.len(), self.size)?;
         Ok(self.read(offset, buf)?)
     }

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use super::qcow2_compressed::{decompress_cluster, CompressedExtent};
 use super::qcow2_header::corrupt;
 use super::qcow2_l2::{decode, L2Cache, L2Table, Mapping, OFFSET_MASK};
-use super::ImageError;
+use crate::inspect::source::ReadError;
 use crate::inspect::source::{check_range, read_vec, ReadAt};
 
 pub use super::qcow2_header::{Compression, Qcow2Header};
@@ -59,7 +59,7 @@ impl Qcow2 {
     /// Parses the header and loads the L1 table of the qcow2 file `file`. A backing file
     /// named by the header is not opened here (that needs path policy, see `image::open`):
     /// attach it with [`Qcow2::attach_backing`].
-    pub fn from_source(file: Arc<dyn ReadAt>) -> Result<Qcow2, ImageError> {
+    pub fn from_source(file: Arc<dyn ReadAt>) -> Result<Qcow2, ReadError> {
         let header = Qcow2Header::parse(file.as_ref())?;
         let l1 = load_l1(file.as_ref(), &header)?;
         let backing = match &header.backing_file {
@@ -111,7 +111,7 @@ impl Qcow2 {
     }
 
     /// The L2 table for L1 index `idx`, or `None` when it is unallocated.
-    fn l2_table(&self, idx: usize) -> Result<Option<L2Table>, ImageError> {
+    fn l2_table(&self, idx: usize) -> Result<Option<L2Table>, ReadError> {
         let entry = self.l1.get(idx).copied().unwrap_or(0);
         let entry_offset = self.header.l1_table_offset + idx as u64 * 8;
         let offset = entry & OFFSET_MASK;
@@ -149,7 +149,7 @@ impl Qcow2 {
         &self,
         guest: u64,
         cur: &mut Option<(usize, Option<L2Table>)>,
-    ) -> Result<(Mapping, u64), ImageError> {
+    ) -> Result<(Mapping, u64), ReadError> {
         let span_bits = self.l2_span_bits();
         let l1_idx = (guest >> span_bits) as usize;
         let in_span = guest & ((1u64 << span_bits) - 1);
@@ -181,7 +181,7 @@ impl Qcow2 {
     /// Reads image-file bytes for a data run. A run reaching a host cluster that starts past
     /// the end of the file is corruption; a run that only overhangs the end within the file's
     /// last cluster reads zeros there, as qemu does.
-    fn read_data(&self, host: u64, guest: u64, out: &mut [u8]) -> Result<(), ImageError> {
+    fn read_data(&self, host: u64, guest: u64, out: &mut [u8]) -> Result<(), ReadError> {
         let file_size = self.file.size();
         // host < 2^56 and out is one in-memory buffer: no overflow.
         let last_cluster = (host + out.len() as u64 - 1) & !(self.header.cluster_size() - 1);
@@ -200,13 +200,13 @@ impl Qcow2 {
         Ok(())
     }
 
-    fn read_backing(&self, guest: u64, out: &mut [u8]) -> Result<(), ImageError> {
+    fn read_backing(&self, guest: u64, out: &mut [u8]) -> Result<(), ReadError> {
         match &self.backing {
             Backing::None => {
                 out.fill(0);
                 Ok(())
             }
-            Backing::NotAttached(name) => Err(ImageError::Unsupported {
+            Backing::NotAttached(name) => Err(ReadError::Unsupported {
                 format: "qcow2",
                 message: format!(
                     "guest offset {guest:#x} is in backing file {name:?}, which is not opened"
@@ -232,7 +232,7 @@ impl Qcow2 {
         guest: u64,
         in_cluster: u64,
         out: &mut [u8],
-    ) -> Result<(), ImageError> {
+    ) -> Result<(), ReadError> {
         let cluster_size = self.header.cluster_size() as usize;
         let start = in_cluster as usize;
         let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
@@ -256,7 +256,7 @@ impl Qcow2 {
         Ok(())
     }
 
-    fn decompress(&self, entry: u64, guest: u64, out: &mut [u8]) -> Result<(), ImageError> {
+    fn decompress(&self, entry: u64, guest: u64, out: &mut [u8]) -> Result<(), ReadError> {
         let ext = CompressedExtent::from_entry(entry, self.cluster_bits());
         let file_size = self.file.size();
         if ext.host >= file_size {
@@ -284,7 +284,7 @@ impl Qcow2 {
 }
 
 /// Loads the L1 entries that cover the virtual size, bounding the table before allocating it.
-fn load_l1(file: &dyn ReadAt, h: &Qcow2Header) -> Result<Vec<u64>, ImageError> {
+fn load_l1(file: &dyn ReadAt, h: &Qcow2Header) -> Result<Vec<u64>, ReadError> {
     let entry_bits = if h.extended_l2 { 4 } else { 3 };
     let span_bits = 2 * h.cluster_bits - entry_bits;
     let needed = h.size.div_ceil(1u64 << span_bits);
@@ -296,7 +296,7 @@ fn load_l1(file: &dyn ReadAt, h: &Qcow2Header) -> Result<Vec<u64>, ImageError> {
     }
     let bytes = needed * 8;
     if bytes > MAX_L1_BYTES {
-        return Err(ImageError::TooLarge {
+        return Err(ReadError::TooLarge {
             what: "qcow2 L1 table",
             size: bytes,
             limit: MAX_L1_BYTES,
@@ -335,7 +335,7 @@ impl ReadAt for Qcow2 {
         self.inflated.load(Ordering::Relaxed).saturating_add(below)
     }
 
-    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), ImageError> {
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), ReadError> {
         check_range(offset, buf.len(), self.header.size)?;
         let cluster_mask = self.header.cluster_size() - 1;
         let mut cur = None;
@@ -403,7 +403,7 @@ mod tests {
         b
     }
 
-    fn open(b: Vec<u8>) -> Result<Qcow2, ImageError> {
+    fn open(b: Vec<u8>) -> Result<Qcow2, ReadError> {
         Qcow2::from_source(Arc::new(MemSource(b)))
     }
 
@@ -425,7 +425,7 @@ mod tests {
         let mut buf = [0u8; 2];
         assert!(matches!(
             q.read_exact_at((1 << 20) - 1, &mut buf),
-            Err(ImageError::OutOfRange { .. })
+            Err(ReadError::OutOfRange { .. })
         ));
     }
 
@@ -442,7 +442,7 @@ mod tests {
         let q = open(b).unwrap();
         let e = q.read_exact_at(0, &mut [0u8; 16]).unwrap_err();
         assert!(
-            matches!(e, ImageError::Corrupt { offset, .. } if offset == C as u64),
+            matches!(e, ReadError::Corrupt { offset, .. } if offset == C as u64),
             "{e}"
         );
 
@@ -458,20 +458,20 @@ mod tests {
         put64(&mut b, 24, 1 << 52); // needs 2^23 L1 entries: 64 MiB
         b[36..40].copy_from_slice(&u32::MAX.to_be_bytes());
         let e = open(b).err().unwrap();
-        assert!(matches!(e, ImageError::TooLarge { .. }), "{e}");
+        assert!(matches!(e, ReadError::TooLarge { .. }), "{e}");
         // l1_size too small for the virtual size.
         let mut b = image();
         put64(&mut b, 24, 1 << 40);
         assert!(matches!(
             open(b),
-            Err(ImageError::Corrupt { offset: 36, .. })
+            Err(ReadError::Corrupt { offset: 36, .. })
         ));
         // L1 past EOF.
         let mut b = image();
         put64(&mut b, 40, 64 * C as u64);
         assert!(matches!(
             open(b),
-            Err(ImageError::Corrupt { offset: 40, .. })
+            Err(ReadError::Corrupt { offset: 40, .. })
         ));
     }
 
@@ -501,7 +501,7 @@ mod tests {
         let read = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let budgeted = crate::inspect::source::Budgeted::new(q, read, C as u64 + 10);
         let e = budgeted.read_exact_at(0, &mut [0u8; 16]).unwrap_err();
-        assert!(matches!(e, ImageError::BudgetExceeded { .. }), "{e}");
+        assert!(matches!(e, ReadError::BudgetExceeded { .. }), "{e}");
         // Descriptor past EOF.
         let mut b = image();
         put64(&mut b, 2 * C, (1 << 62) | (90 * C as u64));

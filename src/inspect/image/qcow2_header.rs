@@ -14,9 +14,9 @@
 //! - any other bit: refused, naming the feature when the image's feature-name table does.
 //! - encryption (crypt_method != 0): refused as unsupported.
 
-use super::ImageError;
 use crate::inspect::bytes::{be32, be64};
 use crate::inspect::source::ReadAt;
+use crate::inspect::source::ReadError;
 
 const MAGIC: &[u8; 4] = b"QFI\xfb";
 const V2_HEADER_LEN: u32 = 72;
@@ -72,16 +72,16 @@ pub struct Qcow2Header {
 }
 
 /// Builds the error for a malformed header field at `offset` in the file.
-pub fn corrupt(offset: u64, message: impl Into<String>) -> ImageError {
-    ImageError::Corrupt {
+pub fn corrupt(offset: u64, message: impl Into<String>) -> ReadError {
+    ReadError::Corrupt {
         format: "qcow2",
         offset,
         message: message.into(),
     }
 }
 
-fn unsupported(message: impl Into<String>) -> ImageError {
-    ImageError::Unsupported {
+fn unsupported(message: impl Into<String>) -> ReadError {
+    ReadError::Unsupported {
         format: "qcow2",
         message: message.into(),
     }
@@ -92,16 +92,12 @@ impl Qcow2Header {
         1u64 << self.cluster_bits
     }
 
-    pub fn is_dirty(&self) -> bool {
-        self.incompatible_features & INCOMPAT_DIRTY != 0
-    }
-
     pub fn is_corrupt(&self) -> bool {
         self.incompatible_features & INCOMPAT_CORRUPT != 0
     }
 
     /// Reads and validates the header of the qcow2 file `src`.
-    pub fn parse(src: &dyn ReadAt) -> Result<Qcow2Header, ImageError> {
+    pub fn parse(src: &dyn ReadAt) -> Result<Qcow2Header, ReadError> {
         let file_size = src.size();
         if file_size < u64::from(V2_HEADER_LEN) {
             return Err(corrupt(
@@ -111,36 +107,8 @@ impl Qcow2Header {
         }
         let mut fixed = [0u8; V2_HEADER_LEN as usize];
         src.read_exact_at(0, &mut fixed)?;
-        if &fixed[0..4] != MAGIC {
-            return Err(corrupt(0, "bad magic (not QFI\\xfb)"));
-        }
-        let version = be32(&fixed, 4);
-        if version != 2 && version != 3 {
-            return Err(unsupported(format!(
-                "version {version} (only 2 and 3 are readable)"
-            )));
-        }
-        let cluster_bits = be32(&fixed, 20);
-        if !(MIN_CLUSTER_BITS..=MAX_CLUSTER_BITS).contains(&cluster_bits) {
-            return Err(corrupt(
-                20,
-                format!(
-                    "cluster_bits {cluster_bits} outside {MIN_CLUSTER_BITS}..={MAX_CLUSTER_BITS}"
-                ),
-            ));
-        }
+        let (version, cluster_bits) = check_fixed(&fixed)?;
         let cluster_size = 1u64 << cluster_bits;
-        let crypt_method = be32(&fixed, 32);
-        if crypt_method != 0 {
-            let name = match crypt_method {
-                1 => "AES",
-                2 => "LUKS",
-                _ => "unknown",
-            };
-            return Err(unsupported(format!(
-                "encrypted image (crypt_method {crypt_method}, {name})"
-            )));
-        }
 
         // Everything else (v3 fields, extensions, the backing name) lives in the first
         // cluster, which is small (<= 2 MiB): read it once.
@@ -148,35 +116,11 @@ impl Qcow2Header {
         let mut head = vec![0u8; head_len];
         src.read_exact_at(0, &mut head)?;
 
-        let header_length = if version == 2 {
-            V2_HEADER_LEN
+        let (header_length, incompatible, compression_type) = if version == 2 {
+            (V2_HEADER_LEN, 0, 0)
         } else {
-            if head.len() < V3_MIN_HEADER_LEN as usize {
-                return Err(corrupt(72, "file too small for a version 3 header"));
-            }
-            let len = be32(&head, 100);
-            if len < V3_MIN_HEADER_LEN || !len.is_multiple_of(8) || u64::from(len) > cluster_size {
-                return Err(corrupt(100, format!("invalid header_length {len}")));
-            }
-            if len as usize > head.len() {
-                return Err(corrupt(
-                    100,
-                    format!("header_length {len} runs past end of file"),
-                ));
-            }
-            len
+            v3_fields(&head, cluster_size)?
         };
-        let (incompatible, compression_type) = if version == 2 {
-            (0, 0)
-        } else {
-            let refcount_order = be32(&head, 96);
-            if refcount_order > 6 {
-                return Err(corrupt(96, format!("refcount_order {refcount_order} > 6")));
-            }
-            let ctype = if header_length > 104 { head[104] } else { 0 };
-            (be64(&head, 72), ctype)
-        };
-
         let backing_file_offset = be64(&fixed, 8);
         let backing_file_size = be32(&fixed, 16);
         // Extensions end where the backing name starts, else at the end of the cluster.
@@ -186,81 +130,9 @@ impl Qcow2Header {
             head.len()
         };
         let ext = Extensions::parse(&head, header_length as usize, ext_end)?;
-
-        // Feature bits, checked after the extensions so unknown ones can be named.
-        let unknown = incompatible & !INCOMPAT_KNOWN;
-        if unknown != 0 {
-            return Err(unsupported(format!(
-                "unknown incompatible feature bits {:#x}{}",
-                unknown,
-                ext.describe_incompatible(unknown)
-            )));
-        }
-        if incompatible & INCOMPAT_DATA_FILE != 0 {
-            let name = ext
-                .data_file
-                .as_deref()
-                .map(|n| format!(" {:?}", String::from_utf8_lossy(n)))
-                .unwrap_or_default();
-            return Err(unsupported(format!("external data file{name}")));
-        }
-        let compression = match (incompatible & INCOMPAT_COMPRESSION != 0, compression_type) {
-            (false, 0) => Compression::Deflate,
-            (false, t) => {
-                return Err(corrupt(
-                    104,
-                    format!("compression_type {t} without the compression-type feature bit"),
-                ))
-            }
-            (true, 0) => {
-                return Err(corrupt(
-                    104,
-                    "compression-type feature bit with compression_type 0",
-                ))
-            }
-            (true, 1) => Compression::Zstd,
-            (true, t) => return Err(unsupported(format!("compression_type {t}"))),
-        };
-        let extended_l2 = incompatible & INCOMPAT_EXTL2 != 0;
-        if extended_l2 && cluster_bits < MIN_EXTENDED_L2_CLUSTER_BITS {
-            return Err(corrupt(
-                20,
-                format!("extended L2 entries need cluster_bits >= 14, got {cluster_bits}"),
-            ));
-        }
-
-        let backing_file = if backing_file_offset != 0 && backing_file_size != 0 {
-            let end = backing_file_offset.checked_add(u64::from(backing_file_size));
-            if backing_file_size > MAX_BACKING_NAME || end.is_none_or(|e| e > cluster_size) {
-                return Err(corrupt(
-                    8,
-                    format!(
-                        "backing file name of {backing_file_size} bytes at {backing_file_offset} \
-                         is longer than {MAX_BACKING_NAME} bytes or leaves the header cluster"
-                    ),
-                ));
-            }
-            let name = head
-                .get(
-                    backing_file_offset as usize
-                        ..(backing_file_offset + u64::from(backing_file_size)) as usize,
-                )
-                .ok_or_else(|| {
-                    corrupt(
-                        backing_file_offset,
-                        "backing file name runs past end of file",
-                    )
-                })?;
-            if name.contains(&0) {
-                return Err(corrupt(
-                    backing_file_offset,
-                    "backing file name contains a NUL byte",
-                ));
-            }
-            Some(name.to_vec())
-        } else {
-            None
-        };
+        let compression = check_features(incompatible, compression_type, cluster_bits, &ext)?;
+        let backing_file =
+            backing_name(&head, backing_file_offset, backing_file_size, cluster_size)?;
 
         let l1_table_offset = be64(&fixed, 40);
         if !l1_table_offset.is_multiple_of(cluster_size) {
@@ -278,11 +150,147 @@ impl Qcow2Header {
             l1_table_offset,
             incompatible_features: incompatible,
             compression,
-            extended_l2,
+            extended_l2: incompatible & INCOMPAT_EXTL2 != 0,
             backing_file,
             backing_format: ext.backing_format,
         })
     }
+}
+
+/// The v2 part every header has: magic, version, cluster size, no encryption.
+fn check_fixed(fixed: &[u8]) -> Result<(u32, u32), ReadError> {
+    if &fixed[0..4] != MAGIC {
+        return Err(corrupt(0, "bad magic (not QFI\\xfb)"));
+    }
+    let version = be32(fixed, 4);
+    if version != 2 && version != 3 {
+        return Err(unsupported(format!(
+            "version {version} (only 2 and 3 are readable)"
+        )));
+    }
+    let cluster_bits = be32(fixed, 20);
+    if !(MIN_CLUSTER_BITS..=MAX_CLUSTER_BITS).contains(&cluster_bits) {
+        return Err(corrupt(
+            20,
+            format!("cluster_bits {cluster_bits} outside {MIN_CLUSTER_BITS}..={MAX_CLUSTER_BITS}"),
+        ));
+    }
+    let crypt_method = be32(fixed, 32);
+    if crypt_method != 0 {
+        let name = match crypt_method {
+            1 => "AES",
+            2 => "LUKS",
+            _ => "unknown",
+        };
+        return Err(unsupported(format!(
+            "encrypted image (crypt_method {crypt_method}, {name})"
+        )));
+    }
+    Ok((version, cluster_bits))
+}
+
+/// Version 3's header length, incompatible feature bits and compression type, from the
+/// first cluster `head`.
+fn v3_fields(head: &[u8], cluster_size: u64) -> Result<(u32, u64, u8), ReadError> {
+    if head.len() < V3_MIN_HEADER_LEN as usize {
+        return Err(corrupt(72, "file too small for a version 3 header"));
+    }
+    let len = be32(head, 100);
+    if len < V3_MIN_HEADER_LEN || !len.is_multiple_of(8) || u64::from(len) > cluster_size {
+        return Err(corrupt(100, format!("invalid header_length {len}")));
+    }
+    if len as usize > head.len() {
+        return Err(corrupt(
+            100,
+            format!("header_length {len} runs past end of file"),
+        ));
+    }
+    let refcount_order = be32(head, 96);
+    if refcount_order > 6 {
+        return Err(corrupt(96, format!("refcount_order {refcount_order} > 6")));
+    }
+    let compression_type = if len > 104 { head[104] } else { 0 };
+    Ok((len, be64(head, 72), compression_type))
+}
+
+/// Refuses feature bits we cannot honour (checked after the extensions so unknown ones
+/// can be named) and returns the compression method.
+fn check_features(
+    incompatible: u64,
+    compression_type: u8,
+    cluster_bits: u32,
+    ext: &Extensions,
+) -> Result<Compression, ReadError> {
+    let unknown = incompatible & !INCOMPAT_KNOWN;
+    if unknown != 0 {
+        return Err(unsupported(format!(
+            "unknown incompatible feature bits {:#x}{}",
+            unknown,
+            ext.describe_incompatible(unknown)
+        )));
+    }
+    if incompatible & INCOMPAT_DATA_FILE != 0 {
+        let name = ext
+            .data_file
+            .as_deref()
+            .map(|n| format!(" {:?}", String::from_utf8_lossy(n)))
+            .unwrap_or_default();
+        return Err(unsupported(format!("external data file{name}")));
+    }
+    let compression = match (incompatible & INCOMPAT_COMPRESSION != 0, compression_type) {
+        (false, 0) => Compression::Deflate,
+        (false, t) => {
+            return Err(corrupt(
+                104,
+                format!("compression_type {t} without the compression-type feature bit"),
+            ))
+        }
+        (true, 0) => {
+            return Err(corrupt(
+                104,
+                "compression-type feature bit with compression_type 0",
+            ))
+        }
+        (true, 1) => Compression::Zstd,
+        (true, t) => return Err(unsupported(format!("compression_type {t}"))),
+    };
+    if incompatible & INCOMPAT_EXTL2 != 0 && cluster_bits < MIN_EXTENDED_L2_CLUSTER_BITS {
+        return Err(corrupt(
+            20,
+            format!("extended L2 entries need cluster_bits >= 14, got {cluster_bits}"),
+        ));
+    }
+    Ok(compression)
+}
+
+/// The backing file name stored at `offset` (`size` bytes) inside the first cluster
+/// `head`, if any: bounded, inside the cluster, without NUL bytes.
+fn backing_name(
+    head: &[u8],
+    offset: u64,
+    size: u32,
+    cluster_size: u64,
+) -> Result<Option<Vec<u8>>, ReadError> {
+    if offset == 0 || size == 0 {
+        return Ok(None);
+    }
+    let end = offset.checked_add(u64::from(size));
+    if size > MAX_BACKING_NAME || end.is_none_or(|e| e > cluster_size) {
+        return Err(corrupt(
+            8,
+            format!(
+                "backing file name of {size} bytes at {offset} \
+                 is longer than {MAX_BACKING_NAME} bytes or leaves the header cluster"
+            ),
+        ));
+    }
+    let name = head
+        .get(offset as usize..(offset + u64::from(size)) as usize)
+        .ok_or_else(|| corrupt(offset, "backing file name runs past end of file"))?;
+    if name.contains(&0) {
+        return Err(corrupt(offset, "backing file name contains a NUL byte"));
+    }
+    Ok(Some(name.to_vec()))
 }
 
 /// The header extensions we use, collected in one bounded pass over the header cluster.
@@ -297,7 +305,7 @@ struct Extensions {
 impl Extensions {
     /// Walks the extensions in `head[start..end]`. Each step advances by at least 8 bytes,
     /// so the loop is bounded by the header cluster size.
-    fn parse(head: &[u8], start: usize, end: usize) -> Result<Extensions, ImageError> {
+    fn parse(head: &[u8], start: usize, end: usize) -> Result<Extensions, ReadError> {
         let mut ext = Extensions::default();
         let mut pos = start;
         while pos + 8 <= end {
@@ -382,7 +390,7 @@ pub(crate) mod tests {
         b
     }
 
-    fn parse(b: Vec<u8>) -> Result<Qcow2Header, ImageError> {
+    fn parse(b: Vec<u8>) -> Result<Qcow2Header, ReadError> {
         Qcow2Header::parse(&MemSource(b))
     }
 
@@ -394,7 +402,7 @@ pub(crate) mod tests {
         b[at..at + 8].copy_from_slice(&v.to_be_bytes());
     }
 
-    fn msg(e: ImageError) -> String {
+    fn msg(e: ReadError) -> String {
         e.to_string()
     }
 
@@ -414,13 +422,13 @@ pub(crate) mod tests {
         assert!(msg(parse(b).unwrap_err()).contains("bad magic"));
         assert!(matches!(
             parse(b"QFI\xfb".to_vec()),
-            Err(ImageError::Corrupt { offset: 0, .. })
+            Err(ReadError::Corrupt { offset: 0, .. })
         ));
         // v3 header cut short inside its fields.
         let b = v3_header(0x20000)[..90].to_vec();
         assert!(matches!(
             parse(b),
-            Err(ImageError::Corrupt { offset: 72, .. })
+            Err(ReadError::Corrupt { offset: 72, .. })
         ));
     }
 
@@ -428,7 +436,7 @@ pub(crate) mod tests {
     fn versions() {
         let mut b = v3_header(0x20000);
         set32(&mut b, 4, 1);
-        assert!(matches!(parse(b), Err(ImageError::Unsupported { .. })));
+        assert!(matches!(parse(b), Err(ReadError::Unsupported { .. })));
         let mut b = v3_header(0x20000);
         set32(&mut b, 4, 2);
         // v2 ignores the v3 fields entirely (72.. is the extension area, here empty).
@@ -443,7 +451,7 @@ pub(crate) mod tests {
             set32(&mut b, 20, bits);
             let e = parse(b).unwrap_err();
             assert!(
-                matches!(e, ImageError::Corrupt { offset: 20, .. }),
+                matches!(e, ReadError::Corrupt { offset: 20, .. }),
                 "{bits}: {e}"
             );
         }
@@ -456,7 +464,10 @@ pub(crate) mod tests {
             set64(&mut b, 72, bits);
             parse(b)
         };
-        assert!(with(INCOMPAT_DIRTY).unwrap().is_dirty());
+        assert_ne!(
+            with(INCOMPAT_DIRTY).unwrap().incompatible_features & INCOMPAT_DIRTY,
+            0
+        );
         assert!(with(INCOMPAT_CORRUPT).unwrap().is_corrupt());
         assert!(msg(with(INCOMPAT_DATA_FILE).unwrap_err()).contains("external data file"));
         assert!(msg(with(1 << 40).unwrap_err())
@@ -465,7 +476,7 @@ pub(crate) mod tests {
         // Compression bit with compression_type 0 is corrupt; type 1 is zstd; 2 unknown.
         assert!(matches!(
             with(INCOMPAT_COMPRESSION),
-            Err(ImageError::Corrupt { offset: 104, .. })
+            Err(ReadError::Corrupt { offset: 104, .. })
         ));
         let mut b = v3_header(0x20000);
         set64(&mut b, 72, INCOMPAT_COMPRESSION);
@@ -475,7 +486,7 @@ pub(crate) mod tests {
         b[104] = 1;
         assert!(matches!(
             parse(b),
-            Err(ImageError::Corrupt { offset: 104, .. })
+            Err(ReadError::Corrupt { offset: 104, .. })
         ));
         // Extended L2 with small clusters.
         let mut b = v3_header(0x20000);
@@ -483,7 +494,7 @@ pub(crate) mod tests {
         set32(&mut b, 20, 12);
         assert!(matches!(
             parse(b),
-            Err(ImageError::Corrupt { offset: 20, .. })
+            Err(ReadError::Corrupt { offset: 20, .. })
         ));
     }
 
@@ -512,7 +523,7 @@ pub(crate) mod tests {
             let mut b = v3_header(0x20000);
             set32(&mut b, 100, len);
             assert!(
-                matches!(parse(b), Err(ImageError::Corrupt { offset: 100, .. })),
+                matches!(parse(b), Err(ReadError::Corrupt { offset: 100, .. })),
                 "{len}"
             );
         }
@@ -525,7 +536,7 @@ pub(crate) mod tests {
         set32(&mut b, 116, u32::MAX);
         assert!(matches!(
             parse(b),
-            Err(ImageError::Corrupt { offset: 112, .. })
+            Err(ReadError::Corrupt { offset: 112, .. })
         ));
         let mut b = v3_header(0x20000);
         set32(&mut b, 112, EXT_BACKING_FORMAT);
@@ -551,14 +562,14 @@ pub(crate) mod tests {
         set32(&mut b, 16, 1024);
         assert!(matches!(
             parse(b),
-            Err(ImageError::Corrupt { offset: 8, .. })
+            Err(ReadError::Corrupt { offset: 8, .. })
         ));
         let mut b = v3_header(0x20000);
         set64(&mut b, 8, u64::MAX - 2);
         set32(&mut b, 16, 8);
         assert!(matches!(
             parse(b),
-            Err(ImageError::Corrupt { offset: 8, .. })
+            Err(ReadError::Corrupt { offset: 8, .. })
         ));
         // Inside the cluster but past the end of a short file.
         let mut b = v3_header(0x400);
@@ -573,7 +584,7 @@ pub(crate) mod tests {
         set64(&mut b, 40, 0x10200);
         assert!(matches!(
             parse(b),
-            Err(ImageError::Corrupt { offset: 40, .. })
+            Err(ReadError::Corrupt { offset: 40, .. })
         ));
     }
 }

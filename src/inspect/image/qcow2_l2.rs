@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use super::qcow2_header::corrupt;
-use super::ImageError;
+use crate::inspect::source::ReadError;
 
 /// Bits 9..=55 of an L1/L2 entry: a host offset.
 pub const OFFSET_MASK: u64 = 0x00ff_ffff_ffff_fe00;
@@ -42,7 +42,7 @@ pub fn decode(
     cluster_bits: u32,
     extended: bool,
     table_offset: u64,
-) -> Result<(Mapping, u64), ImageError> {
+) -> Result<(Mapping, u64), ReadError> {
     let cluster_size = 1u64 << cluster_bits;
     let words = if extended { 2 } else { 1 };
     let word = |i: usize| table.get(index * words + i).copied().unwrap_or(0);
@@ -140,8 +140,8 @@ impl L2Cache {
     pub fn get(
         &self,
         offset: u64,
-        load: impl FnOnce() -> Result<Vec<u64>, ImageError>,
-    ) -> Result<L2Table, ImageError> {
+        load: impl FnOnce() -> Result<Vec<u64>, ReadError>,
+    ) -> Result<L2Table, ReadError> {
         {
             let mut inner = self.lock();
             inner.tick += 1;
@@ -205,7 +205,7 @@ mod tests {
         assert_eq!(d(4, 0).unwrap(), (Mapping::Zero, 65536));
         let e = d(5, 0).unwrap_err();
         assert!(
-            matches!(e, ImageError::Corrupt { offset: 0x1028, .. }),
+            matches!(e, ReadError::Corrupt { offset: 0x1028, .. }),
             "{e}"
         );
         assert_eq!(d(6, 7).unwrap(), (Mapping::Compressed(1 << 62 | 5), 65529));

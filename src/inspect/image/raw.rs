@@ -5,7 +5,7 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use super::ImageError;
+use crate::inspect::source::ReadError;
 use crate::inspect::source::{check_range, ReadAt};
 
 /// Where the bytes are: a local file, or a remote object read through the fetcher.
@@ -25,8 +25,8 @@ pub struct RawImage {
 impl RawImage {
     /// Opens `path` read-only. Only regular files are accepted: a FIFO or a device planted
     /// as a backing file would block or never end.
-    pub fn open(path: &Path) -> Result<RawImage, ImageError> {
-        let io = |source| ImageError::Io {
+    pub fn open(path: &Path) -> Result<RawImage, ReadError> {
+        let io = |source| ReadError::Io {
             path: path.to_path_buf(),
             source,
         };
@@ -61,8 +61,8 @@ impl RawImage {
     }
 }
 
-fn not_regular(path: &Path) -> ImageError {
-    ImageError::Io {
+fn not_regular(path: &Path) -> ReadError {
+    ReadError::Io {
         path: path.to_path_buf(),
         source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a regular file"),
     }
@@ -73,14 +73,14 @@ impl ReadAt for RawImage {
         self.size
     }
 
-    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), ImageError> {
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), ReadError> {
         check_range(offset, buf.len(), self.size)?;
         let file = match &self.file {
             Backend::File(f) => f,
             Backend::Remote(r) => return r.read_exact_at(offset, buf),
         };
         file.read_exact_at(buf, offset)
-            .map_err(|source| ImageError::Io {
+            .map_err(|source| ReadError::Io {
                 path: self.path.clone(),
                 source,
             })
@@ -104,7 +104,7 @@ mod tests {
         assert_eq!(&buf[..], &data[9_900..]);
         assert!(matches!(
             img.read_exact_at(9_901, &mut buf),
-            Err(ImageError::OutOfRange {
+            Err(ReadError::OutOfRange {
                 offset: 9_901,
                 len: 100,
                 size: 10_000
@@ -112,7 +112,7 @@ mod tests {
         ));
         assert!(matches!(
             img.read_exact_at(u64::MAX, &mut buf),
-            Err(ImageError::OutOfRange { .. })
+            Err(ReadError::OutOfRange { .. })
         ));
     }
 

@@ -3,11 +3,10 @@
 //! how many bytes; this file turns that into reads, merging runs so a contiguous image
 //! becomes one large read, and reads the parent of a differencing image.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use super::ImageError;
 use crate::inspect::source::ReadAt;
+use crate::inspect::source::ReadError;
 
 /// What a run of guest bytes reads from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,11 +26,11 @@ pub(crate) enum Run {
 pub(crate) trait BlockMap: Send + Sync {
     fn format(&self) -> &'static str;
     /// The run at guest byte `guest` and how many bytes from it on share it (at least 1).
-    fn map(&self, guest: u64) -> Result<(Run, u64), ImageError>;
+    fn map(&self, guest: u64) -> Result<(Run, u64), ReadError>;
     /// Reads `out` at `guest` from the compressed unit `key` returned by `map`.
-    fn read_compressed(&self, key: u64, guest: u64, out: &mut [u8]) -> Result<(), ImageError> {
+    fn read_compressed(&self, key: u64, guest: u64, out: &mut [u8]) -> Result<(), ReadError> {
         let _ = (key, out);
-        Err(ImageError::Unsupported {
+        Err(ReadError::Unsupported {
             format: self.format(),
             message: format!("compressed data at guest offset {guest:#x}"),
         })
@@ -56,13 +55,13 @@ impl Parent {
         format: &'static str,
         guest: u64,
         out: &mut [u8],
-    ) -> Result<(), ImageError> {
+    ) -> Result<(), ReadError> {
         match self {
             Parent::None => {
                 out.fill(0);
                 Ok(())
             }
-            Parent::NotAttached => Err(ImageError::Unsupported {
+            Parent::NotAttached => Err(ReadError::Unsupported {
                 format,
                 message: format!(
                     "guest offset {guest:#x} is in the parent image, which is not opened"
@@ -89,7 +88,7 @@ pub(crate) fn read_mapped(
     parent: &Parent,
     offset: u64,
     buf: &mut [u8],
-) -> Result<(), ImageError> {
+) -> Result<(), ReadError> {
     let mut done = 0usize;
     while done < buf.len() {
         let guest = offset + done as u64;
@@ -112,7 +111,7 @@ pub(crate) fn read_mapped(
         match run {
             Run::Host(host) => {
                 if host.checked_add(len).is_none_or(|end| end > file.size()) {
-                    return Err(ImageError::Corrupt {
+                    return Err(ReadError::Corrupt {
                         format: map.format(),
                         offset: host,
                         message: format!(
@@ -143,47 +142,9 @@ impl ReadAt for Shifted {
     fn size(&self) -> u64 {
         self.inner.size().saturating_sub(self.start)
     }
-    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), ImageError> {
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), ReadError> {
         crate::inspect::source::check_range(offset, buf.len(), self.size())?;
         self.inner.read_exact_at(self.start + offset, buf)
-    }
-}
-
-/// A small cache of loaded tables or bitmaps keyed by file offset; emptied when full, which
-/// is enough for the mostly sequential access of an inspection and keeps memory bounded.
-pub(crate) struct TableCache {
-    inner: Mutex<HashMap<u64, Arc<[u8]>>>,
-    capacity: usize,
-}
-
-impl TableCache {
-    pub(crate) fn new(capacity: usize) -> TableCache {
-        TableCache {
-            inner: Mutex::new(HashMap::new()),
-            capacity: capacity.max(1),
-        }
-    }
-
-    /// The bytes at `key`, loaded with `load` on a miss (without holding the lock).
-    pub(crate) fn get(
-        &self,
-        key: u64,
-        load: impl FnOnce() -> Result<Vec<u8>, ImageError>,
-    ) -> Result<Arc<[u8]>, ImageError> {
-        if let Some(hit) = self.lock().get(&key) {
-            return Ok(hit.clone());
-        }
-        let value: Arc<[u8]> = load()?.into();
-        let mut inner = self.lock();
-        if inner.len() >= self.capacity {
-            inner.clear();
-        }
-        inner.insert(key, value.clone());
-        Ok(value)
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<[u8]>>> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -197,9 +158,9 @@ pub(crate) fn check_no_overlap(
     mut blocks: Vec<(u64, u64)>,
     span: u64,
     reserved: &[(u64, u64)],
-) -> Result<(), ImageError> {
+) -> Result<(), ReadError> {
     blocks.sort_unstable();
-    let overlap = |a: u64, b: u64, index: u64, what: &str| ImageError::Corrupt {
+    let overlap = |a: u64, b: u64, index: u64, what: &str| ReadError::Corrupt {
         format,
         offset: table_offset,
         message: format!(
@@ -236,7 +197,7 @@ mod tests {
         fn format(&self) -> &'static str {
             "test"
         }
-        fn map(&self, guest: u64) -> Result<(Run, u64), ImageError> {
+        fn map(&self, guest: u64) -> Result<(Run, u64), ReadError> {
             let rest = 4 - guest % 4;
             Ok(match guest / 4 {
                 0 => (Run::Host(8 + guest % 4), rest),
@@ -260,7 +221,7 @@ mod tests {
         let mut buf = [0u8; 4];
         assert!(matches!(
             read_mapped(&Fixed, &short, &Parent::None, 12, &mut buf),
-            Err(ImageError::Corrupt { .. })
+            Err(ReadError::Corrupt { .. })
         ));
     }
 

@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use super::http::{HttpError, HttpSource, RemoteJob};
 use super::http_url::RemoteUrl;
-use super::ImageError;
+use crate::inspect::source::ReadError;
 use crate::inspect::source::{check_range, ReadAt};
 
 /// Largest read one call asks for; longer reads are split.
@@ -306,7 +306,7 @@ impl ReadAt for RemoteFile {
         self.size
     }
 
-    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), ImageError> {
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), ReadError> {
         check_range(offset, buf.len(), self.size)?;
         if buf.is_empty() {
             return Ok(());

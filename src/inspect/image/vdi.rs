@@ -10,8 +10,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::read_map::{check_no_overlap, read_mapped, BlockMap, Parent, Run};
-use super::{Chain, Identity, ImageError, RawImage};
+use super::{Chain, Identity, RawImage};
 use crate::inspect::bytes::{array, le32, le64};
+use crate::inspect::source::ReadError;
 use crate::inspect::source::{check_range, read_vec, ReadAt};
 
 const SIGNATURE: u32 = 0xbeda_107f;
@@ -31,8 +32,8 @@ const MAX_BLOCK: u32 = 256 << 20;
 /// Files in a directory looked at when searching for a parent by UUID.
 const MAX_DIR_ENTRIES: usize = 4096;
 
-fn corrupt(offset: u64, message: impl Into<String>) -> ImageError {
-    ImageError::Corrupt {
+fn corrupt(offset: u64, message: impl Into<String>) -> ReadError {
+    ReadError::Corrupt {
         format: "vdi",
         offset,
         message: message.into(),
@@ -55,13 +56,13 @@ pub struct VdiHeader {
 }
 
 impl VdiHeader {
-    pub fn parse(b: &[u8]) -> Result<VdiHeader, ImageError> {
+    pub fn parse(b: &[u8]) -> Result<VdiHeader, ReadError> {
         if le32(b, 0x40) != SIGNATURE {
             return Err(corrupt(0x40, "no VDI signature"));
         }
         let version = le32(b, 0x44);
         if version >> 16 != 1 {
-            return Err(ImageError::Unsupported {
+            return Err(ReadError::Unsupported {
                 format: "vdi",
                 message: format!("header version {version:#x}"),
             });
@@ -78,7 +79,7 @@ impl VdiHeader {
             uuid_link: array(b, 0x1a8),
         };
         if !matches!(h.image_type, TYPE_DYNAMIC | TYPE_STATIC | TYPE_DIFF) {
-            return Err(ImageError::Unsupported {
+            return Err(ReadError::Unsupported {
                 format: "vdi",
                 message: format!("image type {}", h.image_type),
             });
@@ -103,7 +104,7 @@ impl VdiHeader {
             ));
         }
         if u64::from(h.blocks) > MAX_BLOCKS {
-            return Err(ImageError::TooLarge {
+            return Err(ReadError::TooLarge {
                 what: "vdi block map",
                 size: u64::from(h.blocks) * 4,
                 limit: MAX_BLOCKS * 4,
@@ -130,7 +131,7 @@ pub struct Vdi {
 impl Vdi {
     /// Parses the header and loads and checks the block map. A differencing image's
     /// parent is not opened here (see [`Vdi::attach_parent`]).
-    pub fn from_source(file: Arc<dyn ReadAt>) -> Result<Vdi, ImageError> {
+    pub fn from_source(file: Arc<dyn ReadAt>) -> Result<Vdi, ReadError> {
         let head = read_vec(file.as_ref(), 0, HEADER_LEN, HEADER_LEN)?;
         let header = VdiHeader::parse(&head)?;
         let len = u64::from(header.blocks) * 4;
@@ -186,7 +187,7 @@ impl BlockMap for Vdi {
         "vdi"
     }
 
-    fn map(&self, guest: u64) -> Result<(Run, u64), ImageError> {
+    fn map(&self, guest: u64) -> Result<(Run, u64), ReadError> {
         let bs = u64::from(self.header.block_size);
         let index = (guest / bs) as usize;
         let within = guest % bs;
@@ -211,7 +212,7 @@ impl ReadAt for Vdi {
         self.header.disk_size
     }
 
-    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), ImageError> {
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), ReadError> {
         check_range(offset, buf.len(), self.header.disk_size)?;
         read_mapped(self, self.file.as_ref(), &self.parent, offset, buf)
     }
@@ -225,14 +226,14 @@ pub(crate) fn open(
     path: &Path,
     file: RawImage,
     depth: usize,
-) -> Result<(Arc<dyn ReadAt>, Identity), ImageError> {
+) -> Result<(Arc<dyn ReadAt>, Identity), ReadError> {
     let mut vdi = Vdi::from_source(Arc::new(file))?;
     let identity = Identity::Vdi(vdi.header.uuid_create);
     if vdi.is_differencing() {
         let link = vdi.header.uuid_link;
         if chain.is_remote() {
             // The parent is found by listing the directory, which HTTP cannot do.
-            return Err(ImageError::Unsupported {
+            return Err(ReadError::Unsupported {
                 format: "vdi",
                 message: "a differencing VDI over HTTP: its parent is found by UUID in a \
                           directory listing, which a URL does not give"
@@ -258,9 +259,9 @@ fn find_by_uuid(
     chain: &mut Chain,
     child: &Path,
     uuid: &[u8; 16],
-) -> Result<std::ffi::OsString, ImageError> {
+) -> Result<std::ffi::OsString, ReadError> {
     let dir = child.parent().unwrap_or(Path::new("."));
-    let not_found = || ImageError::Unsupported {
+    let not_found = || ReadError::Unsupported {
         format: "vdi",
         message: format!(
             "differencing image {}: no parent VDI with UUID {} in {}",
@@ -269,7 +270,7 @@ fn find_by_uuid(
             dir.display()
         ),
     };
-    let entries = std::fs::read_dir(dir).map_err(|source| ImageError::Io {
+    let entries = std::fs::read_dir(dir).map_err(|source| ReadError::Io {
         path: dir.to_path_buf(),
         source,
     })?;
@@ -284,7 +285,7 @@ fn find_by_uuid(
         }
         // Confined before even its header is read: a symlink out of the roots is skipped.
         let Ok(canonical) = chain.confine(child, "vdi", name.as_encoded_bytes(), |path| {
-            ImageError::BackingOutsideRoots { path }
+            ReadError::BackingOutsideRoots { path }
         }) else {
             continue;
         };

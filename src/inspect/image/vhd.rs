@@ -9,9 +9,11 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use super::read_map::{check_no_overlap, read_mapped, BlockMap, Parent, Run, TableCache};
-use super::{Chain, Identity, ImageError, RawImage};
+use super::read_map::{check_no_overlap, read_mapped, BlockMap, Parent, Run};
+use super::{Chain, Identity, RawImage};
 use crate::inspect::bytes::{array, be16, be32, be64, field};
+use crate::inspect::cache::BoundedCache;
+use crate::inspect::source::ReadError;
 use crate::inspect::source::{check_range, read_vec, ReadAt};
 
 const FOOTER_LEN: u64 = 512;
@@ -30,8 +32,8 @@ const BITMAP_CACHE: usize = 256;
 /// Largest parent locator read (a path in UTF-16).
 const MAX_LOCATOR: u32 = 64 << 10;
 
-fn corrupt(offset: u64, message: impl Into<String>) -> ImageError {
-    ImageError::Corrupt {
+fn corrupt(offset: u64, message: impl Into<String>) -> ReadError {
+    ReadError::Corrupt {
         format: "vpc",
         offset,
         message: message.into(),
@@ -62,7 +64,7 @@ pub struct VhdFooter {
 }
 
 impl VhdFooter {
-    pub fn parse(b: &[u8], offset: u64) -> Result<VhdFooter, ImageError> {
+    pub fn parse(b: &[u8], offset: u64) -> Result<VhdFooter, ReadError> {
         if field(b, 0, 8) != b"conectix" {
             return Err(corrupt(offset, "no VHD footer cookie"));
         }
@@ -126,7 +128,7 @@ pub struct VhdDynamicHeader {
 }
 
 impl VhdDynamicHeader {
-    pub fn parse(b: &[u8], offset: u64) -> Result<VhdDynamicHeader, ImageError> {
+    pub fn parse(b: &[u8], offset: u64) -> Result<VhdDynamicHeader, ReadError> {
         if field(b, 0, 8) != b"cxsparse" {
             return Err(corrupt(offset, "no dynamic header cookie"));
         }
@@ -180,13 +182,13 @@ struct Dynamic {
     bat: Vec<u32>,
     /// Bytes of the sector bitmap in front of each block (whole sectors).
     bitmap_len: u64,
-    bitmaps: TableCache,
+    bitmaps: BoundedCache<u64, Arc<[u8]>>,
 }
 
 impl Vhd {
     /// Parses the footer (the last 512 bytes, or the copy at the start when the end is
     /// damaged), and for dynamic and differencing disks the dynamic header and the BAT.
-    pub fn from_source(file: Arc<dyn ReadAt>) -> Result<Vhd, ImageError> {
+    pub fn from_source(file: Arc<dyn ReadAt>) -> Result<Vhd, ReadError> {
         let size = file.size();
         if size < FOOTER_LEN {
             return Err(corrupt(0, "file is smaller than a VHD footer"));
@@ -224,7 +226,7 @@ impl Vhd {
                 (Some(d), parent)
             }
             other => {
-                return Err(ImageError::Unsupported {
+                return Err(ReadError::Unsupported {
                     format: "vpc",
                     message: format!("disk type {other}"),
                 })
@@ -243,7 +245,7 @@ impl Vhd {
         file: &dyn ReadAt,
         footer: &VhdFooter,
         virtual_size: u64,
-    ) -> Result<Dynamic, ImageError> {
+    ) -> Result<Dynamic, ReadError> {
         let at = footer.data_offset;
         if at
             .checked_add(DYN_HEADER_LEN)
@@ -259,7 +261,7 @@ impl Vhd {
         let bs = u64::from(header.block_size);
         let entries = u64::from(header.max_entries);
         if entries > MAX_BAT_ENTRIES {
-            return Err(ImageError::TooLarge {
+            return Err(ReadError::TooLarge {
                 what: "vhd block allocation table",
                 size: entries * 4,
                 limit: MAX_BAT_ENTRIES * 4,
@@ -307,7 +309,7 @@ impl Vhd {
             header,
             bat,
             bitmap_len,
-            bitmaps: TableCache::new(BITMAP_CACHE),
+            bitmaps: BoundedCache::new(BITMAP_CACHE),
         })
     }
 
@@ -327,7 +329,7 @@ impl Vhd {
     /// absolute ones (W2ku, MacX as a file URL), then the bare file name of the header.
     /// Windows paths are turned into `/` paths; drive-letter paths cannot mean anything
     /// here and are skipped.
-    pub fn parent_candidates(&self) -> Result<Vec<Vec<u8>>, ImageError> {
+    pub fn parent_candidates(&self) -> Result<Vec<Vec<u8>>, ReadError> {
         let Some(d) = &self.dynamic else {
             return Ok(Vec::new());
         };
@@ -383,7 +385,7 @@ impl BlockMap for Vhd {
         "vpc"
     }
 
-    fn map(&self, guest: u64) -> Result<(Run, u64), ImageError> {
+    fn map(&self, guest: u64) -> Result<(Run, u64), ReadError> {
         let Some(d) = &self.dynamic else {
             return Ok((Run::Host(guest), self.size - guest));
         };
@@ -401,8 +403,8 @@ impl BlockMap for Vhd {
             // unwritten sectors with zeros and set every bitmap bit).
             return Ok((Run::Host(data), bs - within));
         }
-        let bitmap = d.bitmaps.get(block, || {
-            read_vec(self.file.as_ref(), block, d.bitmap_len, d.bitmap_len)
+        let bitmap = d.bitmaps.get_or_load(block, || {
+            read_vec(self.file.as_ref(), block, d.bitmap_len, d.bitmap_len).map(Arc::from)
         })?;
         // Bit set (most significant first): this block has the sector; clear: the parent.
         let bit = |sector: u64| {
@@ -426,7 +428,7 @@ impl ReadAt for Vhd {
         self.size
     }
 
-    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), ImageError> {
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), ReadError> {
         check_range(offset, buf.len(), self.size)?;
         read_mapped(self, self.file.as_ref(), &self.parent, offset, buf)
     }
@@ -439,7 +441,7 @@ pub(crate) fn open(
     path: &Path,
     file: RawImage,
     depth: usize,
-) -> Result<(Arc<dyn ReadAt>, Identity), ImageError> {
+) -> Result<(Arc<dyn ReadAt>, Identity), ReadError> {
     let mut vhd = Vhd::from_source(Arc::new(file))?;
     let identity = Identity::Vhd(vhd.footer.unique_id);
     if vhd.is_differencing() {

@@ -6,16 +6,18 @@
 //! A disk whose log holds valid entries has writes that were never applied to the BAT or
 //! the blocks. We never write the file: the log is replayed in memory (`vhdx_log.rs`) and
 //! every read of the file goes through the replayed pages; a log that cannot be replayed
-//! is refused with [`ImageError::NeedsLogReplay`], never read around.
+//! is refused with [`ReadError::NeedsLogReplay`], never read around.
 
 use std::path::Path;
 use std::sync::Arc;
 
-use super::read_map::{check_no_overlap, read_mapped, BlockMap, Parent, Run, TableCache};
+use super::read_map::{check_no_overlap, read_mapped, BlockMap, Parent, Run};
 use super::vhdx_log;
 use super::vhdx_meta::{corrupt, Metadata, Regions, VhdxHeader};
-use super::{Chain, Identity, ImageError, RawImage};
+use super::{Chain, Identity, RawImage};
 use crate::inspect::bytes::le64;
+use crate::inspect::cache::BoundedCache;
+use crate::inspect::source::ReadError;
 use crate::inspect::source::{check_range, read_vec, ReadAt};
 
 const MIB: u64 = 1 << 20;
@@ -43,14 +45,14 @@ pub struct Vhdx {
     chunk_ratio: u64,
     /// Log entries replayed in memory at open (0 for a clean image).
     replayed: usize,
-    bitmaps: TableCache,
+    bitmaps: BoundedCache<u64, Arc<[u8]>>,
     parent: Parent,
 }
 
 impl Vhdx {
     /// Parses headers, regions, metadata and the BAT. A log that may hold unapplied writes
     /// is an error (see the module documentation).
-    pub fn from_source(file: Arc<dyn ReadAt>) -> Result<Vhdx, ImageError> {
+    pub fn from_source(file: Arc<dyn ReadAt>) -> Result<Vhdx, ReadError> {
         let mut ident = [0u8; 8];
         if file.size() < 8 {
             return Err(corrupt(0, "file too short"));
@@ -68,7 +70,7 @@ impl Vhdx {
                 Arc::new(vhdx_log::Overlay::new(file, log))
             }
             Some(Err(message)) => {
-                return Err(ImageError::NeedsLogReplay {
+                return Err(ReadError::NeedsLogReplay {
                     path: Default::default(),
                     message,
                 })
@@ -93,7 +95,7 @@ impl Vhdx {
             ));
         }
         if needed > MAX_BAT_BYTES {
-            return Err(ImageError::TooLarge {
+            return Err(ReadError::TooLarge {
                 what: "vhdx BAT",
                 size: needed,
                 limit: MAX_BAT_BYTES,
@@ -105,7 +107,7 @@ impl Vhdx {
         let raw = read_vec(file.as_ref(), bat_at, needed, MAX_BAT_BYTES)?;
         let bat: Vec<u64> = raw.chunks_exact(8).map(|c| le64(c, 0)).collect();
         let v = Vhdx {
-            bitmaps: TableCache::new(BITMAP_CACHE),
+            bitmaps: BoundedCache::new(BITMAP_CACHE),
             parent: if meta.has_parent {
                 Parent::NotAttached
             } else {
@@ -124,7 +126,7 @@ impl Vhdx {
 
     /// Every present block and bitmap lies after the headers, inside the file, clear of
     /// the regions and of each other.
-    fn check_bat(&self, regions: Regions) -> Result<(), ImageError> {
+    fn check_bat(&self, regions: Regions) -> Result<(), ReadError> {
         let bs = u64::from(self.meta.block_size);
         let mut payload = Vec::new();
         let mut reserved = vec![(0, MIB), regions.bat, regions.metadata];
@@ -193,7 +195,7 @@ impl BlockMap for Vhdx {
         "vhdx"
     }
 
-    fn map(&self, guest: u64) -> Result<(Run, u64), ImageError> {
+    fn map(&self, guest: u64) -> Result<(Run, u64), ReadError> {
         let bs = u64::from(self.meta.block_size);
         let block = guest / bs;
         let within = guest % bs;
@@ -218,9 +220,9 @@ impl BlockMap for Vhdx {
                 // This block's part of the chunk's bitmap: one bit per sector, LSB first.
                 let bm_at = (bm >> 20 << 20) + (block % self.chunk_ratio) * per_block / 8;
                 let len = per_block / 8;
-                let bits = self
-                    .bitmaps
-                    .get(bm_at, || read_vec(self.file.as_ref(), bm_at, len, MIB))?;
+                let bits = self.bitmaps.get_or_load(bm_at, || {
+                    read_vec(self.file.as_ref(), bm_at, len, MIB).map(Arc::from)
+                })?;
                 let bit = |s: u64| {
                     bits.get((s / 8) as usize)
                         .is_some_and(|b| b >> (s % 8) & 1 == 1)
@@ -249,7 +251,7 @@ impl ReadAt for Vhdx {
         self.meta.virtual_size
     }
 
-    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), ImageError> {
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), ReadError> {
         check_range(offset, buf.len(), self.meta.virtual_size)?;
         read_mapped(self, self.file.as_ref(), &self.parent, offset, buf)
     }
@@ -280,9 +282,9 @@ pub(crate) fn open(
     path: &Path,
     file: RawImage,
     depth: usize,
-) -> Result<(Arc<dyn ReadAt>, Identity), ImageError> {
+) -> Result<(Arc<dyn ReadAt>, Identity), ReadError> {
     let mut vhdx = Vhdx::from_source(Arc::new(file)).map_err(|e| match e {
-        ImageError::NeedsLogReplay { message, .. } => ImageError::NeedsLogReplay {
+        ReadError::NeedsLogReplay { message, .. } => ReadError::NeedsLogReplay {
             path: path.to_path_buf(),
             message,
         },

@@ -14,9 +14,10 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::vhdx_meta::{crc32c, VhdxHeader};
-use super::ImageError;
+use super::vhdx_meta::VhdxHeader;
 use crate::inspect::bytes::{array, le32, le64};
+use crate::inspect::crc32c;
+use crate::inspect::source::ReadError;
 use crate::inspect::source::{check_range, read_vec, ReadAt};
 
 const PAGE: u64 = 4096;
@@ -54,7 +55,7 @@ pub struct Replayed {
 pub fn replay(
     file: &dyn ReadAt,
     h: &VhdxHeader,
-) -> Result<Option<Result<Replayed, Refusal>>, ImageError> {
+) -> Result<Option<Result<Replayed, Refusal>>, ReadError> {
     if h.log_guid == [0; 16] {
         return Ok(None);
     }
@@ -123,7 +124,7 @@ fn valid_entry(log: &[u8], off: u64, guid: &[u8; 16], budget: &mut u64) -> Optio
     let mut bytes = circular(log, off, len);
     let stored = le32(&bytes, 4);
     bytes[4..8].fill(0);
-    if crc32c(&bytes) != stored {
+    if crc32c::checksum(&bytes) != stored {
         return None;
     }
     Some(Entry {
@@ -240,7 +241,7 @@ impl ReadAt for Overlay {
         self.log.size
     }
 
-    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), ImageError> {
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), ReadError> {
         check_range(offset, buf.len(), self.log.size)?;
         let end = offset + buf.len() as u64;
         let real = self

@@ -5,8 +5,9 @@
 //!
 //! Everything is little endian; GUIDs are compared as stored bytes.
 
-use super::ImageError;
-use crate::inspect::bytes::{array, field, le16, le32, le64};
+use crate::inspect::bytes::{array, checked_field, field, le16, le32, le64};
+use crate::inspect::crc32c;
+use crate::inspect::source::ReadError;
 use crate::inspect::source::{read_vec, ReadAt};
 
 const KIB: u64 = 1024;
@@ -88,31 +89,26 @@ const VHDX_PARENT_TYPE: [u8; 16] = guid(
     [0xb7, 0x89, 0x25, 0xb8, 0xe9, 0x44, 0x59, 0x13],
 );
 
-pub(crate) fn corrupt(offset: u64, message: impl Into<String>) -> ImageError {
-    ImageError::Corrupt {
+pub(crate) fn corrupt(offset: u64, message: impl Into<String>) -> ReadError {
+    ReadError::Corrupt {
         format: "vhdx",
         offset,
         message: message.into(),
     }
 }
 
-fn unsupported(message: impl Into<String>) -> ImageError {
-    ImageError::Unsupported {
+fn unsupported(message: impl Into<String>) -> ReadError {
+    ReadError::Unsupported {
         format: "vhdx",
         message: message.into(),
     }
-}
-
-/// CRC-32C (Castagnoli), as VHDX headers, region tables and log entries store it.
-pub fn crc32c(data: &[u8]) -> u32 {
-    crate::inspect::crc32c::checksum(data)
 }
 
 /// CRC-32C of `b` with its checksum field (4 bytes at `at`) taken as zero.
 fn checksum_ok(b: &[u8], at: usize) -> bool {
     let mut copy = b.to_vec();
     copy[at..at + 4].fill(0);
-    crc32c(&copy) == le32(b, at)
+    crc32c::checksum(&copy) == le32(b, at)
 }
 
 /// The current header.
@@ -127,7 +123,7 @@ pub struct VhdxHeader {
 
 impl VhdxHeader {
     /// Reads both headers and returns the valid one with the higher sequence number.
-    pub fn read(file: &dyn ReadAt) -> Result<VhdxHeader, ImageError> {
+    pub fn read(file: &dyn ReadAt) -> Result<VhdxHeader, ReadError> {
         let mut best: Option<VhdxHeader> = None;
         for at in HEADER_OFFSETS {
             let Ok(b) = read_vec(file, at, HEADER_LEN, HEADER_LEN) else {
@@ -164,7 +160,7 @@ pub struct Regions {
 
 impl Regions {
     /// Reads the first valid region table (the second is a copy).
-    pub fn read(file: &dyn ReadAt) -> Result<Regions, ImageError> {
+    pub fn read(file: &dyn ReadAt) -> Result<Regions, ReadError> {
         let mut last = corrupt(REGION_OFFSETS[0], "neither region table is valid");
         for at in REGION_OFFSETS {
             let Ok(b) = read_vec(file, at, REGION_LEN, REGION_LEN) else {
@@ -181,7 +177,7 @@ impl Regions {
         Err(last)
     }
 
-    fn parse(b: &[u8], at: u64) -> Result<Regions, ImageError> {
+    fn parse(b: &[u8], at: u64) -> Result<Regions, ReadError> {
         let count = le32(b, 8);
         if count > MAX_REGION_ENTRIES {
             return Err(corrupt(at + 8, format!("{count} region entries")));
@@ -230,7 +226,7 @@ pub struct Metadata {
 }
 
 impl Metadata {
-    pub fn read(file: &dyn ReadAt, (at, len): (u64, u64)) -> Result<Metadata, ImageError> {
+    pub fn read(file: &dyn ReadAt, (at, len): (u64, u64)) -> Result<Metadata, ReadError> {
         if len > MAX_METADATA || at.checked_add(len).is_none_or(|e| e > file.size()) {
             return Err(corrupt(
                 at,
@@ -335,10 +331,9 @@ fn parse_locator(d: &[u8]) -> Result<Vec<(String, String)>, String> {
     }
     let count = le16(d, 18) as usize;
     let utf16 = |off: usize, len: usize| -> Result<String, String> {
-        let raw = field(d, off, len);
-        if raw.len() != len || !len.is_multiple_of(2) {
-            return Err("parent locator entry outside its item".into());
-        }
+        let raw = checked_field(d, off, len)
+            .filter(|_| len.is_multiple_of(2))
+            .ok_or("parent locator entry outside its item")?;
         let units: Vec<u16> = raw
             .chunks_exact(2)
             .map(|c| u16::from_le_bytes([c[0], c[1]]))
@@ -361,12 +356,6 @@ fn parse_locator(d: &[u8]) -> Result<Vec<(String, String)>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn crc32c_check_value() {
-        assert_eq!(crc32c(b"123456789"), 0xe306_9283);
-        assert_eq!(crc32c(b""), 0);
-    }
 
     #[test]
     fn guid_layout() {

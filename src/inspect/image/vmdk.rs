@@ -15,7 +15,8 @@ use std::sync::Arc;
 use super::read_map::Shifted;
 use super::vmdk_descriptor::{Descriptor, ExtentKind, MAX_DESCRIPTOR};
 use super::vmdk_sparse::{corrupt, SparseExtent};
-use super::{Chain, Identity, ImageError, RawImage};
+use super::{Chain, Identity, RawImage};
+use crate::inspect::source::ReadError;
 use crate::inspect::source::{check_range, read_vec, ReadAt, Slice};
 
 const SECTOR: u64 = 512;
@@ -34,7 +35,7 @@ const UNSUPPORTED_TYPES: &[&str] = &[
 ];
 
 /// Turns an extent file name into the opened (resolved and confined) file.
-type OpenExtent<'a> = dyn FnMut(&[u8]) -> Result<Arc<dyn ReadAt>, ImageError> + 'a;
+type OpenExtent<'a> = dyn FnMut(&[u8]) -> Result<Arc<dyn ReadAt>, ReadError> + 'a;
 
 enum ExtentData {
     /// A flat file (or window of one).
@@ -65,8 +66,8 @@ impl Vmdk {
     /// an opened file (the caller resolves and confines it).
     pub fn open(
         file: Arc<dyn ReadAt>,
-        mut open_extent: impl FnMut(&[u8]) -> Result<Arc<dyn ReadAt>, ImageError>,
-    ) -> Result<Vmdk, ImageError> {
+        mut open_extent: impl FnMut(&[u8]) -> Result<Arc<dyn ReadAt>, ReadError>,
+    ) -> Result<Vmdk, ReadError> {
         let mut magic = [0u8; 4];
         file.read_exact_at(0, &mut magic[..(file.size().min(4) as usize)])?;
         match &magic {
@@ -89,13 +90,13 @@ impl Vmdk {
                     parent: None,
                 })
             }
-            b"COWD" => Err(ImageError::Unsupported {
+            b"COWD" => Err(ReadError::Unsupported {
                 format: "vmdk",
                 message: "ESX COWD sparse extents (vmfsSparse) cannot be read".into(),
             }),
             _ => {
                 if file.size() > MAX_DESCRIPTOR {
-                    return Err(ImageError::TooLarge {
+                    return Err(ReadError::TooLarge {
                         what: "vmdk descriptor",
                         size: file.size(),
                         limit: MAX_DESCRIPTOR,
@@ -112,7 +113,7 @@ impl Vmdk {
     fn from_descriptor(
         descriptor: Descriptor,
         open_extent: &mut OpenExtent<'_>,
-    ) -> Result<Vmdk, ImageError> {
+    ) -> Result<Vmdk, ReadError> {
         if descriptor.extents.is_empty() {
             return Err(corrupt(0, "descriptor lists no extents"));
         }
@@ -145,7 +146,7 @@ impl Vmdk {
                     let extent = SparseExtent::open_shared(f, Some(len), descriptor.extents.len())?;
                     gd_total += extent.gd_bytes();
                     if gd_total > MAX_GD_TOTAL {
-                        return Err(ImageError::TooLarge {
+                        return Err(ReadError::TooLarge {
                             what: "vmdk grain directories",
                             size: gd_total,
                             limit: MAX_GD_TOTAL,
@@ -187,12 +188,12 @@ impl Vmdk {
     }
 }
 
-fn check_create_type(d: &Descriptor) -> Result<(), ImageError> {
+fn check_create_type(d: &Descriptor) -> Result<(), ReadError> {
     if let Some(t) = UNSUPPORTED_TYPES
         .iter()
         .find(|t| t.eq_ignore_ascii_case(&d.create_type))
     {
-        return Err(ImageError::Unsupported {
+        return Err(ReadError::Unsupported {
             format: "vmdk",
             message: format!("subformat {t} cannot be read"),
         });
@@ -216,7 +217,7 @@ impl ReadAt for Vmdk {
             .fold(parent, u64::saturating_add)
     }
 
-    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), ImageError> {
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), ReadError> {
         check_range(offset, buf.len(), self.size)?;
         let mut done = 0usize;
         while done < buf.len() {
@@ -246,10 +247,10 @@ pub(crate) fn open(
     path: &Path,
     file: RawImage,
     depth: usize,
-) -> Result<(Arc<dyn ReadAt>, Identity), ImageError> {
+) -> Result<(Arc<dyn ReadAt>, Identity), ReadError> {
     let mut opened: Vec<(std::path::PathBuf, Arc<dyn ReadAt>)> = Vec::new();
     let mut vmdk = Vmdk::open(Arc::new(file), |name| {
-        let canonical = chain.confine(path, "vmdk", name, |p| ImageError::ExtentOutsideRoots {
+        let canonical = chain.confine(path, "vmdk", name, |p| ReadError::ExtentOutsideRoots {
             format: "vmdk",
             path: p,
         })?;

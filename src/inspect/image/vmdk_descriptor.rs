@@ -2,7 +2,7 @@
 //! `parentFileNameHint`) and extent lines (`RW 4192256 SPARSE "disk-s001.vmdk"`), either a
 //! file of its own or embedded in a sparse extent.
 
-use super::ImageError;
+use crate::inspect::source::ReadError;
 
 /// Descriptors are a few hundred bytes; a twoGbMaxExtent descriptor of a huge disk lists
 /// a few thousand extents. Anything larger is refused before it is read.
@@ -44,16 +44,16 @@ pub struct Descriptor {
     pub extents: Vec<ExtentLine>,
 }
 
-fn bad(message: impl Into<String>) -> ImageError {
-    ImageError::Corrupt {
+fn bad(message: impl Into<String>) -> ReadError {
+    ReadError::Corrupt {
         format: "vmdk",
         offset: 0,
         message: format!("descriptor: {}", message.into()),
     }
 }
 
-fn unsupported(message: impl Into<String>) -> ImageError {
-    ImageError::Unsupported {
+fn unsupported(message: impl Into<String>) -> ReadError {
+    ReadError::Unsupported {
         format: "vmdk",
         message: message.into(),
     }
@@ -68,7 +68,7 @@ fn unquote(v: &str) -> &str {
 
 impl Descriptor {
     /// Parses descriptor text (bytes after a NUL are padding of an embedded descriptor).
-    pub fn parse(raw: &[u8]) -> Result<Descriptor, ImageError> {
+    pub fn parse(raw: &[u8]) -> Result<Descriptor, ReadError> {
         let end = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
         let text = String::from_utf8_lossy(&raw[..end]);
         let mut d = Descriptor::default();
@@ -79,7 +79,7 @@ impl Descriptor {
             }
             if let Some(extent) = Self::extent_line(line)? {
                 if d.extents.len() >= MAX_EXTENTS {
-                    return Err(ImageError::TooLarge {
+                    return Err(ReadError::TooLarge {
                         what: "vmdk extent list",
                         size: d.extents.len() as u64 + 1,
                         limit: MAX_EXTENTS as u64,
@@ -108,7 +108,7 @@ impl Descriptor {
     }
 
     /// An extent line `ACCESS SECTORS TYPE ["FILE" [OFFSET]]`, or `None` for other lines.
-    fn extent_line(line: &str) -> Result<Option<ExtentLine>, ImageError> {
+    fn extent_line(line: &str) -> Result<Option<ExtentLine>, ReadError> {
         let mut parts = line.splitn(3, char::is_whitespace);
         let access = parts.next().unwrap_or("");
         if !matches!(access, "RW" | "RDONLY" | "NOACCESS") {
@@ -195,7 +195,7 @@ mod tests {
         let d = Descriptor::parse(b"CID=1\nparentCID=abcd\nparentFileNameHint=\"../base.vmdk\"\nRW 10 SPARSE \"x.vmdk\"\n").unwrap();
         assert_eq!(d.parent(), Some((&b"../base.vmdk"[..], 0xabcd)));
         let e = Descriptor::parse(b"RW 10 SESPARSE \"x.vmdk\"\n").unwrap_err();
-        assert!(matches!(e, ImageError::Unsupported { .. }) && e.to_string().contains("SESPARSE"));
+        assert!(matches!(e, ReadError::Unsupported { .. }) && e.to_string().contains("SESPARSE"));
         assert!(Descriptor::parse(b"RW ten FLAT \"x\"\n").is_err());
         assert!(Descriptor::parse(b"RW 10 FLAT \"x\n").is_err());
         assert!(Descriptor::parse(b"RW 10 FLAT\n").is_err());

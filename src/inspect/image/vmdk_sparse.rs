@@ -12,9 +12,10 @@ use std::sync::Arc;
 use miniz_oxide::inflate::core::{decompress, inflate_flags, DecompressorOxide};
 use miniz_oxide::inflate::TINFLStatus;
 
-use super::read_map::{read_mapped, BlockMap, Parent, Run, TableCache};
-use super::ImageError;
+use super::read_map::{read_mapped, BlockMap, Parent, Run};
 use crate::inspect::bytes::{le16, le32, le64};
+use crate::inspect::cache::BoundedCache;
+use crate::inspect::source::ReadError;
 use crate::inspect::source::{check_range, read_vec, ReadAt};
 
 const MAGIC: &[u8; 4] = b"KDMV";
@@ -39,8 +40,8 @@ const GRAIN_CACHE_BYTES: u64 = 8 << 20;
 /// Memory for loaded grain tables per extent (2 KiB each with the usual 512 entries).
 const GT_CACHE_BYTES: u64 = 8 << 20;
 
-pub(crate) fn corrupt(offset: u64, message: impl Into<String>) -> ImageError {
-    ImageError::Corrupt {
+pub(crate) fn corrupt(offset: u64, message: impl Into<String>) -> ReadError {
+    ReadError::Corrupt {
         format: "vmdk",
         offset,
         message: message.into(),
@@ -64,7 +65,7 @@ pub struct SparseHeader {
 }
 
 impl SparseHeader {
-    pub fn parse(b: &[u8], at: u64) -> Result<SparseHeader, ImageError> {
+    pub fn parse(b: &[u8], at: u64) -> Result<SparseHeader, ReadError> {
         if b.get(0..4) != Some(&MAGIC[..]) {
             return Err(corrupt(at, "no sparse extent magic KDMV"));
         }
@@ -82,7 +83,7 @@ impl SparseHeader {
             compress_algorithm: le16(b, 77),
         };
         if !(1..=3).contains(&h.version) {
-            return Err(ImageError::Unsupported {
+            return Err(ReadError::Unsupported {
                 format: "vmdk",
                 message: format!("sparse extent version {}", h.version),
             });
@@ -103,7 +104,7 @@ impl SparseHeader {
             ));
         }
         if h.flags & FLAG_COMPRESSED != 0 && h.compress_algorithm != 1 {
-            return Err(ImageError::Unsupported {
+            return Err(ReadError::Unsupported {
                 format: "vmdk",
                 message: format!("compression algorithm {}", h.compress_algorithm),
             });
@@ -131,8 +132,8 @@ pub struct SparseExtent {
     header: SparseHeader,
     len: u64,
     gd: Vec<u32>,
-    gts: TableCache,
-    grains: TableCache,
+    gts: BoundedCache<u64, Arc<[u8]>>,
+    grains: BoundedCache<u64, Arc<[u8]>>,
     parent: Parent,
     /// Bytes inflated so far (see [`ReadAt::inflated`]): a grain is inflated whole for
     /// a read of one byte of it.
@@ -142,7 +143,7 @@ pub struct SparseExtent {
 impl SparseExtent {
     /// Reads the header (the footer's copy for streamOptimized) and the grain directory.
     /// `len` is the extent's size in the descriptor (the capacity when there is none).
-    pub fn open(file: Arc<dyn ReadAt>, len: Option<u64>) -> Result<SparseExtent, ImageError> {
+    pub fn open(file: Arc<dyn ReadAt>, len: Option<u64>) -> Result<SparseExtent, ReadError> {
         Self::open_shared(file, len, 1)
     }
 
@@ -152,7 +153,7 @@ impl SparseExtent {
         file: Arc<dyn ReadAt>,
         len: Option<u64>,
         extents: usize,
-    ) -> Result<SparseExtent, ImageError> {
+    ) -> Result<SparseExtent, ReadError> {
         let share = extents.max(1) as u64;
         let raw = read_vec(file.as_ref(), 0, SECTOR, SECTOR)?;
         let mut header = SparseHeader::parse(&raw, 0)?;
@@ -184,7 +185,7 @@ impl SparseExtent {
         }
         let entries = capacity.div_ceil(header.gt_span());
         if entries > MAX_GD_ENTRIES {
-            return Err(ImageError::TooLarge {
+            return Err(ReadError::TooLarge {
                 what: "vmdk grain directory",
                 size: entries * 4,
                 limit: MAX_GD_ENTRIES * 4,
@@ -204,15 +205,15 @@ impl SparseExtent {
             file,
             len,
             gd,
-            gts: TableCache::new(gt_slots as usize),
-            grains: TableCache::new(grain_slots),
+            gts: BoundedCache::new(gt_slots as usize),
+            grains: BoundedCache::new(grain_slots),
             parent: Parent::None,
             header,
             inflated: AtomicU64::new(0),
         })
     }
 
-    fn load_gd(file: &dyn ReadAt, sector: u64, entries: u64) -> Result<Vec<u32>, ImageError> {
+    fn load_gd(file: &dyn ReadAt, sector: u64, entries: u64) -> Result<Vec<u32>, ReadError> {
         let at = sector.checked_mul(SECTOR).filter(|&a| a > 0);
         let Some(at) = at.filter(|a| a.checked_add(entries * 4).is_some_and(|e| e <= file.size()))
         else {
@@ -236,7 +237,7 @@ impl SparseExtent {
     }
 
     /// A descriptor embedded in this extent, if any (bounded by the caller's cap).
-    pub fn embedded_descriptor(&self, max: u64) -> Result<Option<Vec<u8>>, ImageError> {
+    pub fn embedded_descriptor(&self, max: u64) -> Result<Option<Vec<u8>>, ReadError> {
         let (at, len) = (
             self.header.descriptor_offset,
             self.header.descriptor_sectors,
@@ -253,7 +254,7 @@ impl SparseExtent {
     }
 
     /// The grain table `gd_index`, or `None` when it is unallocated.
-    fn table(&self, gd_index: usize) -> Result<Option<Arc<[u8]>>, ImageError> {
+    fn table(&self, gd_index: usize) -> Result<Option<Arc<[u8]>>, ReadError> {
         let sector = u64::from(self.gd.get(gd_index).copied().unwrap_or(0));
         if sector == 0 {
             return Ok(None);
@@ -267,8 +268,8 @@ impl SparseExtent {
             ));
         }
         self.gts
-            .get(at, || {
-                read_vec(self.file.as_ref(), at, len, u64::from(MAX_GTES) * 4)
+            .get_or_load(at, || {
+                read_vec(self.file.as_ref(), at, len, u64::from(MAX_GTES) * 4).map(Arc::from)
             })
             .map(Some)
     }
@@ -279,7 +280,7 @@ impl SparseExtent {
         sector: u64,
         grain_start: u64,
         out: &mut [u8],
-    ) -> Result<(), ImageError> {
+    ) -> Result<(), ReadError> {
         let at = sector * SECTOR;
         let size = self.file.size();
         let grain = self.header.grain_bytes();
@@ -337,7 +338,7 @@ impl BlockMap for SparseExtent {
         "vmdk"
     }
 
-    fn map(&self, guest: u64) -> Result<(Run, u64), ImageError> {
+    fn map(&self, guest: u64) -> Result<(Run, u64), ReadError> {
         let grain = self.header.grain_bytes();
         let span = self.header.gt_span();
         let rest = grain - guest % grain;
@@ -365,13 +366,13 @@ impl BlockMap for SparseExtent {
         Ok((Run::Host(sector * SECTOR + guest % grain), rest))
     }
 
-    fn read_compressed(&self, sector: u64, guest: u64, out: &mut [u8]) -> Result<(), ImageError> {
+    fn read_compressed(&self, sector: u64, guest: u64, out: &mut [u8]) -> Result<(), ReadError> {
         let grain = self.header.grain_bytes();
         let within = (guest % grain) as usize;
-        let data = self.grains.get(sector, || {
+        let data = self.grains.get_or_load(sector, || {
             let mut data = vec![0u8; grain as usize];
             self.inflate_grain(sector, guest - guest % grain, &mut data)?;
-            Ok(data)
+            Ok::<_, ReadError>(Arc::from(data))
         })?;
         out.copy_from_slice(&data[within..within + out.len()]);
         Ok(())
@@ -389,7 +390,7 @@ impl ReadAt for SparseExtent {
         self.inflated.load(Ordering::Relaxed)
     }
 
-    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), ImageError> {
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), ReadError> {
         check_range(offset, buf.len(), self.len)?;
         read_mapped(self, self.file.as_ref(), &self.parent, offset, buf)
     }

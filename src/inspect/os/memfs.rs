@@ -76,10 +76,6 @@ impl MemFs {
 }
 
 impl FileSystem for MemFs {
-    fn fs_type(&self) -> &'static str {
-        "memfs"
-    }
-
     fn metadata(&self, path: &str) -> Result<Metadata, FsError> {
         let (kind, size) = match self.get(path)? {
             Node::Dir => (FileKind::Dir, 0),

@@ -1,6 +1,6 @@
 //! Errors of the partition-table layer.
 
-use crate::inspect::image::ImageError;
+use crate::inspect::source::ReadError;
 
 /// Why a partition table could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -12,5 +12,5 @@ pub enum PartitionError {
         message: String,
     },
     #[error(transparent)]
-    Image(#[from] ImageError),
+    Image(#[from] ReadError),
 }

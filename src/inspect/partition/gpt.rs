@@ -14,7 +14,7 @@
 
 use super::{Partition, PartitionError, PartitionTable, TableKind};
 use crate::inspect::bytes::{array, field, guid_mixed_endian, le32, le64};
-use crate::inspect::image::ImageError;
+use crate::inspect::source::ReadError;
 use crate::inspect::source::{read_vec, ReadAt};
 
 /// Most entries a header may declare (128 is what every tool writes).
@@ -79,7 +79,7 @@ pub fn read(src: &dyn ReadAt) -> Result<PartitionTable, PartitionError> {
 fn read_with_sector_size(
     src: &dyn ReadAt,
     ss: u64,
-) -> Result<Result<PartitionTable, String>, ImageError> {
+) -> Result<Result<PartitionTable, String>, ReadError> {
     let disk_lbas = src.size() / ss;
     if disk_lbas < 3 {
         return Ok(Err(format!(
@@ -144,7 +144,7 @@ fn load_copy(
     ss: u64,
     lba: u64,
     last: u64,
-) -> Result<Result<(Header, Vec<u8>), BadCopy>, ImageError> {
+) -> Result<Result<(Header, Vec<u8>), BadCopy>, ReadError> {
     if lba == 0 || lba > last {
         return Ok(Err(BadCopy::new(format!(
             "LBA {lba} is outside the disk (last LBA {last})"
@@ -152,7 +152,7 @@ fn load_copy(
     }
     let buf = match read_vec(src, lba * ss, ss, ss) {
         Ok(buf) => buf,
-        Err(ImageError::OutOfRange { .. }) => {
+        Err(ReadError::OutOfRange { .. }) => {
             return Ok(Err(BadCopy::new("header outside the disk")))
         }
         Err(e) => return Err(e),
@@ -178,7 +178,7 @@ fn load_copy(
     };
     let entries = match read_vec(src, offset, len, MAX_ARRAY_BYTES) {
         Ok(e) => e,
-        Err(ImageError::OutOfRange { .. }) => {
+        Err(ReadError::OutOfRange { .. }) => {
             let reason = "entry array outside the disk".to_string();
             return Ok(Err(BadCopy {
                 header: Some(header),

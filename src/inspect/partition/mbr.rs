@@ -16,8 +16,8 @@ use std::collections::HashSet;
 
 use super::{Partition, PartitionError, PartitionTable, TableKind};
 use crate::inspect::bytes::le32;
-use crate::inspect::image::ImageError;
 use crate::inspect::source::ReadAt;
+use crate::inspect::source::ReadError;
 
 /// MBR sector size. Logical sector sizes other than 512 are not used for DOS tables
 /// on VM disk images (libfdisk and the kernel use the device's logical sector size,
@@ -90,7 +90,7 @@ pub fn is_filesystem_boot_sector(sector: &[u8; 512]) -> bool {
     let oem = &sector[3..11];
     oem == b"NTFS    "
         || oem == b"EXFAT   "
-        || crate::inspect::fs::probe::fat::bpb_looks_valid(sector)
+        || crate::inspect::fat_boot::blkid_accepts(sector).is_some()
 }
 
 /// Parses the MBR in `sector0` and follows its extended partitions.
@@ -193,7 +193,7 @@ impl Walk<'_> {
             let mut ebr = [0u8; 512];
             let read = match cur.checked_mul(SECTOR) {
                 Some(offset) => self.src.read_exact_at(offset, &mut ebr),
-                None => Err(ImageError::OutOfRange {
+                None => Err(ReadError::OutOfRange {
                     offset: u64::MAX,
                     len: 512,
                     size: self.src.size(),
@@ -201,7 +201,7 @@ impl Walk<'_> {
             };
             match read {
                 Ok(()) => {}
-                Err(ImageError::OutOfRange { .. }) => {
+                Err(ReadError::OutOfRange { .. }) => {
                     self.warnings.push(format!(
                         "EBR at sector {cur} lies outside the disk; chain cut there"
                     ));

@@ -1,6 +1,6 @@
 //! Errors of the volume layer (LVM2 today; MD and LUKS stack on the same types).
 
-use crate::inspect::image::ImageError;
+use crate::inspect::source::ReadError;
 use crate::inspect::work::WorkStop;
 
 /// Why a volume group, or one of its logical volumes, could not be read.
@@ -57,5 +57,5 @@ pub enum VolumeError {
         stop: WorkStop,
     },
     #[error(transparent)]
-    Image(#[from] ImageError),
+    Image(#[from] ReadError),
 }

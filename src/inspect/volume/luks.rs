@@ -5,8 +5,8 @@
 //! secondary copy is looked for at the offsets LUKS2 allows, as blkid does.
 
 use crate::inspect::bytes::{be16, be64, field, label, read_array};
-use crate::inspect::image::ImageError;
 use crate::inspect::source::ReadAt;
+use crate::inspect::source::ReadError;
 
 const MAGIC: &[u8; 6] = b"LUKS\xba\xbe";
 const MAGIC_SECONDARY: &[u8; 6] = b"SKUL\xba\xbe";
@@ -30,7 +30,7 @@ pub struct LuksHeader {
 }
 
 /// Looks for a LUKS header at the start of `src` (then for a LUKS2 secondary header).
-pub fn detect(src: &dyn ReadAt) -> Result<Option<LuksHeader>, ImageError> {
+pub fn detect(src: &dyn ReadAt) -> Result<Option<LuksHeader>, ReadError> {
     if let Some(h) = header_at(src, 0, MAGIC)? {
         return Ok(Some(h));
     }
@@ -45,7 +45,7 @@ pub fn detect(src: &dyn ReadAt) -> Result<Option<LuksHeader>, ImageError> {
 /// Whether `src` starts with a BitLocker volume header (`-FVE-FS-` OEM id, as blkid
 /// checks; BitLocker To Go's `MSWIN4.1` variant carries its signature further in and is
 /// not recognised). Its contents cannot be read without the key.
-pub fn detect_bitlocker(src: &dyn ReadAt) -> Result<bool, ImageError> {
+pub fn detect_bitlocker(src: &dyn ReadAt) -> Result<bool, ReadError> {
     let Some(bs) = read_array::<512>(src, 0)? else {
         return Ok(false);
     };
@@ -56,7 +56,7 @@ fn header_at(
     src: &dyn ReadAt,
     offset: u64,
     magic: &[u8; 6],
-) -> Result<Option<LuksHeader>, ImageError> {
+) -> Result<Option<LuksHeader>, ReadError> {
     let Some(h) = read_array::<512>(src, offset)? else {
         return Ok(None);
     };

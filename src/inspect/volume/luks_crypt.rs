@@ -12,7 +12,7 @@ use aes::{Aes128, Aes256};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
-use crate::inspect::image::ImageError;
+use crate::inspect::source::ReadError;
 use crate::inspect::source::{check_range, ReadAt};
 
 use super::error::VolumeError;
@@ -163,7 +163,7 @@ impl LuksSource {
         }
     }
 
-    fn sector(&self, index: u64, out: &mut [u8]) -> Result<(), ImageError> {
+    fn sector(&self, index: u64, out: &mut [u8]) -> Result<(), ReadError> {
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(pos) = cache.iter().position(|(i, _)| *i == index) {
             let hit = cache.remove(pos);
@@ -196,7 +196,7 @@ impl ReadAt for LuksSource {
     fn inflated(&self) -> u64 {
         self.inner.inflated()
     }
-    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), ImageError> {
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), ReadError> {
         check_range(offset, buf.len(), self.len)?;
         let ss = self.sector_size;
         let mut sector = Zeroizing::new(vec![0u8; ss as usize]);

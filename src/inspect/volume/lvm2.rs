@@ -6,8 +6,8 @@
 
 use super::lvm2_mda as mda;
 use crate::inspect::bytes::{field, le32, le64, read_array};
-use crate::inspect::image::ImageError;
 use crate::inspect::source::ReadAt;
+use crate::inspect::source::ReadError;
 
 const LABEL_ID: &[u8; 8] = b"LABELONE";
 const LABEL_TYPE: &[u8; 8] = b"LVM2 001";
@@ -49,7 +49,7 @@ pub(crate) fn lvm_crc(data: &[u8]) -> u32 {
 }
 
 /// Looks for a PV label in the first four sectors of `src`.
-pub fn detect(src: &dyn ReadAt) -> Result<Option<PvLabel>, ImageError> {
+pub fn detect(src: &dyn ReadAt) -> Result<Option<PvLabel>, ReadError> {
     for sector in 0..LABEL_SCAN_SECTORS {
         let Some(s) = read_array::<512>(src, sector * SECTOR)? else {
             return Ok(None);
@@ -121,7 +121,7 @@ pub struct MetadataCopy {
 /// The metadata copies of every metadata area of `pv`: the committed text when its
 /// checksum verifies, else the older copies still in the area's ring buffer (newest
 /// first is not known before parsing; the caller picks by seqno).
-pub fn read_metadata(src: &dyn ReadAt, pv: &PvLabel) -> Result<Vec<MetadataCopy>, ImageError> {
+pub fn read_metadata(src: &dyn ReadAt, pv: &PvLabel) -> Result<Vec<MetadataCopy>, ReadError> {
     let mut out = Vec::new();
     for area in &pv.metadata_areas {
         match mda::committed_text(src, area)? {

@@ -15,7 +15,7 @@ use super::lvm2_thin::ThinSource;
 use super::lvm2_vg::{AreaRef, LvMeta, Segment, VgMeta};
 use super::raid::{algo, Kind, RaidSource};
 use crate::inspect::bytes::{le32, le64, read_array};
-use crate::inspect::image::ImageError;
+use crate::inspect::source::ReadError;
 use crate::inspect::source::{check_range, ReadAt, Slice};
 
 /// Deepest stacking of LVs on LVs (a cached raid1 on ... is 3).
@@ -436,13 +436,13 @@ impl ReadAt for LvSource {
         self.size
     }
 
-    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), ImageError> {
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), ReadError> {
         check_range(offset, buf.len(), self.size)?;
         let mut done = 0usize;
         while done < buf.len() {
             let pos = offset + done as u64;
             let i = self.segments.partition_point(|s| s.start + s.len <= pos);
-            let seg = self.segments.get(i).ok_or(ImageError::OutOfRange {
+            let seg = self.segments.get(i).ok_or(ReadError::OutOfRange {
                 offset: pos,
                 len: (buf.len() - done) as u64,
                 size: self.size,

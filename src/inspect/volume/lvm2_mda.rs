@@ -8,9 +8,9 @@
 //! read as it was one change earlier rather than not at all.
 
 use super::lvm2::{lvm_crc, Area};
-use crate::inspect::bytes::{field, le32, le64, read_array, read_opt};
-use crate::inspect::image::ImageError;
+use crate::inspect::bytes::{checked_field, field, le32, le64, read_array, read_opt};
 use crate::inspect::source::ReadAt;
+use crate::inspect::source::ReadError;
 
 pub const MDA_MAGIC: &[u8; 16] = b" LVM2 x[5A%r0N*>";
 pub const MDA_HEADER_SIZE: u64 = 512;
@@ -34,7 +34,7 @@ pub struct MdaHeader {
 
 /// Reads and checks the header of `area` (magic, CRC, self-offset); `None` when it is
 /// not a valid header.
-pub fn header(src: &dyn ReadAt, area: &Area) -> Result<Option<MdaHeader>, ImageError> {
+pub fn header(src: &dyn ReadAt, area: &Area) -> Result<Option<MdaHeader>, ReadError> {
     let Some(h) = read_array::<512>(src, area.offset)? else {
         return Ok(None);
     };
@@ -59,7 +59,7 @@ pub fn header(src: &dyn ReadAt, area: &Area) -> Result<Option<MdaHeader>, ImageE
 
 /// The committed metadata text of `area`, or `None` when the header or the text fail
 /// their checks.
-pub fn committed_text(src: &dyn ReadAt, area: &Area) -> Result<Option<Vec<u8>>, ImageError> {
+pub fn committed_text(src: &dyn ReadAt, area: &Area) -> Result<Option<Vec<u8>>, ReadError> {
     let Some(h) = header(src, area)? else {
         return Ok(None);
     };
@@ -90,7 +90,7 @@ pub fn committed_text(src: &dyn ReadAt, area: &Area) -> Result<Option<Vec<u8>>, 
 /// Metadata texts still in the ring buffer of `area`: every 512-byte-aligned place that
 /// starts like a VG's text (`name {` then `id = `), read up to its NUL (wrapping once).
 /// Unverified: the caller parses them and prefers the highest seqno.
-pub fn older_copies(src: &dyn ReadAt, area: &Area) -> Result<Vec<Vec<u8>>, ImageError> {
+pub fn older_copies(src: &dyn ReadAt, area: &Area) -> Result<Vec<Vec<u8>>, ReadError> {
     // The committed copy failed its checksum: never take it back as an "older" one.
     let (size, committed) = match header(src, area)? {
         Some(h) => (h.size, Some(h.offset)),
@@ -133,7 +133,7 @@ fn looks_like_vg_text(b: &[u8]) -> bool {
         .take(129)
         .take_while(|&&c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.' | b'+'))
         .count();
-    name > 0 && field(b, name, 9) == b" {\nid = \""
+    name > 0 && checked_field(b, name, 9) == Some(b" {\nid = \"")
 }
 
 #[cfg(test)]

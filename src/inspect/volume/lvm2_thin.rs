@@ -8,13 +8,13 @@
 //! and every node carry a CRC-32C salted per block type (so a node can't pass for a
 //! superblock): both are verified, and a damaged block is an error, not wrong bytes.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use super::error::VolumeError;
 use crate::inspect::bytes::{le32, le64};
+use crate::inspect::cache::BoundedCache;
 use crate::inspect::crc32c;
-use crate::inspect::image::ImageError;
+use crate::inspect::source::ReadError;
 use crate::inspect::source::{check_range, ReadAt};
 
 const BLOCK: u64 = 4096;
@@ -39,7 +39,7 @@ pub struct ThinSource {
     /// Data block size in bytes.
     block_size: u64,
     size: u64,
-    cache: Mutex<HashMap<u64, Arc<Vec<u8>>>>,
+    cache: BoundedCache<u64, Arc<Vec<u8>>>,
 }
 
 fn corrupt(message: impl Into<String>) -> VolumeError {
@@ -77,7 +77,7 @@ impl ThinSource {
             root: 0,
             block_size: sectors * 512,
             size,
-            cache: Mutex::new(HashMap::new()),
+            cache: BoundedCache::new(CACHE_NODES),
         };
         // The top-level tree maps device ids to the roots of their mapping trees.
         thin.root = thin
@@ -87,8 +87,8 @@ impl ThinSource {
     }
 
     fn node(&self, block: u64) -> Result<Arc<Vec<u8>>, VolumeError> {
-        if let Some(n) = self.lock().get(&block) {
-            return Ok(n.clone());
+        if let Some(n) = self.cache.get(&block) {
+            return Ok(n);
         }
         let offset = block
             .checked_mul(BLOCK)
@@ -97,7 +97,7 @@ impl ThinSource {
         self.meta
             .read_exact_at(offset, &mut buf)
             .map_err(|e| match e {
-                ImageError::OutOfRange { .. } => {
+                ReadError::OutOfRange { .. } => {
                     corrupt(format!("node block {block} past the metadata volume"))
                 }
                 e => VolumeError::Image(e),
@@ -112,16 +112,8 @@ impl ThinSource {
             )));
         }
         let node = Arc::new(buf);
-        let mut cache = self.lock();
-        if cache.len() >= CACHE_NODES {
-            cache.clear();
-        }
-        cache.insert(block, node.clone());
+        self.cache.insert(block, node.clone());
         Ok(node)
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<Vec<u8>>>> {
-        self.cache.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The value stored under `key` in the btree at `root`, `None` when absent.
@@ -187,7 +179,7 @@ impl ReadAt for ThinSource {
         self.size
     }
 
-    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), ImageError> {
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), ReadError> {
         check_range(offset, buf.len(), self.size)?;
         let mut done = 0usize;
         while done < buf.len() {
@@ -197,7 +189,7 @@ impl ReadAt for ThinSource {
             let out = &mut buf[done..done + run];
             let mapped = self.lookup(self.root, vblock).map_err(|e| match e {
                 VolumeError::Image(e) => e,
-                e => ImageError::Corrupt {
+                e => ReadError::Corrupt {
                     format: "lvm2-thin",
                     offset: pos,
                     message: e.to_string(),
@@ -209,7 +201,7 @@ impl ReadAt for ThinSource {
                     let at = (v >> 24)
                         .checked_mul(self.block_size)
                         .and_then(|b| b.checked_add(within))
-                        .ok_or(ImageError::OutOfRange {
+                        .ok_or(ReadError::OutOfRange {
                             offset: u64::MAX,
                             len: run as u64,
                             size: self.data.size(),

@@ -6,8 +6,8 @@
 //! against the member's size before it is trusted (counts, chunk size, data offset).
 
 use crate::inspect::bytes::{field, label, le16, le32, le64, read_array};
-use crate::inspect::image::ImageError;
 use crate::inspect::source::ReadAt;
+use crate::inspect::source::ReadError;
 
 /// The md superblock magic (both versions).
 pub const MD_MAGIC: u32 = 0xa92b_4efc;
@@ -112,7 +112,7 @@ impl MdSuperblock {
 
 /// Looks for an md superblock on `src`: 1.2, 1.1, 1.0, then 0.90 (as blkid does, the
 /// newer formats first). Superblocks failing their checksum are ignored.
-pub fn detect(src: &dyn ReadAt) -> Result<Option<MdSuperblock>, ImageError> {
+pub fn detect(src: &dyn ReadAt) -> Result<Option<MdSuperblock>, ReadError> {
     let size = src.size();
     let sectors = size / 512;
     let mut v1 = vec![(4096, SbVersion::V12), (0, SbVersion::V11)];
@@ -148,7 +148,7 @@ fn read_v1(
     src: &dyn ReadAt,
     offset: u64,
     version: SbVersion,
-) -> Result<Option<MdSuperblock>, ImageError> {
+) -> Result<Option<MdSuperblock>, ReadError> {
     let Some(mut b) = read_array::<1024>(src, offset)? else {
         return Ok(None);
     };
@@ -209,7 +209,7 @@ fn csum_v090(b: &[u8]) -> (u32, u32) {
     (((sum & 0xffff_ffff) + (sum >> 32)) as u32, sum as u32)
 }
 
-fn read_v090(src: &dyn ReadAt, offset: u64) -> Result<Option<MdSuperblock>, ImageError> {
+fn read_v090(src: &dyn ReadAt, offset: u64) -> Result<Option<MdSuperblock>, ReadError> {
     let Some(mut b) = read_array::<4096>(src, offset)? else {
         return Ok(None);
     };

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use crate::inspect::bytes::xor_into;
-use crate::inspect::image::ImageError;
+use crate::inspect::source::ReadError;
 use crate::inspect::source::{check_range, ReadAt};
 
 /// md's parity layout algorithms (`raid5_compute_sector` in the kernel).
@@ -104,15 +104,15 @@ impl RaidSource {
         self.slots.get(i as usize).and_then(|s| s.as_ref())
     }
 
-    fn lost(&self, what: &str) -> ImageError {
-        ImageError::Unsupported {
+    fn lost(&self, what: &str) -> ReadError {
+        ReadError::Unsupported {
             format: "raid",
             message: format!("{what} is on a missing member"),
         }
     }
 
     /// Reads `buf.len()` bytes (within one chunk) of data chunk `c` from `within`.
-    fn read_chunk(&self, c: u64, within: u64, buf: &mut [u8]) -> Result<(), ImageError> {
+    fn read_chunk(&self, c: u64, within: u64, buf: &mut [u8]) -> Result<(), ReadError> {
         let n = self.slots.len() as u64;
         let at = |row: u64| row * self.chunk + within;
         match self.kind {
@@ -166,7 +166,7 @@ impl ReadAt for RaidSource {
         self.size
     }
 
-    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), ImageError> {
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), ReadError> {
         check_range(offset, buf.len(), self.size)?;
         if let Kind::Mirror = self.kind {
             return self.read_chunk(0, offset, buf);

@@ -250,7 +250,7 @@ pub fn inode_ref_name(b: &[u8]) -> Result<Vec<u8>, FsError> {
 
 /// The name hash of DIR_ITEM keys: CRC32C seeded with !1, without final inversion.
 pub fn name_hash(name: &[u8]) -> u64 {
-    u64::from(crate::inspect::fs::probe::crc32c::update(!1, name))
+    u64::from(crate::inspect::crc32c::update(!1, name))
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! the block's end) or, in internal nodes, key pointers to children one level down.
 
 use crate::inspect::bytes::{array, le32, le64};
-use crate::inspect::fs::probe::crc32c;
+use crate::inspect::crc32c;
 use crate::inspect::fs::FsError;
 
 use super::corrupt;

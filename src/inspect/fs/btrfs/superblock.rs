@@ -2,7 +2,7 @@
 //! at 64 MiB and 256 GiB) naming the chunk tree, the root tree and the geometry.
 
 use crate::inspect::bytes::{array, field, le16, le32, le64};
-use crate::inspect::fs::probe::crc32c;
+use crate::inspect::crc32c;
 use crate::inspect::source::ReadAt;
 
 use super::corrupt;

@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 
 use crate::inspect::bytes::xor_into;
 use crate::inspect::fs::FsError;
-use crate::inspect::image::ImageError;
 use crate::inspect::source::ReadAt;
+use crate::inspect::source::ReadError;
 
 use super::chunk::{ChunkMap, CHUNK_ITEM_KEY};
 use super::corrupt;
@@ -164,7 +164,7 @@ impl Volume {
                         first_err.get_or_insert(e);
                     }
                 },
-                Err(e @ (ImageError::BudgetExceeded { .. } | ImageError::Cancelled)) => {
+                Err(e @ (ReadError::BudgetExceeded { .. } | ReadError::Cancelled)) => {
                     return Err(e.into())
                 }
                 Err(e) => {

@@ -4,7 +4,7 @@ use ext4_view::Ext4Error;
 
 use super::reader::Abandoned;
 use crate::inspect::fs::FsError;
-use crate::inspect::image::ImageError;
+use crate::inspect::source::ReadError;
 
 /// Maps `err`, raised while working on `path` (empty while loading), to our error enum,
 /// keeping the image-layer error of a failed read intact.
@@ -31,7 +31,7 @@ pub(super) fn map_error(err: Ext4Error, path: &str) -> FsError {
         Ext4Error::NotUtf8 => corrupt(at("data is not UTF-8".into())),
         Ext4Error::Incompatible(why) => unsupported(at(why.to_string())),
         Ext4Error::Corrupt(why) => corrupt(at(why.to_string())),
-        Ext4Error::Io(inner) => match inner.downcast::<ImageError>() {
+        Ext4Error::Io(inner) => match inner.downcast::<ReadError>() {
             Ok(image) => FsError::Image(*image),
             Err(other) if other.is::<Abandoned>() => corrupt(at(other.to_string())),
             Err(other) => corrupt(at(format!("read failed: {other}"))),
@@ -70,14 +70,14 @@ mod tests {
             map_error(Ext4Error::Encrypted, "/a"),
             FsError::Unsupported { .. }
         ));
-        let io = ImageError::OutOfRange {
+        let io = ReadError::OutOfRange {
             offset: 9,
             len: 1,
             size: 4,
         };
         assert!(matches!(
             map_error(Ext4Error::Io(Box::new(io)), "/a"),
-            FsError::Image(ImageError::OutOfRange { offset: 9, .. })
+            FsError::Image(ReadError::OutOfRange { offset: 9, .. })
         ));
     }
 }

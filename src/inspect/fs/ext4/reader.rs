@@ -77,8 +77,7 @@ pub(super) struct Abandoned;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inspect::image::ImageError;
-    use crate::inspect::source::MemSource;
+    use crate::inspect::source::{MemSource, ReadError};
 
     #[test]
     fn reads_pass_through_and_keep_image_errors() {
@@ -89,8 +88,8 @@ mod tests {
         assert_eq!(buf, [2, 3]);
         let err = r.read(3, &mut buf).unwrap_err();
         assert!(matches!(
-            err.downcast_ref::<ImageError>(),
-            Some(ImageError::OutOfRange { .. })
+            err.downcast_ref::<ReadError>(),
+            Some(ReadError::OutOfRange { .. })
         ));
         flag.store(true, Ordering::Relaxed);
         let err = r.read(0, &mut buf).unwrap_err();

@@ -2,16 +2,17 @@
 //! the primary copy is damaged, the mirrors at 64 MiB and 256 GiB are tried, as the
 //! btrfs reader does, so a filesystem with a bad primary is still found.
 
-use super::{crc32c, label, read_array, Probed};
+use super::{label, read_array, Probed};
 use crate::inspect::bytes::{array, field, le16, le32, le64};
-use crate::inspect::image::ImageError;
+use crate::inspect::crc32c;
 use crate::inspect::source::ReadAt;
+use crate::inspect::source::ReadError;
 
 const SUPERBLOCK_OFFSETS: [u64; 3] = [0x1_0000, 0x400_0000, 0x40_0000_0000];
 const MAGIC: &[u8; 8] = b"_BHRfS_M";
 const CSUM_TYPE_CRC32C: u16 = 0;
 
-pub(super) fn probe(src: &dyn ReadAt) -> Result<Option<Probed>, ImageError> {
+pub(super) fn probe(src: &dyn ReadAt) -> Result<Option<Probed>, ReadError> {
     for (i, &at) in SUPERBLOCK_OFFSETS.iter().enumerate() {
         let Some(sb) = read_array::<4096>(src, at)? else {
             return Ok(None);

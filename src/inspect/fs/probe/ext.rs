@@ -1,10 +1,11 @@
 //! ext2/ext3/ext4 superblock: which of the three it is, told apart by feature flags the
 //! way blkid does (not by what the guest's fstab claims).
 
-use super::{crc32c, label, read_array, Probed};
+use super::{label, read_array, Probed};
 use crate::inspect::bytes::{array, le16, le32};
-use crate::inspect::image::ImageError;
+use crate::inspect::crc32c;
 use crate::inspect::source::ReadAt;
+use crate::inspect::source::ReadError;
 
 const SUPERBLOCK_OFFSET: u64 = 1024;
 const MAGIC: u16 = 0xef53;
@@ -21,7 +22,7 @@ const EXT2_RO_COMPAT: u32 = 0x0001 | 0x0002 | 0x0004;
 const EXT2_INCOMPAT: u32 = 0x0002 | 0x0010;
 const EXT3_INCOMPAT: u32 = EXT2_INCOMPAT | 0x0004;
 
-pub(super) fn probe(src: &dyn ReadAt) -> Result<Option<Probed>, ImageError> {
+pub(super) fn probe(src: &dyn ReadAt) -> Result<Option<Probed>, ReadError> {
     let Some(sb) = read_array::<1024>(src, SUPERBLOCK_OFFSET)? else {
         return Ok(None);
     };

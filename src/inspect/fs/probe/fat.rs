@@ -1,19 +1,15 @@
 //! FAT12/16/32 boot sector ("vfat"), checked and read the way blkid does.
 //!
-//! FAT has no strong magic: blkid accepts a boot sector when its BPB geometry is sane,
-//! and the partition layer uses the same check to tell a whole-disk FAT ("superfloppy")
-//! from an MBR. UUID is the volume serial as `XXXX-XXXX`; LABEL is the volume-label entry
+//! The boot sector is accepted by [`fat_boot::blkid_accepts`], the check the partition
+//! layer also uses to tell a whole-disk FAT ("superfloppy") from an MBR. UUID is the volume serial as `XXXX-XXXX`; LABEL is the volume-label entry
 //! of the root directory (blkid 2.38 no longer falls back to the boot-sector copy), in
 //! code page 850 like dosfstools and mtools write it, decoded to UTF-8.
 
 use super::{read_array, read_opt, text, Probed};
-use crate::inspect::bytes::{field, le16, le32};
-use crate::inspect::image::ImageError;
+use crate::inspect::bytes::{field, le16};
+use crate::inspect::fat_boot::{self, Bpb};
 use crate::inspect::source::ReadAt;
-
-const FAT12_MAX: u32 = 0xff4;
-const FAT16_MAX: u32 = 0xfff4;
-const FAT32_MAX: u32 = 0x0fff_fff6;
+use crate::inspect::source::ReadError;
 
 const ATTR_VOLUME_ID: u8 = 0x08;
 const ATTR_DIR: u8 = 0x10;
@@ -28,122 +24,25 @@ const MAX_LABEL_SCAN: u64 = 2 << 20;
 /// Directory bytes read per request.
 const SCAN_CHUNK: u64 = 16 << 10;
 
-/// The BPB fields the probe needs, once validated.
-struct Geometry {
-    sector_size: u64,
-    cluster_sectors: u64,
-    reserved: u64,
-    /// Sectors of all FAT copies together.
-    fat_sectors: u64,
-    total_sectors: u64,
-    root_entries: u64,
-    /// FAT12/16 keep the FAT length at 0x16; FAT32 has 0 there.
-    fat16_length: u16,
-    fat32_length: u32,
-}
-
-/// Whether a 512-byte sector passes blkid's FAT boot-sector check.
-pub(crate) fn bpb_looks_valid(bs: &[u8; 512]) -> bool {
-    geometry(bs).is_some()
-}
-
-fn geometry(bs: &[u8; 512]) -> Option<Geometry> {
-    let strong_magic = [
-        (0x52, &b"MSWIN"[..]),
-        (0x52, b"FAT32   "),
-        (0x36, b"MSDOS"),
-        (0x36, b"FAT16   "),
-    ]
-    .iter()
-    .chain(&[(0x36, &b"FAT12   "[..]), (0x36, b"FAT     ")])
-    .any(|&(at, m)| field(bs, at, m.len()) == m);
-    if !strong_magic {
-        // Only a jump instruction or the 0x55AA trailer matched blkid's magic list:
-        // demand the trailer, and rule out the FAT-like pseudo boot sectors OS/2 writes
-        // in front of JFS and HPFS.
-        if bs[510] != 0x55 || bs[511] != 0xaa {
-            return None;
-        }
-        if field(bs, 0x36, 8) == b"JFS     " || field(bs, 0x36, 8) == b"HPFS    " {
-            return None;
-        }
-    }
-    let fats = u64::from(bs[0x10]);
-    let reserved = u64::from(le16(bs, 0x0e));
-    let media = bs[0x15];
-    let cluster_sectors = bs[0x0d];
-    let sector_size = le16(bs, 0x0b);
-    if fats == 0
-        || reserved == 0
-        || !(media >= 0xf8 || media == 0xf0)
-        || !cluster_sectors.is_power_of_two()
-        || !sector_size.is_power_of_two()
-        || !(512..=4096).contains(&sector_size)
-    {
-        return None;
-    }
-    // BitLocker volumes carry a FAT-like BPB too.
-    if field(bs, 3, 8) == b"-FVE-FS-" {
-        return None;
-    }
-    let root_entries = u64::from(le16(bs, 0x11));
-    let mut total_sectors = u64::from(le16(bs, 0x13));
-    if total_sectors == 0 {
-        total_sectors = u64::from(le32(bs, 0x20));
-    }
-    let fat16_length = le16(bs, 0x16);
-    let fat32_length = le32(bs, 0x24);
-    let fat_length = if fat16_length != 0 {
-        u64::from(fat16_length)
-    } else {
-        u64::from(fat32_length)
-    };
-    let fat_sectors = fat_length * fats;
-    let sector_size = u64::from(sector_size);
-    let dir_sectors = (root_entries * 32).div_ceil(sector_size);
-    let data = total_sectors.checked_sub(reserved + fat_sectors + dir_sectors)?;
-    let cluster_count = data / u64::from(cluster_sectors);
-    let max = if fat16_length == 0 && fat32_length != 0 {
-        FAT32_MAX
-    } else if cluster_count > u64::from(FAT12_MAX) {
-        FAT16_MAX
-    } else {
-        FAT12_MAX
-    };
-    if cluster_count > u64::from(max) {
-        return None;
-    }
-    Some(Geometry {
-        sector_size,
-        cluster_sectors: u64::from(cluster_sectors),
-        reserved,
-        fat_sectors,
-        total_sectors,
-        root_entries,
-        fat16_length,
-        fat32_length,
-    })
-}
-
-pub(super) fn probe(src: &dyn ReadAt) -> Result<Option<Probed>, ImageError> {
+pub(super) fn probe(src: &dyn ReadAt) -> Result<Option<Probed>, ReadError> {
     let Some(bs) = read_array::<512>(src, 0)? else {
         return Ok(None);
     };
-    let Some(g) = geometry(&bs) else {
+    let Some(g) = fat_boot::blkid_accepts(&bs) else {
         return Ok(None);
     };
     let mut budget = MAX_LABEL_SCAN;
-    let (label, serial) = if g.fat16_length != 0 {
-        let root = (g.reserved + g.fat_sectors) * g.sector_size;
+    let (label, serial) = if !g.fat32_layout {
+        let root = g.root_dir_sector() * g.sector_size;
         let label = find_label(src, root, g.root_entries * 32, &mut budget)?;
         let serial = matches!(bs[0x26], 0x28 | 0x29).then(|| serial(&bs, 0x27));
         (label, serial)
-    } else if g.fat32_length != 0 {
-        if !fsinfo_ok(src, &bs, &g)? {
+    } else if g.fat_length != 0 {
+        if !fsinfo_ok(src, &g)? {
             return Ok(None);
         }
         (
-            fat32_root_label(src, &bs, &g, &mut budget)?,
+            fat32_root_label(src, &g, &mut budget)?,
             Some(serial(&bs, 0x43)),
         )
     } else {
@@ -164,8 +63,8 @@ fn serial(bs: &[u8], at: usize) -> String {
 }
 
 /// blkid rejects a FAT32 whose FSInfo sector has neither its signatures nor zeros.
-fn fsinfo_ok(src: &dyn ReadAt, bs: &[u8; 512], g: &Geometry) -> Result<bool, ImageError> {
-    let sector = u64::from(le16(bs, 0x30));
+fn fsinfo_ok(src: &dyn ReadAt, g: &Bpb) -> Result<bool, ReadError> {
+    let sector = u64::from(g.fsinfo_sector);
     if sector == 0 {
         return Ok(true);
     }
@@ -180,14 +79,14 @@ fn fsinfo_ok(src: &dyn ReadAt, bs: &[u8; 512], g: &Geometry) -> Result<bool, Ima
 /// Follows the FAT32 root directory's cluster chain (bounded) looking for the label.
 fn fat32_root_label(
     src: &dyn ReadAt,
-    bs: &[u8; 512],
-    g: &Geometry,
+    g: &Bpb,
     budget: &mut u64,
-) -> Result<Option<[u8; 11]>, ImageError> {
+) -> Result<Option<[u8; 11]>, ReadError> {
     let cluster_bytes = g.cluster_sectors * g.sector_size;
-    let data_start = g.reserved + g.fat_sectors;
-    let fat_entries = u64::from(g.fat32_length) * g.sector_size / 4;
-    let mut next = u64::from(le32(bs, 0x2c));
+    // blkid starts the FAT32 data region right after the FATs, whatever 0x11 says.
+    let data_start = g.root_dir_sector();
+    let fat_entries = g.fat_length * g.sector_size / 4;
+    let mut next = u64::from(g.root_cluster);
     for _ in 1..MAX_ROOT_CLUSTERS {
         if next < 2 || next >= fat_entries {
             break;
@@ -211,7 +110,7 @@ fn find_label(
     offset: u64,
     len: u64,
     budget: &mut u64,
-) -> Result<Option<[u8; 11]>, ImageError> {
+) -> Result<Option<[u8; 11]>, ReadError> {
     let mut done = 0;
     while done < len && *budget > 0 {
         let chunk = (len - done).min(SCAN_CHUNK).min(*budget) / 32 * 32;

@@ -5,8 +5,8 @@
 
 use super::{label, read_array, utf16_label, Probed};
 use crate::inspect::bytes::{field, le16, le32};
-use crate::inspect::image::ImageError;
 use crate::inspect::source::ReadAt;
+use crate::inspect::source::ReadError;
 
 const PVD_OFFSET: u64 = 0x8000;
 const SECTOR: u64 = 2048;
@@ -15,7 +15,7 @@ const MAX_DESCRIPTORS: u64 = 16;
 const TYPE_SUPPLEMENTARY: u8 = 2;
 const TYPE_END: u8 = 0xff;
 
-pub(super) fn probe(src: &dyn ReadAt) -> Result<Option<Probed>, ImageError> {
+pub(super) fn probe(src: &dyn ReadAt) -> Result<Option<Probed>, ReadError> {
     let Some(pvd) = read_array::<2048>(src, PVD_OFFSET)? else {
         return Ok(None);
     };

@@ -2,8 +2,8 @@
 
 use super::{read_array, read_opt, utf16_label, Probed};
 use crate::inspect::bytes::{field, le16, le32, le64};
-use crate::inspect::image::ImageError;
 use crate::inspect::source::ReadAt;
+use crate::inspect::source::ReadError;
 
 const OEM_ID: &[u8; 8] = b"NTFS    ";
 const MAX_CLUSTER_SIZE: u64 = 2 << 20;
@@ -13,7 +13,7 @@ const RECORD_VOLUME: u64 = 3;
 const ATTR_VOLUME_NAME: u32 = 0x60;
 const ATTR_END: u32 = 0xffff_ffff;
 
-pub(super) fn probe(src: &dyn ReadAt) -> Result<Option<Probed>, ImageError> {
+pub(super) fn probe(src: &dyn ReadAt) -> Result<Option<Probed>, ReadError> {
     let Some(bs) = read_array::<512>(src, 0)? else {
         return Ok(None);
     };

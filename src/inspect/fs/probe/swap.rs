@@ -5,8 +5,8 @@
 
 use super::{label, read_array, Probed};
 use crate::inspect::bytes::{array, field};
-use crate::inspect::image::ImageError;
 use crate::inspect::source::ReadAt;
+use crate::inspect::source::ReadError;
 
 const PAGE_SIZES: [u64; 5] = [4096, 8192, 16384, 32768, 65536];
 /// blkid ignores devices smaller than ten pages.
@@ -16,7 +16,7 @@ const HEADER_OFFSET: u64 = 1024;
 const TUXONICE: &[u8; 8] = b"\xed\xc3\x02\xe9\x98\x56\xe5\x0c";
 const SUSPEND_MAGICS: [&[u8]; 4] = [b"S1SUSPEND", b"S2SUSPEND", b"ULSUSPEND", b"LINHIB0001"];
 
-pub(super) fn probe(src: &dyn ReadAt) -> Result<Option<Probed>, ImageError> {
+pub(super) fn probe(src: &dyn ReadAt) -> Result<Option<Probed>, ReadError> {
     if src.size() < MIN_SIZE {
         return Ok(None);
     }
@@ -62,7 +62,7 @@ fn v1_header(
     fs_type: &'static str,
     page: u64,
     strict: bool,
-) -> Result<Option<Probed>, ImageError> {
+) -> Result<Option<Probed>, ReadError> {
     let Some(h) = read_array::<516>(src, HEADER_OFFSET)? else {
         return Ok(None);
     };

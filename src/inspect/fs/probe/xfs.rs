@@ -1,17 +1,18 @@
 //! XFS superblock (big-endian, at offset 0), with blkid's sanity checks and, for v5
 //! filesystems, the CRC32C of the superblock sector.
 
-use super::{crc32c, label, read_array, read_opt, Probed};
+use super::{label, read_array, read_opt, Probed};
 use crate::inspect::bytes::{array, be16, be32, be64, field};
-use crate::inspect::image::ImageError;
+use crate::inspect::crc32c;
 use crate::inspect::source::ReadAt;
+use crate::inspect::source::ReadError;
 
 const MAGIC: &[u8; 4] = b"XFSB";
 const VERSION_MOREBITS: u16 = 0x8000;
 const VERSION2_CRC: u32 = 0x100;
 const CRC_OFFSET: usize = 224;
 
-pub(super) fn probe(src: &dyn ReadAt) -> Result<Option<Probed>, ImageError> {
+pub(super) fn probe(src: &dyn ReadAt) -> Result<Option<Probed>, ReadError> {
     let Some(sb) = read_array::<512>(src, 0)? else {
         return Ok(None);
     };

@@ -1,16 +1,9 @@
 //! The FAT boot sector's BIOS parameter block: the volume's geometry.
 
-use crate::inspect::bytes::{le16, le32};
+use crate::inspect::fat_boot::Bpb;
+pub(crate) use crate::inspect::fat_boot::FatType;
 use crate::inspect::fs::FsError;
 use crate::inspect::source::ReadAt;
-
-/// Which FAT entry width the volume uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum FatType {
-    Fat12,
-    Fat16,
-    Fat32,
-}
 
 /// Where the root directory lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,96 +42,50 @@ impl Geometry {
     }
 }
 
-/// Reads and validates the boot sector of the volume in `src`.
-///
-/// The checks are those of the Microsoft FAT specification and of the Linux driver:
-/// a volume that fails them is not read at all, so every later offset is in range.
+/// Reads and validates the boot sector of the volume in `src`: a volume that fails the
+/// checks is not read at all.
 pub(crate) fn read(src: &dyn ReadAt) -> Result<Geometry, FsError> {
     let mut s = [0u8; 512];
     src.read_exact_at(0, &mut s)?;
     parse(&s, src.size())
 }
 
+/// The reader's checks on top of [`Bpb::parse`]: those of the Microsoft FAT
+/// specification and of the Linux driver, so every later offset is in range.
 fn parse(s: &[u8; 512], device_size: u64) -> Result<Geometry, FsError> {
-    let bytes_per_sector = u64::from(le16(s, 0x0b));
-    if !(512..=4096).contains(&bytes_per_sector) || !bytes_per_sector.is_power_of_two() {
-        return Err(bad(format!(
-            "{bytes_per_sector} bytes per sector (offset 0x0b)"
-        )));
+    let b = Bpb::parse(s).map_err(bad)?;
+    if b.fats > 4 {
+        return Err(bad(format!("{} FATs (offset 0x10)", b.fats)));
     }
-    let sectors_per_cluster = u64::from(s[0x0d]);
-    if !sectors_per_cluster.is_power_of_two() {
-        return Err(bad(format!(
-            "{sectors_per_cluster} sectors per cluster (offset 0x0d)"
-        )));
-    }
-    let reserved = u64::from(le16(s, 0x0e));
-    if reserved == 0 {
-        return Err(bad("zero reserved sectors (offset 0x0e)".to_string()));
-    }
-    let fats = u64::from(s[0x10]);
-    if !(1..=4).contains(&fats) {
-        return Err(bad(format!("{fats} FATs (offset 0x10)")));
-    }
-    let media = s[0x15];
-    if media != 0xf0 && media < 0xf8 {
-        return Err(bad(format!("media byte 0x{media:02x} (offset 0x15)")));
-    }
-    let root_entries = u64::from(le16(s, 0x11));
-    let total_sectors = match le16(s, 0x13) {
-        0 => u64::from(le32(s, 0x20)),
-        n => u64::from(n),
-    };
-    let fat_size16 = u64::from(le16(s, 0x16));
-    let fat32_layout = fat_size16 == 0;
-    let fat_sectors = if fat32_layout {
-        u64::from(le32(s, 0x24))
-    } else {
-        fat_size16
-    };
-    if fat_sectors == 0 {
+    if b.fat_length == 0 {
         return Err(bad("zero sectors per FAT (offsets 0x16, 0x24)".to_string()));
     }
-
-    let root_sectors = (root_entries * 32).div_ceil(bytes_per_sector);
-    // All terms are at most 2^32 * 4, so the sums cannot overflow a u64.
-    let first_data_sector = reserved + fats * fat_sectors + root_sectors;
-    if total_sectors <= first_data_sector {
+    let first_data_sector = b.first_data_sector();
+    if b.total_sectors <= first_data_sector {
         return Err(bad(format!(
-            "{total_sectors} sectors leave no data region after sector {first_data_sector}"
+            "{} sectors leave no data region after sector {first_data_sector}",
+            b.total_sectors
         )));
     }
-    let metadata_end = first_data_sector * bytes_per_sector;
+    let metadata_end = first_data_sector * b.sector_size;
     if metadata_end > device_size {
         return Err(bad(format!(
             "FATs and root directory end at byte {metadata_end}, past the {device_size}-byte device"
         )));
     }
-    let cluster_count = (total_sectors - first_data_sector) / sectors_per_cluster;
-
-    // The specification decides by cluster count alone. A FAT32-shaped boot sector
-    // (no 16-bit FAT size) with fewer clusters is still read as FAT32, as Linux does:
-    // mkfs.fat makes such volumes on small devices when asked for FAT32.
-    let fat_type = if fat32_layout {
-        FatType::Fat32
-    } else if cluster_count < 4085 {
-        FatType::Fat12
-    } else if cluster_count < 65525 {
-        FatType::Fat16
-    } else {
-        return Err(bad(format!(
-            "{cluster_count} clusters need FAT32, but the boot sector has a 16-bit FAT size"
-        )));
-    };
+    let cluster_count = b.cluster_count;
+    // A FAT32-shaped boot sector (no 16-bit FAT size) with few clusters is still read as
+    // FAT32, as Linux does: mkfs.fat makes such volumes on small devices when asked.
+    // The specification's FAT32 limit is one below blkid's.
     if cluster_count == 0 || cluster_count > 0x0fff_fff5 {
         return Err(bad(format!("{cluster_count} data clusters")));
     }
-    let bits = match fat_type {
+    let bits = match b.fat_type {
         FatType::Fat12 => 12,
         FatType::Fat16 => 16,
         FatType::Fat32 => 32,
     };
-    let fat_len = fat_sectors * bytes_per_sector;
+    let fat_len = b.fat_length * b.sector_size;
     let fat_entries = fat_len * 8 / bits;
     if fat_entries < cluster_count + 2 {
         return Err(bad(format!(
@@ -147,22 +94,25 @@ fn parse(s: &[u8; 512], device_size: u64) -> Result<Geometry, FsError> {
     }
 
     let mut fat_index = 0;
-    let root = match fat_type {
+    let root = match b.fat_type {
         FatType::Fat32 => {
-            if root_entries != 0 {
-                return Err(bad(format!("FAT32 with {root_entries} fixed root entries")));
+            if b.root_entries != 0 {
+                return Err(bad(format!(
+                    "FAT32 with {} fixed root entries",
+                    b.root_entries
+                )));
             }
-            let ext_flags = le16(s, 0x28);
-            if ext_flags & 0x80 != 0 {
+            if b.ext_flags & 0x80 != 0 {
                 // Mirroring disabled: only the active FAT is current.
-                fat_index = u64::from(ext_flags & 0x0f);
-                if fat_index >= fats {
+                fat_index = u64::from(b.ext_flags & 0x0f);
+                if fat_index >= b.fats {
                     return Err(bad(format!(
-                        "active FAT {fat_index} of {fats} (offset 0x28)"
+                        "active FAT {fat_index} of {} (offset 0x28)",
+                        b.fats
                     )));
                 }
             }
-            let first_cluster = le32(s, 0x2c);
+            let first_cluster = b.root_cluster;
             if first_cluster < 2 || u64::from(first_cluster) > cluster_count + 1 {
                 return Err(bad(format!(
                     "root cluster {first_cluster} out of range (offset 0x2c)"
@@ -171,20 +121,20 @@ fn parse(s: &[u8; 512], device_size: u64) -> Result<Geometry, FsError> {
             RootDir::Chain { first_cluster }
         }
         FatType::Fat12 | FatType::Fat16 => {
-            if root_entries == 0 {
+            if b.root_entries == 0 {
                 return Err(bad("FAT12/16 with no root directory entries".to_string()));
             }
             RootDir::Fixed {
-                offset: (reserved + fats * fat_sectors) * bytes_per_sector,
-                entries: root_entries as u32,
+                offset: b.root_dir_sector() * b.sector_size,
+                entries: b.root_entries as u32,
             }
         }
     };
 
     Ok(Geometry {
-        fat_type,
-        cluster_size: sectors_per_cluster * bytes_per_sector,
-        fat_offset: (reserved + fat_index * fat_sectors) * bytes_per_sector,
+        fat_type: b.fat_type,
+        cluster_size: b.cluster_sectors * b.sector_size,
+        fat_offset: (b.reserved + fat_index * b.fat_length) * b.sector_size,
         fat_len,
         root,
         data_offset: metadata_end,
@@ -200,26 +150,9 @@ fn bad(what: String) -> FsError {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-
-    /// A FAT12 boot sector: 512-byte sectors, 1 sector per cluster, 1 reserved sector,
-    /// 2 FATs of 1 sector, 16 root entries, `total` sectors.
-    pub(crate) fn fat12_sector(total: u16) -> [u8; 512] {
-        let mut s = [0u8; 512];
-        s[0..3].copy_from_slice(&[0xeb, 0x3c, 0x90]);
-        s[0x0b..0x0d].copy_from_slice(&512u16.to_le_bytes());
-        s[0x0d] = 1;
-        s[0x0e..0x10].copy_from_slice(&1u16.to_le_bytes());
-        s[0x10] = 2;
-        s[0x11..0x13].copy_from_slice(&16u16.to_le_bytes());
-        s[0x13..0x15].copy_from_slice(&total.to_le_bytes());
-        s[0x15] = 0xf8;
-        s[0x16..0x18].copy_from_slice(&1u16.to_le_bytes());
-        s[510] = 0x55;
-        s[511] = 0xaa;
-        s
-    }
+    use crate::inspect::fat_boot::tests::fat12_sector;
 
     #[test]
     fn parses_a_fat12_geometry() {

@@ -97,7 +97,7 @@ pub(super) fn for_each(
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
-    use crate::inspect::fs::probe::crc32c;
+    use crate::inspect::crc32c;
 
     /// A v5 block-format directory block of `size` bytes for directory `ino` holding
     /// `.`, `..` and `names` with their inode numbers, ftype on (all regular files).

@@ -166,7 +166,7 @@ fn timestamp(raw: &[u8], at: usize, flags2: u64) -> Timestamp {
 pub(super) mod tests {
     use super::super::superblock::tests::sector;
     use super::*;
-    use crate::inspect::fs::probe::crc32c;
+    use crate::inspect::crc32c;
 
     /// A v3 regular-file inode `ino` with `fork` as its data fork (extents format).
     pub fn raw_inode(sb: &Superblock, ino: u64, mode: u16, format: u8, fork: &[u8]) -> Vec<u8> {

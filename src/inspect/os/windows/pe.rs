@@ -2,7 +2,7 @@
 //! `System32/cmd.exe`'s PE header (libguestfs runs `file` on it, which calls ARM64
 //! binaries x86_64; the machine field does not).
 
-use crate::inspect::bytes::{le16, le32};
+use crate::inspect::bytes::{checked_field, le16, le32};
 
 /// Bytes of cmd.exe read: the headers are in the first few hundred.
 pub(crate) const HEADER_BYTES: usize = 4096;
@@ -12,11 +12,11 @@ pub(crate) fn arch(b: &[u8]) -> Option<&'static str> {
     if b.get(..2)? != b"MZ" {
         return None;
     }
-    let pe = le32(b, 0x3c) as usize;
-    if b.get(pe..pe.checked_add(4)?)? != b"PE\0\0" {
+    let pe = le32(checked_field(b, 0x3c, 4)?, 0) as usize;
+    if checked_field(b, pe, 4)? != b"PE\0\0" {
         return None;
     }
-    match le16(b, pe + 4) {
+    match le16(checked_field(b, pe + 4, 2)?, 0) {
         0x014c => Some("i386"),
         0x8664 => Some("x86_64"),
         0xaa64 => Some("aarch64"),

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use guestkit_job_spec::JobDocument;
+use guestkit_job_spec::{ErrorKind, JobDocument};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
@@ -25,25 +25,25 @@ pub type OpFuture = Pin<Box<dyn Future<Output = Result<Value, OpError>> + Send>>
 /// could help.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OpError {
-    pub kind: String,
+    pub kind: ErrorKind,
     pub message: String,
     pub retryable: bool,
 }
 
 impl OpError {
     /// A failure that another attempt may not repeat (broker hiccup, busy host).
-    pub fn retryable(kind: &str, message: impl Into<String>) -> OpError {
+    pub fn retryable(kind: ErrorKind, message: impl Into<String>) -> OpError {
         OpError {
-            kind: kind.to_string(),
+            kind,
             message: message.into(),
             retryable: true,
         }
     }
 
     /// A failure another attempt would repeat (corrupt image, bad checksum).
-    pub fn fatal(kind: &str, message: impl Into<String>) -> OpError {
+    pub fn fatal(kind: ErrorKind, message: impl Into<String>) -> OpError {
         OpError {
-            kind: kind.to_string(),
+            kind,
             message: message.into(),
             retryable: false,
         }
@@ -53,8 +53,8 @@ impl OpError {
 /// Why a payload can never work: the job is `rejected` with this reason and message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Invalid {
-    /// Stable label for metrics and `error.kind` (`invalid_payload`, `image_outside_root`, ...).
-    pub reason: &'static str,
+    /// The `error.kind` and metrics label (`invalid_payload`, `image_outside_root`, ...).
+    pub reason: ErrorKind,
     pub message: String,
 }
 
@@ -62,9 +62,16 @@ impl Invalid {
     /// A payload of the wrong shape.
     pub fn payload(message: impl Into<String>) -> Invalid {
         Invalid {
-            reason: "invalid_payload",
+            reason: ErrorKind::InvalidPayload,
             message: message.into(),
         }
+    }
+}
+
+/// A payload found invalid only once the job runs (in an isolated child, say) fails it.
+impl From<Invalid> for OpError {
+    fn from(e: Invalid) -> OpError {
+        OpError::fatal(e.reason, e.message)
     }
 }
 

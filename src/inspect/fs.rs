@@ -68,8 +68,6 @@ pub const MAX_DIR_ENTRIES: usize = 100_000;
 /// symlinks itself, across mounts), so implementations never follow a symlink in the
 /// last component; intermediate components are real directories.
 pub trait FileSystem: Send + Sync {
-    /// Short type name as reported: "ext4", "vfat", ...
-    fn fs_type(&self) -> &'static str;
     /// Like lstat(2): the final component is not followed.
     fn metadata(&self, path: &str) -> Result<Metadata, FsError>;
     /// Entries of a directory, at most [`MAX_DIR_ENTRIES`].

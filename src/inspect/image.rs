@@ -9,7 +9,6 @@
 //! chain is then a URL, resolved and checked against the allow-list by the fetcher.
 
 pub mod detect;
-mod error;
 pub mod http;
 pub mod http_url;
 pub mod qcow2;
@@ -34,11 +33,10 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
 pub use detect::{detect, ImageFormat};
-pub use error::ImageError;
 pub use qcow2::Qcow2;
 pub use raw::RawImage;
 
-use crate::inspect::source::ReadAt;
+use crate::inspect::source::{ReadAt, ReadError};
 
 /// Backing chains longer than this are refused (qemu's own chains are rarely above a few).
 pub const MAX_BACKING_DEPTH: usize = 16;
@@ -55,13 +53,13 @@ pub struct OpenedImage {
 }
 
 /// Opens the image at `path`. `asserted` is the job's `image.format` (a qemu-img name); a
-/// different detected format is [`ImageError::FormatMismatch`], never a guess. Backing files
-/// must resolve inside one of `roots` ([`ImageError::BackingOutsideRoots`] otherwise).
+/// different detected format is [`ReadError::FormatMismatch`], never a guess. Backing files
+/// must resolve inside one of `roots` ([`ReadError::BackingOutsideRoots`] otherwise).
 pub fn open(
     path: &Path,
     asserted: Option<&str>,
     roots: &[PathBuf],
-) -> Result<OpenedImage, ImageError> {
+) -> Result<OpenedImage, ReadError> {
     open_confined(path, asserted, roots, &[])
 }
 
@@ -74,7 +72,7 @@ pub fn open_confined(
     asserted: Option<&str>,
     roots: &[PathBuf],
     dirs: &[PathBuf],
-) -> Result<OpenedImage, ImageError> {
+) -> Result<OpenedImage, ReadError> {
     let file = RawImage::open(path)?;
     let mut roots_all: Vec<PathBuf> = roots.to_vec();
     roots_all.extend(roots.iter().filter_map(|r| r.canonicalize().ok()));
@@ -101,7 +99,7 @@ pub fn open_confined(
 pub fn open_remote(
     client: Arc<remote::RemoteClient>,
     asserted: Option<&str>,
-) -> Result<OpenedImage, ImageError> {
+) -> Result<OpenedImage, ReadError> {
     let (id, size, shown) = client.open(None, "")?;
     let shown = PathBuf::from(shown);
     let file = RawImage::remote(remote::RemoteFile::new(client.clone(), id, size), &shown);
@@ -123,11 +121,11 @@ fn open_top(
     path: &Path,
     file: RawImage,
     asserted: Option<&str>,
-) -> Result<OpenedImage, ImageError> {
+) -> Result<OpenedImage, ReadError> {
     let format = detect(&file)?;
     if let Some(asserted) = asserted {
         if ImageFormat::from_name(asserted) != Some(format) {
-            return Err(ImageError::FormatMismatch {
+            return Err(ReadError::FormatMismatch {
                 detected: format.as_str(),
                 asserted: asserted.to_string(),
             });
@@ -146,13 +144,13 @@ fn open_top(
 /// Opens an image held by any [`ReadAt`] (the fuzz targets and the mutation tests use
 /// memory) without touching the filesystem: extent files are refused, and a parent is
 /// left unattached, so reading what it would hold is an error.
-pub fn open_source(src: Arc<dyn ReadAt>) -> Result<(ImageFormat, Arc<dyn ReadAt>), ImageError> {
+pub fn open_source(src: Arc<dyn ReadAt>) -> Result<(ImageFormat, Arc<dyn ReadAt>), ReadError> {
     let format = detect(src.as_ref())?;
     let opened: Arc<dyn ReadAt> = match format {
         ImageFormat::Raw => src,
         ImageFormat::Qcow2 => Arc::new(Qcow2::from_source(src)?),
         ImageFormat::Vmdk => Arc::new(vmdk::Vmdk::open(src, |_| {
-            Err(ImageError::Unsupported {
+            Err(ReadError::Unsupported {
                 format: "vmdk",
                 message: "extent files cannot be opened from memory".into(),
             })
@@ -204,7 +202,7 @@ impl Chain {
     }
 
     /// Opens a file [`Chain::confine`] returned: a local file, or a URL of a remote chain.
-    pub(crate) fn open_file(&self, resolved: &Path) -> Result<RawImage, ImageError> {
+    pub(crate) fn open_file(&self, resolved: &Path) -> Result<RawImage, ReadError> {
         let found = self.urls.iter().find(|(p, _, _)| p == resolved);
         match (&self.remote, found) {
             (Some(client), Some(&(_, id, size))) => Ok(RawImage::remote(
@@ -223,9 +221,9 @@ impl Chain {
         overlay: &Path,
         format: &'static str,
         name: &[u8],
-        outside: impl Fn(String) -> ImageError,
-    ) -> Result<PathBuf, ImageError> {
-        let name = std::str::from_utf8(name).map_err(|_| ImageError::Unsupported {
+        outside: impl Fn(String) -> ReadError,
+    ) -> Result<PathBuf, ReadError> {
+        let name = std::str::from_utf8(name).map_err(|_| ReadError::Unsupported {
             format,
             message: "file name of a remote image is not UTF-8".into(),
         })?;
@@ -233,7 +231,7 @@ impl Chain {
             .urls
             .iter()
             .find(|(p, _, _)| p == overlay)
-            .ok_or_else(|| ImageError::Unsupported {
+            .ok_or_else(|| ReadError::Unsupported {
                 format,
                 message: format!("no URL known for {}", overlay.display()),
             })?;
@@ -242,7 +240,7 @@ impl Chain {
             // A name that is no URL next to the image (another machine's `C:\...`) is
             // a file that is not there, so parent searches try their next name.
             Err(http::HttpError::BadUrl { message }) => {
-                return Err(ImageError::Io {
+                return Err(ReadError::Io {
                     path: PathBuf::from(name),
                     source: std::io::Error::new(std::io::ErrorKind::NotFound, message),
                 })
@@ -262,7 +260,7 @@ impl Chain {
         file: RawImage,
         format: ImageFormat,
         depth: usize,
-    ) -> Result<(Arc<dyn ReadAt>, Identity), ImageError> {
+    ) -> Result<(Arc<dyn ReadAt>, Identity), ReadError> {
         match format {
             ImageFormat::Raw => Ok((Arc::new(file), Identity::None)),
             ImageFormat::Qcow2 => {
@@ -301,14 +299,14 @@ impl Chain {
         overlay: &Path,
         format: &'static str,
         name: &[u8],
-        outside: impl Fn(String) -> ImageError,
-    ) -> Result<PathBuf, ImageError> {
+        outside: impl Fn(String) -> ReadError,
+    ) -> Result<PathBuf, ReadError> {
         if let Some(client) = self.remote.clone() {
             return self.confine_url(&client, overlay, format, name, outside);
         }
         let shown = String::from_utf8_lossy(name).into_owned();
         if name.is_empty() || name.starts_with(b"json:") || name.windows(3).any(|w| w == b"://") {
-            return Err(ImageError::Unsupported {
+            return Err(ReadError::Unsupported {
                 format,
                 message: format!("file name {shown:?} is not a local path"),
             });
@@ -318,7 +316,7 @@ impl Chain {
             Some(dir) if name.is_relative() => dir.join(name),
             _ => name.to_path_buf(),
         };
-        let joined = std::path::absolute(&joined).map_err(|source| ImageError::Io {
+        let joined = std::path::absolute(&joined).map_err(|source| ReadError::Io {
             path: joined.clone(),
             source,
         })?;
@@ -327,7 +325,7 @@ impl Chain {
         if !self.inside_roots(&lexical_normalize(&joined)) {
             return Err(outside(shown));
         }
-        let canonical = joined.canonicalize().map_err(|source| ImageError::Io {
+        let canonical = joined.canonicalize().map_err(|source| ReadError::Io {
             path: joined.clone(),
             source,
         })?;
@@ -350,20 +348,20 @@ impl Chain {
         names: &[Vec<u8>],
         depth: usize,
         expected: Identity,
-    ) -> Result<Arc<dyn ReadAt>, ImageError> {
+    ) -> Result<Arc<dyn ReadAt>, ReadError> {
         let mut last = None;
         for name in names {
             match self.open_backing(overlay, format, name, Some(format), depth, expected) {
                 Ok((parent, _)) => return Ok(parent),
-                Err(ImageError::Io { path, source })
+                Err(ReadError::Io { path, source })
                     if source.kind() == std::io::ErrorKind::NotFound =>
                 {
-                    last = Some(ImageError::Io { path, source });
+                    last = Some(ReadError::Io { path, source });
                 }
                 Err(e) => return Err(e),
             }
         }
-        Err(last.unwrap_or_else(|| ImageError::Unsupported {
+        Err(last.unwrap_or_else(|| ReadError::Unsupported {
             format,
             message: format!(
                 "differencing disk {} names no usable parent",
@@ -382,17 +380,17 @@ impl Chain {
         declared: Option<&str>,
         depth: usize,
         expected: Identity,
-    ) -> Result<(Arc<dyn ReadAt>, PathBuf), ImageError> {
+    ) -> Result<(Arc<dyn ReadAt>, PathBuf), ReadError> {
         if depth > MAX_BACKING_DEPTH {
-            return Err(ImageError::BackingChainTooDeep {
+            return Err(ReadError::BackingChainTooDeep {
                 limit: MAX_BACKING_DEPTH,
             });
         }
         let canonical = self.confine(overlay, format, name, |path| {
-            ImageError::BackingOutsideRoots { path }
+            ReadError::BackingOutsideRoots { path }
         })?;
         if self.seen.contains(&canonical) {
-            return Err(ImageError::BackingLoop { path: canonical });
+            return Err(ReadError::BackingLoop { path: canonical });
         }
         self.seen.push(canonical.clone());
         self.backing.push(canonical.clone());
@@ -401,7 +399,7 @@ impl Chain {
         let format = detect(&file)?;
         if let Some(declared) = declared {
             if ImageFormat::from_name(declared) != Some(format) {
-                return Err(ImageError::BackingFormatMismatch {
+                return Err(ReadError::BackingFormatMismatch {
                     path: canonical,
                     detected: format.as_str(),
                     declared: declared.to_string(),
@@ -410,7 +408,7 @@ impl Chain {
         }
         let (source, identity) = self.open_format(&canonical, file, format, depth)?;
         if expected != Identity::None && identity != expected {
-            return Err(ImageError::ParentMismatch {
+            return Err(ReadError::ParentMismatch {
                 path: canonical,
                 message: format!("the child expects {expected:?}, the parent is {identity:?}"),
             });
@@ -476,7 +474,7 @@ mod tests {
         assert!(
             matches!(
                 e,
-                ImageError::FormatMismatch {
+                ReadError::FormatMismatch {
                     detected: "raw",
                     ..
                 }
@@ -484,14 +482,14 @@ mod tests {
             "{e}"
         );
         let e = open(&p, Some("nonsense"), &[]).err().unwrap();
-        assert!(matches!(e, ImageError::FormatMismatch { .. }), "{e}");
+        assert!(matches!(e, ReadError::FormatMismatch { .. }), "{e}");
         let mut vhdx = b"vhdxfile".to_vec();
         vhdx.resize(4096, 0);
         std::fs::write(&p, vhdx).unwrap();
         let e = open(&p, None, &[]).err().unwrap();
         // Detected as vhdx by its identifier, then refused for its missing headers.
         assert!(
-            matches!(e, ImageError::Corrupt { format: "vhdx", .. }),
+            matches!(e, ReadError::Corrupt { format: "vhdx", .. }),
             "{e}"
         );
     }

@@ -143,7 +143,7 @@ mod tests {
     use std::time::Instant;
 
     use chrono::{TimeZone, Utc};
-    use guestkit_job_spec::{JobError, JobStatus, OutputTemplate};
+    use guestkit_job_spec::{ErrorKind, JobError, JobStatus, OutputTemplate};
     use serde_json::json;
 
     use super::*;
@@ -300,7 +300,7 @@ mod tests {
         let mut d = doc(None);
         d.status = JobStatus::Rejected;
         d.error = Some(JobError::new(
-            "invalid",
+            ErrorKind::Invalid,
             "payload.data.image.path: must be absolute",
             false,
         ));
