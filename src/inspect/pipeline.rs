@@ -230,195 +230,13 @@ impl Inspection {
 
 /// Inspects the image at `path`, keeping the opened devices.
 pub fn inspect_full(path: &Path, opts: &InspectOptions) -> Result<Inspection, InspectError> {
-    let budget_error = || InspectError::Budget {
-        path: path.to_path_buf(),
-        limit: opts.read_budget,
-    };
-    let mut specs = vec![DiskSpec {
-        path: path.to_path_buf(),
-        format: opts.asserted_format.clone(),
-    }];
-    specs.extend(opts.extra_disks.iter().cloned());
-    if specs.len() > MAX_DISKS {
-        return Err(InspectError::Image {
-            path: path.to_path_buf(),
-            source: ReadError::TooLarge {
-                what: "disk count",
-                size: specs.len() as u64,
-                limit: MAX_DISKS as u64,
-            },
-        });
-    }
-
-    let read = Arc::new(AtomicU64::new(0));
+    let specs = disk_specs(path, opts)?;
     let mut report = Report::default();
-    let mut all_faults = Vec::new();
-    let mut disks = Vec::new();
-    for (i, spec) in specs.iter().enumerate() {
-        let image_error = |source: ReadError| match source {
-            ReadError::BudgetExceeded { .. } => budget_error(),
-            source => InspectError::Image {
-                path: spec.path.clone(),
-                source,
-            },
-        };
-        let opened = match &opts.remote {
-            Some(client) if i == 0 => image::open_remote(client.clone(), spec.format.as_deref()),
-            _ => image::open_confined(
-                &spec.path,
-                spec.format.as_deref(),
-                &opts.image_roots,
-                &opts.image_dirs,
-            ),
-        }
-        .map_err(image_error)?;
-        let backing_chain: Vec<String> = opened
-            .backing_chain
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect();
-        if i == 0 {
-            report.image = ImageInfo {
-                path: spec.path.display().to_string(),
-                format: opened.format.as_str().to_string(),
-                virtual_size: opened.virtual_size,
-                backing_chain: backing_chain.clone(),
-                sha256: None,
-                url: opts
-                    .remote
-                    .as_ref()
-                    .map(|_| spec.path.display().to_string()),
-                bytes_fetched: None,
-            };
-        }
-        report.disks.push(DiskInfo {
-            device: disk_name(i),
-            path: spec.path.display().to_string(),
-            format: opened.format.as_str().to_string(),
-            virtual_size: opened.virtual_size,
-            backing_chain,
-        });
-        report.warnings.extend(opened.warnings);
-        let faults = Arc::new(ImageFaults::new(opened.source));
-        all_faults.push((spec.path.clone(), faults.clone()));
-        let disk: Arc<dyn ReadAt> = Arc::new(
-            Budgeted::new(faults, read.clone(), opts.read_budget).with_cancel(opts.cancel.clone()),
-        );
-        disks.push(disk);
-    }
-
-    // Decompressed bytes count too: a small compressed image must not inflate without end.
-    let over_budget = || {
-        let inflated: u64 = all_faults.iter().map(|(_, f)| f.inflated()).sum();
-        read.load(Ordering::Relaxed).saturating_add(inflated) > opts.read_budget
-    };
-    let cancelled = || {
-        opts.cancel
-            .as_ref()
-            .is_some_and(|c| c.load(Ordering::Relaxed))
-    };
-    // Why the job must stop although the layers above turned the failed reads into
-    // warnings. Budget and cancellation first: after them, reads fail in ways that are
-    // not damage.
-    let failed = || {
-        if over_budget() {
-            return Some(budget_error());
-        }
-        if cancelled() {
-            return Some(InspectError::Image {
-                path: path.to_path_buf(),
-                source: ReadError::Cancelled,
-            });
-        }
-        if let Some(message) = super::resources::take() {
-            return Some(InspectError::Resources {
-                path: path.to_path_buf(),
-                message,
-            });
-        }
-        all_faults.iter().find_map(|(p, f)| {
-            f.take().map(|source| InspectError::Image {
-                path: p.clone(),
-                source,
-            })
-        })
-    };
-
-    // The block devices to probe: the partitions, or the whole disk without a table.
-    let mut devices: Vec<(Mountable, Option<Arc<dyn ReadAt>>)> = Vec::new();
-    for (i, (disk, spec)) in disks.iter().zip(&specs).enumerate() {
-        let disk_dev = disk_name(i);
-        let table = partition::read_table(disk.as_ref()).map_err(|source| match source {
-            PartitionError::Image(ReadError::BudgetExceeded { .. }) => budget_error(),
-            PartitionError::Image(source) => InspectError::Image {
-                path: spec.path.clone(),
-                source,
-            },
-            source => InspectError::Partition {
-                path: spec.path.clone(),
-                source,
-            },
-        })?;
-        add_disk_devices(&disk_dev, disk, table, i == 0, &mut report, &mut devices);
-    }
-
-    let mut mountables = Vec::with_capacity(devices.len());
-    let mut containers = Vec::new();
-    // Btrfs members, opened once every device is probed (a filesystem may span several).
-    let mut btrfs_members: BtrfsMembers = Vec::new();
-    for (mut m, src) in devices {
-        if let Some(src) = src {
-            let found = probe_device(&mut m, &src, &mut report, &mut containers)
-                .map_err(|_| budget_error())?;
-            if found == Some("btrfs") {
-                btrfs_members.push((mountables.len(), src.clone()));
-            }
-        }
-        if let Some(e) = failed() {
-            return Err(e);
-        }
-        mountables.push(m);
-    }
+    let disks = Disks::open(path, opts, &specs, &mut report)?;
+    let devices = disks.partitions(&specs, &mut report)?;
     // One work budget for the job: LUKS key derivation spends from it first.
     let work = Arc::new(Work::new(opts.work_budget, opts.cancel.clone()));
-    // Containers reveal more devices, which may be containers again.
-    for _ in 0..MAX_VOLUME_ROUNDS {
-        if containers.is_empty() {
-            break;
-        }
-        let opened =
-            volume::luks_open::unlock(std::mem::take(&mut containers), &opts.luks_keys, &work);
-        report.encrypted.extend(opened.encrypted);
-        report.warnings.extend(opened.warnings);
-        let assembled = volume::assemble(&opened.rest);
-        report.volume_groups.extend(assembled.volume_groups);
-        report.md_arrays.extend(assembled.md_arrays);
-        report.warnings.extend(assembled.warnings);
-        for dev in opened.devices.into_iter().chain(assembled.devices) {
-            let mut m = Mountable::new(&dev.name);
-            let found = probe_device(&mut m, &dev.src, &mut report, &mut containers)
-                .map_err(|_| budget_error())?;
-            if found == Some("btrfs") {
-                btrfs_members.push((mountables.len(), dev.src.clone()));
-            }
-            if let Some(e) = failed() {
-                return Err(e);
-            }
-            mountables.push(m);
-        }
-    }
-    // A named MD array is also `/dev/md/<name>` (mdadm's link), as fstab may say.
-    for a in &report.md_arrays {
-        if let Some(name) = a.name.as_deref().map(|n| n.rsplit(':').next().unwrap_or(n)) {
-            if let Some(m) = mountables.iter_mut().find(|m| m.device == a.device) {
-                m.aliases.push(format!("/dev/md/{name}"));
-            }
-        }
-    }
-    open_btrfs(&mut mountables, btrfs_members, &mut report);
-    if let Some(e) = failed() {
-        return Err(e);
-    }
+    let mountables = disks.block_devices(devices, &work, &mut report)?;
 
     let include = Include {
         applications: opts.include_applications,
@@ -430,9 +248,7 @@ pub fn inspect_full(path: &Path, opts: &InspectOptions) -> Result<Inspection, In
     let (oses, warnings) = os::inspect_roots(&mountables, &include, &work);
     // A budget hit or image damage inside the OS layer surfaced as per-file warnings;
     // either fails the job.
-    if let Some(e) = failed() {
-        return Err(e);
-    }
+    disks.check()?;
     report.operating_systems = oses;
     report.warnings.extend(warnings);
     if include.security {
@@ -447,7 +263,7 @@ pub fn inspect_full(path: &Path, opts: &InspectOptions) -> Result<Inspection, In
     }
     caps::cap_output(&mut report);
     let mut stats = InspectStats {
-        bytes_read: read.load(Ordering::Relaxed),
+        bytes_read: disks.read.load(Ordering::Relaxed),
         ..InspectStats::default()
     };
     if let Some(client) = &opts.remote {
@@ -465,6 +281,259 @@ pub fn inspect_full(path: &Path, opts: &InspectOptions) -> Result<Inspection, In
     })
 }
 
+/// The image at `path` and the job's extra disks, at most [`MAX_DISKS`].
+fn disk_specs(path: &Path, opts: &InspectOptions) -> Result<Vec<DiskSpec>, InspectError> {
+    let mut specs = vec![DiskSpec {
+        path: path.to_path_buf(),
+        format: opts.asserted_format.clone(),
+    }];
+    specs.extend(opts.extra_disks.iter().cloned());
+    if specs.len() > MAX_DISKS {
+        return Err(InspectError::Image {
+            path: path.to_path_buf(),
+            source: ReadError::TooLarge {
+                what: "disk count",
+                size: specs.len() as u64,
+                limit: MAX_DISKS as u64,
+            },
+        });
+    }
+    Ok(specs)
+}
+
+/// A block device to probe (none for a partition that cannot be read: it is still
+/// listed).
+type Device = (Mountable, Option<Arc<dyn ReadAt>>);
+
+/// The opened disks of one inspection, read through the job's budget, and what tells
+/// the job to stop.
+struct Disks<'a> {
+    path: &'a Path,
+    opts: &'a InspectOptions,
+    /// Guest bytes read so far, by all disks.
+    read: Arc<AtomicU64>,
+    /// Each disk's image with the first damage seen on it.
+    faults: Vec<(PathBuf, Arc<ImageFaults>)>,
+    disks: Vec<Arc<dyn ReadAt>>,
+}
+
+impl<'a> Disks<'a> {
+    /// Opens every disk (format, backing chain; the first over HTTP for a remote image)
+    /// and records it in the report.
+    fn open(
+        path: &'a Path,
+        opts: &'a InspectOptions,
+        specs: &[DiskSpec],
+        report: &mut Report,
+    ) -> Result<Disks<'a>, InspectError> {
+        let mut d = Disks {
+            path,
+            opts,
+            read: Arc::new(AtomicU64::new(0)),
+            faults: Vec::new(),
+            disks: Vec::new(),
+        };
+        for (i, spec) in specs.iter().enumerate() {
+            let image_error = |source: ReadError| match source {
+                ReadError::BudgetExceeded { .. } => d.budget_error(),
+                source => InspectError::Image {
+                    path: spec.path.clone(),
+                    source,
+                },
+            };
+            let opened = match &opts.remote {
+                Some(client) if i == 0 => {
+                    image::open_remote(client.clone(), spec.format.as_deref())
+                }
+                _ => image::open_confined(
+                    &spec.path,
+                    spec.format.as_deref(),
+                    &opts.image_roots,
+                    &opts.image_dirs,
+                ),
+            }
+            .map_err(image_error)?;
+            let backing_chain: Vec<String> = opened
+                .backing_chain
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect();
+            if i == 0 {
+                report.image = ImageInfo {
+                    path: spec.path.display().to_string(),
+                    format: opened.format.as_str().to_string(),
+                    virtual_size: opened.virtual_size,
+                    backing_chain: backing_chain.clone(),
+                    sha256: None,
+                    url: opts
+                        .remote
+                        .as_ref()
+                        .map(|_| spec.path.display().to_string()),
+                    bytes_fetched: None,
+                };
+            }
+            report.disks.push(DiskInfo {
+                device: disk_name(i),
+                path: spec.path.display().to_string(),
+                format: opened.format.as_str().to_string(),
+                virtual_size: opened.virtual_size,
+                backing_chain,
+            });
+            report.warnings.extend(opened.warnings);
+            let faults = Arc::new(ImageFaults::new(opened.source));
+            d.faults.push((spec.path.clone(), faults.clone()));
+            let disk: Arc<dyn ReadAt> = Arc::new(
+                Budgeted::new(faults, d.read.clone(), opts.read_budget)
+                    .with_cancel(opts.cancel.clone()),
+            );
+            d.disks.push(disk);
+        }
+        Ok(d)
+    }
+
+    fn budget_error(&self) -> InspectError {
+        InspectError::Budget {
+            path: self.path.to_path_buf(),
+            limit: self.opts.read_budget,
+        }
+    }
+
+    /// Why the job must stop although the layers above turned the failed reads into
+    /// warnings. Budget and cancellation first: after them, reads fail in ways that are
+    /// not damage. Decompressed bytes count too: a small compressed image must not
+    /// inflate without end.
+    fn failed(&self) -> Option<InspectError> {
+        let inflated: u64 = self.faults.iter().map(|(_, f)| f.inflated()).sum();
+        if self.read.load(Ordering::Relaxed).saturating_add(inflated) > self.opts.read_budget {
+            return Some(self.budget_error());
+        }
+        let cancelled = self
+            .opts
+            .cancel
+            .as_ref()
+            .is_some_and(|c| c.load(Ordering::Relaxed));
+        if cancelled {
+            return Some(InspectError::Image {
+                path: self.path.to_path_buf(),
+                source: ReadError::Cancelled,
+            });
+        }
+        if let Some(message) = super::resources::take() {
+            return Some(InspectError::Resources {
+                path: self.path.to_path_buf(),
+                message,
+            });
+        }
+        self.faults.iter().find_map(|(p, f)| {
+            f.take().map(|source| InspectError::Image {
+                path: p.clone(),
+                source,
+            })
+        })
+    }
+
+    fn check(&self) -> Result<(), InspectError> {
+        match self.failed() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// The block devices to probe: the partitions, or the whole disk without a table.
+    fn partitions(
+        &self,
+        specs: &[DiskSpec],
+        report: &mut Report,
+    ) -> Result<Vec<Device>, InspectError> {
+        let mut devices = Vec::new();
+        for (i, (disk, spec)) in self.disks.iter().zip(specs).enumerate() {
+            let table = partition::read_table(disk.as_ref()).map_err(|source| match source {
+                PartitionError::Image(ReadError::BudgetExceeded { .. }) => self.budget_error(),
+                PartitionError::Image(source) => InspectError::Image {
+                    path: spec.path.clone(),
+                    source,
+                },
+                source => InspectError::Partition {
+                    path: spec.path.clone(),
+                    source,
+                },
+            })?;
+            add_disk_devices(&disk_name(i), disk, table, i == 0, report, &mut devices);
+        }
+        Ok(devices)
+    }
+
+    /// Probes every device, opens the containers they reveal (LUKS with `work` paying
+    /// for key derivation, LVM, MD: in rounds, since a container may hold containers)
+    /// and the Btrfs filesystems spanning them.
+    fn block_devices(
+        &self,
+        devices: Vec<Device>,
+        work: &Work,
+        report: &mut Report,
+    ) -> Result<Vec<Mountable>, InspectError> {
+        let mut mountables = Vec::with_capacity(devices.len());
+        let mut containers = Vec::new();
+        // Btrfs members, opened once every device is probed (a filesystem may span several).
+        let mut btrfs_members: BtrfsMembers = Vec::new();
+        let mut add = |mut m: Mountable,
+                       src: Option<Arc<dyn ReadAt>>,
+                       report: &mut Report,
+                       containers: &mut Vec<_>|
+         -> Result<(), InspectError> {
+            if let Some(src) = src {
+                let found = probe_device(&mut m, &src, report, containers)
+                    .map_err(|_| self.budget_error())?;
+                if found == Some("btrfs") {
+                    btrfs_members.push((mountables.len(), src));
+                }
+            }
+            self.check()?;
+            mountables.push(m);
+            Ok(())
+        };
+        for (m, src) in devices {
+            add(m, src, report, &mut containers)?;
+        }
+        // Containers reveal more devices, which may be containers again.
+        for _ in 0..MAX_VOLUME_ROUNDS {
+            if containers.is_empty() {
+                break;
+            }
+            let opened = volume::luks_open::unlock(
+                std::mem::take(&mut containers),
+                &self.opts.luks_keys,
+                work,
+            );
+            report.encrypted.extend(opened.encrypted);
+            report.warnings.extend(opened.warnings);
+            let assembled = volume::assemble(&opened.rest);
+            report.volume_groups.extend(assembled.volume_groups);
+            report.md_arrays.extend(assembled.md_arrays);
+            report.warnings.extend(assembled.warnings);
+            for dev in opened.devices.into_iter().chain(assembled.devices) {
+                add(
+                    Mountable::new(&dev.name),
+                    Some(dev.src),
+                    report,
+                    &mut containers,
+                )?;
+            }
+        }
+        // A named MD array is also `/dev/md/<name>` (mdadm's link), as fstab may say.
+        for a in &report.md_arrays {
+            if let Some(name) = a.name.as_deref().map(|n| n.rsplit(':').next().unwrap_or(n)) {
+                if let Some(m) = mountables.iter_mut().find(|m| m.device == a.device) {
+                    m.aliases.push(format!("/dev/md/{name}"));
+                }
+            }
+        }
+        open_btrfs(&mut mountables, btrfs_members, report);
+        self.check()?;
+        Ok(mountables)
+    }
+}
+
 /// The devices of one disk: its partitions, or the disk itself without a table (or
 /// with an empty one: a stray signature, as blkid would see it).
 fn add_disk_devices(
@@ -473,7 +542,7 @@ fn add_disk_devices(
     table: Option<partition::PartitionTable>,
     first: bool,
     report: &mut Report,
-    devices: &mut Vec<(Mountable, Option<Arc<dyn ReadAt>>)>,
+    devices: &mut Vec<Device>,
 ) {
     let Some(table) = table else {
         devices.push((Mountable::new(disk_dev), Some(disk.clone())));
