@@ -358,7 +358,7 @@ fn debian_bookworm_minbase_gpt_esp_qcow2() {
 
 /// Builds three tiny rpms and records them with `rpm --justdb` in `root`'s
 /// `/usr/lib/sysimage/rpm` (Fedora >= 36's place), linked from `/var/lib/rpm`.
-fn rpm_database(root: &Path, work: &Path) -> Vec<Application> {
+pub(crate) fn rpm_database(root: &Path, work: &Path) -> Vec<Application> {
     run(Command::new(fixtures().join("rpm-db.sh"))
         .arg(root)
         .arg(work));
