@@ -15,6 +15,7 @@ use guestkit_worker::inspect::fs::btrfs::BtrfsFs;
 use guestkit_worker::inspect::fs::probe::probe;
 use guestkit_worker::inspect::fs::{FileKind, FileSystem, FsError};
 use guestkit_worker::inspect::pipeline::{inspect_with_stats, InspectOptions};
+use guestkit_worker::inspect::report::Application;
 use guestkit_worker::inspect::source::{MemSource, ReadAt};
 
 use crate::common::tree::{assert_same, open_raw, walk_ours, walk_source, Facts, Node, Tree};
@@ -422,8 +423,11 @@ const FEDORA_BTRFS_UUID: &str = "5e3a1c2b-7d4f-4a6b-9c8d-0e1f2a3b4c5d";
 const FEDORA_BOOT_UUID: &str = "0b1c2d3e-4f50-4617-8293-a4b5c6d7e8f9";
 
 /// A Fedora-like guest as the installer lays it out: GPT, /boot ext4, btrfs with `root`
-/// and `home` subvolumes under zstd, fstab naming them with `subvol=`.
-pub(crate) fn fedora_image() -> PathBuf {
+/// and `home` subvolumes under zstd, fstab naming them with `subvol=`, and an rpm sqlite
+/// database in `/usr/lib/sysimage/rpm` (written by `fixtures/rpm-db.sh`, the same bytes
+/// every run, so the guestfish cache keyed by the tarball still hits). Returns the disk
+/// and the oracle's package list (`rpm -qa --dbpath` on the database the script wrote).
+pub(crate) fn fedora_image() -> (PathBuf, Vec<Application>) {
     let dir = tempdir();
     let root = dir.path().join("root");
     let put = |rel: &str, content: &str| {
@@ -457,6 +461,8 @@ pub(crate) fn fedora_image() -> PathBuf {
     put("etc/machine-id", "5f3a9c1e7b2d4e6f8a0b1c2d3e4f5a6b\n");
     std::fs::create_dir_all(root.join("home")).unwrap();
     std::fs::create_dir_all(root.join("boot")).unwrap();
+    let packages = crate::inspect_os::rpm_database(&root, &dir.path().join("rpmbuild"));
+    assert_eq!(packages.len(), 3, "{packages:?}");
     let home = dir.path().join("home");
     std::fs::create_dir_all(home.join("fedora")).unwrap();
     std::fs::write(home.join("fedora/.bashrc"), "# user rc\n").unwrap();
@@ -489,19 +495,16 @@ echo ==end==
 umount-all
 "##
     );
-    guestfish_disks(&script, &[512], &[&root_tar, &home_tar]).remove(0)
+    let disk = guestfish_disks(&script, &[512], &[&root_tar, &home_tar]).remove(0);
+    (disk, packages)
 }
 
 #[test]
 fn inspect_btrfs_fedora_like_guest() {
-    let img = fedora_image();
+    let (img, oracle) = fedora_image();
     let (report, stats) = inspect_with_stats(&img, &InspectOptions::default()).unwrap();
     eprintln!("fedora btrfs: {} bytes read", stats.bytes_read);
-    // The tree has no package database; nothing else may be amiss.
-    assert_eq!(
-        report.warnings,
-        vec!["btrfsvol:/dev/sda2/root: no rpm database (rpmdb.sqlite, Packages.db or Packages) found: applications not listed".to_string()]
-    );
+    assert_eq!(report.warnings, Vec::<String>::new());
     assert_eq!(
         report.operating_systems.len(),
         1,
@@ -515,6 +518,11 @@ fn inspect_btrfs_fedora_like_guest() {
         (Some("fedora"), Some(39), Some(0))
     );
     assert_eq!(os.hostname.as_deref(), Some("fedora-btrfs.example.com"));
+    // The package list is rpm's own reading of the database on the root subvolume
+    // (written under compress-force=zstd by the kernel).
+    let mut packages = os.applications.clone();
+    packages.sort();
+    assert_eq!(packages, oracle);
     let mps: Vec<(&str, &str)> = os
         .mountpoints
         .iter()

@@ -358,7 +358,7 @@ fn debian_bookworm_minbase_gpt_esp_qcow2() {
 
 /// Builds three tiny rpms and records them with `rpm --justdb` in `root`'s
 /// `/usr/lib/sysimage/rpm` (Fedora >= 36's place), linked from `/var/lib/rpm`.
-fn rpm_database(root: &Path, work: &Path) -> Vec<Application> {
+pub(crate) fn rpm_database(root: &Path, work: &Path) -> Vec<Application> {
     run(Command::new(fixtures().join("rpm-db.sh"))
         .arg(root)
         .arg(work));
@@ -871,11 +871,13 @@ fn arch_like_mbr_pacman_device_names() {
 
 // --------------------------------------------------------------------------- /var apart
 
-#[test]
-fn separate_var_partition_is_read_through_fstab() {
-    let dir = tempdir();
-    let r = dir.path().join("root");
-    let v = dir.path().join("var");
+/// An Ubuntu-22.04-like root whose fstab mounts `/var` by label from the second
+/// partition, which alone holds the dpkg database (this machine's status file), as a
+/// qcow2 in `dir`. Returns the disk and the `/var` tree (the oracle's admindir is
+/// `lib/dpkg` in it).
+pub(crate) fn separate_var_disk(dir: &Path) -> (PathBuf, PathBuf) {
+    let r = dir.join("root");
+    let v = dir.join("var");
     write(&r, "/etc/os-release", "PRETTY_NAME=\"Ubuntu 22.04.4 LTS\"\nNAME=\"Ubuntu\"\nVERSION_ID=\"22.04\"\nID=ubuntu\nID_LIKE=debian\n");
     write(&r, "/etc/hosts", "127.0.0.1 localhost\n");
     write(
@@ -905,7 +907,7 @@ fn separate_var_partition_is_read_through_fstab() {
         std::fs::create_dir_all(v.join("lib/dpkg").join(d)).unwrap();
     }
 
-    let raw = dir.path().join("split.raw");
+    let raw = dir.join("split.raw");
     make_disk(
         &raw,
         "dos",
@@ -914,7 +916,14 @@ fn separate_var_partition_is_read_through_fstab() {
             format!("L:ext4:48:{}::varfs", v.display()),
         ],
     );
-    let report = inspect(&to_qcow2(&raw));
+    (to_qcow2(&raw), v)
+}
+
+#[test]
+fn separate_var_partition_is_read_through_fstab() {
+    let dir = tempdir();
+    let (disk, v) = separate_var_disk(dir.path());
+    let report = inspect(&disk);
     assert_eq!(report.warnings, Vec::<String>::new());
     let os = only_os(&report);
     let mps: Vec<(&str, &str)> = os
@@ -996,19 +1005,26 @@ fn time_image() {
     );
 }
 
-#[test]
-fn windows_root_is_recognised_by_its_markers() {
-    let dir = tempdir();
-    let t = dir.path().join("win");
+/// A vfat partition (MBR type 7) with only Windows' markers: `Windows/System32` with
+/// `cmd.exe`, a SOFTWARE "hive" of four bytes, `Program Files`.
+pub(crate) fn windows_markers_disk(dir: &Path) -> PathBuf {
+    let t = dir.join("win");
     write(&t, "/Windows/System32/config/SOFTWARE", "regf");
     write(&t, "/Windows/System32/cmd.exe", "MZ");
     write(&t, "/Program Files/x.txt", "x");
-    let raw = dir.path().join("win.raw");
+    let raw = dir.join("win.raw");
     make_disk(
         &raw,
         "dos",
         &[format!("7:vfat:40:{}:5A5A0101:WIN", t.display())],
     );
+    raw
+}
+
+#[test]
+fn windows_root_is_recognised_by_its_markers() {
+    let dir = tempdir();
+    let raw = windows_markers_disk(dir.path());
     let report = inspect(&raw);
     let os = only_os(&report);
     assert_eq!(

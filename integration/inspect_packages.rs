@@ -912,18 +912,12 @@ DOCUMENTATION_URL="https://en.opensuse.org/Portal:Tumbleweed"
 LOGO="distributor-logo-Tumbleweed"
 "#;
 
-/// Whole SUSE guests (SLES 15 SP6, Leap 15.6, Tumbleweed: their published os-release)
-/// whose rpm database is ndb, as they ship it: `/usr/lib/sysimage/rpm/Packages.db` and
-/// `Index.db`, `/var/lib/rpm` a link to it. Applications against `rpm -qa`; distro,
-/// version and osinfo from the os-release written here (libosinfo's id where its
-/// database has the release).
-#[test]
-fn suse_guests_with_an_ndb_rpm_database() {
-    use crate::inspect_usr::{check_osinfo, inspect, link, make_disk, os_release, write};
+/// An ndb rpm database in `dir/db` holding `build_rpms`' main packages, written by rpm
+/// built with ndb; with the oracle's reading of it (`rpm -qa` through that rpm).
+pub(crate) fn suse_ndb_database(dir: &Path) -> (PathBuf, Vec<Application>) {
     let rpm = rpm_ndb();
-    let dir = tempdir();
-    let (main, _) = build_rpms(&dir.path().join("rpmbuild"));
-    let dbpath = dir.path().join("db");
+    let (main, _) = build_rpms(&dir.join("rpmbuild"));
+    let dbpath = dir.join("db");
     run(rpm_ndb_cmd(&rpm, &dbpath).arg("--initdb"));
     run(rpm_ndb_cmd(&rpm, &dbpath)
         .args(["-i", "--justdb", "--nodeps", "--noscripts", "--ignorearch"])
@@ -937,29 +931,65 @@ fn suse_guests_with_an_ndb_rpm_database() {
             dbpath.to_str().unwrap(),
         ],
     );
+    (dbpath, oracle)
+}
+
+/// The SUSE releases of the ndb guests, by their published os-release.
+pub(crate) const SUSE_RELEASES: [&str; 3] = [SLES_15_SP6, LEAP_15_6, TUMBLEWEED];
+
+/// SUSE guest number `i` (one ext4 partition, fstab by UUID) with `release` as its
+/// os-release and the ndb database of `dbpath` where SUSE ships it:
+/// `/usr/lib/sysimage/rpm/Packages.db` and `Index.db`, `/var/lib/rpm` a link to it, and
+/// the rpm configuration naming them (`/usr/lib/rpm/macros`: `%_dbpath`, `%_db_backend
+/// ndb`), as SUSE's rpm package ships it.
+pub(crate) fn suse_disk(dir: &Path, i: usize, release: &str, dbpath: &Path) -> PathBuf {
+    use crate::inspect_usr::{link, make_disk, write};
+    let r = dir.join(format!("root{i}"));
+    write(&r, "/usr/lib/os-release", release);
+    write(
+        &r,
+        "/usr/lib/rpm/rpmrc",
+        "# rpmrc: the defaults of rpm itself\n",
+    );
+    write(
+        &r,
+        "/usr/lib/rpm/macros",
+        "%_usr\t\t/usr\n%_dbpath\t\t%{_usr}/lib/sysimage/rpm\n%_db_backend\t\tndb\n",
+    );
+    link(&r, "/etc/os-release", "../usr/lib/os-release");
+    let uuid = format!("5e5e5e5e-0000-4000-8000-00000000000{i}");
+    write(
+        &r,
+        "/etc/fstab",
+        &format!("UUID={uuid} / ext4 defaults 0 1\n"),
+    );
+    write(&r, "/etc/hostname", &format!("suse-{i}\n"));
+    std::fs::create_dir_all(r.join("usr/bin")).unwrap();
+    std::fs::copy("/bin/sh", r.join("usr/bin/sh")).unwrap();
+    link(&r, "/bin", "usr/bin");
+    let sysimage = r.join("usr/lib/sysimage/rpm");
+    std::fs::create_dir_all(&sysimage).unwrap();
+    for f in ["Packages.db", "Index.db"] {
+        std::fs::copy(dbpath.join(f), sysimage.join(f)).unwrap();
+    }
+    link(&r, "/var/lib/rpm", "../../usr/lib/sysimage/rpm");
+    let disk = dir.join(format!("suse{i}.raw"));
+    make_disk(&disk, &[format!("L:ext4:48:{}:{uuid}:", r.display())]);
+    disk
+}
+
+/// Whole SUSE guests (SLES 15 SP6, Leap 15.6, Tumbleweed: their published os-release)
+/// whose rpm database is ndb, as they ship it (see [`suse_disk`]). Applications against
+/// `rpm -qa`; distro, version and osinfo from the os-release written here (libosinfo's
+/// id where its database has the release).
+#[test]
+fn suse_guests_with_an_ndb_rpm_database() {
+    use crate::inspect_usr::{check_osinfo, inspect, os_release};
+    let dir = tempdir();
+    let (dbpath, oracle) = suse_ndb_database(dir.path());
     assert_eq!(oracle.len(), 33);
-    for (i, release) in [SLES_15_SP6, LEAP_15_6, TUMBLEWEED].into_iter().enumerate() {
-        let r = dir.path().join(format!("root{i}"));
-        write(&r, "/usr/lib/os-release", release);
-        link(&r, "/etc/os-release", "../usr/lib/os-release");
-        let uuid = format!("5e5e5e5e-0000-4000-8000-00000000000{i}");
-        write(
-            &r,
-            "/etc/fstab",
-            &format!("UUID={uuid} / ext4 defaults 0 1\n"),
-        );
-        write(&r, "/etc/hostname", &format!("suse-{i}\n"));
-        std::fs::create_dir_all(r.join("usr/bin")).unwrap();
-        std::fs::copy("/bin/sh", r.join("usr/bin/sh")).unwrap();
-        link(&r, "/bin", "usr/bin");
-        let sysimage = r.join("usr/lib/sysimage/rpm");
-        std::fs::create_dir_all(&sysimage).unwrap();
-        for f in ["Packages.db", "Index.db"] {
-            std::fs::copy(dbpath.join(f), sysimage.join(f)).unwrap();
-        }
-        link(&r, "/var/lib/rpm", "../../usr/lib/sysimage/rpm");
-        let disk = dir.path().join(format!("suse{i}.raw"));
-        make_disk(&disk, &[format!("L:ext4:48:{}:{uuid}:", r.display())]);
+    for (i, release) in SUSE_RELEASES.into_iter().enumerate() {
+        let disk = suse_disk(dir.path(), i, release, &dbpath);
         let report = inspect(&disk);
         assert_eq!(report.operating_systems.len(), 1);
         let os = &report.operating_systems[0];

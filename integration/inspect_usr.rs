@@ -18,7 +18,7 @@ use guestkit_worker::inspect::report::{OperatingSystem, Report};
 
 use crate::common::{fixtures, run, tempdir};
 
-const FLATCAR_3815_2_0: &str = r#"NAME="Flatcar Container Linux by Kinvolk"
+pub(crate) const FLATCAR_3815_2_0: &str = r#"NAME="Flatcar Container Linux by Kinvolk"
 ID=flatcar
 ID_LIKE=coreos
 VERSION=3815.2.0
@@ -33,7 +33,7 @@ FLATCAR_BOARD="amd64-usr"
 CPE_NAME="cpe:2.3:o:flatcar-linux:flatcar_linux:3815.2.0:*:*:*:*:*:*:*"
 "#;
 
-const FLATCAR_3815_2_1: &str = r#"NAME="Flatcar Container Linux by Kinvolk"
+pub(crate) const FLATCAR_3815_2_1: &str = r#"NAME="Flatcar Container Linux by Kinvolk"
 ID=flatcar
 ID_LIKE=coreos
 VERSION=3815.2.1
@@ -48,7 +48,7 @@ FLATCAR_BOARD="amd64-usr"
 CPE_NAME="cpe:2.3:o:flatcar-linux:flatcar_linux:3815.2.1:*:*:*:*:*:*:*"
 "#;
 
-const COREOS_2512_3_0: &str = r#"NAME="Container Linux by CoreOS"
+pub(crate) const COREOS_2512_3_0: &str = r#"NAME="Container Linux by CoreOS"
 ID=coreos
 VERSION=2512.3.0
 VERSION_ID=2512.3.0
@@ -138,12 +138,22 @@ fn root_tree(dir: &Path, hostname: &str) -> std::path::PathBuf {
     r
 }
 
-/// A `/usr` tree: its os-release and a host binary (for the architecture).
+/// A `/usr` tree: its os-release and a host binary (for the architecture). CoreOS
+/// Container Linux's also has `share/coreos` (here its `update.conf`) and `local`, as
+/// it ships them.
 fn usr_tree(dir: &Path, name: &str, os_release: &str) -> std::path::PathBuf {
     let u = dir.join(name);
     write(&u, "/lib/os-release", os_release);
     std::fs::create_dir_all(u.join("bin")).unwrap();
     std::fs::copy("/bin/sh", u.join("bin/sh")).unwrap();
+    if self::os_release(os_release)["ID"] == "coreos" {
+        write(
+            &u,
+            "/share/coreos/update.conf",
+            "SERVER=https://public.update.core-os.net/v1/update/\n",
+        );
+        std::fs::create_dir_all(u.join("local")).unwrap();
+    }
     u
 }
 
@@ -301,15 +311,26 @@ fn gptprio_choice<'a>(usr: &[&'a Part]) -> &'a Part {
 }
 
 /// Flatcar's nine partitions (`USR-A` 3, `USR-B` 4, `ROOT` 9) with the given attribute
-/// bits on the two `/usr` partitions.
-fn flatcar_disk(
+/// bits on the two `/usr` partitions. The root has the update settings where the OS of
+/// USR-A keeps them: `/etc/flatcar/update.conf`, or `/etc/coreos/update.conf` on CoreOS
+/// Container Linux.
+pub(crate) fn flatcar_disk(
     dir: &Path,
     a: (&str, &str),
     b: (&str, &str),
     hostname: &str,
 ) -> std::path::PathBuf {
     let root = root_tree(dir, hostname);
-    write(&root, "/etc/flatcar/update.conf", "GROUP=stable\n");
+    let vendor = if os_release(a.0)["ID"] == "coreos" {
+        "coreos"
+    } else {
+        "flatcar"
+    };
+    write(
+        &root,
+        &format!("/etc/{vendor}/update.conf"),
+        "GROUP=stable\n",
+    );
     let usr_a = usr_tree(dir, "usr-a", a.0);
     let usr_b = usr_tree(dir, "usr-b", b.0);
     let usr_type = "5DFBF5F4-2848-4BAC-AA5E-0D9A20B745A6";
@@ -369,12 +390,14 @@ fn flatcar_and_coreos_usr_a_or_usr_b_by_gpt_attributes() {
     }
 }
 
-#[test]
-fn discoverable_partitions_usr_of_the_roots_architecture() {
-    let dir = tempdir();
-    let root = root_tree(dir.path(), "dps-image");
-    let f40 = usr_tree(dir.path(), "usr40", FEDORA_40);
-    let f39 = usr_tree(dir.path(), "usr39", FEDORA_39);
+/// A systemd discoverable-partitions disk, no fstab: an x86-64 root, an ARM-64 `/usr`
+/// and a no-auto (bit 63) x86-64 `/usr` as decoys (Fedora 39), and the x86-64 `/usr`
+/// (Fedora 40). Returns the disk and the type GUIDs of the x86-64 root and `/usr`, as
+/// util-linux's table (`sfdisk -T`) names them.
+pub(crate) fn dps_disk(dir: &Path) -> (std::path::PathBuf, String, String) {
+    let root = root_tree(dir, "dps-image");
+    let f40 = usr_tree(dir, "usr40", FEDORA_40);
+    let f39 = usr_tree(dir, "usr39", FEDORA_39);
     // util-linux's table pairs each root type with the /usr type of its architecture.
     let types =
         String::from_utf8(run(Command::new("sfdisk").args(["--label", "gpt", "-T"]))).unwrap();
@@ -391,7 +414,7 @@ fn discoverable_partitions_usr_of_the_roots_architecture() {
         type_of("Linux /usr (x86-64)"),
         type_of("Linux /usr (ARM-64)"),
     );
-    let disk = dir.path().join("dps.raw");
+    let disk = dir.join("dps.raw");
     make_disk(
         &disk,
         &[
@@ -403,6 +426,13 @@ fn discoverable_partitions_usr_of_the_roots_architecture() {
             format!("{usr_x86}:ext4:8:{}::::usr:", f40.display()),
         ],
     );
+    (disk, root_x86, usr_x86)
+}
+
+#[test]
+fn discoverable_partitions_usr_of_the_roots_architecture() {
+    let dir = tempdir();
+    let (disk, root_x86, usr_x86) = dps_disk(dir.path());
     let parts = sfdisk_parts(&disk);
     let root_part = parts.iter().find(|p| p.part_type == root_x86).unwrap();
     // The generator's choice, from what sfdisk reads back: the root's architecture's
@@ -422,10 +452,10 @@ fn discoverable_partitions_usr_of_the_roots_architecture() {
     assert_eq!(os.package_management.as_deref(), Some("dnf"));
 }
 
-#[test]
-fn fstab_mounts_a_separate_usr() {
-    let dir = tempdir();
-    let root = root_tree(dir.path(), "noble");
+/// An Ubuntu 24.04 root whose fstab mounts `/usr` (by UUID) from the second partition,
+/// which holds the os-release.
+pub(crate) fn fstab_usr_disk(dir: &Path) -> std::path::PathBuf {
+    let root = root_tree(dir, "noble");
     let (root_uuid, usr_uuid) = (
         "6f1c2d3e-4a5b-4c6d-8e7f-0a1b2c3d4e5f",
         "0d9e8f7a-6b5c-4d3e-9f1a-2b3c4d5e6f70",
@@ -435,8 +465,8 @@ fn fstab_mounts_a_separate_usr() {
         "/etc/fstab",
         &format!("UUID={root_uuid} / ext4 defaults 0 1\nUUID={usr_uuid} /usr ext4 defaults 0 2\n"),
     );
-    let usr = usr_tree(dir.path(), "usr", UBUNTU_24_04);
-    let disk = dir.path().join("fstab.raw");
+    let usr = usr_tree(dir, "usr", UBUNTU_24_04);
+    let disk = dir.join("fstab.raw");
     make_disk(
         &disk,
         &[
@@ -444,6 +474,13 @@ fn fstab_mounts_a_separate_usr() {
             format!("L:ext4:8:{}:{usr_uuid}::", usr.display()),
         ],
     );
+    disk
+}
+
+#[test]
+fn fstab_mounts_a_separate_usr() {
+    let dir = tempdir();
+    let disk = fstab_usr_disk(dir.path());
     let report = inspect(&disk);
     let os = check(&report, UBUNTU_24_04, "noble", "/dev/sda1", "/dev/sda2");
     assert_eq!(os.package_management.as_deref(), Some("apt"));

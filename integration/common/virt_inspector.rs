@@ -17,12 +17,10 @@ use super::{fixture_cache, sha256sum};
 /// difference like any other.
 pub type Fields = BTreeMap<String, String>;
 
-/// virt-inspector's XML for `disks` (`/dev/sda`, `/dev/sdb`, ... in order; qcow2 by
-/// extension, else raw), with `keys` sent on stdin for encrypted volumes and the
-/// application list unless `applications` is false (it fails the whole run on an rpm
-/// guest without a database). Cached by the disks' sha256, the options and
-/// virt-inspector's version: a changed disk or tool runs it again, nothing else does.
-pub fn xml(disks: &[PathBuf], keys: &[&str], applications: bool) -> String {
+/// Where virt-inspector's answer for these disks, keys and options is cached: keyed by
+/// the disks' sha256, the keys, the options and virt-inspector's version, so a changed
+/// disk or tool runs it again and nothing else does.
+fn cache_file(disks: &[PathBuf], keys: &[&str], applications: bool) -> PathBuf {
     let version =
         String::from_utf8(super::run(Command::new("virt-inspector").arg("--version"))).unwrap();
     let mut key = format!("v1 {} {applications}\n", version.trim());
@@ -38,10 +36,18 @@ pub fn xml(disks: &[PathBuf], keys: &[&str], applications: bool) -> String {
     std::fs::create_dir_all(&dir).unwrap();
     let tmp = super::tempdir();
     std::fs::write(tmp.path().join("key"), &key).unwrap();
-    let cached = dir.join(format!("{}.xml", &sha256sum(&tmp.path().join("key"))[..32]));
-    if let Ok(xml) = std::fs::read_to_string(&cached) {
-        return xml;
-    }
+    dir.join(format!("{}.xml", &sha256sum(&tmp.path().join("key"))[..32]))
+}
+
+/// Writes `text` to `file` through a temporary name (a reader never sees half a file).
+fn store(file: &std::path::Path, text: &str) {
+    let tmp = file.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, file).unwrap();
+}
+
+/// One virt-inspector run (TCG appliance) on `disks`.
+fn launch(disks: &[PathBuf], keys: &[&str], applications: bool) -> std::process::Output {
     let mut cmd = Command::new("virt-inspector");
     cmd.env("LIBGUESTFS_BACKEND", "direct")
         .env("LIBGUESTFS_BACKEND_SETTINGS", "force_tcg")
@@ -73,7 +79,20 @@ pub fn xml(disks: &[PathBuf], keys: &[&str], applications: bool) -> String {
             writeln!(stdin, "{k}").unwrap();
         }
     }
-    let out = child.wait_with_output().unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// virt-inspector's XML for `disks` (`/dev/sda`, `/dev/sdb`, ... in order; qcow2 by
+/// extension, else raw), with `keys` sent on stdin for encrypted volumes and the
+/// application list unless `applications` is false (it fails the whole run on an rpm
+/// guest without the rpm configuration naming its database). Cached (see
+/// [`cache_file`]); a run expected to fail is [`failure`].
+pub fn xml(disks: &[PathBuf], keys: &[&str], applications: bool) -> String {
+    let cached = cache_file(disks, keys, applications);
+    if let Ok(xml) = std::fs::read_to_string(&cached) {
+        return xml;
+    }
+    let out = launch(disks, keys, applications);
     assert!(
         out.status.success(),
         "virt-inspector on {disks:?} failed: {}\n{}",
@@ -81,9 +100,33 @@ pub fn xml(disks: &[PathBuf], keys: &[&str], applications: bool) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     let xml = String::from_utf8(out.stdout).unwrap();
-    std::fs::write(cached.with_extension("tmp"), &xml).unwrap();
-    std::fs::rename(cached.with_extension("tmp"), &cached).unwrap();
+    store(&cached, &xml);
     xml
+}
+
+/// virt-inspector's error on `disks` where it is known to fail: asserts the run fails
+/// and that its message contains `expected`, and returns the message. Only that failure
+/// is cached (next to the XML, `.failed`): any other outcome (success, a different
+/// error such as an appliance timeout) fails the test and is not kept.
+pub fn failure(disks: &[PathBuf], keys: &[&str], applications: bool, expected: &str) -> String {
+    let cached = cache_file(disks, keys, applications).with_extension("failed");
+    if let Ok(message) = std::fs::read_to_string(&cached) {
+        return message;
+    }
+    let out = launch(disks, keys, applications);
+    let message = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        !out.status.success(),
+        "virt-inspector on {disks:?} was expected to fail ({expected}) but answered:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        message.contains(expected),
+        "virt-inspector on {disks:?} failed, but not with {expected:?}: {}\n{message}",
+        out.status
+    );
+    store(&cached, &message);
+    message
 }
 
 /// Every OS of virt-inspector's XML by root: each text child of `<operatingsystem>` a
