@@ -479,17 +479,23 @@ impl Drop for Nginx {
     }
 }
 
-/// Bytes of the image at `path` with its extent file (`NAME-flat.vmdk`) if it has one.
+/// Bytes of the image at `path` plus, for a VMDK descriptor, the extent files it names
+/// (qemu-img names a flat extent after the file it wrote, which may have been renamed).
 fn image_bytes(path: &Path) -> u64 {
-    let flat = path.with_file_name(format!(
-        "{}-flat.vmdk",
-        path.file_stem().unwrap().to_string_lossy()
-    ));
-    [path, &flat]
-        .iter()
-        .filter_map(|p| std::fs::metadata(p).ok())
-        .map(|m| m.len())
-        .sum()
+    let size = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());
+    let text = match std::fs::read(path) {
+        Ok(b) if b.len() <= 64 * 1024 && b.starts_with(b"# Disk DescriptorFile") => {
+            String::from_utf8_lossy(&b).into_owned()
+        }
+        _ => return size(path),
+    };
+    let extents: u64 = text
+        .lines()
+        .filter(|l| l.starts_with("RW ") || l.starts_with("RDONLY "))
+        .filter_map(|l| l.split('"').nth(1))
+        .map(|name| size(&path.with_file_name(name)))
+        .sum();
+    size(path) + extents
 }
 
 /// Each file over HTTP from a local nginx against the same file on disk: best of 7
