@@ -2,19 +2,24 @@
 //! to data, zero, unallocated (backing file) or compressed clusters.
 //!
 //! The header, L2 entries and compressed descriptors each have their own file
-//! (`qcow2_header.rs`, `qcow2_l2.rs`, `qcow2_compressed.rs`); this file is the mapping and the
+//! (`qcow2/header.rs`, `qcow2/l2.rs`, `qcow2/compressed.rs`); this file is the mapping and the
 //! read path that ties them together.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::qcow2_compressed::{decompress_cluster, CompressedExtent};
-use super::qcow2_header::corrupt;
-use super::qcow2_l2::{decode, L2Cache, L2Table, Mapping, OFFSET_MASK};
+// `compressed` is the initramfs reader's too (zstd window check).
+pub(crate) mod compressed;
+mod header;
+mod l2;
+
 use crate::inspect::source::ReadError;
 use crate::inspect::source::{check_range, read_vec, ReadAt};
+use compressed::{decompress_cluster, CompressedExtent};
+use header::corrupt;
+use l2::{decode, L2Cache, L2Table, Mapping, OFFSET_MASK};
 
-pub use super::qcow2_header::{Compression, Qcow2Header};
+pub use header::{Compression, Qcow2Header};
 
 /// qemu's own limit on the L1 table (32 MiB, i.e. 4 Mi entries).
 const MAX_L1_BYTES: u64 = 32 << 20;
@@ -385,7 +390,7 @@ impl ReadAt for Qcow2 {
 
 #[cfg(test)]
 mod tests {
-    use super::super::qcow2_header::tests::v3_header;
+    use super::header::tests::v3_header;
     use super::*;
     use crate::inspect::source::MemSource;
 

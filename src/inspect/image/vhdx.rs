@@ -1,24 +1,26 @@
 //! VHDX, read-only: fixed, dynamic and differencing disks. The headers, region table and
-//! metadata are in `vhdx_meta.rs`; this file is the block allocation table (payload
+//! metadata are in `vhdx/meta.rs`; this file is the block allocation table (payload
 //! entries, and for differencing disks sector-bitmap entries: one after every
 //! `chunk_ratio` payload entries) and the read path.
 //!
 //! A disk whose log holds valid entries has writes that were never applied to the BAT or
-//! the blocks. We never write the file: the log is replayed in memory (`vhdx_log.rs`) and
+//! the blocks. We never write the file: the log is replayed in memory (`vhdx/log.rs`) and
 //! every read of the file goes through the replayed pages; a log that cannot be replayed
 //! is refused with [`ReadError::NeedsLogReplay`], never read around.
+
+mod log;
+mod meta;
 
 use std::path::Path;
 use std::sync::Arc;
 
 use super::read_map::{check_no_overlap, read_mapped, BlockMap, Parent, Run};
-use super::vhdx_log;
-use super::vhdx_meta::{corrupt, Metadata, Regions, VhdxHeader};
 use super::{Chain, Identity, RawImage};
 use crate::inspect::bytes::le64;
 use crate::inspect::cache::BoundedCache;
 use crate::inspect::source::ReadError;
 use crate::inspect::source::{check_range, read_vec, ReadAt};
+use meta::{corrupt, Metadata, Regions, VhdxHeader};
 
 const MIB: u64 = 1 << 20;
 /// The BAT is loaded whole and checked for overlaps: 4 Mi entries (4 TiB with 1 MiB
@@ -63,11 +65,11 @@ impl Vhdx {
         }
         let header = VhdxHeader::read(file.as_ref())?;
         let mut replayed = 0;
-        let file: Arc<dyn ReadAt> = match vhdx_log::replay(file.as_ref(), &header)? {
+        let file: Arc<dyn ReadAt> = match log::replay(file.as_ref(), &header)? {
             None => file,
             Some(Ok(log)) => {
                 replayed = log.entries;
-                Arc::new(vhdx_log::Overlay::new(file, log))
+                Arc::new(log::Overlay::new(file, log))
             }
             Some(Err(message)) => {
                 return Err(ReadError::NeedsLogReplay {
@@ -331,7 +333,7 @@ mod tests {
     #[test]
     fn guid_text() {
         let g = parse_guid("{2DC27766-F623-4200-9D64-115E9BFD4A08}").unwrap();
-        assert_eq!(g, super::super::vhdx_meta::BAT_REGION);
+        assert_eq!(g, super::meta::BAT_REGION);
         assert!(parse_guid("{2DC27766-F623}").is_none());
         assert!(parse_guid("{zzC27766-F623-4200-9D64-115E9BFD4A08}").is_none());
     }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use miniz_oxide::inflate::core::{decompress, inflate_flags, DecompressorOxide};
 use miniz_oxide::inflate::TINFLStatus;
 
-use super::read_map::{read_mapped, BlockMap, Parent, Run};
+use super::super::read_map::{read_mapped, BlockMap, Parent, Run};
 use crate::inspect::bytes::{le16, le32, le64};
 use crate::inspect::cache::BoundedCache;
 use crate::inspect::source::ReadError;
@@ -385,7 +385,7 @@ impl ReadAt for SparseExtent {
     }
 
     /// This extent's grains only: the parent is shared by every extent of a disk, so
-    /// [`Vmdk`](super::vmdk::Vmdk) counts it once.
+    /// [`Vmdk`](super::Vmdk) counts it once.
     fn inflated(&self) -> u64 {
         self.inflated.load(Ordering::Relaxed)
     }

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use super::qcow2_header::corrupt;
+use super::header::corrupt;
 use crate::inspect::source::ReadError;
 
 /// Bits 9..=55 of an L1/L2 entry: a host offset.
