@@ -14,12 +14,12 @@ mod meta;
 use std::path::Path;
 use std::sync::Arc;
 
-use super::read_map::{check_no_overlap, read_mapped, BlockMap, Parent, Run};
+use super::read_map::{self, check_no_overlap, same_run, BlockMap, Parent, Run};
 use super::{Chain, Identity, RawImage};
 use crate::inspect::bytes::le64;
 use crate::inspect::cache::BoundedCache;
 use crate::inspect::source::ReadError;
-use crate::inspect::source::{check_range, read_vec, ReadAt};
+use crate::inspect::source::{read_vec, ReadAt};
 use meta::{corrupt, Metadata, Regions, VhdxHeader};
 
 const MIB: u64 = 1 << 20;
@@ -111,7 +111,7 @@ impl Vhdx {
         let v = Vhdx {
             bitmaps: BoundedCache::new(BITMAP_CACHE),
             parent: if meta.has_parent {
-                Parent::NotAttached
+                Parent::NotAttached(None)
             } else {
                 Parent::None
             },
@@ -193,11 +193,10 @@ impl Vhdx {
 }
 
 impl BlockMap for Vhdx {
-    fn format(&self) -> &'static str {
-        "vhdx"
-    }
+    type Cursor = ();
+    const FORMAT: &'static str = "vhdx";
 
-    fn map(&self, guest: u64) -> Result<(Run, u64), ReadError> {
+    fn map(&self, guest: u64, _: &mut ()) -> Result<(Run, u64), ReadError> {
         let bs = u64::from(self.meta.block_size);
         let block = guest / bs;
         let within = guest % bs;
@@ -229,12 +228,7 @@ impl BlockMap for Vhdx {
                     bits.get((s / 8) as usize)
                         .is_some_and(|b| b >> (s % 8) & 1 == 1)
                 };
-                let first = within / sector;
-                let state = bit(first);
-                let mut end = first + 1;
-                while end < per_block && bit(end) == state {
-                    end += 1;
-                }
+                let (state, end) = same_run(within / sector, per_block, bit);
                 let run = if state {
                     Run::Host(host + within)
                 } else {
@@ -254,8 +248,7 @@ impl ReadAt for Vhdx {
     }
 
     fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), ReadError> {
-        check_range(offset, buf.len(), self.meta.virtual_size)?;
-        read_mapped(self, self.file.as_ref(), &self.parent, offset, buf)
+        read_map::read(self, self.file.as_ref(), &self.parent, offset, buf)
     }
 }
 
