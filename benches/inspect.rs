@@ -35,7 +35,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use guestkit_worker::inspect::pipeline::{inspect_full, DiskSpec, InspectOptions};
-use guestkit_worker::inspect::volume::luks_open::LuksKeys;
+use guestkit_worker::inspect::volume::luks::open::LuksKeys;
 
 #[path = "../integration/common/regf.rs"]
 #[allow(dead_code)]

@@ -22,7 +22,7 @@ use guestkit_worker::inspect::partition;
 use guestkit_worker::inspect::pipeline::{self, InspectOptions};
 use guestkit_worker::inspect::report::Report;
 use guestkit_worker::inspect::source::{ReadAt, Slice};
-use guestkit_worker::inspect::volume::luks_open::{unlock, LuksKeys};
+use guestkit_worker::inspect::volume::luks::open::{unlock, LuksKeys};
 use guestkit_worker::inspect::volume::BlockDevice;
 use guestkit_worker::inspect::work::Work;
 use zeroize::Zeroizing;

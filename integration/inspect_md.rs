@@ -22,7 +22,7 @@ use guestkit_worker::inspect::image::RawImage;
 use guestkit_worker::inspect::partition;
 use guestkit_worker::inspect::pipeline;
 use guestkit_worker::inspect::source::{MemSource, ReadAt, Slice};
-use guestkit_worker::inspect::volume::{self, md_superblock, BlockDevice};
+use guestkit_worker::inspect::volume::{self, md::superblock, BlockDevice};
 use sha2::{Digest, Sha256};
 
 use crate::common::guests::{debian_tarball, inspect_disks as inspect, renamed};
@@ -46,7 +46,7 @@ fn members(disks: &[Option<&PathBuf>]) -> Vec<BlockDevice> {
         let table = partition::read_table(disk.as_ref()).unwrap().unwrap();
         for p in table.partitions {
             let src: Arc<dyn ReadAt> = Arc::new(Slice::new(disk.clone(), p.start, p.size).unwrap());
-            if md_superblock::detect(src.as_ref()).unwrap().is_some() {
+            if superblock::detect(src.as_ref()).unwrap().is_some() {
                 out.push(BlockDevice {
                     name: format!("{name}{}", p.number),
                     src,

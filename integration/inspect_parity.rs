@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use guestkit_worker::inspect::pipeline::InspectOptions;
-use guestkit_worker::inspect::volume::luks_open::LuksKeys;
+use guestkit_worker::inspect::volume::luks::open::LuksKeys;
 use zeroize::Zeroizing;
 
 use crate::common::guests::{debian_tarball, inspect_disks_with};

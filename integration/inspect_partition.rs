@@ -17,7 +17,7 @@ use guestkit_worker::inspect::fs::probe::{probe, Probed};
 use guestkit_worker::inspect::image::RawImage;
 use guestkit_worker::inspect::partition::{read_table, PartitionTable, TableKind};
 use guestkit_worker::inspect::source::{ReadAt, Slice};
-use guestkit_worker::inspect::volume::{lvm2, lvm2_text, lvm2_vg};
+use guestkit_worker::inspect::volume::lvm2;
 
 use crate::common::{run, sh, tempdir, Rng};
 
@@ -586,7 +586,7 @@ fn lvm2_pv_matches_blkid_and_pvck() {
         .into_iter()
         .find(|c| c.verified)
         .expect("VG metadata");
-    let summary = lvm2_vg::from_text(&lvm2_text::parse(&copy.text).unwrap()).unwrap();
+    let summary = lvm2::vg::from_text(&lvm2::text::parse(&copy.text).unwrap()).unwrap();
     let metadata = tool(&format!(
         "pvck --dump metadata '{}' 2>/dev/null",
         img.display()

@@ -9,8 +9,8 @@
 use std::sync::Arc;
 
 use guestkit_worker::inspect::source::{MemSource, ReadAt};
-use guestkit_worker::inspect::volume::luks_crypt::{LuksSource, SectorCipher};
-use guestkit_worker::inspect::volume::{luks, luks_header};
+use guestkit_worker::inspect::volume::luks::crypt::{LuksSource, SectorCipher};
+use guestkit_worker::inspect::volume::luks::{self, header};
 use libfuzzer_sys::fuzz_target;
 
 /// A LUKS2 header with a 16 KiB JSON area, or LUKS1 plus key material, fits.
@@ -22,7 +22,7 @@ fuzz_target!(|data: &[u8]| {
     }
     let src: Arc<dyn ReadAt> = Arc::new(MemSource(data.to_vec()));
     let _ = luks::detect(src.as_ref());
-    let Ok(p) = luks_header::read(src.as_ref()) else {
+    let Ok(p) = header::read(src.as_ref()) else {
         return;
     };
     let Ok(cipher) = SectorCipher::new(&p.cipher, &vec![0u8; p.key_bytes]) else {

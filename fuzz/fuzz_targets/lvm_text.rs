@@ -3,11 +3,11 @@
 
 #![no_main]
 
-use guestkit_worker::inspect::volume::{lvm2_text, lvm2_vg};
+use guestkit_worker::inspect::volume::lvm2::{text, vg};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(root) = lvm2_text::parse(data) {
-        let _ = lvm2_vg::from_text(&root);
+    if let Ok(root) = text::parse(data) {
+        let _ = vg::from_text(&root);
     }
 });

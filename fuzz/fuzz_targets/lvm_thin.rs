@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use guestkit_worker::inspect::crc32c;
 use guestkit_worker::inspect::source::{MemSource, ReadAt};
-use guestkit_worker::inspect::volume::lvm2_thin::ThinSource;
+use guestkit_worker::inspect::volume::lvm2::thin::ThinSource;
 use libfuzzer_sys::fuzz_target;
 
 /// dm-persistent-data's salts (`SUPERBLOCK_CSUM_XOR`, `BTREE_CSUM_XOR`), as the reader

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use guestkit_worker::inspect::source::{MemSource, ReadAt};
-use guestkit_worker::inspect::volume::{assemble, md_superblock, BlockDevice};
+use guestkit_worker::inspect::volume::{assemble, md::superblock, BlockDevice};
 use libfuzzer_sys::fuzz_target;
 
 /// A 5 MiB member (the seeds' size) fits.
@@ -19,7 +19,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     }
     let src: Arc<dyn ReadAt> = Arc::new(MemSource(data.to_vec()));
-    let _ = md_superblock::detect(src.as_ref());
+    let _ = superblock::detect(src.as_ref());
     let members: Vec<BlockDevice> = ["/dev/sda1", "/dev/sdb1"]
         .iter()
         .map(|n| BlockDevice {

@@ -241,6 +241,21 @@ fn upward_imports_and_cycles_are_caught() {
         references(&path("fs/probe/fat"), "use super::{read_array, Probed};"),
         BTreeSet::from(["fs".to_string()])
     );
+    // A format's part one folder down (`volume/lvm2/map.rs`): `super::` is the format and
+    // `super::super::` the layer, both inside `volume`; four `super`s from the test module
+    // of `image/qcow2/header.rs` reach the root and name the module after them.
+    assert_eq!(
+        references(
+            &path("volume/lvm2/map"),
+            "use super::super::raid::RaidSource;\nuse super::vg::VgMeta;"
+        ),
+        BTreeSet::from(["volume".to_string()])
+    );
+    let text = "mod tests {\n    use super::super::super::super::fs::probe;\n}\n";
+    assert_eq!(
+        references(&path("image/qcow2/header"), text),
+        BTreeSet::from(["fs".to_string()])
+    );
     let refs = references(
         &path("source"),
         "use crate::inspect::{bytes, image::ReadError};",

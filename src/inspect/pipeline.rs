@@ -92,7 +92,7 @@ pub struct InspectOptions {
     /// Most units of CPU-heavy work that reads no disk (see `inspect::work`).
     pub work_budget: u64,
     /// Passphrases for LUKS volumes (never logged: `Debug` shows counts).
-    pub luks_keys: volume::luks_open::LuksKeys,
+    pub luks_keys: volume::luks::open::LuksKeys,
     /// A remote image (`image.url`): the first disk is read through this channel to its
     /// fetcher, and the path only names it (the URL without its query).
     pub remote: Option<Arc<image::remote::RemoteClient>>,
@@ -500,7 +500,7 @@ impl<'a> Disks<'a> {
             if containers.is_empty() {
                 break;
             }
-            let opened = volume::luks_open::unlock(
+            let opened = volume::luks::open::unlock(
                 std::mem::take(&mut containers),
                 &self.opts.luks_keys,
                 work,

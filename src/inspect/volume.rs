@@ -10,17 +10,8 @@
 
 pub mod error;
 pub mod luks;
-pub mod luks_crypt;
-pub mod luks_header;
-pub mod luks_open;
 pub mod lvm2;
-pub mod lvm2_map;
-pub mod lvm2_mda;
-pub mod lvm2_text;
-pub mod lvm2_thin;
-pub mod lvm2_vg;
 pub mod md;
-pub mod md_superblock;
 pub mod raid;
 
 use std::collections::{BTreeMap, HashMap};
@@ -29,7 +20,7 @@ use std::sync::Arc;
 use crate::inspect::report::{LogicalVolumeInfo, VolumeGroupInfo};
 use crate::inspect::source::ReadAt;
 pub use error::VolumeError;
-use lvm2_vg::VgMeta;
+use lvm2::vg::VgMeta;
 
 /// A named block device: what the layer takes and what it gives.
 #[derive(Clone)]
@@ -101,7 +92,7 @@ fn read_pv(m: &BlockDevice) -> Result<Option<FoundPv>, VolumeError> {
     let mut metas = Vec::new();
     let mut last_err = None;
     for copy in lvm2::read_metadata(m.src.as_ref(), &label)? {
-        match lvm2_text::parse(&copy.text).and_then(|root| lvm2_vg::from_text(&root)) {
+        match lvm2::text::parse(&copy.text).and_then(|root| lvm2::vg::from_text(&root)) {
             Ok(vg) => metas.push((vg, copy.verified)),
             Err(e) => last_err = Some(e),
         }
@@ -161,7 +152,7 @@ fn assemble_vg(pvs: &[&FoundPv], out: &mut Assembled) {
         ));
     }
     out.warnings.extend(overlaps(vg));
-    let reader = lvm2_map::VgReader::new(vg, present);
+    let reader = lvm2::map::VgReader::new(vg, present);
     let snapshots = snapshot_origins(vg);
     let mut reported = std::collections::HashSet::new();
     for lv in vg.lvs.iter().filter(|l| l.visible) {
@@ -223,7 +214,7 @@ fn assemble_vg(pvs: &[&FoundPv], out: &mut Assembled) {
 
 /// The type `lvs -o segtype` shows: the first segment's, with one-stripe `striped`
 /// shown as `linear`, and raid5's default layout by its short name.
-fn segment_type(lv: &lvm2_vg::LvMeta) -> String {
+fn segment_type(lv: &lvm2::vg::LvMeta) -> String {
     match lv.segments.first() {
         None => "linear".into(),
         Some(s) if s.seg_type == "striped" && s.areas.len() <= 1 => "linear".into(),
@@ -256,7 +247,7 @@ fn overlaps(vg: &VgMeta) -> Vec<String> {
                 seg.extent_count
             };
             for a in &seg.areas {
-                if let lvm2_vg::AreaRef::Pv { pv, extent } = a {
+                if let lvm2::vg::AreaRef::Pv { pv, extent } = a {
                     used.push((pv, *extent, extent.saturating_add(per_area), &lv.name));
                 }
             }
@@ -286,7 +277,7 @@ mod tests {
     use super::*;
     use crate::inspect::source::MemSource;
     use crate::inspect::volume::lvm2::lvm_crc;
-    use crate::inspect::volume::lvm2_mda::MDA_MAGIC;
+    use crate::inspect::volume::lvm2::mda::MDA_MAGIC;
 
     const PV_UUID: &[u8; 32] = b"3lPhiIHt2NZM0INaHkyiiLP3JZvHH7lA";
     const PV_ID: &str = "3lPhiI-Ht2N-ZM0I-NaHk-yiiL-P3JZ-vHH7lA";

@@ -169,7 +169,7 @@ impl Isolation {
         let mut data = data.clone();
         let remote_image = self.remote_image(&mut data)?;
         let luks_keys = match &self.luks_keys_dir {
-            Some(dir) => crate::inspect::volume::luks_open::LuksKeys::from_dir(dir)
+            Some(dir) => crate::inspect::volume::luks::open::LuksKeys::from_dir(dir)
                 .map_err(|e| OpError::retryable(ErrorKind::LuksKeys, e.to_string()))?,
             None => Default::default(),
         };

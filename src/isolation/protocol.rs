@@ -23,7 +23,7 @@ pub struct Request {
     pub image_roots: Vec<PathBuf>,
     /// LUKS passphrases (`--luks-keys-dir`): only ever on the child's stdin.
     #[serde(default)]
-    pub luks_keys: crate::inspect::volume::luks_open::LuksKeys,
+    pub luks_keys: crate::inspect::volume::luks::open::LuksKeys,
 }
 
 /// The child's answer. `output` is the operation's output document.

@@ -18,7 +18,7 @@ mod xfs;
 pub(crate) use crate::inspect::bytes::{label, read_array, read_opt, text, utf16_label};
 use crate::inspect::source::ReadAt;
 use crate::inspect::source::ReadError;
-use crate::inspect::volume::{luks, lvm2, md_superblock};
+use crate::inspect::volume::{luks, lvm2, md::superblock};
 
 /// What a probe found on one block device.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,7 +71,7 @@ pub fn probe(src: &dyn ReadAt) -> Result<Option<Probed>, ReadError> {
 /// md members first: a raid1 member with its superblock at the end also shows the
 /// array's filesystem at offset 0, which must not be read as the member's own.
 fn probe_md(src: &dyn ReadAt) -> Result<Option<Probed>, ReadError> {
-    Ok(md_superblock::detect(src)?.map(|sb| Probed {
+    Ok(superblock::detect(src)?.map(|sb| Probed {
         fs_type: "linux_raid_member",
         uuid: Some(sb.uuid_blkid()),
         label: sb.name.clone(),

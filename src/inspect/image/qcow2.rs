@@ -2,32 +2,28 @@
 //! to data, zero, unallocated (backing file) or compressed clusters.
 //!
 //! The header, L2 entries and compressed descriptors each have their own file
-//! (`qcow2_header.rs`, `qcow2_l2.rs`, `qcow2_compressed.rs`); this file is the mapping and the
+//! (`qcow2/header.rs`, `qcow2/l2.rs`, `qcow2/compressed.rs`); this file is the mapping and the
 //! read path that ties them together.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::qcow2_compressed::{decompress_cluster, CompressedExtent};
-use super::qcow2_header::corrupt;
-use super::qcow2_l2::{decode, L2Cache, L2Table, Mapping, OFFSET_MASK};
-use crate::inspect::source::ReadError;
-use crate::inspect::source::{check_range, read_vec, ReadAt};
+// `compressed` is the initramfs reader's too (zstd window check).
+pub(crate) mod compressed;
+mod header;
+mod l2;
 
-pub use super::qcow2_header::{Compression, Qcow2Header};
+use super::read_map::{self, BlockMap, Parent, Run};
+use crate::inspect::source::ReadError;
+use crate::inspect::source::{read_vec, ReadAt};
+use compressed::{decompress_cluster, CompressedExtent};
+use header::corrupt;
+use l2::{decode, L2Cache, L2Table, OFFSET_MASK};
+
+pub use header::{Compression, Qcow2Header};
 
 /// qemu's own limit on the L1 table (32 MiB, i.e. 4 Mi entries).
 const MAX_L1_BYTES: u64 = 32 << 20;
-
-/// What unallocated clusters read from.
-enum Backing {
-    /// No backing file: zeros.
-    None,
-    /// The header names a backing file that the caller has not attached (for example when
-    /// parsing from memory): reading such a cluster is an error, never silent zeros.
-    NotAttached(String),
-    Attached(Arc<dyn ReadAt>),
-}
 
 /// A recently decompressed cluster, keyed by its L2 entry: small reads of a compressed
 /// image (a directory walk alternates between inode and directory blocks in different
@@ -47,7 +43,9 @@ pub struct Qcow2 {
     /// Raw L1 entries covering the virtual size (entries past it are never used).
     l1: Vec<u64>,
     l2: L2Cache,
-    backing: Backing,
+    /// What unallocated clusters read: zeros without a backing file; an error while the
+    /// header names one that the caller has not attached (parsing from memory, say).
+    backing: Parent,
     /// Most recently used first; at most `recent_slots` entries.
     recent: Mutex<std::collections::VecDeque<LastCluster>>,
     recent_slots: usize,
@@ -63,8 +61,8 @@ impl Qcow2 {
         let header = Qcow2Header::parse(file.as_ref())?;
         let l1 = load_l1(file.as_ref(), &header)?;
         let backing = match &header.backing_file {
-            Some(name) => Backing::NotAttached(String::from_utf8_lossy(name).into_owned()),
-            None => Backing::None,
+            Some(name) => Parent::NotAttached(Some(String::from_utf8_lossy(name).into_owned())),
+            None => Parent::None,
         };
         let recent_slots =
             (DECOMPRESSED_CACHE_BYTES / header.cluster_size()).clamp(1, 256) as usize;
@@ -97,7 +95,7 @@ impl Qcow2 {
     /// Sets the source of unallocated clusters. Parts of the guest past the backing
     /// file's size read as zeros.
     pub fn attach_backing(&mut self, backing: Arc<dyn ReadAt>) {
-        self.backing = Backing::Attached(backing);
+        self.backing = Parent::Attached(backing);
     }
 
     fn cluster_bits(&self) -> u32 {
@@ -142,91 +140,9 @@ impl Qcow2 {
         Ok(Some(table))
     }
 
-    /// Maps the guest byte `guest`: returns its mapping and how many bytes from it on share
-    /// it (to the end of the cluster, subcluster run, or unallocated L2 range). `cur` keeps
-    /// the current L2 table between calls so a run costs one cache lookup per table.
-    fn map(
-        &self,
-        guest: u64,
-        cur: &mut Option<(usize, Option<L2Table>)>,
-    ) -> Result<(Mapping, u64), ReadError> {
-        let span_bits = self.l2_span_bits();
-        let l1_idx = (guest >> span_bits) as usize;
-        let in_span = guest & ((1u64 << span_bits) - 1);
-        let table = match cur {
-            Some((i, t)) if *i == l1_idx => t.clone(),
-            _ => {
-                let t = self.l2_table(l1_idx)?;
-                *cur = Some((l1_idx, t.clone()));
-                t
-            }
-        };
-        let Some(table) = table else {
-            return Ok((Mapping::Unallocated, (1u64 << span_bits) - in_span));
-        };
-        let bits = self.cluster_bits();
-        let l2_idx = (in_span >> bits) as usize;
-        let in_cluster = in_span & ((1u64 << bits) - 1);
-        let table_offset = self.l1.get(l1_idx).copied().unwrap_or(0) & OFFSET_MASK;
-        decode(
-            &table,
-            l2_idx,
-            in_cluster,
-            bits,
-            self.header.extended_l2,
-            table_offset,
-        )
-    }
-
-    /// Reads image-file bytes for a data run. A run reaching a host cluster that starts past
-    /// the end of the file is corruption; a run that only overhangs the end within the file's
-    /// last cluster reads zeros there, as qemu does.
-    fn read_data(&self, host: u64, guest: u64, out: &mut [u8]) -> Result<(), ReadError> {
-        let file_size = self.file.size();
-        // host < 2^56 and out is one in-memory buffer: no overflow.
-        let last_cluster = (host + out.len() as u64 - 1) & !(self.header.cluster_size() - 1);
-        if last_cluster >= file_size {
-            return Err(corrupt(
-                host,
-                format!(
-                    "guest offset {guest:#x} maps to host cluster {last_cluster:#x}, past the end of the file ({file_size} bytes)"
-                ),
-            ));
-        }
-        let avail = file_size.saturating_sub(host).min(out.len() as u64) as usize;
-        let (head, tail) = out.split_at_mut(avail);
-        self.file.read_exact_at(host, head)?;
-        tail.fill(0);
-        Ok(())
-    }
-
-    fn read_backing(&self, guest: u64, out: &mut [u8]) -> Result<(), ReadError> {
-        match &self.backing {
-            Backing::None => {
-                out.fill(0);
-                Ok(())
-            }
-            Backing::NotAttached(name) => Err(ReadError::Unsupported {
-                format: "qcow2",
-                message: format!(
-                    "guest offset {guest:#x} is in backing file {name:?}, which is not opened"
-                ),
-            }),
-            Backing::Attached(b) => {
-                let avail = b.size().saturating_sub(guest).min(out.len() as u64) as usize;
-                let (head, tail) = out.split_at_mut(avail);
-                if !head.is_empty() {
-                    b.read_exact_at(guest, head)?;
-                }
-                tail.fill(0);
-                Ok(())
-            }
-        }
-    }
-
     /// Reads `out` from the compressed cluster described by `entry`, starting at byte
-    /// `in_cluster` of the cluster.
-    fn read_compressed(
+    /// `in_cluster` of the cluster, through the cache of recently inflated clusters.
+    fn read_recent(
         &self,
         entry: u64,
         guest: u64,
@@ -322,70 +238,104 @@ fn load_l1(file: &dyn ReadAt, h: &Qcow2Header) -> Result<Vec<u64>, ReadError> {
         .collect())
 }
 
+/// The L1 index and L2 table (`None`: unallocated) the previous `map` of a read used.
+type L2Cursor = Option<(usize, Option<L2Table>)>;
+
+impl BlockMap for Qcow2 {
+    type Cursor = L2Cursor;
+    const FORMAT: &'static str = "qcow2";
+
+    /// Maps the guest byte `guest` to its run and how many bytes from it on share it (to
+    /// the end of the cluster, subcluster run, or unallocated L2 range). `cur` keeps the
+    /// current L2 table between calls so a run costs one cache lookup per table.
+    fn map(&self, guest: u64, cur: &mut L2Cursor) -> Result<(Run, u64), ReadError> {
+        let span_bits = self.l2_span_bits();
+        let l1_idx = (guest >> span_bits) as usize;
+        let in_span = guest & ((1u64 << span_bits) - 1);
+        let table = match cur {
+            Some((i, t)) if *i == l1_idx => t.clone(),
+            _ => {
+                let t = self.l2_table(l1_idx)?;
+                *cur = Some((l1_idx, t.clone()));
+                t
+            }
+        };
+        let Some(table) = table else {
+            return Ok((Run::Parent, (1u64 << span_bits) - in_span));
+        };
+        let bits = self.cluster_bits();
+        let l2_idx = (in_span >> bits) as usize;
+        let in_cluster = in_span & ((1u64 << bits) - 1);
+        let table_offset = self.l1.get(l1_idx).copied().unwrap_or(0) & OFFSET_MASK;
+        decode(
+            &table,
+            l2_idx,
+            in_cluster,
+            bits,
+            self.header.extended_l2,
+            table_offset,
+        )
+    }
+
+    /// A run reaching a host cluster that starts past the end of the file is corruption; a
+    /// run that only overhangs the end within the file's last cluster reads zeros there, as
+    /// qemu does.
+    fn read_host(
+        &self,
+        file: &dyn ReadAt,
+        host: u64,
+        guest: u64,
+        out: &mut [u8],
+    ) -> Result<(), ReadError> {
+        let file_size = file.size();
+        // host < 2^56 and out is one in-memory buffer: no overflow.
+        let last_cluster = (host + out.len() as u64 - 1) & !(self.header.cluster_size() - 1);
+        if last_cluster >= file_size {
+            return Err(corrupt(
+                host,
+                format!(
+                    "guest offset {guest:#x} maps to host cluster {last_cluster:#x}, past the end of the file ({file_size} bytes)"
+                ),
+            ));
+        }
+        let avail = file_size.saturating_sub(host).min(out.len() as u64) as usize;
+        let (head, tail) = out.split_at_mut(avail);
+        file.read_exact_at(host, head)?;
+        tail.fill(0);
+        Ok(())
+    }
+
+    fn read_compressed(&self, entry: u64, guest: u64, out: &mut [u8]) -> Result<(), ReadError> {
+        let cluster_mask = self.header.cluster_size() - 1;
+        let in_cluster = guest & cluster_mask;
+        if in_cluster == 0 && out.len() as u64 == cluster_mask + 1 {
+            // A whole cluster: inflate straight into the caller's buffer.
+            self.decompress(entry, guest, out)
+        } else {
+            self.read_recent(entry, guest, in_cluster, out)
+        }
+    }
+}
+
 impl ReadAt for Qcow2 {
     fn size(&self) -> u64 {
         self.header.size
     }
 
     fn inflated(&self) -> u64 {
-        let below = match &self.backing {
-            Backing::Attached(b) => b.inflated(),
-            _ => 0,
-        };
-        self.inflated.load(Ordering::Relaxed).saturating_add(below)
+        self.inflated
+            .load(Ordering::Relaxed)
+            .saturating_add(self.backing.inflated())
     }
 
     fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), ReadError> {
-        check_range(offset, buf.len(), self.header.size)?;
-        let cluster_mask = self.header.cluster_size() - 1;
-        let mut cur = None;
-        let mut done = 0usize;
-        while done < buf.len() {
-            let guest = offset + done as u64;
-            let want = (buf.len() - done) as u64;
-            let (mapping, granule) = self.map(guest, &mut cur)?;
-            let mut len = granule.min(want);
-            // Merge following granules with the same kind (and, for data, the next host
-            // bytes) so a contiguous image becomes one large read.
-            if !matches!(mapping, Mapping::Compressed(_)) {
-                while len < want {
-                    let (next, next_len) = self.map(guest + len, &mut cur)?;
-                    let continues = match (mapping, next) {
-                        (Mapping::Data(h), Mapping::Data(n)) => h.checked_add(len) == Some(n),
-                        (Mapping::Zero, Mapping::Zero)
-                        | (Mapping::Unallocated, Mapping::Unallocated) => true,
-                        _ => false,
-                    };
-                    if !continues {
-                        break;
-                    }
-                    len = (len + next_len).min(want);
-                }
-            }
-            let out = &mut buf[done..done + len as usize];
-            match mapping {
-                Mapping::Data(host) => self.read_data(host, guest, out)?,
-                Mapping::Zero => out.fill(0),
-                Mapping::Unallocated => self.read_backing(guest, out)?,
-                Mapping::Compressed(entry) => {
-                    let in_cluster = guest & cluster_mask;
-                    if in_cluster == 0 && len == cluster_mask + 1 {
-                        // A whole cluster: inflate straight into the caller's buffer.
-                        self.decompress(entry, guest, out)?;
-                    } else {
-                        self.read_compressed(entry, guest, in_cluster, out)?;
-                    }
-                }
-            }
-            done += len as usize;
-        }
-        Ok(())
+        read_map::read(self, self.file.as_ref(), &self.backing, offset, buf)
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::qcow2_header::tests::v3_header;
+    use super::header::tests::v3_header;
     use super::*;
     use crate::inspect::source::MemSource;
 

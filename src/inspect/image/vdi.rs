@@ -9,11 +9,11 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use super::read_map::{check_no_overlap, read_mapped, BlockMap, Parent, Run};
+use super::read_map::{self, check_no_overlap, BlockMap, Parent, Run};
 use super::{Chain, Identity, RawImage};
 use crate::inspect::bytes::{array, le32, le64};
 use crate::inspect::source::ReadError;
-use crate::inspect::source::{check_range, read_vec, ReadAt};
+use crate::inspect::source::{read_vec, ReadAt};
 
 const SIGNATURE: u32 = 0xbeda_107f;
 const HEADER_LEN: u64 = 512;
@@ -157,7 +157,7 @@ impl Vdi {
         }
         check_no_overlap("vdi", header.offset_bmap, allocated, stride, &[])?;
         let parent = if header.image_type == TYPE_DIFF {
-            Parent::NotAttached
+            Parent::NotAttached(None)
         } else {
             Parent::None
         };
@@ -183,11 +183,10 @@ impl Vdi {
 }
 
 impl BlockMap for Vdi {
-    fn format(&self) -> &'static str {
-        "vdi"
-    }
+    type Cursor = ();
+    const FORMAT: &'static str = "vdi";
 
-    fn map(&self, guest: u64) -> Result<(Run, u64), ReadError> {
+    fn map(&self, guest: u64, _: &mut ()) -> Result<(Run, u64), ReadError> {
         let bs = u64::from(self.header.block_size);
         let index = (guest / bs) as usize;
         let within = guest % bs;
@@ -213,8 +212,7 @@ impl ReadAt for Vdi {
     }
 
     fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), ReadError> {
-        check_range(offset, buf.len(), self.header.disk_size)?;
-        read_mapped(self, self.file.as_ref(), &self.parent, offset, buf)
+        read_map::read(self, self.file.as_ref(), &self.parent, offset, buf)
     }
 }
 

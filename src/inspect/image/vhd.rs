@@ -9,12 +9,12 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use super::read_map::{check_no_overlap, read_mapped, BlockMap, Parent, Run};
+use super::read_map::{self, check_no_overlap, same_run, BlockMap, Parent, Run};
 use super::{Chain, Identity, RawImage};
 use crate::inspect::bytes::{array, be16, be32, be64, field};
 use crate::inspect::cache::BoundedCache;
 use crate::inspect::source::ReadError;
-use crate::inspect::source::{check_range, read_vec, ReadAt};
+use crate::inspect::source::{read_vec, ReadAt};
 
 const FOOTER_LEN: u64 = 512;
 const DYN_HEADER_LEN: u64 = 1024;
@@ -219,7 +219,7 @@ impl Vhd {
             TYPE_DYNAMIC | TYPE_DIFF => {
                 let d = Self::load_dynamic(file.as_ref(), &footer, virtual_size)?;
                 let parent = if footer.disk_type == TYPE_DIFF {
-                    Parent::NotAttached
+                    Parent::NotAttached(None)
                 } else {
                     Parent::None
                 };
@@ -381,11 +381,10 @@ impl Vhd {
 }
 
 impl BlockMap for Vhd {
-    fn format(&self) -> &'static str {
-        "vpc"
-    }
+    type Cursor = ();
+    const FORMAT: &'static str = "vpc";
 
-    fn map(&self, guest: u64) -> Result<(Run, u64), ReadError> {
+    fn map(&self, guest: u64, _: &mut ()) -> Result<(Run, u64), ReadError> {
         let Some(d) = &self.dynamic else {
             return Ok((Run::Host(guest), self.size - guest));
         };
@@ -412,12 +411,7 @@ impl BlockMap for Vhd {
                 .get((sector / 8) as usize)
                 .is_some_and(|b| b >> (7 - sector % 8) & 1 == 1)
         };
-        let first = within / SECTOR;
-        let state = bit(first);
-        let mut end = first + 1;
-        while end < bs / SECTOR && bit(end) == state {
-            end += 1;
-        }
+        let (state, end) = same_run(within / SECTOR, bs / SECTOR, bit);
         let len = end * SECTOR - within;
         Ok((if state { Run::Host(data) } else { Run::Parent }, len))
     }
@@ -429,8 +423,7 @@ impl ReadAt for Vhd {
     }
 
     fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), ReadError> {
-        check_range(offset, buf.len(), self.size)?;
-        read_mapped(self, self.file.as_ref(), &self.parent, offset, buf)
+        read_map::read(self, self.file.as_ref(), &self.parent, offset, buf)
     }
 }
 

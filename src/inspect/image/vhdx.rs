@@ -1,24 +1,26 @@
 //! VHDX, read-only: fixed, dynamic and differencing disks. The headers, region table and
-//! metadata are in `vhdx_meta.rs`; this file is the block allocation table (payload
+//! metadata are in `vhdx/meta.rs`; this file is the block allocation table (payload
 //! entries, and for differencing disks sector-bitmap entries: one after every
 //! `chunk_ratio` payload entries) and the read path.
 //!
 //! A disk whose log holds valid entries has writes that were never applied to the BAT or
-//! the blocks. We never write the file: the log is replayed in memory (`vhdx_log.rs`) and
+//! the blocks. We never write the file: the log is replayed in memory (`vhdx/log.rs`) and
 //! every read of the file goes through the replayed pages; a log that cannot be replayed
 //! is refused with [`ReadError::NeedsLogReplay`], never read around.
+
+mod log;
+mod meta;
 
 use std::path::Path;
 use std::sync::Arc;
 
-use super::read_map::{check_no_overlap, read_mapped, BlockMap, Parent, Run};
-use super::vhdx_log;
-use super::vhdx_meta::{corrupt, Metadata, Regions, VhdxHeader};
+use super::read_map::{self, check_no_overlap, same_run, BlockMap, Parent, Run};
 use super::{Chain, Identity, RawImage};
 use crate::inspect::bytes::le64;
 use crate::inspect::cache::BoundedCache;
 use crate::inspect::source::ReadError;
-use crate::inspect::source::{check_range, read_vec, ReadAt};
+use crate::inspect::source::{read_vec, ReadAt};
+use meta::{corrupt, Metadata, Regions, VhdxHeader};
 
 const MIB: u64 = 1 << 20;
 /// The BAT is loaded whole and checked for overlaps: 4 Mi entries (4 TiB with 1 MiB
@@ -63,11 +65,11 @@ impl Vhdx {
         }
         let header = VhdxHeader::read(file.as_ref())?;
         let mut replayed = 0;
-        let file: Arc<dyn ReadAt> = match vhdx_log::replay(file.as_ref(), &header)? {
+        let file: Arc<dyn ReadAt> = match log::replay(file.as_ref(), &header)? {
             None => file,
             Some(Ok(log)) => {
                 replayed = log.entries;
-                Arc::new(vhdx_log::Overlay::new(file, log))
+                Arc::new(log::Overlay::new(file, log))
             }
             Some(Err(message)) => {
                 return Err(ReadError::NeedsLogReplay {
@@ -109,7 +111,7 @@ impl Vhdx {
         let v = Vhdx {
             bitmaps: BoundedCache::new(BITMAP_CACHE),
             parent: if meta.has_parent {
-                Parent::NotAttached
+                Parent::NotAttached(None)
             } else {
                 Parent::None
             },
@@ -191,11 +193,10 @@ impl Vhdx {
 }
 
 impl BlockMap for Vhdx {
-    fn format(&self) -> &'static str {
-        "vhdx"
-    }
+    type Cursor = ();
+    const FORMAT: &'static str = "vhdx";
 
-    fn map(&self, guest: u64) -> Result<(Run, u64), ReadError> {
+    fn map(&self, guest: u64, _: &mut ()) -> Result<(Run, u64), ReadError> {
         let bs = u64::from(self.meta.block_size);
         let block = guest / bs;
         let within = guest % bs;
@@ -227,12 +228,7 @@ impl BlockMap for Vhdx {
                     bits.get((s / 8) as usize)
                         .is_some_and(|b| b >> (s % 8) & 1 == 1)
                 };
-                let first = within / sector;
-                let state = bit(first);
-                let mut end = first + 1;
-                while end < per_block && bit(end) == state {
-                    end += 1;
-                }
+                let (state, end) = same_run(within / sector, per_block, bit);
                 let run = if state {
                     Run::Host(host + within)
                 } else {
@@ -252,8 +248,7 @@ impl ReadAt for Vhdx {
     }
 
     fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), ReadError> {
-        check_range(offset, buf.len(), self.meta.virtual_size)?;
-        read_mapped(self, self.file.as_ref(), &self.parent, offset, buf)
+        read_map::read(self, self.file.as_ref(), &self.parent, offset, buf)
     }
 }
 
@@ -331,7 +326,7 @@ mod tests {
     #[test]
     fn guid_text() {
         let g = parse_guid("{2DC27766-F623-4200-9D64-115E9BFD4A08}").unwrap();
-        assert_eq!(g, super::super::vhdx_meta::BAT_REGION);
+        assert_eq!(g, super::meta::BAT_REGION);
         assert!(parse_guid("{2DC27766-F623}").is_none());
         assert!(parse_guid("{zzC27766-F623-4200-9D64-115E9BFD4A08}").is_none());
     }

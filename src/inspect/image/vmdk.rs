@@ -1,7 +1,7 @@
 //! VMDK, read-only: a disk made of extents laid end to end, each a sparse extent
-//! (`vmdk_sparse.rs`: monolithicSparse, twoGbMaxExtentSparse, streamOptimized), a flat
+//! (`vmdk/sparse.rs`: monolithicSparse, twoGbMaxExtentSparse, streamOptimized), a flat
 //! file (monolithicFlat, twoGbMaxExtentFlat, vmfs) or zeros, described by a text
-//! descriptor (`vmdk_descriptor.rs`) that is a file of its own or embedded in a sparse
+//! descriptor (`vmdk/descriptor.rs`) that is a file of its own or embedded in a sparse
 //! extent. Delta disks name their parent (`parentFileNameHint`) and its content id
 //! (`parentCID`): the parent is opened as a backing file, confined and loop-checked, and
 //! its `CID` must match.
@@ -9,15 +9,18 @@
 //! Extent files are resolved relative to the descriptor and confined to the image roots
 //! by the same code as backing files (`Chain::confine`).
 
+mod descriptor;
+mod sparse;
+
 use std::path::Path;
 use std::sync::Arc;
 
 use super::read_map::Shifted;
-use super::vmdk_descriptor::{Descriptor, ExtentKind, MAX_DESCRIPTOR};
-use super::vmdk_sparse::{corrupt, SparseExtent};
 use super::{Chain, Identity, RawImage};
 use crate::inspect::source::ReadError;
 use crate::inspect::source::{check_range, read_vec, ReadAt, Slice};
+use descriptor::{Descriptor, ExtentKind, MAX_DESCRIPTOR};
+use sparse::{corrupt, SparseExtent};
 
 const SECTOR: u64 = 512;
 /// Grain directories of all extents together (each is loaded whole).

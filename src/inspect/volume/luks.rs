@@ -4,6 +4,10 @@
 //! opaque container in the report. When the primary LUKS2 header is damaged, the
 //! secondary copy is looked for at the offsets LUKS2 allows, as blkid does.
 
+pub mod crypt;
+pub mod header;
+pub mod open;
+
 use crate::inspect::bytes::{be16, be64, field, label, read_array};
 use crate::inspect::source::ReadAt;
 use crate::inspect::source::ReadError;

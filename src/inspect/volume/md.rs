@@ -4,14 +4,16 @@
 //! them (the array itself is a [`RaidSource`], shared with LVM's raid segments); a member
 //! missing where the level allows is rebuilt there.
 
+pub mod superblock;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::md_superblock::{self, MdSuperblock, MAX_CHUNK, MAX_MEMBERS};
 use super::raid::{algo, Kind, RaidSource};
 use super::BlockDevice;
 use crate::inspect::report::MdArrayInfo;
 use crate::inspect::source::{ReadAt, Slice};
+use superblock::{MdSuperblock, MAX_CHUNK, MAX_MEMBERS};
 
 /// What assembling the md members of one round produced.
 #[derive(Default)]
@@ -26,7 +28,7 @@ pub fn split(members: &[BlockDevice]) -> (Vec<(BlockDevice, MdSuperblock)>, Vec<
     let mut md = Vec::new();
     let mut rest = Vec::new();
     for m in members {
-        match md_superblock::detect(m.src.as_ref()) {
+        match superblock::detect(m.src.as_ref()) {
             Ok(Some(sb)) => md.push((m.clone(), sb)),
             _ => rest.push(m.clone()),
         }
@@ -251,7 +253,7 @@ mod tests {
 
     fn sb(role: u32, events: u64, level: i32, n: u32) -> MdSuperblock {
         MdSuperblock {
-            version: md_superblock::SbVersion::V12,
+            version: superblock::SbVersion::V12,
             uuid_raw: [7; 16],
             name: Some("h:data".into()),
             preferred_minor: None,

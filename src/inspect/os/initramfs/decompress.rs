@@ -12,7 +12,7 @@ use miniz_oxide::inflate::stream::{inflate, InflateState};
 use miniz_oxide::{DataFormat, MZError, MZFlush, MZStatus};
 
 use super::InitramfsError;
-use crate::inspect::image::qcow2_compressed::zstd_window_size;
+use crate::inspect::image::qcow2::compressed::zstd_window_size;
 
 /// Most bytes one initramfs may decompress to (real ones: 30-400 MiB).
 pub const MAX_UNPACKED: u64 = 2 << 30;

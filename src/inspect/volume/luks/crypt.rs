@@ -15,7 +15,7 @@ use zeroize::Zeroizing;
 use crate::inspect::source::ReadError;
 use crate::inspect::source::{check_range, ReadAt};
 
-use super::error::VolumeError;
+use super::super::error::VolumeError;
 
 /// One AES key schedule of either size.
 #[derive(Clone)]

@@ -10,10 +10,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::error::VolumeError;
-use super::lvm2_thin::ThinSource;
-use super::lvm2_vg::{AreaRef, LvMeta, Segment, VgMeta};
-use super::raid::{algo, Kind, RaidSource};
+use super::super::error::VolumeError;
+use super::super::raid::{algo, Kind, RaidSource};
+use super::thin::ThinSource;
+use super::vg::{AreaRef, LvMeta, Segment, VgMeta};
 use crate::inspect::bytes::{le32, le64, read_array};
 use crate::inspect::source::ReadError;
 use crate::inspect::source::{check_range, ReadAt, Slice};

@@ -11,7 +11,7 @@ use serde_json::Value;
 use crate::inspect::bytes::{be32, be64, field, label};
 use crate::inspect::source::{read_vec, ReadAt};
 
-use super::error::VolumeError;
+use super::super::error::VolumeError;
 
 /// Largest LUKS2 header (binary + JSON) cryptsetup writes: 4 MiB.
 const MAX_LUKS2_HDR: u64 = 4 << 20;

@@ -5,7 +5,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use super::qcow2_header::corrupt;
+use super::super::read_map::{same_run, Run};
+use super::header::corrupt;
 use crate::inspect::source::ReadError;
 
 /// Bits 9..=55 of an L1/L2 entry: a host offset.
@@ -16,25 +17,14 @@ const ZERO: u64 = 1;
 /// Every extended L2 entry describes 32 subclusters.
 pub const SUBCLUSTERS: u64 = 32;
 
-/// What a guest byte range maps to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mapping {
-    /// Stored at this host offset in the image file.
-    Data(u64),
-    /// Reads as zeros (zero flag, or zero bit of a subcluster).
-    Zero,
-    /// Not allocated here: read the backing file, or zeros without one.
-    Unallocated,
-    /// The whole cluster is compressed; the raw L2 entry describes where.
-    Compressed(u64),
-}
-
 /// One loaded L2 table: the entries as native integers (two words per extended entry).
 pub type L2Table = Arc<[u64]>;
 
 /// Decodes entry `index` of `table` for the byte at `in_cluster` inside the guest cluster.
-/// Returns the mapping of that byte and how many bytes from it on share that mapping
-/// within the cluster (the rest of the cluster, or of the subcluster run).
+/// Returns the run of that byte and how many bytes from it on share it within the cluster
+/// (the rest of the cluster, or of the subcluster run): data in the image file, zeros (zero
+/// flag, or zero bit of a subcluster), the backing file (not allocated here), or the
+/// compressed cluster whose raw L2 entry is the key.
 pub fn decode(
     table: &[u64],
     index: usize,
@@ -42,7 +32,7 @@ pub fn decode(
     cluster_bits: u32,
     extended: bool,
     table_offset: u64,
-) -> Result<(Mapping, u64), ReadError> {
+) -> Result<(Run, u64), ReadError> {
     let cluster_size = 1u64 << cluster_bits;
     let words = if extended { 2 } else { 1 };
     let word = |i: usize| table.get(index * words + i).copied().unwrap_or(0);
@@ -50,7 +40,7 @@ pub fn decode(
     let entry_offset = table_offset + (index * words * 8) as u64;
     let rest = cluster_size - in_cluster;
     if entry & COMPRESSED != 0 {
-        return Ok((Mapping::Compressed(entry), rest));
+        return Ok((Run::Compressed(entry), rest));
     }
     let host = entry & OFFSET_MASK;
     if !host.is_multiple_of(cluster_size) {
@@ -63,11 +53,11 @@ pub fn decode(
     }
     if !extended {
         let m = if entry & ZERO != 0 {
-            Mapping::Zero
+            Run::Zero
         } else if host == 0 {
-            Mapping::Unallocated
+            Run::Parent
         } else {
-            Mapping::Data(host + in_cluster)
+            Run::Host(host + in_cluster)
         };
         return Ok((m, rest));
     }
@@ -89,19 +79,14 @@ pub fn decode(
         ));
     }
     let sc_bits = cluster_bits - 5;
-    let sc = (in_cluster >> sc_bits) as u32;
-    let state = |i: u32| (alloc >> i & 1, zero >> i & 1);
-    let first = state(sc);
+    let sc = in_cluster >> sc_bits;
     // Extend over the following subclusters with the same state.
-    let mut end = sc + 1;
-    while end < SUBCLUSTERS as u32 && state(end) == first {
-        end += 1;
-    }
-    let len = (u64::from(end) << sc_bits) - in_cluster;
+    let (first, end) = same_run(sc, SUBCLUSTERS, |i| (alloc >> i & 1, zero >> i & 1));
+    let len = (end << sc_bits) - in_cluster;
     let m = match first {
-        (1, _) => Mapping::Data(host + in_cluster),
-        (_, 1) => Mapping::Zero,
-        _ => Mapping::Unallocated,
+        (1, _) => Run::Host(host + in_cluster),
+        (_, 1) => Run::Zero,
+        _ => Run::Parent,
     };
     Ok((m, len))
 }
@@ -197,20 +182,20 @@ mod tests {
             1 << 62 | 5,
         ];
         let d = |i, off| decode(&t, i, off, BITS, false, 0x1000);
-        assert_eq!(d(0, 0).unwrap(), (Mapping::Unallocated, 65536));
-        assert_eq!(d(1, 100).unwrap(), (Mapping::Zero, 65436));
-        assert_eq!(d(2, 10).unwrap(), (Mapping::Data(0x3000a), 65526));
-        assert_eq!(d(3, 0).unwrap(), (Mapping::Data(0x30000), 65536));
+        assert_eq!(d(0, 0).unwrap(), (Run::Parent, 65536));
+        assert_eq!(d(1, 100).unwrap(), (Run::Zero, 65436));
+        assert_eq!(d(2, 10).unwrap(), (Run::Host(0x3000a), 65526));
+        assert_eq!(d(3, 0).unwrap(), (Run::Host(0x30000), 65536));
         // Zero flag wins over a preallocated offset.
-        assert_eq!(d(4, 0).unwrap(), (Mapping::Zero, 65536));
+        assert_eq!(d(4, 0).unwrap(), (Run::Zero, 65536));
         let e = d(5, 0).unwrap_err();
         assert!(
             matches!(e, ReadError::Corrupt { offset: 0x1028, .. }),
             "{e}"
         );
-        assert_eq!(d(6, 7).unwrap(), (Mapping::Compressed(1 << 62 | 5), 65529));
+        assert_eq!(d(6, 7).unwrap(), (Run::Compressed(1 << 62 | 5), 65529));
         // Index past a short table reads as an empty entry rather than panicking.
-        assert_eq!(d(100, 0).unwrap().0, Mapping::Unallocated);
+        assert_eq!(d(100, 0).unwrap().0, Run::Parent);
     }
 
     #[test]
@@ -228,17 +213,11 @@ mod tests {
             1,
         ];
         let d = |i, off| decode(&t, i, off, BITS, true, 0);
-        assert_eq!(d(0, 0).unwrap(), (Mapping::Data(0x40000), 2 * sc));
-        assert_eq!(
-            d(0, sc + 5).unwrap(),
-            (Mapping::Data(0x40000 + sc + 5), sc - 5)
-        );
-        assert_eq!(d(0, 2 * sc).unwrap(), (Mapping::Zero, sc));
-        assert_eq!(
-            d(0, 3 * sc).unwrap(),
-            (Mapping::Unallocated, 65536 - 3 * sc)
-        );
-        assert_eq!(d(1, 0).unwrap(), (Mapping::Unallocated, 65536));
+        assert_eq!(d(0, 0).unwrap(), (Run::Host(0x40000), 2 * sc));
+        assert_eq!(d(0, sc + 5).unwrap(), (Run::Host(0x40000 + sc + 5), sc - 5));
+        assert_eq!(d(0, 2 * sc).unwrap(), (Run::Zero, sc));
+        assert_eq!(d(0, 3 * sc).unwrap(), (Run::Parent, 65536 - 3 * sc));
+        assert_eq!(d(1, 0).unwrap(), (Run::Parent, 65536));
         assert!(d(2, 0).is_err(), "allocated and zero at once");
         assert!(d(3, 0).is_err(), "allocated without host offset");
     }

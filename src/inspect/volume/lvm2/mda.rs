@@ -7,7 +7,7 @@
 //! still in the ring: [`older_copies`] finds them by their first line, so the VG can be
 //! read as it was one change earlier rather than not at all.
 
-use super::lvm2::{lvm_crc, Area};
+use super::{lvm_crc, Area};
 use crate::inspect::bytes::{checked_field, field, le32, le64, read_array, read_opt};
 use crate::inspect::source::ReadAt;
 use crate::inspect::source::ReadError;

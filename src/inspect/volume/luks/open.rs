@@ -16,10 +16,10 @@ use crate::inspect::report::EncryptedVolumeInfo;
 use crate::inspect::source::{read_vec, ReadAt};
 use crate::inspect::work::{Work, WorkStop};
 
-use super::error::VolumeError;
-use super::luks_crypt::{LuksSource, SectorCipher};
-use super::luks_header::{self, Kdf, Keyslot, LuksParams};
-use super::{luks, BlockDevice};
+use super::super::error::VolumeError;
+use super::super::BlockDevice;
+use super::crypt::{LuksSource, SectorCipher};
+use super::header::{self, Kdf, Keyslot, LuksParams};
 
 /// Passphrases supplied for a job. `Debug` shows counts only; serialized only into the
 /// isolated child's stdin request.
@@ -177,7 +177,7 @@ pub const KDF_UNIT: u64 = 4;
 pub fn unlock(members: Vec<BlockDevice>, keys: &LuksKeys, work: &Work) -> Opened {
     let mut out = Opened::default();
     for m in members {
-        let Ok(Some(h)) = luks::detect(m.src.as_ref()) else {
+        let Ok(Some(h)) = super::detect(m.src.as_ref()) else {
             out.rest.push(m);
             continue;
         };
@@ -190,7 +190,7 @@ pub fn unlock(members: Vec<BlockDevice>, keys: &LuksKeys, work: &Work) -> Opened
             cipher: None,
             key_size: None,
         };
-        let params = luks_header::read(m.src.as_ref());
+        let params = header::read(m.src.as_ref());
         if let Ok(p) = &params {
             info.cipher = Some(p.cipher.clone());
             info.key_size = u32::try_from(p.key_bytes * 8).ok();
@@ -354,7 +354,7 @@ fn derive(
             cost(
                 "PBKDF2 iterations",
                 *iterations,
-                luks_header::MAX_PBKDF2_ITERATIONS,
+                header::MAX_PBKDF2_ITERATIONS,
             )?;
             let it = (*iterations).max(1);
             let block = if hash == "sha512" { 64 } else { 32 };
@@ -378,10 +378,10 @@ fn derive(
             cost(
                 "Argon2 memory (KiB)",
                 *memory_kib,
-                luks_header::MAX_ARGON2_MEMORY_KIB,
+                header::MAX_ARGON2_MEMORY_KIB,
             )?;
-            cost("Argon2 time", *time, luks_header::MAX_ARGON2_TIME)?;
-            cost("Argon2 lanes", *lanes, luks_header::MAX_ARGON2_LANES)?;
+            cost("Argon2 time", *time, header::MAX_ARGON2_TIME)?;
+            cost("Argon2 lanes", *lanes, header::MAX_ARGON2_LANES)?;
             charge(work, slot, u64::from(*memory_kib) * u64::from(*time))?;
             let alg = if variant == "argon2i" {
                 argon2::Algorithm::Argon2i

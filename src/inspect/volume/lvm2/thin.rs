@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use super::error::VolumeError;
+use super::super::error::VolumeError;
 use crate::inspect::bytes::{le32, le64};
 use crate::inspect::cache::BoundedCache;
 use crate::inspect::crc32c;

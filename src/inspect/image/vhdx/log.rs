@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::vhdx_meta::VhdxHeader;
+use super::meta::VhdxHeader;
 use crate::inspect::bytes::{array, le32, le64};
 use crate::inspect::crc32c;
 use crate::inspect::source::ReadError;

@@ -6,7 +6,7 @@
 //! metadata written by other tools (or by an attacker) need not be one item per line.
 //! Everything is bounded: the text size, the nesting depth and the number of nodes.
 
-use super::error::VolumeError;
+use super::super::error::VolumeError;
 
 /// Largest metadata text parsed (LVM itself refuses metadata above ~1 MiB per area by
 /// default; a few MiB leaves room for very large VGs).

@@ -4,7 +4,7 @@
 use miniz_oxide::inflate::core::{decompress, inflate_flags, DecompressorOxide};
 use miniz_oxide::inflate::TINFLStatus;
 
-use super::qcow2_header::Compression;
+use super::header::Compression;
 
 /// Compressed data is measured in 512-byte sectors.
 const SECTOR: u64 = 512;

@@ -2,11 +2,11 @@
 //! extents start), the LVs and each LV's segments (which extents of which PVs or
 //! sub-LVs back which extents of the LV).
 //!
-//! Only the model: reading through it is `lvm2_map`. Every count taken from the text is
+//! Only the model: reading through it is `map`. Every count taken from the text is
 //! bounded here so the mapper never sees an absurd one.
 
-use super::error::VolumeError;
-use super::lvm2_text::{Section, Value};
+use super::super::error::VolumeError;
+use super::text::{Section, Value};
 
 const SECTOR: u64 = 512;
 /// Most PVs, LVs, segments per LV and areas per segment accepted.
@@ -300,7 +300,7 @@ fn pairs(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inspect::volume::lvm2_text::parse;
+    use crate::inspect::volume::lvm2::text::parse;
 
     const TEXT: &str = r#"vg0 {
 id = "abc"

@@ -12,11 +12,11 @@ use std::sync::Arc;
 use miniz_oxide::inflate::core::{decompress, inflate_flags, DecompressorOxide};
 use miniz_oxide::inflate::TINFLStatus;
 
-use super::read_map::{read_mapped, BlockMap, Parent, Run};
+use super::super::read_map::{self, BlockMap, Parent, Run};
 use crate::inspect::bytes::{le16, le32, le64};
 use crate::inspect::cache::BoundedCache;
 use crate::inspect::source::ReadError;
-use crate::inspect::source::{check_range, read_vec, ReadAt};
+use crate::inspect::source::{read_vec, ReadAt};
 
 const MAGIC: &[u8; 4] = b"KDMV";
 const SECTOR: u64 = 512;
@@ -334,11 +334,10 @@ impl SparseExtent {
 }
 
 impl BlockMap for SparseExtent {
-    fn format(&self) -> &'static str {
-        "vmdk"
-    }
+    type Cursor = ();
+    const FORMAT: &'static str = "vmdk";
 
-    fn map(&self, guest: u64) -> Result<(Run, u64), ReadError> {
+    fn map(&self, guest: u64, _: &mut ()) -> Result<(Run, u64), ReadError> {
         let grain = self.header.grain_bytes();
         let span = self.header.gt_span();
         let rest = grain - guest % grain;
@@ -385,14 +384,13 @@ impl ReadAt for SparseExtent {
     }
 
     /// This extent's grains only: the parent is shared by every extent of a disk, so
-    /// [`Vmdk`](super::vmdk::Vmdk) counts it once.
+    /// [`Vmdk`](super::Vmdk) counts it once.
     fn inflated(&self) -> u64 {
         self.inflated.load(Ordering::Relaxed)
     }
 
     fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), ReadError> {
-        check_range(offset, buf.len(), self.len)?;
-        read_mapped(self, self.file.as_ref(), &self.parent, offset, buf)
+        read_map::read(self, self.file.as_ref(), &self.parent, offset, buf)
     }
 }
 
