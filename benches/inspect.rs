@@ -549,7 +549,6 @@ fn remote(files: &[(&str, PathBuf)]) {
         );
     }
     // The daemon's path: the job in an isolated child, reading through the parent.
-    let (name, qcow2) = &files[0];
     let roots = vec![root.to_path_buf()];
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -572,20 +571,22 @@ fn remote(files: &[(&str, PathBuf)]) {
             .unwrap();
         t.elapsed().as_secs_f64() * 1000.0
     };
-    let (mut local, mut over_http) = (Vec::new(), Vec::new());
-    for _ in 0..7 {
-        local.push(through_child(
-            serde_json::json!({ "image": { "path": qcow2 } }),
-        ));
-        over_http.push(through_child(
-            serde_json::json!({ "image": { "url": url_of(qcow2) } }),
-        ));
+    for (name, path) in files {
+        let (mut local, mut over_http) = (Vec::new(), Vec::new());
+        for _ in 0..7 {
+            local.push(through_child(
+                serde_json::json!({ "image": { "path": path } }),
+            ));
+            over_http.push(through_child(
+                serde_json::json!({ "image": { "url": url_of(path) } }),
+            ));
+        }
+        let (a, b) = (median(local), median(over_http));
+        println!(
+            "{name:<24} isolated child: local {a:>6.1} ms  over HTTP {b:>6.1} ms  ({:.2}x, medians of 7)",
+            b / a
+        );
     }
-    let (a, b) = (median(local), median(over_http));
-    println!(
-        "{name} through an isolated child: local {a:>7.1} ms  over HTTP {b:>7.1} ms  ({:.2}x, medians of 7)",
-        b / a
-    );
 }
 
 fn main() {

@@ -286,8 +286,10 @@ pub struct HttpSource {
     shown: String,
     size: u64,
     pinned: Pinned,
-    /// Last block fetched and the current run length, for read-ahead.
-    run: Mutex<(u64, u64)>,
+    /// Where the last read ended and how many bytes the reads before it read back to
+    /// back: read-ahead fetches at most that much more, so a sequential stream is
+    /// fetched in growing runs while a scattered one fetches only what it reads.
+    stream: Mutex<(u64, u64)>,
 }
 
 impl HttpSource {
@@ -308,7 +310,7 @@ impl HttpSource {
                 etag: None,
                 last_modified: None,
             },
-            run: Mutex::new((u64::MAX, 0)),
+            stream: Mutex::new((u64::MAX, 0)),
         };
         let (first, size, pinned) = src.fetch_retrying(0, BLOCK_SIZE, None)?;
         src.size = size;
@@ -344,11 +346,18 @@ impl HttpSource {
             return Ok(());
         }
         let last = (end - 1) / BLOCK_SIZE;
+        let streamed = {
+            let mut stream = self.stream.lock().unwrap_or_else(|e| e.into_inner());
+            let before = if stream.0 == offset { stream.1 } else { 0 };
+            *stream = (end, before.saturating_add(buf.len() as u64));
+            before
+        };
+        let ahead = (streamed / BLOCK_SIZE).min(MAX_RUN_BLOCKS);
         let mut done = 0usize;
         while done < buf.len() {
             let at = offset + done as u64;
             let index = at / BLOCK_SIZE;
-            let block = self.block(index, last)?;
+            let block = self.block(index, last.saturating_add(ahead))?;
             let within = (at - index * BLOCK_SIZE) as usize;
             let n = (block.len().saturating_sub(within)).min(buf.len() - done);
             if n == 0 {
@@ -577,8 +586,8 @@ impl HttpSource {
         })
     }
 
-    /// The block `index`, from the cache or fetched with the blocks after it that this
-    /// read or a sequential run will want.
+    /// The block `index`, from the cache or fetched with the blocks after it up to
+    /// `wanted_until` (this read's last block plus its read-ahead).
     fn block(&self, index: u64, wanted_until: u64) -> Result<Arc<Vec<u8>>, HttpError> {
         if let Some(b) = self
             .job
@@ -590,17 +599,9 @@ impl HttpSource {
             return Ok(b);
         }
         let blocks = self.size.div_ceil(BLOCK_SIZE);
-        let run = {
-            let mut run = self.run.lock().unwrap_or_else(|e| e.into_inner());
-            run.1 = if run.0.wrapping_add(1) == index {
-                (run.1 * 2).clamp(2, MAX_RUN_BLOCKS)
-            } else {
-                1
-            };
-            run.1
-        };
-        let mut count = run.max(wanted_until - index + 1).min(MAX_RUN_BLOCKS);
-        count = count.min(blocks - index);
+        let mut count = (wanted_until.saturating_sub(index) + 1)
+            .min(MAX_RUN_BLOCKS)
+            .min(blocks - index);
         {
             // Stop the run at the first block already cached.
             let mut cache = self.job.cache.lock().unwrap_or_else(|e| e.into_inner());
@@ -614,7 +615,6 @@ impl HttpSource {
         let start = index * BLOCK_SIZE;
         let len = (count * BLOCK_SIZE).min(self.size - start);
         let (data, _, _) = self.fetch_retrying(start, len, Some(&self.pinned))?;
-        self.run.lock().unwrap_or_else(|e| e.into_inner()).0 = index + count - 1;
         let mut first = None;
         let mut cache = self.job.cache.lock().unwrap_or_else(|e| e.into_inner());
         for (k, chunk) in data.chunks(BLOCK_SIZE as usize).enumerate() {

@@ -27,8 +27,8 @@ use serde::{Deserialize, Serialize};
 
 use super::http::{HttpError, HttpSource, RemoteJob};
 use super::http_url::RemoteUrl;
-use crate::inspect::source::ReadError;
-use crate::inspect::source::{check_range, ReadAt};
+use crate::inspect::cache::BoundedCache;
+use crate::inspect::source::{check_range, ReadAt, ReadError};
 
 /// Largest read one call asks for; longer reads are split.
 pub const MAX_READ: u32 = 1 << 20;
@@ -39,6 +39,12 @@ const MAX_ANSWER: u32 = MAX_READ + 64 * 1024;
 /// Remote files one job may open (a chain of 16, VMDK extents of a big disk).
 const MAX_FILES: usize = 256;
 
+/// Small reads are answered from aligned blocks of this size kept on the inspection's
+/// side: a filesystem reads the same metadata block in many small pieces, and each
+/// call crosses the socket to the fetcher and back, which costs more than the bytes.
+const CLIENT_BLOCK: u64 = 64 * 1024;
+/// Blocks kept on the inspection's side (16 MiB): the cache is cleared when full.
+const CLIENT_BLOCKS: usize = 256;
 const TAG_DATA: u8 = 0;
 const TAG_JSON: u8 = 1;
 
@@ -206,6 +212,8 @@ fn open(
 /// answers never interleave.
 pub struct RemoteClient {
     stream: Mutex<UnixStream>,
+    /// (file id, block index) -> the block, for reads shorter than a few blocks.
+    blocks: BoundedCache<(u32, u64), Arc<Vec<u8>>>,
 }
 
 impl std::fmt::Debug for RemoteClient {
@@ -218,6 +226,7 @@ impl RemoteClient {
     pub fn new(stream: UnixStream) -> Arc<RemoteClient> {
         Arc::new(RemoteClient {
             stream: Mutex::new(stream),
+            blocks: BoundedCache::new(CLIENT_BLOCKS),
         })
     }
 
@@ -311,7 +320,27 @@ impl ReadAt for RemoteFile {
         if buf.is_empty() {
             return Ok(());
         }
-        Ok(self.client.read(self.id, offset, buf)?)
+        // A large read is one call anyway, and caching it would only evict blocks.
+        if buf.len() as u64 >= 4 * CLIENT_BLOCK {
+            return Ok(self.client.read(self.id, offset, buf)?);
+        }
+        let mut done = 0usize;
+        while done < buf.len() {
+            let at = offset + done as u64;
+            let index = at / CLIENT_BLOCK;
+            let block = self.client.blocks.get_or_load((self.id, index), || {
+                let start = index * CLIENT_BLOCK;
+                let mut block = vec![0u8; CLIENT_BLOCK.min(self.size - start) as usize];
+                self.client
+                    .read(self.id, start, &mut block)
+                    .map(|()| Arc::new(block))
+            })?;
+            let within = (at - index * CLIENT_BLOCK) as usize;
+            let n = (block.len() - within).min(buf.len() - done);
+            buf[done..done + n].copy_from_slice(&block[within..within + n]);
+            done += n;
+        }
+        Ok(())
     }
 }
 
