@@ -635,7 +635,7 @@ fn main() {
     // inspection (target: at most 1.5x).
     let (qcow2_ms, _, qcow2_bytes) = time_inspect(&qcow2);
     for (name, path) in format_fixtures(&qcow2) {
-        let size = std::fs::metadata(&path).unwrap().len();
+        let size = image_bytes(&path);
         let (ms, apps, bytes) = time_inspect(&path);
         println!(
             "{name:<30} file {:>6.1} MiB  inspect {ms:>7.1} ms ({:.2}x qcow2)  read {:>6.1} MiB ({:.2}x)  ({apps} packages)",

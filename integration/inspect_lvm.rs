@@ -739,7 +739,10 @@ const RAID_LVS: [&str; 8] = ["r6", "r6nr", "r6nc", "r5", "r5ra", "r4", "r10", "r
 
 /// The raid fixture's five disks and, from its build log, each LV's sha256 as the
 /// kernel read it and which disks hold each LV's images (`lvs -a -o devices`).
-fn raid_fixture() -> (Vec<PathBuf>, BTreeMap<String, String>, Value) {
+/// The raid disks, the sha256 of each LV, `lvs -a` as JSON, and the appliance's name
+/// (`/dev/sdX`) of each disk file: under load the appliance's kernel may name the disks
+/// in another order than they were added, so the names come from the PV uuids.
+fn raid_fixture() -> (Vec<PathBuf>, BTreeMap<String, String>, Value, Vec<String>) {
     let disks = guestfish_disks(RAID, &[48, 48, 48, 48, 48], &[]);
     let log = std::fs::read_to_string(disks[0].parent().unwrap().join("log")).unwrap();
     let section = |name: &str| -> Vec<&str> {
@@ -760,7 +763,26 @@ fn raid_fixture() -> (Vec<PathBuf>, BTreeMap<String, String>, Value) {
         .collect::<BTreeMap<_, _>>();
     assert_eq!(sums.len(), RAID_LVS.len(), "{log}");
     let lvs = serde_json::from_str(&section("lvs").join("\n")).unwrap();
-    (disks, sums, lvs)
+    // `pvs`: "/dev/sdb  QWtR6g-pEOV-..." -> uuid without dashes -> name.
+    let by_uuid: BTreeMap<String, String> = section("pvs")
+        .iter()
+        .filter_map(|l| l.trim().split_once(char::is_whitespace))
+        .map(|(name, uuid)| (uuid.trim().replace('-', ""), name.to_string()))
+        .collect();
+    let names = disks
+        .iter()
+        .map(|d| {
+            // The PV label: "LVM2 001" then the 32-character uuid, in the second sector.
+            let head = std::fs::read(d).unwrap()[..4096].to_vec();
+            let at = head.windows(8).position(|w| w == b"LVM2 001").unwrap() + 8;
+            let uuid = String::from_utf8_lossy(&head[at..at + 32]).into_owned();
+            by_uuid
+                .get(&uuid)
+                .cloned()
+                .unwrap_or_else(|| panic!("{}: PV {uuid} not in pvs {by_uuid:?}", d.display()))
+        })
+        .collect();
+    (disks, sums, lvs, names)
 }
 
 /// For each LV, the set of disks (`/dev/sdX`) holding each of its images, in order.
@@ -781,7 +803,7 @@ fn images_by_disk(lvs: &Value) -> BTreeMap<String, Vec<BTreeSet<String>>> {
 
 #[test]
 fn raid6_and_degraded_raid_lvs_match_the_kernel() {
-    let (disks, sums, lvs) = raid_fixture();
+    let (disks, sums, lvs, names) = raid_fixture();
     let images = images_by_disk(&lvs);
     let mut compared = 0u64;
     // All five disks, then each one left out: every LV loses at most one image (or one
@@ -824,8 +846,8 @@ fn raid6_and_degraded_raid_lvs_match_the_kernel() {
             );
             compared += ours.src.size();
             if let Some(d) = dropped {
-                let disk = format!("/dev/sd{}", char::from(b'a' + d as u8));
-                let degraded = images[lv].iter().any(|i| i.contains(&disk));
+                let disk = &names[d];
+                let degraded = images[lv].iter().any(|i| i.contains(disk));
                 let warned = a
                     .warnings
                     .iter()
@@ -845,7 +867,7 @@ fn raid6_and_degraded_raid_lvs_match_the_kernel() {
         let lost: Vec<usize> = images[lv]
             .iter()
             .enumerate()
-            .filter(|(_, i)| i.contains("/dev/sdd") || i.contains("/dev/sde"))
+            .filter(|(_, i)| i.contains(&names[3]) || i.contains(&names[4]))
             .map(|(k, _)| k)
             .collect();
         let n = images[lv].len();
