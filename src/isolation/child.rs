@@ -5,11 +5,10 @@
 use std::io::Write;
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
-
-use guestkit_job_spec::ErrorKind;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use guestkit_job_spec::ErrorKind;
 use serde::Serialize;
 
 use super::limits::{self, Limits, Sandbox};
